@@ -1,0 +1,88 @@
+"""bb-backoff: a flag-aware Bitbucket Cloud client with jittered exponential backoff.
+
+Every API call goes through a retry loop.  With the feature flag
+``bitbucket_importer_exponential_backoff`` on for the client's actor, the loop
+is a jittered exponential backoff that honours 429s and ``Retry-After``; with
+it off, the legacy fixed retry.  See the docs for the policies and the flag.
+"""
+
+from ._auth import TOKEN_URL, BasicAuth, BearerToken, OAuth2, OAuth2Tokens
+from ._client import (
+    DEFAULT_BASE_URL,
+    AsyncBitbucketClient,
+    BitbucketClient,
+    Page,
+    __version__,
+)
+from ._events import OnRetry, RetryEvent
+from ._exceptions import (
+    BitbucketError,
+    HTTPStatusError,
+    InvalidResponse,
+    NotFound,
+    PaginationError,
+    RateLimited,
+    RetriesExhausted,
+    Unauthorized,
+    UnsafeURL,
+)
+from ._flags import FLAG_NAME, FlagSource, FlipperFlag, StaticFlag
+from ._hints import Hint, hint_from_headers, parse_ratelimit_reset, parse_retry_after
+from ._policy import (
+    GITLAB_16_7,
+    Decision,
+    ExponentialBackoff,
+    FixedRetry,
+    Outcome,
+    Reason,
+    RetryHistory,
+    RetryPolicy,
+    ScheduleRow,
+    StopReason,
+    classify,
+)
+from ._tenacity import TenacityStrategies
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "FLAG_NAME",
+    "GITLAB_16_7",
+    "TOKEN_URL",
+    "AsyncBitbucketClient",
+    "BasicAuth",
+    "BearerToken",
+    "BitbucketClient",
+    "BitbucketError",
+    "Decision",
+    "ExponentialBackoff",
+    "FixedRetry",
+    "FlagSource",
+    "FlipperFlag",
+    "HTTPStatusError",
+    "Hint",
+    "InvalidResponse",
+    "NotFound",
+    "OAuth2",
+    "OAuth2Tokens",
+    "OnRetry",
+    "Outcome",
+    "Page",
+    "PaginationError",
+    "RateLimited",
+    "Reason",
+    "RetriesExhausted",
+    "RetryEvent",
+    "RetryHistory",
+    "RetryPolicy",
+    "ScheduleRow",
+    "StaticFlag",
+    "StopReason",
+    "TenacityStrategies",
+    "Unauthorized",
+    "UnsafeURL",
+    "__version__",
+    "classify",
+    "hint_from_headers",
+    "parse_ratelimit_reset",
+    "parse_retry_after",
+]

@@ -1,0 +1,285 @@
+"""Credentials for Bitbucket Cloud, and the OAuth 2 refresh flow.
+
+Three kinds, as Bitbucket accepts them in 2026:
+
+* :class:`BearerToken`: an OAuth 2 access token, or a repository / project /
+  workspace access token (``Authorization: Bearer``).
+* :class:`BasicAuth`: an Atlassian API token with the account's **email**
+  (app passwords were removed in July 2026).
+* :class:`OAuth2`: an OAuth consumer's refresh token.  Access tokens last
+  7,200 s and refresh tokens rotate on every use, so the client refreshes
+  once when the access token has expired (or the API says so with a 401),
+  hands the new pair to ``on_refresh`` for safekeeping, and retries.
+
+No credential appears in a ``repr``; the client never sends the API
+credentials anywhere but the API's origin, and the OAuth consumer's secret
+and refresh token only to ``token_url``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import threading
+from collections.abc import AsyncGenerator, Callable, Generator
+from typing import Final
+
+import attrs
+import httpx
+
+from ._exceptions import Unauthorized, redact_url
+
+TOKEN_URL: Final = "https://bitbucket.org/site/oauth2/access_token"  # noqa: S105 (a URL)
+"""Bitbucket Cloud's OAuth 2 token endpoint."""
+
+# Refresh a little before the access token expires, so a request that is
+# already on the wire does not race the expiry.
+_DEFAULT_MARGIN: Final = 60.0
+# Marks the refresh request, the one request allowed off the API's origin.
+TOKEN_REFRESH_EXTENSION: Final = "bb_backoff.token_refresh"  # noqa: S105 (a name)
+_HIDDEN: Final = "'***'"
+
+
+def _basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+
+
+def _non_empty(name: str, value: object) -> None:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{name} must be a non-empty string")
+
+
+@attrs.frozen(repr=False)
+class BearerToken:
+    """An OAuth 2 access token or an access token, sent as ``Authorization: Bearer``.
+
+    Args:
+        token: the token. Never shown in ``repr``.
+    """
+
+    token: str = attrs.field(validator=lambda _s, a, v: _non_empty(a.name, v))
+
+    def __repr__(self) -> str:
+        return f"BearerToken(token={_HIDDEN})"
+
+    def authorization(self) -> str:
+        """The ``Authorization`` header value."""
+        return f"Bearer {self.token}"
+
+
+@attrs.frozen(repr=False)
+class BasicAuth:
+    """An Atlassian API token with the account's email, sent as HTTP basic.
+
+    Args:
+        email: the Atlassian account's email address.
+        api_token: the API token. Never shown in ``repr``.
+    """
+
+    email: str = attrs.field(validator=lambda _s, a, v: _non_empty(a.name, v))
+    api_token: str = attrs.field(validator=lambda _s, a, v: _non_empty(a.name, v))
+
+    def __repr__(self) -> str:
+        return f"BasicAuth(email={self.email!r}, api_token={_HIDDEN})"
+
+    def authorization(self) -> str:
+        """The ``Authorization`` header value."""
+        return _basic(self.email, self.api_token)
+
+
+@attrs.frozen(repr=False)
+class OAuth2Tokens:
+    """One OAuth 2 token pair.
+
+    Attributes:
+        access_token: the bearer token for API calls.
+        refresh_token: the one-use token that gets the next pair.
+        expires_at: when the access token expires, in epoch seconds, or
+            ``None`` if unknown (then only a 401 triggers a refresh).
+    """
+
+    access_token: str | None
+    refresh_token: str
+    expires_at: float | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"OAuth2Tokens(access_token={_HIDDEN}, refresh_token={_HIDDEN}, "
+            f"expires_at={self.expires_at!r})"
+        )
+
+
+class OAuth2:
+    """An OAuth 2 consumer's tokens, refreshed and rotated as needed.
+
+    Safe to share between threads of one sync client, or tasks of one async
+    client: one refresh at a time, and a request that waited for someone
+    else's refresh uses its result instead of spending the rotated token.
+
+    Args:
+        client_id: the OAuth consumer's key.
+        client_secret: the consumer's secret. Never shown in ``repr``.
+        refresh_token: the current refresh token.
+        access_token: the current access token, if one is known.
+        expires_at: when ``access_token`` expires, in epoch seconds.
+        token_url: the token endpoint.
+        on_refresh: called with the new :class:`OAuth2Tokens` after every
+            refresh; store the rotated refresh token there, the old one no
+            longer works.
+        margin: refresh this many seconds before ``expires_at``.
+
+    Raises:
+        ValueError: for an empty ``client_id``, ``client_secret`` or
+            ``refresh_token``; the message names it.
+    """
+
+    def __init__(
+        self,
+        *,
+        client_id: str,
+        client_secret: str,
+        refresh_token: str,
+        access_token: str | None = None,
+        expires_at: float | None = None,
+        token_url: str = TOKEN_URL,
+        on_refresh: Callable[[OAuth2Tokens], object] | None = None,
+        margin: float = _DEFAULT_MARGIN,
+    ) -> None:
+        _non_empty("client_id", client_id)
+        _non_empty("client_secret", client_secret)
+        _non_empty("refresh_token", refresh_token)
+        self.client_id: Final = client_id
+        self._client_secret = client_secret
+        self.token_url: Final = token_url
+        self._on_refresh = on_refresh
+        self._margin = margin
+        self._tokens = OAuth2Tokens(access_token, refresh_token, expires_at)
+        self._thread_lock = threading.Lock()
+        self._task_lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return (
+            f"OAuth2(client_id={self.client_id!r}, client_secret={_HIDDEN}, "
+            f"tokens={self._tokens!r}, token_url={self.token_url!r})"
+        )
+
+    @property
+    def tokens(self) -> OAuth2Tokens:
+        """The current token pair."""
+        return self._tokens
+
+    def _stale(self, tokens: OAuth2Tokens, now: float) -> bool:
+        return tokens.access_token is None or (
+            tokens.expires_at is not None and now >= tokens.expires_at - self._margin
+        )
+
+    def _refresh_request(self, tokens: OAuth2Tokens) -> httpx.Request:
+        return httpx.Request(
+            "POST",
+            self.token_url,
+            data={"grant_type": "refresh_token", "refresh_token": tokens.refresh_token},
+            headers={"Authorization": _basic(self.client_id, self._client_secret)},
+            extensions={TOKEN_REFRESH_EXTENSION: True},
+        )
+
+    def _accept(self, response: httpx.Response, now: float) -> OAuth2Tokens:
+        if response.status_code != 200:  # noqa: PLR2004
+            raise Unauthorized(
+                f"OAuth 2 token refresh failed with HTTP {response.status_code}",
+                status=response.status_code,
+                error_message=_oauth_error(response),
+                method="POST",
+                url=redact_url(self.token_url),
+            )
+        try:
+            body = response.json()
+            access = body["access_token"]
+            refresh = body.get("refresh_token") or self._tokens.refresh_token
+            expires_in = body.get("expires_in")
+            expires_at = now + float(expires_in) if expires_in is not None else None
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise Unauthorized(
+                "OAuth 2 token refresh returned no access token",
+                status=response.status_code,
+                method="POST",
+                url=redact_url(self.token_url),
+            ) from None
+        tokens = OAuth2Tokens(access, refresh, expires_at)
+        self._tokens = tokens
+        if self._on_refresh is not None:
+            self._on_refresh(tokens)
+        return tokens
+
+
+def _oauth_error(response: httpx.Response) -> str | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    if isinstance(body, dict):
+        error = body.get("error_description") or body.get("error")
+        return error if isinstance(error, str) else None
+    return None
+
+
+def _says_expired(response: httpx.Response) -> bool:
+    return response.status_code == 401 and "expired" in response.text.lower()  # noqa: PLR2004
+
+
+class OAuth2Flow(httpx.Auth):
+    """Drives :class:`OAuth2` for one client: refresh on expiry or on 401 "expired".
+
+    The sync and async flows are the same steps; they differ only in the lock
+    held while a refresh is on the wire (a thread lock or a task lock), so a
+    rotated refresh token is never spent twice.
+    """
+
+    requires_response_body = True
+
+    def __init__(self, credentials: OAuth2, now: Callable[[], float]) -> None:
+        self._credentials = credentials
+        self._now = now
+
+    def _refresh_needed(self, seen: OAuth2Tokens, *, force: bool) -> httpx.Request | None:
+        """The refresh request to send, or ``None`` if someone else already refreshed."""
+        credentials = self._credentials
+        current = credentials.tokens
+        if current is not seen or not (force or credentials._stale(current, self._now())):
+            return None
+        return credentials._refresh_request(current)
+
+    def sync_auth_flow(
+        self, request: httpx.Request
+    ) -> Generator[httpx.Request, httpx.Response, None]:
+        """Authorize ``request``, refreshing under a thread lock when needed."""
+        credentials = self._credentials
+        tokens = credentials.tokens
+        for attempt in range(2):
+            if attempt or credentials._stale(tokens, self._now()):
+                with credentials._thread_lock:
+                    refresh = self._refresh_needed(tokens, force=bool(attempt))
+                    if refresh is not None:
+                        credentials._accept((yield refresh), self._now())
+                tokens = credentials.tokens
+            request.headers["Authorization"] = f"Bearer {tokens.access_token}"
+            response = yield request
+            if not _says_expired(response):
+                return
+
+    async def async_auth_flow(
+        self, request: httpx.Request
+    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        """Authorize ``request``, refreshing under a task lock when needed."""
+        credentials = self._credentials
+        tokens = credentials.tokens
+        for attempt in range(2):
+            if attempt or credentials._stale(tokens, self._now()):
+                async with credentials._task_lock:
+                    refresh = self._refresh_needed(tokens, force=bool(attempt))
+                    if refresh is not None:
+                        credentials._accept((yield refresh), self._now())
+                tokens = credentials.tokens
+            request.headers["Authorization"] = f"Bearer {tokens.access_token}"
+            response = yield request
+            if not _says_expired(response):
+                return

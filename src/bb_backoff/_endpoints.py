@@ -1,0 +1,133 @@
+"""The importer's endpoints: paths, default parameters and page-length caps.
+
+Both clients build their helper calls from these functions, so the sync and
+async helpers cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, Final
+from urllib.parse import quote
+
+DEFAULT_PAGELEN: Final = 50
+"""The page length GitLab's importer asks for."""
+PAGELEN_MAX: Final = 100
+"""The usual cap on ``pagelen``."""
+PULL_REQUEST_PAGELEN_MAX: Final = 50
+"""Pull-request lists answer ``pagelen`` above 50 with 400 "Invalid pagelen"."""
+
+_PULL_REQUEST_LIST: Final = re.compile(r"/repositories/[^/]+/[^/]+/pullrequests/?$")
+
+Params = Mapping[str, Any]
+
+
+def pagelen_cap(path: str) -> int:
+    """The largest ``pagelen`` the endpoint at ``path`` accepts."""
+    return PULL_REQUEST_PAGELEN_MAX if _PULL_REQUEST_LIST.search(path) else PAGELEN_MAX
+
+
+def check_pagelen(path: str, params: Params | None) -> None:
+    """Refuse a ``pagelen`` the endpoint would answer with a 400.
+
+    Raises:
+        ValueError: naming ``pagelen`` and the endpoint's cap.
+    """
+    if not params or "pagelen" not in params:
+        return
+    value = params["pagelen"]
+    cap = pagelen_cap(path)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= cap:
+        raise ValueError(f"pagelen must be an integer from 1 to {cap} for {path}, got {value!r}")
+
+
+def _segment(name: str, value: object) -> str:
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise ValueError(f"{name} must be a string or an integer, got {type(value).__name__}")
+    text = str(value)
+    if not text or text in {".", ".."}:
+        raise ValueError(f"{name} must be a non-empty path segment, got {value!r}")
+    return quote(text, safe="")
+
+
+def _id(name: str, value: object) -> str:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return str(value)
+
+
+def _repo(workspace: str, repo_slug: str) -> str:
+    return f"/repositories/{_segment('workspace', workspace)}/{_segment('repo_slug', repo_slug)}"
+
+
+def _listing(path: str, pagelen: int, **params: Any) -> tuple[str, dict[str, Any]]:
+    query = {"pagelen": pagelen, **params}
+    check_pagelen(path, query)
+    return path, query
+
+
+def repo(workspace: str, repo_slug: str) -> str:
+    """``/repositories/{workspace}/{repo_slug}``."""
+    return _repo(workspace, repo_slug)
+
+
+def repos(workspace: str | None, role: str | None, pagelen: int) -> tuple[str, dict[str, Any]]:
+    """``/repositories?role=member&sort=created_on`` or ``/repositories/{workspace}``."""
+    path = (
+        "/repositories"
+        if workspace is None
+        else f"/repositories/{_segment('workspace', workspace)}"
+    )
+    extra = {"role": role} if role is not None else {}
+    return _listing(path, pagelen, sort="created_on", **extra)
+
+
+def user() -> str:
+    """``/user``: the authenticated account."""
+    return "/user"
+
+
+def issues(workspace: str, repo_slug: str, pagelen: int) -> tuple[str, dict[str, Any]]:
+    """``/repositories/{r}/issues?sort=created_on``."""
+    return _listing(f"{_repo(workspace, repo_slug)}/issues", pagelen, sort="created_on")
+
+
+def issue_comments(
+    workspace: str, repo_slug: str, issue_id: int, pagelen: int
+) -> tuple[str, dict[str, Any]]:
+    """``/repositories/{r}/issues/{id}/comments?sort=created_on``."""
+    path = f"{_repo(workspace, repo_slug)}/issues/{_id('issue_id', issue_id)}/comments"
+    return _listing(path, pagelen, sort="created_on")
+
+
+def pull_requests(
+    workspace: str, repo_slug: str, state: str, pagelen: int
+) -> tuple[str, dict[str, Any]]:
+    """``/repositories/{r}/pullrequests?state=ALL&sort=created_on`` (pagelen at most 50)."""
+    return _listing(
+        f"{_repo(workspace, repo_slug)}/pullrequests", pagelen, state=state, sort="created_on"
+    )
+
+
+def pull_request_comments(
+    workspace: str, repo_slug: str, pull_request_id: int, pagelen: int
+) -> tuple[str, dict[str, Any]]:
+    """``/repositories/{r}/pullrequests/{id}/comments?sort=created_on``."""
+    path = (
+        f"{_repo(workspace, repo_slug)}/pullrequests/"
+        f"{_id('pull_request_id', pull_request_id)}/comments"
+    )
+    return _listing(path, pagelen, sort="created_on")
+
+
+def pull_request_diff(workspace: str, repo_slug: str, pull_request_id: int) -> str:
+    """``/repositories/{r}/pullrequests/{id}/diff`` (plain text, may redirect)."""
+    return (
+        f"{_repo(workspace, repo_slug)}/pullrequests/{_id('pull_request_id', pull_request_id)}/diff"
+    )
+
+
+def workspace_members(workspace: str, pagelen: int) -> tuple[str, dict[str, Any]]:
+    """``/workspaces/{workspace}/members``."""
+    return _listing(f"/workspaces/{_segment('workspace', workspace)}/members", pagelen)

@@ -1,0 +1,46 @@
+"""Instrumentation: one frozen record per retry, for callbacks and logs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeAlias
+
+import attrs
+
+from ._policy import Reason
+
+
+@attrs.frozen
+class RetryEvent:
+    """One retry about to happen: the client will wait ``delay`` seconds, then try again.
+
+    Attributes:
+        attempt: the attempt that just failed, counting from 1.
+        reason: why it is retried.
+        status: the response status, or ``None`` after a transport error.
+        delay: seconds the client will wait now.
+        retry_after: the wait the server asked for in seconds, if any
+            (honoured by the exponential policy, ignored by the legacy one).
+        hint_source: the header the hint came from, if any.
+        flag_variant: ``"on"`` (exponential policy) or ``"off"`` (legacy).
+        method: the HTTP method.
+        url: the request URL, redacted.
+        actor: the actor the flag was evaluated for.
+        error: the transport error's class name, if no response came back.
+    """
+
+    attempt: int
+    reason: Reason
+    status: int | None
+    delay: float
+    retry_after: float | None
+    hint_source: str | None
+    flag_variant: str
+    method: str
+    url: str
+    actor: str | None = None
+    error: str | None = None
+
+
+OnRetry: TypeAlias = Callable[[RetryEvent], object]
+"""A callback that receives every :class:`RetryEvent`."""

@@ -1,0 +1,183 @@
+"""Every error bb-backoff raises.
+
+::
+
+    BitbucketError                  base: carries flag_variant and attempts
+    ├── HTTPStatusError             a final error response: status, message, detail
+    │   ├── Unauthorized            401 (after one token refresh, where possible)
+    │   └── NotFound                404
+    ├── RetriesExhausted            the policy gave up on 408 / 5xx / transport errors
+    │   └── RateLimited             ...gave up while rate limited: waited, last_hint
+    ├── UnsafeURL                   a next link or redirect off the API's origin; nothing sent
+    └── InvalidResponse             a body that is not what the API promises
+        └── PaginationError         a page without ``values``, or a ``next`` that repeats
+
+Messages never contain credentials: URLs in them are redacted with
+:func:`redact_url`, and no header is ever quoted.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+_SECRET_PARAMS: Final = frozenset(
+    {"access_token", "token", "key", "secret", "client_secret", "refresh_token", "password"}
+)
+_REDACTED: Final = "[redacted]"
+
+
+def redact_url(url: object) -> str:
+    """A URL safe to log: no userinfo, and secret-looking query values hidden.
+
+    Args:
+        url: a URL (``str`` or :class:`httpx.URL`).
+
+    Returns:
+        The URL with ``user:password@`` removed and the values of parameters
+        such as ``access_token`` replaced by ``[redacted]``.
+    """
+    parts = urlsplit(str(url))
+    netloc = parts.netloc.rpartition("@")[2]
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(name.lower() in _SECRET_PARAMS for name, _ in pairs):
+            query = urlencode(
+                [(n, _REDACTED if n.lower() in _SECRET_PARAMS else v) for n, v in pairs]
+            )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+class BitbucketError(Exception):
+    """Base class of every bb-backoff error.
+
+    Attributes:
+        flag_variant: ``"on"`` (exponential policy) or ``"off"`` (legacy
+            policy) for the request that failed; ``None`` if no request ran.
+        attempts: how many attempts the request made (0 if none was sent).
+        method: the HTTP method, if a request was involved.
+        url: the request URL, redacted, if a request was involved.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        flag_variant: str | None = None,
+        attempts: int = 0,
+        method: str | None = None,
+        url: object = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.flag_variant = flag_variant
+        self.attempts = attempts
+        self.method = method
+        self.url = None if url is None else redact_url(url)
+
+    def __str__(self) -> str:
+        text = self.message
+        if self.method and self.url:
+            text += f" ({self.method} {self.url})"
+        notes = []
+        if self.attempts:
+            notes.append(f"after {self.attempts} attempt{'s' if self.attempts != 1 else ''}")
+        if self.flag_variant:
+            notes.append(f"flag {self.flag_variant}")
+        return f"{text} [{', '.join(notes)}]" if notes else text
+
+
+class HTTPStatusError(BitbucketError):
+    """The API answered with an error status that retrying cannot fix.
+
+    Attributes:
+        status: the HTTP status code.
+        error_message: ``error.message`` from Bitbucket's error envelope, or
+            the start of a plain-text body.
+        detail: ``error.detail`` from the envelope, if any.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        error_message: str | None = None,
+        detail: str | None = None,
+        **context: object,
+    ) -> None:
+        super().__init__(message, **context)  # type: ignore[arg-type]
+        self.status = status
+        self.error_message = error_message
+        self.detail = detail
+
+
+class Unauthorized(HTTPStatusError):
+    """401: the credentials were refused (after one refresh, where possible)."""
+
+
+class NotFound(HTTPStatusError):
+    """404: no such repository, pull request, issue or page."""
+
+
+class RetriesExhausted(BitbucketError):
+    """The policy gave up on a request that kept failing.
+
+    Attributes:
+        status: the last response's status, or ``None`` after a transport error.
+        waited: seconds spent waiting between attempts (the sum of the waits).
+        elapsed: seconds from the first failed attempt to giving up, by the
+            client's clock (waits plus the time the attempts took).
+        stop_reason: why the policy stopped (a :class:`~bb_backoff.StopReason` value).
+        error_message: ``error.message`` of the last error response, if any.
+        detail: ``error.detail`` of the last error response, if any.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        waited: float = 0.0,
+        elapsed: float = 0.0,
+        stop_reason: str | None = None,
+        error_message: str | None = None,
+        detail: str | None = None,
+        **context: object,
+    ) -> None:
+        super().__init__(message, **context)  # type: ignore[arg-type]
+        self.status = status
+        self.waited = waited
+        self.elapsed = elapsed
+        self.stop_reason = stop_reason
+        self.error_message = error_message
+        self.detail = detail
+
+
+class RateLimited(RetriesExhausted):
+    """The policy gave up while the API kept answering 429.
+
+    Attributes:
+        last_hint: the last wait the server asked for, in seconds, if any.
+    """
+
+    def __init__(self, message: str, *, last_hint: float | None = None, **context: object) -> None:
+        super().__init__(message, **context)  # type: ignore[arg-type]
+        self.last_hint = last_hint
+
+
+class UnsafeURL(BitbucketError):
+    """A URL off the API's origin (scheme, host, port): nothing was sent to it.
+
+    Raised for ``next`` links, redirects and absolute URLs given to
+    :meth:`~bb_backoff.BitbucketClient.get`, so credentials never leave the API.
+    """
+
+
+class InvalidResponse(BitbucketError):
+    """A response body is not what the API promises (not JSON, say)."""
+
+
+class PaginationError(InvalidResponse):
+    """A page has no ``values`` list, or its ``next`` link repeats an earlier page."""

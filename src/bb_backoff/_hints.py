@@ -1,0 +1,120 @@
+"""Server hints: how long the server asked us to wait.
+
+Bitbucket usually sends a bare 429 with no hint at all.  When a hint is
+there it may be ``Retry-After`` (RFC 9110: delta-seconds or an HTTP-date) or,
+for access tokens on scaled endpoints, ``X-RateLimit-Reset`` as *seconds
+remaining*.  Every hint is optional and untrusted: anything we cannot read,
+anything negative and any date in the past yields no hint, so the policy
+falls back to its own backoff.  Whether a hint is too long to honour is the
+policy's call, not the parser's.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from email.utils import parsedate_to_datetime
+from typing import Final
+
+import attrs
+
+RETRY_AFTER: Final = "Retry-After"
+RATELIMIT_RESET: Final = "X-RateLimit-Reset"
+
+# delta-seconds is an integer per RFC 9110; decimals are accepted because
+# some proxies send them.  Anything else must be an HTTP-date.
+_DELTA_SECONDS = re.compile(r"[0-9]{1,15}(?:\.[0-9]{1,9})?")
+# A header longer than any valid HTTP-date is garbage; don't hand it to the
+# date parser.
+_MAX_HINT_LENGTH: Final = 64
+# A "seconds remaining" value this large can only be an epoch timestamp
+# (about 2001-09-09), which some servers send instead; read it as one.
+_EPOCH_THRESHOLD: Final = 1_000_000_000.0
+
+
+@attrs.frozen
+class Hint:
+    """A wait the server asked for.
+
+    Attributes:
+        seconds: how long to wait from now, in seconds (non-negative).
+        source: the header it came from, e.g. ``"Retry-After"``.
+    """
+
+    seconds: float
+    source: str
+
+
+def parse_retry_after(value: str, now: float) -> float | None:
+    """Read a ``Retry-After`` value as seconds from ``now``.
+
+    Args:
+        value: the header value: delta-seconds (``"120"``) or an HTTP-date
+            (``"Wed, 21 Oct 2015 07:28:00 GMT"``).
+        now: the current time in epoch seconds, to turn a date into a delay.
+
+    Returns:
+        Seconds to wait, or ``None`` if the value is garbage, negative, not
+        finite or a date in the past.
+    """
+    text = value.strip()
+    if not text or len(text) > _MAX_HINT_LENGTH:
+        return None
+    if _DELTA_SECONDS.fullmatch(text):
+        return float(text)
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:
+        # RFC 9110 dates are always GMT; a zone-less date is not one of them.
+        return None
+    delay = when.timestamp() - now
+    return delay if delay >= 0 else None
+
+
+def parse_ratelimit_reset(value: str, now: float) -> float | None:
+    """Read an ``X-RateLimit-Reset`` value as seconds from ``now``.
+
+    Bitbucket's is reported as seconds remaining.  A value too large to be
+    that is read as an epoch timestamp, the other common convention.
+
+    Args:
+        value: the header value.
+        now: the current time in epoch seconds.
+
+    Returns:
+        Seconds to wait, or ``None`` for garbage, negative or past values.
+    """
+    text = value.strip()
+    if not _DELTA_SECONDS.fullmatch(text):
+        return None
+    seconds = float(text)
+    if seconds >= _EPOCH_THRESHOLD:
+        seconds -= now
+    return seconds if seconds >= 0 and math.isfinite(seconds) else None
+
+
+def hint_from_headers(headers: Mapping[str, str], now: float) -> Hint | None:
+    """The longest valid wait any hint header asks for.
+
+    Taking the longest means no hint is ever undercut.
+
+    Args:
+        headers: response headers (a case-insensitive mapping such as
+            :class:`httpx.Headers`).
+        now: the current time in epoch seconds.
+
+    Returns:
+        The hint, or ``None`` when there is no valid one.
+    """
+    best: Hint | None = None
+    for name, parse in ((RETRY_AFTER, parse_retry_after), (RATELIMIT_RESET, parse_ratelimit_reset)):
+        raw = headers.get(name)
+        if raw is None:
+            continue
+        seconds = parse(raw, now)
+        if seconds is not None and (best is None or seconds > best.seconds):
+            best = Hint(seconds, name)
+    return best

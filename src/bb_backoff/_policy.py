@@ -1,0 +1,541 @@
+"""Retry policies: the sans-IO core that decides "retry? after how long? give up?".
+
+Theory of operation
+-------------------
+A *logical request* (one GET, one page of a listing) makes attempts until one
+succeeds, one fails for good, or the policy gives up.  After every attempt
+that did not succeed, the client describes what happened as an
+:class:`Outcome` (method, status or transport failure, the server's hint) and
+asks its policy ``decide(history, outcome)``.  The :class:`Decision` says
+either "wait ``delay`` seconds, then try again" or "stop" with a
+:class:`StopReason`, and carries the :class:`RetryHistory` to pass to the
+next call.  Nothing here sends, sleeps or reads a clock, so the sync and the
+async client, the tenacity adapter and the schedule printer all share it, and
+every timing rule can be tested as a pure function.
+
+Budgets are kept per reason, because the reasons call for opposite
+behaviour: a 429 means "the hourly quota is spent, come back later", so it
+gets a long budget of waiting (hours); a 5xx or a dropped connection means
+"something is broken", so it gets a few attempts and a short budget.
+
+Randomness is the one impurity: a policy owns a :class:`random.Random`,
+seedable for reproducible schedules.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import random
+import statistics
+from typing import Final, Literal, Protocol, runtime_checkable
+
+import attrs
+
+from ._hints import Hint
+from ._timing import duration, finite, limit
+
+IDEMPOTENT_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+
+JitterMode = Literal["full", "equal", "decorrelated", "multiplicative", "none"]
+_JITTER_MODES: Final = frozenset({"full", "equal", "decorrelated", "multiplicative", "none"})
+
+
+class Reason(enum.Enum):
+    """Why an outcome is worth retrying."""
+
+    RATE_LIMIT = "rate_limit"
+    """429: the quota is spent; waiting is the cure."""
+    SERVER_ERROR = "server_error"
+    """408 or 5xx: the server failed or timed out."""
+    TRANSPORT_ERROR = "transport_error"
+    """No response: the connection failed, broke or timed out."""
+
+
+class StopReason(enum.Enum):
+    """Why a policy stopped retrying."""
+
+    NOT_RETRYABLE = "not_retryable"
+    """The outcome is final (a 404, say); retrying cannot change it."""
+    ATTEMPTS = "attempts"
+    """The attempt limit for this reason is reached."""
+    BUDGET = "budget"
+    """The next wait would not fit in the waiting budget for this reason."""
+    HINT_TOO_LONG = "hint_too_long"
+    """The server asked for a longer wait than the policy's ``max_hint``."""
+
+
+@attrs.frozen
+class Outcome:
+    """What one attempt produced, as far as the retry decision cares.
+
+    Attributes:
+        method: the HTTP method, upper case.
+        status: the response status, or ``None`` when no response came back.
+        sent: ``False`` when the request certainly never reached the server
+            (the connection could not be made), which makes it safe to retry
+            even for non-idempotent methods.
+        hint: the wait the server asked for, if any (see :mod:`._hints`).
+    """
+
+    method: str = "GET"
+    status: int | None = None
+    sent: bool = True
+    hint: Hint | None = None
+
+
+def classify(outcome: Outcome, *, transport_errors: bool = True) -> Reason | None:
+    """Whether an outcome is retryable, and why.
+
+    408, 429 and 5xx are retryable, and so are transport errors; nothing else
+    is (400, 401, 403, 404, 410, 422 are final).  POST and PATCH are retried
+    only where the request never reached the server: on 429 and on connect
+    errors.
+
+    Args:
+        outcome: the attempt's outcome.
+        transport_errors: whether transport errors are retryable at all.
+
+    Returns:
+        The reason to retry, or ``None`` when the outcome is final.
+    """
+    status = outcome.status
+    if status == 429:  # noqa: PLR2004 (the one status that means "rate limited")
+        return Reason.RATE_LIMIT
+    idempotent = outcome.method in IDEMPOTENT_METHODS
+    if status is None:
+        if transport_errors and (idempotent or not outcome.sent):
+            return Reason.TRANSPORT_ERROR
+        return None
+    if (status == 408 or 500 <= status <= 599) and idempotent:  # noqa: PLR2004
+        return Reason.SERVER_ERROR
+    return None
+
+
+@attrs.frozen
+class RetryHistory:
+    """What happened so far in one logical request; the policy's only memory.
+
+    Start a request with ``RetryHistory()`` and pass along the history of
+    each :class:`Decision`.
+
+    Attributes:
+        attempts: attempts made so far.
+        errors: attempts that ended in an error (not a rate limit).
+        retries: waits taken so far.
+        rate_limit_waited: seconds waited because of rate limits.
+        error_waited: seconds waited because of errors.
+        last_delay: the previous wait in seconds, if any.
+    """
+
+    attempts: int = 0
+    errors: int = 0
+    retries: int = 0
+    rate_limit_waited: float = 0.0
+    error_waited: float = 0.0
+    last_delay: float | None = None
+
+    @property
+    def waited(self) -> float:
+        """Seconds waited in all."""
+        return self.rate_limit_waited + self.error_waited
+
+
+@attrs.frozen
+class Decision:
+    """A policy's answer for one outcome.
+
+    Attributes:
+        reason: why the outcome is retryable, or ``None`` if it is final.
+        delay: seconds to wait before the next attempt, or ``None`` to stop.
+        stop: why the policy stopped, or ``None`` when it retries.
+        hint: the server's hint on this outcome, whether honoured or not.
+        history: the history including this outcome (and this wait).
+    """
+
+    reason: Reason | None
+    delay: float | None
+    stop: StopReason | None
+    hint: Hint | None
+    history: RetryHistory
+
+    @property
+    def retry(self) -> bool:
+        """Whether to wait ``delay`` seconds and try again."""
+        return self.delay is not None
+
+
+@attrs.frozen
+class ScheduleRow:
+    """The spread of one wait in a policy's schedule (seconds).
+
+    Attributes:
+        retry: which wait (1 is the wait after the first failed attempt).
+        low: the shortest possible wait.
+        median: the median wait, sampled from a seeded run.
+        high: the longest possible wait (exclusive for random modes).
+    """
+
+    retry: int
+    low: float
+    median: float
+    high: float
+
+
+@runtime_checkable
+class RetryPolicy(Protocol):
+    """What the clients need from a policy."""
+
+    def decide(self, history: RetryHistory, outcome: Outcome) -> Decision:
+        """Decide what to do after ``outcome``, given the ``history`` before it."""
+        ...  # pragma: no cover
+
+    def schedule(
+        self, retries: int = 8, *, reason: Reason = Reason.RATE_LIMIT
+    ) -> list[ScheduleRow]:
+        """The first waits the policy would take when the server sends no hint."""
+        ...  # pragma: no cover
+
+
+def _stop(
+    reason: Reason | None, why: StopReason, outcome: Outcome, history: RetryHistory
+) -> Decision:
+    return Decision(reason=reason, delay=None, stop=why, hint=outcome.hint, history=history)
+
+
+def _count(history: RetryHistory, reason: Reason | None) -> RetryHistory:
+    """The history with one more attempt, an error if ``reason`` says so."""
+    is_error = reason is not None and reason is not Reason.RATE_LIMIT
+    return attrs.evolve(
+        history, attempts=history.attempts + 1, errors=history.errors + (1 if is_error else 0)
+    )
+
+
+def _waited(history: RetryHistory, reason: Reason, delay: float) -> RetryHistory:
+    """The history after waiting ``delay`` seconds because of ``reason``."""
+    if reason is Reason.RATE_LIMIT:
+        return attrs.evolve(
+            history,
+            retries=history.retries + 1,
+            rate_limit_waited=history.rate_limit_waited + delay,
+            last_delay=delay,
+        )
+    return attrs.evolve(
+        history,
+        retries=history.retries + 1,
+        error_waited=history.error_waited + delay,
+        last_delay=delay,
+    )
+
+
+def _grown(initial: float, factor: float, retry: int, cap: float) -> float:
+    """``min(cap, initial * factor ** retry)``, clamped instead of overflowing."""
+    try:
+        grown = initial * factor**retry
+    except OverflowError:
+        grown = math.inf
+    return min(cap, grown)
+
+
+def _sampled_schedule(
+    policy: RetryPolicy, retries: int, reason: Reason, samples: int = 2001
+) -> list[list[float]]:
+    """Waits per retry over ``samples`` runs of ``policy`` (seeded by the caller)."""
+    status = 429 if reason is Reason.RATE_LIMIT else 503
+    outcome = Outcome(status=status) if reason is not Reason.TRANSPORT_ERROR else Outcome()
+    columns: list[list[float]] = [[] for _ in range(retries)]
+    for _ in range(samples):
+        history = RetryHistory()
+        for column in columns:
+            decision = policy.decide(history, outcome)
+            if decision.delay is None:
+                break
+            column.append(decision.delay)
+            history = decision.history
+    return [column for column in columns if column]
+
+
+def _positive_int(name: str, value: int | None, *, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class ExponentialBackoff:
+    """Jittered exponential backoff that honours the server's hints.
+
+    Without a hint, the wait before retry *n* (counting from 0) is drawn from
+    the jitter mode's range around ``min(max_delay, initial * factor ** n)``:
+
+    ``"full"``
+        uniform in ``[0, base)``: the fewest calls under contention.
+    ``"equal"``
+        uniform in ``[base / 2, base)``.
+    ``"decorrelated"``
+        uniform in ``[initial, 3 * previous)``, capped at ``max_delay``.
+    ``"multiplicative"``
+        ``previous * factor * (1 + U[0, 1))`` (GitLab 16.7's formula), capped.
+    ``"none"``
+        exactly ``base``.
+
+    A ``Retry-After`` or ``X-RateLimit-Reset`` hint is never undercut: the
+    wait is ``max(backoff, hint)``, so a hint above ``max_delay`` is honoured
+    exactly.  A hint above ``max_hint`` stops at once (the server wants us
+    gone for longer than we are willing to wait).  Rate limits and errors
+    have separate budgets; a wait that would overrun its budget is shortened
+    to fit, unless that would undercut a hint, in which case the policy stops.
+
+    Args:
+        initial: the first backoff ceiling (seconds or timedelta).
+        factor: growth per retry (at least 1).
+        max_delay: cap on one backoff wait (seconds, timedelta or ``math.inf``).
+        jitter: one of the modes above.
+        seed: seed for the random source; ``None`` seeds from the OS.
+        max_attempts: attempts in all for one request, any reason; ``None``
+            leaves it to the budgets.
+        error_attempts: attempts ending in an error (408, 5xx, transport)
+            after which the request gives up.
+        error_budget: seconds of waiting allowed because of errors.
+        rate_limit_budget: seconds of waiting allowed because of 429s; at
+            least an hour by default, since Bitbucket's window is a rolling
+            hour shared by every tool on the account.
+        max_hint: the longest server hint honoured; a longer one gives up.
+        respect_hints: honour ``Retry-After`` / ``X-RateLimit-Reset``.
+        retry_transport_errors: retry when no response came back at all.
+
+    Raises:
+        ValueError: for an invalid parameter; the message names it.
+    """
+
+    initial: float = attrs.field(default=1.0, converter=duration, validator=finite)
+    factor: float = 2.0
+    max_delay: float = attrs.field(default=60.0, converter=duration, validator=limit)
+    jitter: JitterMode = "full"
+    seed: int | None = None
+    max_attempts: int | None = None
+    error_attempts: int = 5
+    error_budget: float = attrs.field(default=60.0, converter=duration, validator=limit)
+    rate_limit_budget: float = attrs.field(default=7200.0, converter=duration, validator=limit)
+    max_hint: float = attrs.field(default=3600.0, converter=duration, validator=limit)
+    respect_hints: bool = True
+    retry_transport_errors: bool = True
+    _random: random.Random = attrs.field(init=False, repr=False, eq=False, hash=False)
+
+    def __attrs_post_init__(self) -> None:
+        if (
+            not isinstance(self.factor, int | float)
+            or isinstance(self.factor, bool)
+            or not math.isfinite(self.factor)
+            or self.factor < 1
+        ):
+            raise ValueError(f"factor must be a finite number >= 1, got {self.factor!r}")
+        if self.max_delay < self.initial:
+            raise ValueError(
+                f"max_delay ({self.max_delay} s) must be at least initial ({self.initial} s)"
+            )
+        if self.jitter not in _JITTER_MODES:
+            raise ValueError(f"jitter must be one of {sorted(_JITTER_MODES)}, got {self.jitter!r}")
+        _positive_int("max_attempts", self.max_attempts, optional=True)
+        _positive_int("error_attempts", self.error_attempts)
+        if self.seed is not None and (
+            not isinstance(self.seed, int) or isinstance(self.seed, bool)
+        ):
+            raise ValueError(f"seed must be an integer or None, got {self.seed!r}")
+        object.__setattr__(self, "_random", random.Random(self.seed))  # noqa: S311 (jitter, not security)
+
+    def backoff(self, retry: int, previous: float | None, draw: float) -> float:
+        """The backoff wait for retry ``retry`` (from 0), before hints and budgets.
+
+        Args:
+            retry: how many waits came before this one.
+            previous: the previous wait in seconds, if any.
+            draw: a uniform random number in ``[0, 1)``.
+
+        Returns:
+            The wait in seconds, within ``[0, max_delay]``.
+        """
+        if self.jitter == "decorrelated":
+            low = self.initial
+            high = 3 * (previous if previous is not None else self.initial)
+            return min(self.max_delay, low + draw * max(0.0, high - low))
+        if self.jitter == "multiplicative":
+            start = previous if previous is not None else self.initial
+            return min(self.max_delay, start * self.factor * (1 + draw))
+        base = _grown(self.initial, self.factor, retry, self.max_delay)
+        if self.jitter == "full":
+            return draw * base
+        if self.jitter == "equal":
+            return base / 2 + draw * base / 2
+        return base
+
+    def bounds(self, retry: int) -> tuple[float, float]:
+        """The range of the backoff wait for retry ``retry`` (from 0), without hints.
+
+        Returns:
+            ``(low, high)`` in seconds.
+        """
+        if self.jitter == "decorrelated":
+            high = _grown(3 * self.initial, 3.0, retry, self.max_delay)
+            return (min(self.initial, high), high)
+        if self.jitter == "multiplicative":
+            return (
+                _grown(self.initial * self.factor, self.factor, retry, self.max_delay),
+                _grown(self.initial * 2 * self.factor, 2 * self.factor, retry, self.max_delay),
+            )
+        base = _grown(self.initial, self.factor, retry, self.max_delay)
+        low = {"full": 0.0, "equal": base / 2}.get(self.jitter, base)
+        return (low, base)
+
+    def decide(self, history: RetryHistory, outcome: Outcome) -> Decision:
+        """Decide what to do after ``outcome``.
+
+        Args:
+            history: the request's history before this outcome.
+            outcome: what the latest attempt produced.
+
+        Returns:
+            The decision, with the updated history.
+        """
+        reason = classify(outcome, transport_errors=self.retry_transport_errors)
+        counted = _count(history, reason)
+        if reason is None:
+            return _stop(None, StopReason.NOT_RETRYABLE, outcome, counted)
+        if self.max_attempts is not None and counted.attempts >= self.max_attempts:
+            return _stop(reason, StopReason.ATTEMPTS, outcome, counted)
+        rate_limited = reason is Reason.RATE_LIMIT
+        if not rate_limited and counted.errors >= self.error_attempts:
+            return _stop(reason, StopReason.ATTEMPTS, outcome, counted)
+
+        delay = self.backoff(history.retries, history.last_delay, self._random.random())
+        hint = outcome.hint if self.respect_hints else None
+        if hint is not None:
+            if hint.seconds > self.max_hint:
+                return _stop(reason, StopReason.HINT_TOO_LONG, outcome, counted)
+            delay = max(delay, hint.seconds)
+
+        if rate_limited:
+            remaining = self.rate_limit_budget - counted.rate_limit_waited
+        else:
+            remaining = self.error_budget - counted.error_waited
+        if delay > remaining:
+            if remaining <= 0 or (hint is not None and hint.seconds > remaining):
+                return _stop(reason, StopReason.BUDGET, outcome, counted)
+            delay = remaining
+        return Decision(
+            reason=reason,
+            delay=delay,
+            stop=None,
+            hint=outcome.hint,
+            history=_waited(counted, reason, delay),
+        )
+
+    def schedule(
+        self, retries: int = 8, *, reason: Reason = Reason.RATE_LIMIT
+    ) -> list[ScheduleRow]:
+        """The first waits this policy takes when the server sends no hint.
+
+        ``low`` and ``high`` are exact; ``median`` is sampled from a run
+        seeded with 0, so the table is the same every time.
+
+        Args:
+            retries: how many waits to list, at most.
+            reason: which kind of failure repeats (budgets differ by reason).
+
+        Returns:
+            One row per wait, fewer if the policy gives up sooner.
+        """
+        _positive_int("retries", retries)
+        columns = _sampled_schedule(attrs.evolve(self, seed=0), retries, reason)
+        rows = []
+        for index, column in enumerate(columns):
+            low, high = self.bounds(index)
+            rows.append(ScheduleRow(index + 1, low, statistics.median(column), high))
+        return rows
+
+
+@attrs.frozen(kw_only=True)
+class FixedRetry:
+    """The legacy behaviour: the same wait every time, no jitter, hints ignored.
+
+    ``FixedRetry(max_attempts=1)`` never retries, which is what GitLab's
+    importer does with the flag off (the job system retries the whole job
+    later).
+
+    Args:
+        delay: the wait between attempts (seconds or timedelta).
+        max_attempts: attempts in all for one request, any reason.
+
+    Raises:
+        ValueError: for an invalid parameter; the message names it.
+    """
+
+    delay: float = attrs.field(default=1.0, converter=duration, validator=finite)
+    max_attempts: int = 3
+
+    def __attrs_post_init__(self) -> None:
+        _positive_int("max_attempts", self.max_attempts)
+
+    def decide(self, history: RetryHistory, outcome: Outcome) -> Decision:
+        """Decide what to do after ``outcome``: retry after ``delay`` until ``max_attempts``.
+
+        Args:
+            history: the request's history before this outcome.
+            outcome: what the latest attempt produced.
+
+        Returns:
+            The decision, with the updated history.
+        """
+        reason = classify(outcome)
+        counted = _count(history, reason)
+        if reason is None:
+            return _stop(None, StopReason.NOT_RETRYABLE, outcome, counted)
+        if counted.attempts >= self.max_attempts:
+            return _stop(reason, StopReason.ATTEMPTS, outcome, counted)
+        return Decision(
+            reason=reason,
+            delay=self.delay,
+            stop=None,
+            hint=outcome.hint,
+            history=_waited(counted, reason, self.delay),
+        )
+
+    def schedule(
+        self, retries: int = 8, *, reason: Reason = Reason.RATE_LIMIT
+    ) -> list[ScheduleRow]:
+        """The waits this policy takes: ``delay`` each, ``max_attempts - 1`` of them.
+
+        Args:
+            retries: how many waits to list, at most.
+            reason: which kind of failure repeats (the same for every reason).
+
+        Returns:
+            One row per wait.
+        """
+        _positive_int("retries", retries)
+        del reason  # a fixed policy treats every reason alike
+        count = min(retries, self.max_attempts - 1)
+        return [ScheduleRow(n, self.delay, self.delay, self.delay) for n in range(1, count + 1)]
+
+
+GITLAB_16_7: Final = ExponentialBackoff(
+    initial=1.0,
+    factor=2.0,
+    max_delay=math.inf,
+    jitter="multiplicative",
+    max_attempts=3,
+    error_attempts=3,
+    error_budget=math.inf,
+    rate_limit_budget=math.inf,
+    max_hint=math.inf,
+    respect_hints=False,
+    retry_transport_errors=False,
+)
+"""GitLab 16.7's flag-on retry, reproduced for comparison.
+
+``Bitbucket::ExponentialBackoff``: ``delay = 1 s``, then before each sleep
+``delay *= 2 * (1 + rand)`` (first sleep in [2, 4) s, second in [4, 16) s),
+3 attempts in all, no cap, no hint support, HTTP 408/429/5xx only (a dropped
+connection is not retried).
+"""

@@ -1,0 +1,8 @@
+"""Helpers for testing code that uses bb-backoff: virtual time, no real waits.
+
+Nothing in the library imports this package; import it from your tests.
+"""
+
+from ._clock import VirtualClock
+
+__all__ = ["VirtualClock"]
