@@ -436,8 +436,9 @@ class ExponentialBackoff:
     ) -> list[ScheduleRow]:
         """The first waits this policy takes when the server sends no hint.
 
-        ``low`` and ``high`` are exact; ``median`` is sampled from a run
-        seeded with 0, so the table is the same every time.
+        ``low`` and ``high`` are exact.  ``median`` is exact for the uniform
+        modes (full, equal, none); for decorrelated and multiplicative jitter
+        it is sampled from a run seeded with 0, so the table never changes.
 
         Args:
             retries: how many waits to list, at most.
@@ -449,9 +450,11 @@ class ExponentialBackoff:
         _positive_int("retries", retries)
         columns = _sampled_schedule(attrs.evolve(self, seed=0), retries, reason)
         rows = []
+        uniform = self.jitter in {"full", "equal", "none"}
         for index, column in enumerate(columns):
             low, high = self.bounds(index)
-            rows.append(ScheduleRow(index + 1, low, statistics.median(column), high))
+            median = (low + high) / 2 if uniform else statistics.median(column)
+            rows.append(ScheduleRow(index + 1, low, median, high))
         return rows
 
 

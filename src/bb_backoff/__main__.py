@@ -1,0 +1,7 @@
+"""``python -m bb_backoff``: the ``bb-backoff`` command."""
+
+import sys
+
+from ._cli import main
+
+sys.exit(main())

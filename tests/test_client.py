@@ -1,0 +1,901 @@
+"""The clients, sync and async, through one test body each.
+
+Every test runs twice, once per client (the ``api`` fixture), on an
+in-process :class:`httpx.MockTransport` and a :class:`VirtualClock`: nothing
+sleeps for real.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import random
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import timedelta
+from email.utils import formatdate
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import bb_backoff as bb
+from bb_backoff._client import _BaseClient, _error_envelope
+from bb_backoff.testing import VirtualClock
+
+BASE = "https://api.bitbucket.org/2.0"
+TOKEN = "s3cr3t-t0ken-value"
+RATE_LIMIT_TEXT = "Rate limit for this resource has been exceeded"
+
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+def rate_limited(headers: dict[str, str] | None = None) -> httpx.Response:
+    """Bitbucket's usual 429: plain text, odd reason phrase, often no hint."""
+    return httpx.Response(
+        429,
+        text=RATE_LIMIT_TEXT,
+        headers=headers or {},
+        extensions={"reason_phrase": b"Unknown Status Code"},
+    )
+
+
+def error(status: int, message: str = "boom", detail: str | None = None) -> httpx.Response:
+    """Bitbucket's JSON error envelope."""
+    body: dict[str, Any] = {"type": "error", "error": {"message": message}}
+    if detail is not None:
+        body["error"]["detail"] = detail
+    return httpx.Response(status, json=body)
+
+
+def scripted(*responses: httpx.Response | Exception, then: Any = None) -> Handler:
+    """Answer with ``responses`` in order, then with 200 and ``then`` as JSON forever."""
+    queue = list(responses)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if queue:
+            item = queue.pop(0)
+            if isinstance(item, Exception):
+                raise item
+            return item
+        return httpx.Response(200, json={"ok": True} if then is None else then)
+
+    return handler
+
+
+class Api:
+    """Drives a sync or an async client with the same awaitable calls."""
+
+    def __init__(self, kind: str, handler: Handler, clock: VirtualClock, **options: Any) -> None:
+        self.kind = kind
+        self.clock = clock
+        self.events: list[bb.RetryEvent] = []
+        self.requests: list[httpx.Request] = []
+
+        def recording(request: httpx.Request) -> httpx.Response:
+            self.requests.append(request)
+            return handler(request)
+
+        options.setdefault("auth", bb.BearerToken(TOKEN))
+        options.setdefault("on_retry", self.events.append)
+        common = {
+            "transport": httpx.MockTransport(recording),
+            "clock": clock.monotonic,
+            "now": clock.time,
+            "sleep": clock.sleep,
+            **options,
+        }
+        self.client: bb.BitbucketClient | bb.AsyncBitbucketClient = (
+            bb.BitbucketClient(**common) if kind == "sync" else bb.AsyncBitbucketClient(**common)
+        )
+
+    async def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        """Call a client method; iterators are collected into a list."""
+        result = getattr(self.client, name)(*args, **kwargs)
+        if inspect.isawaitable(result):
+            return await result
+        if isinstance(result, AsyncIterator):
+            return [item async for item in result]
+        if isinstance(result, Iterator):
+            return list(result)
+        return result
+
+    async def get(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        return await self.call("get", path, params)
+
+    async def close(self) -> None:
+        if isinstance(self.client, bb.AsyncBitbucketClient):
+            await self.client.aclose()
+        else:
+            self.client.close()
+
+
+@pytest.fixture(params=["sync", "async"])
+def kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def clock() -> VirtualClock:
+    return VirtualClock()
+
+
+@pytest.fixture
+def make_api(kind: str, clock: VirtualClock) -> Iterator[Callable[..., Api]]:
+    made: list[Api] = []
+
+    def make(handler: Handler, **options: Any) -> Api:
+        api = Api(kind, handler, clock, **options)
+        made.append(api)
+        return api
+
+    yield make
+    for api in made:
+        if isinstance(api.client, bb.BitbucketClient):
+            api.client.close()
+
+
+pytestmark = pytest.mark.anyio
+
+
+# -- the success path ---------------------------------------------------------------
+
+
+async def test_get_returns_parsed_json_from_a_path_relative_to_the_base(
+    make_api: Callable[..., Api],
+) -> None:
+    api = make_api(scripted(then={"username": "ada"}))
+    assert await api.get("/user") == {"username": "ada"}
+    assert await api.get("user") == {"username": "ada"}
+    assert [str(r.url) for r in api.requests] == [f"{BASE}/user", f"{BASE}/user"]
+
+
+async def test_success_sends_credentials_and_identifies_the_library(
+    make_api: Callable[..., Api],
+) -> None:
+    api = make_api(scripted())
+    await api.get("/user")
+    headers = api.requests[0].headers
+    assert headers["Authorization"] == f"Bearer {TOKEN}"
+    assert headers["User-Agent"] == f"bb-backoff/{bb.__version__}"
+
+
+async def test_the_first_attempt_builds_no_retry_state(
+    make_api: Callable[..., Api], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def forbidden(*_args: object) -> None:
+        raise AssertionError("retry state built on the success path")
+
+    monkeypatch.setattr(_BaseClient, "_retrying", forbidden)
+    api = make_api(scripted(then={"values": [1], "size": 1}))
+    assert await api.get("/user") == {"values": [1], "size": 1}
+    assert await api.call("paginate", "/things") == [1]
+
+
+async def test_get_accepts_an_absolute_url_on_the_api_origin(
+    make_api: Callable[..., Api],
+) -> None:
+    api = make_api(scripted())
+    await api.get(f"{BASE}/user?fields=username")
+    assert str(api.requests[0].url) == f"{BASE}/user?fields=username"
+
+
+# -- rate limits ---------------------------------------------------------------------
+
+
+async def test_a_bare_plain_text_429_is_retried_with_jittered_backoff(
+    make_api: Callable[..., Api], clock: VirtualClock
+) -> None:
+    api = make_api(scripted(rate_limited(), rate_limited(), then={"id": 1}))
+    assert await api.get("/user") == {"id": 1}
+    assert len(api.requests) == 3
+    assert 0 <= clock.sleeps[0] < 1.0
+    assert 0 <= clock.sleeps[1] < 2.0
+    assert [e.reason for e in api.events] == [bb.Reason.RATE_LIMIT] * 2
+    assert [e.status for e in api.events] == [429, 429]
+    assert [e.attempt for e in api.events] == [1, 2]
+    assert [e.flag_variant for e in api.events] == ["on", "on"]
+
+
+async def test_a_json_429_envelope_is_handled_like_the_plain_text_one(
+    make_api: Callable[..., Api],
+) -> None:
+    api = make_api(scripted(error(429, "Rate limit exceeded"), then={"id": 1}))
+    assert await api.get("/user") == {"id": 1}
+    assert api.events[0].reason is bb.Reason.RATE_LIMIT
+
+
+async def test_retry_after_seconds_is_waited_exactly_when_above_the_cap(
+    make_api: Callable[..., Api], clock: VirtualClock
+) -> None:
+    api = make_api(
+        scripted(rate_limited({"Retry-After": "120"})),
+        policy=bb.ExponentialBackoff(max_delay=10),
+    )
+    await api.get("/user")
+    assert clock.sleeps == [120.0]
+    assert api.events[0].retry_after == 120.0
+    assert api.events[0].hint_source == "Retry-After"
+
+
+async def test_retry_after_as_an_http_date_is_read_against_the_injected_now(
+    make_api: Callable[..., Api], clock: VirtualClock
+) -> None:
+    date = formatdate(clock.time() + 90, usegmt=True)
+    api = make_api(
+        scripted(rate_limited({"Retry-After": date})), policy=bb.ExponentialBackoff(max_delay=5)
+    )
+    await api.get("/user")
+    assert clock.sleeps == [90.0]
+
+
+async def test_x_ratelimit_reset_seconds_remaining_is_honoured(
+    make_api: Callable[..., Api], clock: VirtualClock
+) -> None:
+    api = make_api(
+        scripted(rate_limited({"X-RateLimit-Reset": "300"})),
+        policy=bb.ExponentialBackoff(max_delay=5),
+    )
+    await api.get("/user")
+    assert clock.sleeps == [300.0]
+    assert api.events[0].hint_source == "X-RateLimit-Reset"
+
+
+@pytest.mark.parametrize(
+    "garbage", ["soon", "-5", "NaN", "1e9999", "Thu, 01 Jan 1970 00:00:00 GMT"]
+)
+async def test_a_garbage_or_past_retry_after_falls_back_to_the_backoff(
+    make_api: Callable[..., Api], clock: VirtualClock, garbage: str
+) -> None:
+    api = make_api(scripted(rate_limited({"Retry-After": garbage})))
+    await api.get("/user")
+    assert len(clock.sleeps) == 1
+    assert 0 <= clock.sleeps[0] < 1.0
+    assert api.events[0].retry_after is None
+
+
+async def test_an_absurd_retry_after_gives_up_at_once_with_a_clear_error(
+    make_api: Callable[..., Api], clock: VirtualClock
+) -> None:
+    api = make_api(scripted(rate_limited({"Retry-After": "172800"})))
+    with pytest.raises(bb.RateLimited) as caught:
+        await api.get("/user")
+    assert clock.sleeps == []
+    assert caught.value.last_hint == 172800.0
+    assert caught.value.stop_reason == "hint_too_long"
+    assert "172800 s (Retry-After)" in str(caught.value)
+    assert "max_hint" in str(caught.value)
+
+
+async def test_a_rate_limit_that_never_ends_gives_up_within_the_budget(
+    make_api: Callable[..., Api], clock: VirtualClock
+) -> None:
+    api = make_api(
+        lambda _request: rate_limited(),
+        policy=bb.ExponentialBackoff(rate_limit_budget=timedelta(minutes=30), seed=1),
+    )
+    with pytest.raises(bb.RateLimited) as caught:
+        await api.get("/user")
+    error = caught.value
+    assert clock.slept <= 1800 * (1 + 1e-9)
+    assert error.waited == pytest.approx(clock.slept)
+    assert error.attempts == len(api.requests)
+    assert error.status == 429
+    assert error.error_message == RATE_LIMIT_TEXT
+    assert error.flag_variant == "on"
+    assert error.last_hint is None
+
+
+async def test_the_default_policy_waits_at_least_an_hour_for_a_rate_limit(
+    make_api: Callable[..., Api], clock: VirtualClock
+) -> None:
+    """A rate limit is a reason to wait: the default budget outlasts Bitbucket's rolling hour."""
+    calls = 0
+
+    def handler(_request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        return rate_limited() if clock.monotonic() < 3700 else httpx.Response(200, json={})
+
+    api = make_api(handler)
+    assert await api.get("/user") == {}
+    assert clock.monotonic() >= 3700
+
+
+# -- errors --------------------------------------------------------------------------
+
+
+async def test_server_errors_are_retried_then_give_up_with_the_envelope(
+    make_api: Callable[..., Api], clock: VirtualClock
+) -> None:
+    api = make_api(
+        lambda _request: error(503, "Service unavailable", "try later"),
+        policy=bb.ExponentialBackoff(error_attempts=4, seed=3),
+    )
+    with pytest.raises(bb.RetriesExhausted) as caught:
+        await api.get("/user")
+    exhausted = caught.value
+    assert type(exhausted) is bb.RetriesExhausted
+    assert len(api.requests) == 4
+    assert exhausted.attempts == 4
+    assert exhausted.status == 503
+    assert exhausted.error_message == "Service unavailable"
+    assert exhausted.detail == "try later"
+    assert exhausted.stop_reason == "attempts"
+    assert len(clock.sleeps) == 3
+
+
+@pytest.mark.parametrize("status", [408, 500, 502, 503, 504])
+async def test_408_and_5xx_are_retried(make_api: Callable[..., Api], status: int) -> None:
+    api = make_api(scripted(error(status), then={"id": 1}))
+    assert await api.get("/user") == {"id": 1}
+    assert api.events[0].reason is bb.Reason.SERVER_ERROR
+
+
+@pytest.mark.parametrize(
+    ("status", "exception"),
+    [
+        (400, bb.HTTPStatusError),
+        (401, bb.Unauthorized),
+        (403, bb.HTTPStatusError),
+        (404, bb.NotFound),
+        (410, bb.HTTPStatusError),
+        (422, bb.HTTPStatusError),
+    ],
+)
+async def test_final_statuses_raise_at_once_with_message_and_detail(
+    make_api: Callable[..., Api], status: int, exception: type[bb.HTTPStatusError]
+) -> None:
+    api = make_api(scripted(error(status, "Nope", "because")))
+    with pytest.raises(exception) as caught:
+        await api.get("/repositories/w/r")
+    assert type(caught.value) is exception
+    assert len(api.requests) == 1
+    assert caught.value.status == status
+    assert caught.value.error_message == "Nope"
+    assert caught.value.detail == "because"
+    assert caught.value.attempts == 1
+    assert caught.value.flag_variant == "on"
+    assert str(caught.value).startswith(f"HTTP {status}: Nope (GET {BASE}/repositories/w/r)")
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        httpx.ConnectError("refused"),
+        httpx.ConnectTimeout("slow"),
+        httpx.ReadTimeout("slow"),
+        httpx.RemoteProtocolError("reset"),
+        httpx.ReadError("reset"),
+    ],
+)
+async def test_transport_errors_are_retried(
+    make_api: Callable[..., Api], failure: Exception
+) -> None:
+    api = make_api(scripted(failure, then={"id": 1}))
+    assert await api.get("/user") == {"id": 1}
+    assert api.events[0].reason is bb.Reason.TRANSPORT_ERROR
+    assert api.events[0].error == type(failure).__name__
+    assert api.events[0].status is None
+
+
+async def test_transport_errors_that_persist_give_up_with_the_cause_attached(
+    make_api: Callable[..., Api],
+) -> None:
+    def handler(_request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused")
+
+    api = make_api(handler, policy=bb.ExponentialBackoff(error_attempts=2))
+    with pytest.raises(bb.RetriesExhausted) as caught:
+        await api.get("/user")
+    assert isinstance(caught.value.__cause__, httpx.ConnectError)
+    assert caught.value.status is None
+    assert caught.value.attempts == 2
+
+
+async def test_a_non_transient_transport_error_is_not_retried(
+    make_api: Callable[..., Api],
+) -> None:
+    api = make_api(scripted(httpx.UnsupportedProtocol("gopher")))
+    with pytest.raises(bb.RetriesExhausted) as caught:
+        await api.get("/user")
+    assert caught.value.stop_reason == "not_retryable"
+    assert len(api.requests) == 1
+
+
+# -- the flag and the legacy policy --------------------------------------------------
+
+
+async def test_with_the_flag_off_the_legacy_policy_retries_three_times_one_second_apart(
+    make_api: Callable[..., Api], clock: VirtualClock
+) -> None:
+    api = make_api(lambda _request: rate_limited({"Retry-After": "30"}), flag=False)
+    with pytest.raises(bb.RateLimited) as caught:
+        await api.get("/user")
+    assert clock.sleeps == [1.0, 1.0]
+    assert len(api.requests) == 3
+    assert caught.value.flag_variant == "off"
+    assert [e.flag_variant for e in api.events] == ["off", "off"]
+
+
+async def test_gitlab_flag_off_behaviour_never_retries(make_api: Callable[..., Api]) -> None:
+    api = make_api(
+        scripted(rate_limited()), flag=False, legacy_policy=bb.FixedRetry(max_attempts=1)
+    )
+    with pytest.raises(bb.RateLimited) as caught:
+        await api.get("/user")
+    assert len(api.requests) == 1
+    assert caught.value.attempts == 1
+
+
+class CountingFlag:
+    def __init__(self, on: bool) -> None:
+        self.on = on
+        self.checks: list[tuple[str, str | None]] = []
+
+    def enabled(self, name: str, actor: str | None) -> bool:
+        self.checks.append((name, actor))
+        return self.on
+
+
+async def test_the_flag_is_checked_once_per_logical_request_for_the_actor(
+    make_api: Callable[..., Api],
+) -> None:
+    flag = CountingFlag(on=True)
+    api = make_api(
+        scripted(rate_limited(), error(503), then={"id": 1}), flag=flag, actor="Project:7"
+    )
+    await api.get("/user")
+    assert len(api.requests) == 3
+    assert flag.checks == [(bb.FLAG_NAME, "Project:7")]
+
+
+async def test_every_page_is_its_own_logical_request(make_api: Callable[..., Api]) -> None:
+    flag = CountingFlag(on=True)
+    pages = {
+        "1": {"values": [1, 2], "next": f"{BASE}/things?page=2"},
+        "2": {"values": [3], "next": f"{BASE}/things?page=3"},
+        "3": {"values": [4]},
+    }
+    api = make_api(
+        lambda request: httpx.Response(200, json=pages[request.url.params.get("page", "1")]),
+        flag=flag,
+    )
+    assert await api.call("paginate", "/things") == [1, 2, 3, 4]
+    assert len(flag.checks) == 3
+
+
+async def test_a_flag_flip_mid_listing_changes_the_policy_from_the_next_page(
+    make_api: Callable[..., Api],
+) -> None:
+    flag = bb.FlipperFlag(boolean=True)
+    served: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        page = request.url.params.get("page", "1")
+        served.append(page)
+        if served.count(page) == 1:
+            return rate_limited()
+        if page == "1":
+            flag.disable()
+            return httpx.Response(200, json={"values": [1], "next": f"{BASE}/things?page=2"})
+        return httpx.Response(200, json={"values": [2]})
+
+    api = make_api(handler, flag=flag)
+    assert await api.call("paginate", "/things") == [1, 2]
+    assert [e.flag_variant for e in api.events] == ["on", "off"]
+
+
+async def test_a_raising_flag_source_falls_back_to_legacy_and_warns(
+    make_api: Callable[..., Api], caplog: pytest.LogCaptureFixture
+) -> None:
+    class Broken:
+        def enabled(self, name: str, actor: str | None) -> bool:
+            raise RuntimeError("flag service down")
+
+    api = make_api(scripted(error(503), then={"id": 1}), flag=Broken())
+    with caplog.at_level(logging.WARNING, logger="bb_backoff"):
+        assert await api.get("/user") == {"id": 1}
+    assert api.client.flag_errors == 1
+    assert api.events[0].flag_variant == "off"
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "using the legacy policy" in warnings[0].getMessage()
+
+
+# -- pagination ----------------------------------------------------------------------
+
+
+def listing(pages: int, per_page: int = 2, base: str = BASE) -> Handler:
+    def handler(request: httpx.Request) -> httpx.Response:
+        number = int(request.url.params.get("page", "1"))
+        start = (number - 1) * per_page
+        body: dict[str, Any] = {
+            "values": list(range(start, start + per_page)),
+            "page": number,
+            "pagelen": per_page,
+            "size": pages * per_page,
+        }
+        if number < pages:
+            body["next"] = f"{base}/things?page={number + 1}&pagelen={per_page}"
+        return httpx.Response(200, json=body)
+
+    return handler
+
+
+async def test_paginate_follows_next_links_to_the_end(make_api: Callable[..., Api]) -> None:
+    api = make_api(listing(pages=4))
+    assert await api.call("paginate", "/things", {"pagelen": 2}) == list(range(8))
+    assert [r.url.params.get("page") for r in api.requests] == [None, "2", "3", "4"]
+
+
+async def test_pages_expose_next_so_an_import_can_resume_from_it(
+    make_api: Callable[..., Api],
+) -> None:
+    api = make_api(listing(pages=3))
+    pages = await api.call("pages", "/things")
+    assert [p.page for p in pages] == [1, 2, 3]
+    assert pages[-1].next is None
+    resumed = await api.call("paginate", pages[0].next)
+    assert resumed == [2, 3, 4, 5]
+
+
+async def test_every_page_goes_through_the_retry_layer(make_api: Callable[..., Api]) -> None:
+    inner = listing(pages=2)
+    failed: set[str] = set()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        page = request.url.params.get("page", "1")
+        if page not in failed:
+            failed.add(page)
+            return rate_limited() if page == "1" else error(502)
+        return inner(request)
+
+    api = make_api(handler)
+    assert await api.call("paginate", "/things") == [0, 1, 2, 3]
+    assert [e.reason for e in api.events] == [bb.Reason.RATE_LIMIT, bb.Reason.SERVER_ERROR]
+
+
+async def test_a_next_link_to_another_host_raises_and_sends_nothing_there(
+    make_api: Callable[..., Api],
+) -> None:
+    api = make_api(listing(pages=2, base="https://evil.example/2.0"))
+    with pytest.raises(bb.UnsafeURL) as caught:
+        await api.call("paginate", "/things")
+    assert [r.url.host for r in api.requests] == ["api.bitbucket.org"]
+    assert "evil.example" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "foreign",
+    [
+        "http://api.bitbucket.org/2.0/things?page=2",
+        "https://api.bitbucket.org:8443/2.0/things?page=2",
+        "https://api.bitbucket.org.evil.example/2.0/things?page=2",
+        "/2.0/things?page=2",
+    ],
+)
+async def test_a_next_link_off_scheme_host_or_port_is_refused(
+    make_api: Callable[..., Api], foreign: str
+) -> None:
+    api = make_api(scripted(then={"values": [1], "next": foreign}))
+    with pytest.raises(bb.UnsafeURL):
+        await api.call("paginate", "/things")
+    assert len(api.requests) == 1
+
+
+async def test_an_absolute_url_off_the_origin_is_refused_before_sending(
+    make_api: Callable[..., Api],
+) -> None:
+    api = make_api(scripted())
+    with pytest.raises(bb.UnsafeURL):
+        await api.get("https://evil.example/steal")
+    assert api.requests == []
+
+
+async def test_a_redirect_off_the_origin_is_refused_and_never_followed(
+    make_api: Callable[..., Api],
+) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "evil.example":
+            raise AssertionError("the foreign host was contacted")
+        return httpx.Response(302, headers={"Location": "https://evil.example/diff"})
+
+    api = make_api(handler)
+    with pytest.raises(bb.UnsafeURL):
+        await api.call("pull_request_diff", "w", "r", 1)
+    assert [r.url.host for r in api.requests] == ["api.bitbucket.org"]
+
+
+async def test_a_repeating_next_link_raises_instead_of_looping(
+    make_api: Callable[..., Api],
+) -> None:
+    api = make_api(scripted(then={"values": [1], "next": f"{BASE}/things?page=2"}))
+    with pytest.raises(bb.PaginationError, match="repeats an earlier page"):
+        await api.call("paginate", "/things")
+    assert len(api.requests) == 2
+
+
+async def test_a_page_without_values_raises_a_clear_error(make_api: Callable[..., Api]) -> None:
+    api = make_api(scripted(then={"items": [1]}))
+    with pytest.raises(bb.PaginationError, match="no 'values' list"):
+        await api.call("paginate", "/things")
+
+
+async def test_a_non_json_body_raises_invalid_response(make_api: Callable[..., Api]) -> None:
+    api = make_api(lambda _r: httpx.Response(200, text="<html>maintenance</html>"))
+    with pytest.raises(bb.InvalidResponse, match="expected JSON"):
+        await api.get("/user")
+
+
+async def test_a_listing_cut_short_by_a_missing_next_is_logged(
+    make_api: Callable[..., Api], caplog: pytest.LogCaptureFixture
+) -> None:
+    api = make_api(scripted(then={"values": [1, 2], "size": 5}))
+    with caplog.at_level(logging.WARNING, logger="bb_backoff"):
+        assert await api.call("paginate", "/things") == [1, 2]
+    assert "ended after 2 of 5 items" in caplog.text
+
+
+# -- the importer's endpoints --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "args", "path", "params"),
+    [
+        (
+            "repos",
+            (),
+            "/2.0/repositories",
+            {"role": "member", "sort": "created_on", "pagelen": "50"},
+        ),
+        ("repos", ("ws",), "/2.0/repositories/ws", {"sort": "created_on", "pagelen": "50"}),
+        (
+            "issues",
+            ("ws", "repo"),
+            "/2.0/repositories/ws/repo/issues",
+            {"sort": "created_on", "pagelen": "50"},
+        ),
+        (
+            "issue_comments",
+            ("ws", "repo", 3),
+            "/2.0/repositories/ws/repo/issues/3/comments",
+            {"sort": "created_on", "pagelen": "50"},
+        ),
+        (
+            "pull_requests",
+            ("ws", "repo"),
+            "/2.0/repositories/ws/repo/pullrequests",
+            {"state": "ALL", "sort": "created_on", "pagelen": "50"},
+        ),
+        (
+            "pull_request_comments",
+            ("ws", "repo", 9),
+            "/2.0/repositories/ws/repo/pullrequests/9/comments",
+            {"sort": "created_on", "pagelen": "50"},
+        ),
+        ("workspace_members", ("ws",), "/2.0/workspaces/ws/members", {"pagelen": "50"}),
+    ],
+)
+async def test_listing_helpers_call_the_importer_endpoints(
+    make_api: Callable[..., Api],
+    method: str,
+    args: tuple[Any, ...],
+    path: str,
+    params: dict[str, str],
+) -> None:
+    api = make_api(scripted(then={"values": ["item"]}))
+    assert await api.call(method, *args) == ["item"]
+    assert api.requests[0].url.path == path
+    assert dict(api.requests[0].url.params) == params
+
+
+async def test_single_resource_helpers(make_api: Callable[..., Api]) -> None:
+    api = make_api(scripted(then={"slug": "repo"}))
+    assert await api.call("repo", "ws", "repo") == {"slug": "repo"}
+    assert await api.call("user") == {"slug": "repo"}
+    assert [r.url.path for r in api.requests] == ["/2.0/repositories/ws/repo", "/2.0/user"]
+
+
+async def test_the_diff_follows_a_same_origin_redirect_and_returns_text(
+    make_api: Callable[..., Api],
+) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/pullrequests/4/diff"):
+            return httpx.Response(302, headers={"Location": f"{BASE}/repositories/ws/r/diff/a..b"})
+        return httpx.Response(200, text="diff --git a/x b/x\n")
+
+    api = make_api(handler)
+    assert await api.call("pull_request_diff", "ws", "r", 4) == "diff --git a/x b/x\n"
+    assert api.requests[1].headers["Authorization"] == f"Bearer {TOKEN}"
+
+
+async def test_path_segments_are_quoted(make_api: Callable[..., Api]) -> None:
+    api = make_api(scripted(then={}))
+    await api.call("repo", "my ws", "a/b")
+    assert api.requests[0].url.raw_path == b"/2.0/repositories/my%20ws/a%2Fb"
+
+
+async def test_pull_request_pagelen_above_50_is_refused_before_sending(
+    make_api: Callable[..., Api],
+) -> None:
+    api = make_api(scripted(then={"values": []}))
+    with pytest.raises(ValueError, match="pagelen must be an integer from 1 to 50"):
+        await api.call("pull_requests", "ws", "repo", pagelen=100)
+    with pytest.raises(ValueError, match="pagelen"):
+        await api.call("paginate", "/repositories/ws/repo/pullrequests", {"pagelen": 51})
+    assert api.requests == []
+    assert await api.call("issues", "ws", "repo", pagelen=100) == []
+
+
+@pytest.mark.parametrize(
+    ("method", "args", "name"),
+    [
+        ("issue_comments", ("ws", "r", 0), "issue_id"),
+        ("pull_request_comments", ("ws", "r", "7"), "pull_request_id"),
+        ("repo", ("", "r"), "workspace"),
+        ("repo", ("ws", ".."), "repo_slug"),
+    ],
+)
+async def test_helper_arguments_are_validated_with_the_parameter_named(
+    make_api: Callable[..., Api], method: str, args: tuple[Any, ...], name: str
+) -> None:
+    api = make_api(scripted())
+    with pytest.raises(ValueError, match=name):
+        await api.call(method, *args)
+    assert api.requests == []
+
+
+# -- events, logs and secrets --------------------------------------------------------
+
+
+async def test_one_log_record_per_retry_and_no_secret_anywhere(
+    make_api: Callable[..., Api], caplog: pytest.LogCaptureFixture
+) -> None:
+    api = make_api(
+        lambda _r: error(503),
+        policy=bb.ExponentialBackoff(error_attempts=3),
+    )
+    with (
+        caplog.at_level(logging.DEBUG, logger="bb_backoff"),
+        pytest.raises(bb.RetriesExhausted) as caught,
+    ):
+        await api.get(f"/user?access_token={TOKEN}")
+    retry_records = [
+        r for r in caplog.records if r.name == "bb_backoff" and hasattr(r, "retry_event")
+    ]
+    assert len(retry_records) == 2
+    assert TOKEN not in caplog.text
+    assert TOKEN not in str(caught.value)
+    assert TOKEN not in repr(caught.value)
+    assert TOKEN not in repr(api.client)
+    assert all(TOKEN not in e.url for e in api.events)
+
+
+async def test_a_raising_on_retry_callback_does_not_break_the_request(
+    make_api: Callable[..., Api], caplog: pytest.LogCaptureFixture
+) -> None:
+    def explode(_event: bb.RetryEvent) -> None:
+        raise RuntimeError("metrics backend down")
+
+    api = make_api(scripted(rate_limited(), then={"id": 1}), on_retry=explode)
+    with caplog.at_level(logging.ERROR, logger="bb_backoff"):
+        assert await api.get("/user") == {"id": 1}
+    assert "on_retry callback raised" in caplog.text
+
+
+# -- construction --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "name"),
+    [
+        ({"flag": "yes"}, "flag"),
+        ({"actor": ""}, "actor"),
+        ({"policy": object()}, "policy"),
+        ({"legacy_policy": 3}, "legacy_policy"),
+        ({"auth": ("user", "pass")}, "auth"),
+        ({"base_url": "api.bitbucket.org/2.0"}, "base_url"),
+        ({"clock": 1.0}, "clock"),
+        ({"now": None}, "now"),
+        ({"sleep": 0}, "sleep"),
+        ({"on_retry": "print"}, "on_retry"),
+    ],
+)
+def test_invalid_constructor_arguments_name_the_parameter(
+    kind: str, options: dict[str, Any], name: str
+) -> None:
+    cls = bb.BitbucketClient if kind == "sync" else bb.AsyncBitbucketClient
+    with pytest.raises(ValueError, match=name):
+        cls(**options)
+
+
+async def test_clients_are_context_managers_that_close(clock: VirtualClock) -> None:
+    with bb.BitbucketClient(transport=httpx.MockTransport(scripted())) as sync_client:
+        pass
+    assert sync_client._http.is_closed
+    async with bb.AsyncBitbucketClient(transport=httpx.MockTransport(scripted())) as async_client:
+        pass
+    assert async_client._http.is_closed
+
+
+async def test_the_async_client_awaits_an_async_sleep(clock: VirtualClock) -> None:
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    async with bb.AsyncBitbucketClient(
+        transport=httpx.MockTransport(scripted(rate_limited({"Retry-After": "7"}))),
+        sleep=sleep,
+        now=clock.time,
+        policy=bb.ExponentialBackoff(max_delay=1),
+    ) as client:
+        assert await client.get("/user") == {"ok": True}
+    assert slept == [7.0]
+
+
+# -- properties ----------------------------------------------------------------------
+
+
+@given(
+    hints=st.lists(st.integers(min_value=0, max_value=600), min_size=1, max_size=6),
+    seed=st.integers(min_value=0, max_value=2**32),
+)
+def test_the_sync_client_never_waits_less_than_any_hint(hints: list[int], seed: int) -> None:
+    clock = VirtualClock()
+    responses = [rate_limited({"Retry-After": str(h)}) for h in hints]
+    with bb.BitbucketClient(
+        transport=httpx.MockTransport(scripted(*responses)),
+        policy=bb.ExponentialBackoff(seed=seed),
+        clock=clock.monotonic,
+        now=clock.time,
+        sleep=clock.sleep,
+    ) as client:
+        assert client.get("/user") == {"ok": True}
+    assert len(clock.sleeps) == len(hints)
+    for slept, hint in zip(clock.sleeps, hints, strict=True):
+        assert slept >= hint
+
+
+@given(seed=st.integers(min_value=0, max_value=2**32), fault_rate=st.floats(0.0, 0.6))
+def test_an_import_under_rate_limits_and_faults_returns_every_item_exactly_once(
+    seed: int, fault_rate: float
+) -> None:
+    rng = random.Random(seed)
+    inner = listing(pages=6, per_page=5)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        roll = rng.random()
+        if roll < fault_rate / 2:
+            return rate_limited()
+        if roll < fault_rate * 0.75:
+            return error(rng.choice([500, 502, 503, 504]))
+        if roll < fault_rate:
+            raise httpx.ReadTimeout("slow")
+        return inner(request)
+
+    clock = VirtualClock()
+    with bb.BitbucketClient(
+        transport=httpx.MockTransport(handler),
+        policy=bb.ExponentialBackoff(seed=seed, error_attempts=50, error_budget=3600),
+        clock=clock.monotonic,
+        now=clock.time,
+        sleep=clock.sleep,
+    ) as client:
+        items = list(client.paginate("/things"))
+    assert items == list(range(30))
+
+
+def test_the_error_envelope_parser_copes_with_bodies_that_are_not_envelopes() -> None:
+    request = httpx.Request("GET", BASE)
+    assert _error_envelope(httpx.Response(500, json=[1, 2], request=request)) == (None, None)
+    assert _error_envelope(httpx.Response(500, json={"error": "x"}, request=request)) == (
+        None,
+        None,
+    )
+    assert _error_envelope(httpx.Response(500, text="", request=request)) == (None, None)
+    long_text = "x" * 1000
+    message, _ = _error_envelope(httpx.Response(500, text=long_text, request=request))
+    assert message == "x" * 200
