@@ -4,5 +4,6 @@ Nothing in the library imports this package; import it from your tests.
 """
 
 from ._clock import VirtualClock
+from ._virtual import VirtualEventLoop, VirtualThreads, run_virtual
 
-__all__ = ["VirtualClock"]
+__all__ = ["VirtualClock", "VirtualEventLoop", "VirtualThreads", "run_virtual"]

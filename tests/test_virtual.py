@@ -1,0 +1,168 @@
+"""Concurrent workers on virtual time: tasks on VirtualEventLoop, threads under VirtualThreads."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import httpx
+import pytest
+
+import bb_backoff as bb
+from bb_backoff.testing import VirtualClock, VirtualEventLoop, VirtualThreads, run_virtual
+
+
+def test_tasks_sleep_concurrently_and_time_jumps_to_the_latest_wake_up() -> None:
+    clock = VirtualClock()
+
+    async def worker(seconds: float) -> float:
+        await asyncio.sleep(seconds)
+        return asyncio.get_running_loop().time()
+
+    async def main() -> list[float]:
+        return list(await asyncio.gather(worker(3600), worker(10), worker(7200)))
+
+    assert run_virtual(main(), clock) == [3600.0, 10.0, 7200.0]
+    assert clock.monotonic() == 7200.0
+
+
+def test_timeouts_fire_on_virtual_time() -> None:
+    async def main() -> None:
+        await asyncio.wait_for(asyncio.sleep(10_000), timeout=5)
+
+    clock = VirtualClock()
+    with pytest.raises(TimeoutError):
+        run_virtual(main(), clock)
+    assert clock.monotonic() == pytest.approx(5.0)
+
+
+def test_a_deadlock_is_reported_instead_of_hanging() -> None:
+    async def main() -> None:
+        await asyncio.get_running_loop().create_future()
+
+    with pytest.raises(RuntimeError, match="virtual time deadlock"):
+        run_virtual(main(), deadlock_grace=0)
+
+
+def test_the_loop_time_is_the_clock() -> None:
+    clock = VirtualClock(start=42)
+    loop = VirtualEventLoop(clock)
+    try:
+        assert loop.time() == 42.0
+    finally:
+        loop.close()
+
+
+def test_the_async_client_waits_out_hours_of_rate_limits_in_no_real_time() -> None:
+    clock = VirtualClock()
+    limited_until = 3 * 3600
+
+    def handler(_request: httpx.Request) -> httpx.Response:
+        if clock.monotonic() < limited_until:
+            return httpx.Response(429, text="Rate limit for this resource has been exceeded")
+        return httpx.Response(200, json={"ok": True})
+
+    async def main() -> list[Any]:
+        async with bb.AsyncBitbucketClient(
+            transport=httpx.MockTransport(handler),
+            clock=clock.monotonic,
+            now=clock.time,
+            policy=bb.ExponentialBackoff(rate_limit_budget=4 * 3600, seed=1),
+        ) as client:
+            return await asyncio.gather(*(client.get("/user") for _ in range(8)))
+
+    assert run_virtual(main(), clock) == [{"ok": True}] * 8
+    assert clock.monotonic() >= limited_until
+
+
+def test_threads_take_turns_deterministically_by_wake_up_time() -> None:
+    clock = VirtualClock()
+    threads = VirtualThreads(clock)
+    log: list[tuple[float, str]] = []
+
+    def worker(name: str, period: float) -> str:
+        for _ in range(3):
+            threads.sleep(period)
+            log.append((clock.monotonic(), name))
+        return name
+
+    results = threads.run([lambda: worker("a", 10), lambda: worker("b", 25)])
+    assert results == ["a", "b"]
+    assert log == [
+        (10.0, "a"),
+        (20.0, "a"),
+        (25.0, "b"),
+        (30.0, "a"),
+        (50.0, "b"),
+        (75.0, "b"),
+    ]
+
+
+def test_only_one_thread_runs_at_a_time() -> None:
+    clock = VirtualClock()
+    threads = VirtualThreads(clock)
+    running = 0
+    overlap = False
+    lock = threading.Lock()
+
+    def worker() -> None:
+        nonlocal running, overlap
+        for _ in range(20):
+            with lock:
+                running += 1
+                overlap = overlap or running > 1
+            for _ in range(1000):
+                pass
+            with lock:
+                running -= 1
+            threads.sleep(1)
+
+    threads.run([worker] * 6)
+    assert overlap is False
+
+
+def test_a_worker_exception_is_raised_after_all_workers_finish() -> None:
+    clock = VirtualClock()
+    threads = VirtualThreads(clock)
+    finished: list[str] = []
+
+    def failing() -> None:
+        threads.sleep(1)
+        raise ValueError("boom")
+
+    def slow() -> None:
+        threads.sleep(100)
+        finished.append("slow")
+
+    with pytest.raises(ValueError, match="boom"):
+        threads.run([failing, slow])
+    assert finished == ["slow"]
+
+
+def test_sleep_outside_a_worker_just_advances_the_clock() -> None:
+    clock = VirtualClock()
+    VirtualThreads(clock).sleep(5)
+    assert clock.monotonic() == 5.0
+
+
+def test_the_sync_client_in_threads_shares_one_virtual_clock() -> None:
+    clock = VirtualClock()
+    threads = VirtualThreads(clock)
+    calls: list[float] = []
+
+    def handler(_request: httpx.Request) -> httpx.Response:
+        calls.append(clock.monotonic())
+        if len(calls) <= 4:
+            return httpx.Response(429, headers={"Retry-After": "600"})
+        return httpx.Response(200, json={"ok": True})
+
+    with bb.BitbucketClient(
+        transport=httpx.MockTransport(handler),
+        clock=clock.monotonic,
+        now=clock.time,
+        sleep=threads.sleep,
+    ) as client:
+        results = threads.run([lambda: client.get("/user")] * 4)
+    assert results == [{"ok": True}] * 4
+    assert clock.monotonic() == pytest.approx(600.0)
