@@ -223,7 +223,8 @@ def _oauth_error(response: httpx.Response) -> str | None:
 
 
 def _says_expired(response: httpx.Response) -> bool:
-    return response.status_code == 401 and "expired" in response.text.lower()  # noqa: PLR2004
+    """Whether a (read) 401 says the access token expired."""
+    return "expired" in response.text.lower()
 
 
 class OAuth2Flow(httpx.Auth):
@@ -231,10 +232,12 @@ class OAuth2Flow(httpx.Auth):
 
     The sync and async flows are the same steps; they differ only in the lock
     held while a refresh is on the wire (a thread lock or a task lock), so a
-    rotated refresh token is never spent twice.
+    rotated refresh token is never spent twice, and in how they read a body.
+    Overriding both flows means httpx no longer reads bodies for us
+    (``requires_response_body`` only applies to ``auth_flow``), so the flows
+    read the token response and 401s themselves; other responses stay unread
+    for the client.
     """
-
-    requires_response_body = True
 
     def __init__(self, credentials: OAuth2, now: Callable[[], float]) -> None:
         self._credentials = credentials
@@ -259,10 +262,15 @@ class OAuth2Flow(httpx.Auth):
                 with credentials._thread_lock:
                     refresh = self._refresh_needed(tokens, force=bool(attempt))
                     if refresh is not None:
-                        credentials._accept((yield refresh), self._now())
+                        refreshed = yield refresh
+                        refreshed.read()
+                        credentials._accept(refreshed, self._now())
                 tokens = credentials.tokens
             request.headers["Authorization"] = f"Bearer {tokens.access_token}"
             response = yield request
+            if response.status_code != 401:  # noqa: PLR2004
+                return
+            response.read()
             if not _says_expired(response):
                 return
 
@@ -277,9 +285,14 @@ class OAuth2Flow(httpx.Auth):
                 async with credentials._task_lock:
                     refresh = self._refresh_needed(tokens, force=bool(attempt))
                     if refresh is not None:
-                        credentials._accept((yield refresh), self._now())
+                        refreshed = yield refresh
+                        await refreshed.aread()
+                        credentials._accept(refreshed, self._now())
                 tokens = credentials.tokens
             request.headers["Authorization"] = f"Bearer {tokens.access_token}"
             response = yield request
+            if response.status_code != 401:  # noqa: PLR2004
+                return
+            await response.aread()
             if not _says_expired(response):
                 return

@@ -18,8 +18,8 @@ Messages never contain credentials: URLs in them are redacted with
 
 from __future__ import annotations
 
-from typing import Final
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from typing import Any, Final
+from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 _SECRET_PARAMS: Final = frozenset(
     {"access_token", "token", "key", "secret", "client_secret", "refresh_token", "password"}
@@ -39,14 +39,22 @@ def redact_url(url: object) -> str:
     """
     parts = urlsplit(str(url))
     netloc = parts.netloc.rpartition("@")[2]
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        if any(name.lower() in _SECRET_PARAMS for name, _ in pairs):
-            query = urlencode(
-                [(n, _REDACTED if n.lower() in _SECRET_PARAMS else v) for n, v in pairs]
-            )
+    # Rebuild the query pair by pair, as sent: only secret values change.
+    query = "&".join(
+        f"{pair.partition('=')[0]}={_REDACTED}"
+        if unquote_plus(pair.partition("=")[0]).lower() in _SECRET_PARAMS
+        else pair
+        for pair in parts.query.split("&")
+    )
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _rebuild(kind: type[BitbucketError], state: dict[str, Any]) -> BitbucketError:
+    """Unpickle an error without calling its keyword-only constructor."""
+    error = kind.__new__(kind)
+    Exception.__init__(error, state.get("message", ""))
+    error.__dict__.update(state)
+    return error
 
 
 class BitbucketError(Exception):
@@ -75,6 +83,11 @@ class BitbucketError(Exception):
         self.attempts = attempts
         self.method = method
         self.url = None if url is None else redact_url(url)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Errors cross process pools and job queues; the keyword-only
+        # constructors would not survive pickle's default positional rebuild.
+        return (_rebuild, (type(self), dict(self.__dict__)))
 
     def __str__(self) -> str:
         text = self.message

@@ -122,6 +122,8 @@ class FlipperFlag:
         random: Callable[[], float] = random.random,
     ) -> None:
         self.name: Final = name
+        if isinstance(actors, str):
+            raise ValueError(f"actors must be a collection of ids, not one string: {actors!r}")
         self._random = random
         self._lock = threading.Lock()
         self._gates = _Gates(
