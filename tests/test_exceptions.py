@@ -1,0 +1,439 @@
+"""The errors (``_exceptions.py``): hierarchy, context fields, messages without secrets.
+
+The hierarchy is pinned twice: against an explicit table, and against the
+tree drawn in the module docstring, so the picture and the code cannot drift
+apart.  The clients' errors are checked end to end, sync and async mirrored.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+from typing import Any
+
+import httpx
+import pytest
+import respx
+from hypothesis import given
+from hypothesis import strategies as st
+
+import bb_backoff
+from bb_backoff import (
+    AsyncBitbucketClient,
+    BitbucketClient,
+    BitbucketError,
+    ExponentialBackoff,
+    HTTPStatusError,
+    InvalidResponse,
+    NotFound,
+    PaginationError,
+    RateLimited,
+    RetriesExhausted,
+    Unauthorized,
+    UnsafeURL,
+)
+from bb_backoff import _exceptions as exceptions_module
+from bb_backoff._exceptions import redact_url
+from bb_backoff.testing import VirtualClock
+
+BASE_URL = "https://api.bitbucket.org/2.0"
+
+PARENTS: list[tuple[type[Exception], type[Exception]]] = [
+    (BitbucketError, Exception),
+    (HTTPStatusError, BitbucketError),
+    (Unauthorized, HTTPStatusError),
+    (NotFound, HTTPStatusError),
+    (RetriesExhausted, BitbucketError),
+    (RateLimited, RetriesExhausted),
+    (UnsafeURL, BitbucketError),
+    (InvalidResponse, BitbucketError),
+    (PaginationError, InvalidResponse),
+]
+ERRORS = [child for child, _parent in PARENTS]
+
+# Minimal required arguments beyond the message, per class.
+REQUIRED: dict[type[Exception], dict[str, Any]] = {
+    HTTPStatusError: {"status": 500},
+    Unauthorized: {"status": 401},
+    NotFound: {"status": 404},
+}
+
+
+def make(kind: type[Exception], message: str = "boom", **fields: Any) -> BitbucketError:
+    error = kind(message, **REQUIRED.get(kind, {}), **fields)
+    assert isinstance(error, BitbucketError)
+    return error
+
+
+# -- hierarchy -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("child", "parent"), PARENTS, ids=lambda kind: kind.__name__)
+def test_each_error_has_the_documented_direct_parent(
+    child: type[Exception], parent: type[Exception]
+) -> None:
+    assert child.__bases__ == (parent,)
+    assert issubclass(child, parent)
+
+
+@pytest.mark.parametrize(
+    ("kind", "not_a"),
+    [
+        (RateLimited, HTTPStatusError),
+        (Unauthorized, NotFound),
+        (UnsafeURL, InvalidResponse),
+        (PaginationError, RetriesExhausted),
+        (HTTPStatusError, httpx.HTTPStatusError),
+    ],
+    ids=lambda kind: kind.__name__,
+)
+def test_sibling_branches_do_not_overlap(kind: type[Exception], not_a: type[Exception]) -> None:
+    assert not issubclass(kind, not_a)
+
+
+def docstring_tree() -> list[tuple[str, str | None]]:
+    """``(class name, parent name)`` pairs from the tree in the module docstring."""
+    pairs: list[tuple[str, str | None]] = []
+    stack: list[tuple[int, str]] = []
+    doc = exceptions_module.__doc__ or ""
+    for line in doc.splitlines():
+        found = re.match(r"^(\s*(?:[│├└─]\s*)*)([A-Z][A-Za-z]+)\s{2,}", line)
+        if found is None:
+            continue
+        depth = len(found.group(1))
+        while stack and stack[-1][0] >= depth:
+            stack.pop()
+        pairs.append((found.group(2), stack[-1][1] if stack else None))
+        stack.append((depth, found.group(2)))
+    return pairs
+
+
+def test_hierarchy_matches_the_tree_in_the_module_docstring() -> None:
+    drawn = docstring_tree()
+    actual = [
+        (child.__name__, None if parent is Exception else parent.__name__)
+        for child, parent in PARENTS
+    ]
+    assert drawn == actual
+
+
+@pytest.mark.parametrize("kind", ERRORS, ids=lambda kind: kind.__name__)
+def test_every_error_is_exported_from_the_package(kind: type[Exception]) -> None:
+    assert getattr(bb_backoff, kind.__name__) is kind
+    assert kind.__name__ in bb_backoff.__all__
+
+
+# -- context fields and messages ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ERRORS, ids=lambda kind: kind.__name__)
+def test_every_error_carries_flag_variant_and_attempts(kind: type[Exception]) -> None:
+    error = make(kind, flag_variant="on", attempts=3, method="GET", url=f"{BASE_URL}/user")
+    assert (error.flag_variant, error.attempts, error.method, error.url) == (
+        "on",
+        3,
+        "GET",
+        f"{BASE_URL}/user",
+    )
+    assert str(error) == f"boom (GET {BASE_URL}/user) [after 3 attempts, flag on]"
+
+
+@pytest.mark.parametrize("kind", ERRORS, ids=lambda kind: kind.__name__)
+def test_defaults_mean_no_request_ran(kind: type[Exception]) -> None:
+    error = make(kind)
+    assert (error.flag_variant, error.attempts, error.method, error.url) == (None, 0, None, None)
+    assert str(error) == "boom"
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"attempts": 1}, "boom [after 1 attempt]"),
+        ({"flag_variant": "off"}, "boom [flag off]"),
+        ({"method": "GET"}, "boom"),  # a method without a URL says nothing
+        ({"method": "GET", "url": f"{BASE_URL}/user"}, f"boom (GET {BASE_URL}/user)"),
+    ],
+)
+def test_str_includes_only_the_context_that_is_there(fields: dict[str, Any], expected: str) -> None:
+    assert str(BitbucketError("boom", **fields)) == expected
+
+
+def test_http_status_error_keeps_status_message_and_detail() -> None:
+    error = NotFound(
+        "HTTP 404: Repository not found",
+        status=404,
+        error_message="Repository not found",
+        detail="acme/app",
+        flag_variant="off",
+        attempts=1,
+    )
+    assert (error.status, error.error_message, error.detail) == (
+        404,
+        "Repository not found",
+        "acme/app",
+    )
+    assert (error.flag_variant, error.attempts) == ("off", 1)
+
+
+def test_rate_limited_keeps_the_retry_fields_and_the_last_hint() -> None:
+    error = RateLimited(
+        "rate limited",
+        last_hint=120.0,
+        status=429,
+        waited=300.0,
+        elapsed=301.5,
+        stop_reason="budget",
+        flag_variant="on",
+        attempts=4,
+    )
+    fields = (error.last_hint, error.status, error.waited, error.elapsed, error.stop_reason)
+    assert fields == (120.0, 429, 300.0, 301.5, "budget")
+    assert (error.flag_variant, error.attempts) == ("on", 4)
+
+
+@pytest.mark.parametrize("kind", ERRORS, ids=lambda kind: kind.__name__)
+def test_errors_survive_a_pickle_round_trip(kind: type[Exception]) -> None:
+    """Process pools and job queues pickle exceptions raised in workers."""
+    error = make(kind, flag_variant="on", attempts=2, method="GET", url=f"{BASE_URL}/user")
+    copy = pickle.loads(pickle.dumps(error))  # noqa: S301 (our own bytes)
+    assert type(copy) is kind
+    assert isinstance(copy, BitbucketError)
+    assert (str(copy), copy.flag_variant, copy.attempts) == (str(error), "on", 2)
+
+
+# -- redact_url -------------------------------------------------------------------------
+
+SECRET_PARAMS = [
+    "access_token",
+    "refresh_token",
+    "token",
+    "key",
+    "secret",
+    "client_secret",
+    "password",
+    "ACCESS_TOKEN",
+    "Token",
+]
+
+
+def test_redact_url_removes_userinfo() -> None:
+    assert redact_url("https://user:hunter2@api.bitbucket.org/2.0/user") == (
+        "https://api.bitbucket.org/2.0/user"
+    )
+    assert redact_url("https://x-token-auth:tok@bitbucket.org:8443/a") == (
+        "https://bitbucket.org:8443/a"
+    )
+
+
+def test_redact_url_accepts_httpx_urls() -> None:
+    url = httpx.URL("https://user:hunter2@api.bitbucket.org/2.0/user?access_token=abc123")
+    redacted = redact_url(url)
+    assert "hunter2" not in redacted
+    assert "abc123" not in redacted
+    assert redacted.startswith("https://api.bitbucket.org/2.0/user?access_token=")
+
+
+@pytest.mark.parametrize("name", SECRET_PARAMS)
+def test_redact_url_hides_secret_looking_query_values(name: str) -> None:
+    redacted = redact_url(f"{BASE_URL}/user?pagelen=50&{name}=s3cr3t-value&page=2")
+    assert "s3cr3t-value" not in redacted
+    assert "pagelen=50" in redacted
+    assert "page=2" in redacted
+    assert f"{name}=" in redacted
+
+
+def test_redact_url_replaces_the_value_with_the_documented_marker() -> None:
+    """The docstring promises ``[redacted]``, so logs can be grepped for it."""
+    assert redact_url(f"{BASE_URL}/user?access_token=abc") == (
+        f"{BASE_URL}/user?access_token=[redacted]"
+    )
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"{BASE_URL}/repositories/acme?role=member&sort=created_on&pagelen=50",
+        f"{BASE_URL}/repositories/acme/app/pullrequests?state=ALL&q=title%20~%20%22fix%22",
+        f"{BASE_URL}/user",
+        "https://api.bitbucket.org:8443/2.0/user#frag",
+    ],
+)
+def test_redact_url_leaves_urls_without_secrets_unchanged(url: str) -> None:
+    assert redact_url(url) == url
+
+
+secret_values = st.text(
+    alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
+    min_size=12,
+    max_size=40,
+).map("sk_{}".format)
+
+
+@given(
+    name=st.sampled_from(SECRET_PARAMS),
+    value=secret_values,
+    password=secret_values,
+    other=st.dictionaries(
+        st.sampled_from(["page", "pagelen", "q", "sort", "state"]),
+        st.text(alphabet="abc012 ~=&", max_size=8),
+        max_size=3,
+    ),
+)
+def test_redacted_urls_never_contain_the_secrets(
+    name: str, value: str, password: str, other: dict[str, str]
+) -> None:
+    query = str(httpx.QueryParams({**other, name: value}))
+    redacted = redact_url(f"https://me:{password}@api.bitbucket.org/2.0/user?{query}")
+    assert value not in redacted
+    assert password not in redacted
+    assert redacted.startswith("https://api.bitbucket.org/2.0/user?")
+
+
+def test_error_urls_are_redacted_and_str_never_shows_secrets() -> None:
+    url = "https://me:hunter2@api.bitbucket.org/2.0/user?access_token=abc123"
+    for kind in ERRORS:
+        error = make(kind, method="GET", url=url, attempts=1)
+        assert error.url is not None
+        assert "hunter2" not in error.url
+        assert "abc123" not in error.url
+        assert "hunter2" not in str(error)
+        assert "abc123" not in str(error)
+
+
+# -- the clients' errors ----------------------------------------------------------------
+
+TOKEN_QUERY = "access_token=tok-SECRET-123"
+
+
+def api(status: int, **kwargs: Any) -> respx.Router:
+    router = respx.Router(assert_all_called=False)
+    router.get(url__startswith=f"{BASE_URL}/").respond(status, **kwargs)
+    return router
+
+
+def sync_client(router: respx.Router, clock: VirtualClock, **options: Any) -> BitbucketClient:
+    return BitbucketClient(
+        transport=httpx.MockTransport(router.handler),
+        clock=clock.monotonic,
+        now=clock.time,
+        sleep=clock.sleep,
+        **options,
+    )
+
+
+def async_client(router: respx.Router, clock: VirtualClock, **options: Any) -> AsyncBitbucketClient:
+    return AsyncBitbucketClient(
+        transport=httpx.MockTransport(router.async_handler),
+        clock=clock.monotonic,
+        now=clock.time,
+        sleep=clock.sleep,
+        **options,
+    )
+
+
+NOT_FOUND_BODY = {"type": "error", "error": {"message": "Repository not found", "detail": "x"}}
+RETRY_POLICY = ExponentialBackoff(initial=1.0, max_delay=8.0, jitter="none", error_attempts=3)
+RATE_POLICY = ExponentialBackoff(initial=1.0, max_delay=8.0, jitter="none", max_attempts=2)
+
+
+def assert_not_found(error: NotFound) -> None:
+    assert (error.status, error.error_message, error.detail) == (
+        404,
+        "Repository not found",
+        "x",
+    )
+    assert (error.flag_variant, error.attempts, error.method) == ("on", 1, "GET")
+    assert error.url is not None
+    assert error.url.startswith(f"{BASE_URL}/repositories/acme/app?access_token=")
+    assert "SECRET" not in error.url
+    assert "SECRET" not in str(error)
+
+
+def test_sync_client_404_raises_not_found_with_context_and_no_secret() -> None:
+    with (
+        sync_client(api(404, json=NOT_FOUND_BODY), VirtualClock()) as client,
+        pytest.raises(NotFound) as caught,
+    ):
+        client.get(f"/repositories/acme/app?{TOKEN_QUERY}")
+    assert_not_found(caught.value)
+
+
+@pytest.mark.anyio
+async def test_async_client_404_raises_not_found_with_context_and_no_secret() -> None:
+    async with async_client(api(404, json=NOT_FOUND_BODY), VirtualClock()) as client:
+        with pytest.raises(NotFound) as caught:
+            await client.get(f"/repositories/acme/app?{TOKEN_QUERY}")
+    assert_not_found(caught.value)
+
+
+def assert_exhausted(error: RetriesExhausted, clock: VirtualClock) -> None:
+    assert type(error) is RetriesExhausted
+    assert (error.status, error.attempts, error.flag_variant) == (503, 3, "on")
+    assert (error.waited, error.elapsed, error.stop_reason) == (3.0, 3.0, "attempts")
+    assert clock.sleeps == [1.0, 2.0]
+    assert "SECRET" not in str(error)
+
+
+def test_sync_client_gives_up_on_503s_with_retries_exhausted() -> None:
+    clock = VirtualClock()
+    client = sync_client(api(503), clock, policy=RETRY_POLICY)
+    with client, pytest.raises(RetriesExhausted) as caught:
+        client.get(f"/user?{TOKEN_QUERY}")
+    assert_exhausted(caught.value, clock)
+
+
+@pytest.mark.anyio
+async def test_async_client_gives_up_on_503s_with_retries_exhausted() -> None:
+    clock = VirtualClock()
+    async with async_client(api(503), clock, policy=RETRY_POLICY) as client:
+        with pytest.raises(RetriesExhausted) as caught:
+            await client.get(f"/user?{TOKEN_QUERY}")
+    assert_exhausted(caught.value, clock)
+
+
+def assert_rate_limited(error: RateLimited) -> None:
+    assert (error.status, error.attempts, error.flag_variant, error.last_hint) == (
+        429,
+        2,
+        "on",
+        5.0,
+    )
+    assert (error.waited, error.stop_reason) == (5.0, "attempts")
+    assert error.error_message == "Rate limit for this resource has been exceeded"
+
+
+RATE_LIMIT = {
+    "text": "Rate limit for this resource has been exceeded",
+    "headers": {"Retry-After": "5"},
+}
+
+
+def test_sync_client_gives_up_on_429s_with_rate_limited() -> None:
+    client = sync_client(api(429, **RATE_LIMIT), VirtualClock(), policy=RATE_POLICY)
+    with client, pytest.raises(RateLimited) as caught:
+        client.get("/user")
+    assert_rate_limited(caught.value)
+
+
+@pytest.mark.anyio
+async def test_async_client_gives_up_on_429s_with_rate_limited() -> None:
+    async with async_client(api(429, **RATE_LIMIT), VirtualClock(), policy=RATE_POLICY) as client:
+        with pytest.raises(RateLimited) as caught:
+            await client.get("/user")
+    assert_rate_limited(caught.value)
+
+
+def test_sync_client_non_json_body_raises_invalid_response() -> None:
+    router = api(200, text="<html>maintenance</html>", headers={"Content-Type": "text/html"})
+    with sync_client(router, VirtualClock()) as client, pytest.raises(InvalidResponse) as caught:
+        client.get("/user")
+    assert str(caught.value) == f"expected JSON, got text/html (HTTP 200) (GET {BASE_URL}/user)"
+
+
+@pytest.mark.anyio
+async def test_async_client_non_json_body_raises_invalid_response() -> None:
+    router = api(200, text="<html>maintenance</html>", headers={"Content-Type": "text/html"})
+    async with async_client(router, VirtualClock()) as client:
+        with pytest.raises(InvalidResponse) as caught:
+            await client.get("/user")
+    assert str(caught.value) == f"expected JSON, got text/html (HTTP 200) (GET {BASE_URL}/user)"
