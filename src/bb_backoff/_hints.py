@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
+from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import Final
 
@@ -25,6 +26,11 @@ RATELIMIT_RESET: Final = "X-RateLimit-Reset"
 # delta-seconds is an integer per RFC 9110; decimals are accepted because
 # some proxies send them.  Anything else must be an HTTP-date.
 _DELTA_SECONDS = re.compile(r"[0-9]{1,15}(?:\.[0-9]{1,9})?")
+# RFC 9110's obsolete asctime format carries no zone but is GMT by definition;
+# recipients must accept it.  Any other zone-less date is malformed.
+_ASCTIME = re.compile(
+    r"[A-Z][a-z]{2} [A-Z][a-z]{2} [ 0-9][0-9] [0-9]{2}:[0-9]{2}:[0-9]{2} [0-9]{4}"
+)
 # A header longer than any valid HTTP-date is garbage; don't hand it to the
 # date parser.
 _MAX_HINT_LENGTH: Final = 64
@@ -68,10 +74,11 @@ def parse_retry_after(value: str, now: float) -> float | None:
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:
-        # RFC 9110 dates are always GMT; a zone-less date is not one of them.
-        return None
+        if not _ASCTIME.fullmatch(text):
+            return None
+        when = when.replace(tzinfo=UTC)
     delay = when.timestamp() - now
-    return delay if delay >= 0 else None
+    return delay if 0 <= delay < math.inf else None
 
 
 def parse_ratelimit_reset(value: str, now: float) -> float | None:

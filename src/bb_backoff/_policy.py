@@ -229,12 +229,18 @@ def _waited(history: RetryHistory, reason: Reason, delay: float) -> RetryHistory
 
 
 def _grown(initial: float, factor: float, retry: int, cap: float) -> float:
-    """``min(cap, initial * factor ** retry)``, clamped instead of overflowing."""
+    """``min(cap, initial * factor ** retry)``, clamped instead of overflowing.
+
+    Float arithmetic throughout: an int ``factor`` would otherwise build an
+    exact integer power, slow for huge ``retry`` and too large to scale.
+    """
+    if initial == 0:
+        return 0.0
     try:
-        grown = initial * factor**retry
+        grown = float(initial) * float(factor) ** retry
     except OverflowError:
         grown = math.inf
-    return min(cap, grown)
+    return min(float(cap), grown)
 
 
 def _sampled_schedule(
@@ -364,6 +370,10 @@ class ExponentialBackoff:
             start = previous if previous is not None else self.initial
             return min(self.max_delay, start * self.factor * (1 + draw))
         base = _grown(self.initial, self.factor, retry, self.max_delay)
+        if math.isinf(base):
+            # Only without a cap: any fraction of forever is forever (and
+            # 0 * inf would be NaN); the budget cuts it down to size.
+            return base
         if self.jitter == "full":
             return draw * base
         if self.jitter == "equal":

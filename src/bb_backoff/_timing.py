@@ -50,7 +50,10 @@ def to_seconds(value: object, name: str, *, allow_inf: bool = False) -> float:
     if isinstance(value, timedelta):
         seconds = value.total_seconds()
     elif isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:
+            raise ValueError(f"{name} is too large to be a duration: {value!r}") from None
     else:
         raise ValueError(
             f"{name} must be seconds (a number) or a timedelta, not {type(value).__name__}"
