@@ -1,0 +1,250 @@
+"""Tests for server hints, ``bb_backoff._hints``: Retry-After and X-RateLimit-Reset.
+
+Every time is relative to a fixed ``now`` (epoch seconds), never the clock.
+"""
+
+from __future__ import annotations
+
+import math
+from email.utils import parsedate_to_datetime
+
+import httpx
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bb_backoff import Hint, hint_from_headers, parse_ratelimit_reset, parse_retry_after
+from bb_backoff._hints import RATELIMIT_RESET, RETRY_AFTER
+from strategies import EPOCH_SECONDS, FIXED_NOW, header_values, http_date, seconds
+
+# The RFC 9110 example date; FIXED_NOW is this instant.
+DATE = "Wed, 21 Oct 2015 07:28:00 GMT"
+
+NOWS = st.floats(min_value=0.0, max_value=4e9)
+
+GARBAGE = [
+    "soon",
+    "",
+    "   ",
+    "-5",
+    "-0",
+    "+5",
+    "1e3",
+    "nan",
+    "NaN",
+    "inf",
+    "-inf",
+    "Infinity",
+    "1.",
+    ".5",
+    "1,5",
+    "1_000",
+    "0x10",
+    "5 seconds",
+    "\u0661\u0662",  # Arabic-Indic digits: int() would read them, HTTP does not
+    "1234567890123456",  # 16 digits: no longer delta-seconds we can read
+    "1.1234567890",  # 10 decimals
+    "x" * 10_000,
+    "9" * 10_000,
+]
+BAD_DATES = [
+    "Wed, 21 Oct 2015 07:28:00",  # no zone
+    "Wed, 21 Oct 2015 07:28:00 -0000",  # "-0000" is RFC 5322's "zone unknown"
+    "Wed, 32 Oct 2015 07:28:00 GMT",
+    "Wed, 21 Foo 2015 07:28:00 GMT",
+    "Wed, 21 Oct 2015 07:27:59 GMT",  # one second in the past
+    "Thu, 01 Jan 1970 00:00:00 GMT",
+    DATE + " " + "x" * 64,
+]
+
+
+# --- Retry-After --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("120", 120.0),
+        ("0", 0.0),
+        ("007", 7.0),
+        ("1.5", 1.5),
+        ("0.250", 0.25),
+        ("2.123456789", 2.123456789),
+        ("  30  ", 30.0),
+        ("\t7\r\n", 7.0),
+        ("999999999999999", 999_999_999_999_999.0),
+    ],
+)
+def test_retry_after_delta_seconds_with_decimals_and_whitespace(
+    value: str, expected: float
+) -> None:
+    assert parse_retry_after(value, FIXED_NOW) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "now", "expected"),
+    [
+        (DATE, FIXED_NOW - 480, 480.0),
+        (DATE, FIXED_NOW, 0.0),
+        (DATE, FIXED_NOW - 0.25, 0.25),
+        (f"  {DATE}\t", FIXED_NOW - 60, 60.0),
+        ("Wed, 21 Oct 2015 07:28:00 +0000", FIXED_NOW - 60, 60.0),
+        ("Wed, 21 Oct 2015 09:28:00 +0200", FIXED_NOW - 60, 60.0),
+        ("Wed, 21 Oct 2015 07:28:00 UT", FIXED_NOW - 60, 60.0),
+        ("Wednesday, 21-Oct-15 07:28:00 GMT", FIXED_NOW - 60, 60.0),  # RFC 850 form
+    ],
+)
+def test_retry_after_http_date_is_seconds_from_now(value: str, now: float, expected: float) -> None:
+    assert parse_retry_after(value, now) == expected
+
+
+@pytest.mark.parametrize("value", GARBAGE + BAD_DATES)
+def test_retry_after_garbage_and_past_or_zoneless_dates_give_no_hint(value: str) -> None:
+    assert parse_retry_after(value, FIXED_NOW) is None
+
+
+@given(header_values(), NOWS)
+def test_retry_after_never_raises_and_is_none_or_finite_non_negative(
+    value: str, now: float
+) -> None:
+    actual = parse_retry_after(value, now)
+    assert actual is None or (math.isfinite(actual) and actual >= 0)
+
+
+@given(st.integers(min_value=0, max_value=10**15 - 1), st.integers(0, 10**9 - 1), NOWS)
+def test_retry_after_delta_seconds_reads_back_any_number_whatever_now(
+    whole: int, fraction: int, now: float
+) -> None:
+    assert parse_retry_after(str(whole), now) == float(whole)
+    assert parse_retry_after(f"{whole}.{fraction:09d}", now) == float(f"{whole}.{fraction:09d}")
+
+
+@given(EPOCH_SECONDS, seconds(1e6))
+def test_retry_after_future_http_date_is_exact_seconds_from_now(when: int, ahead: float) -> None:
+    now = when - ahead
+    assert parse_retry_after(http_date(when), now) == when - now
+
+
+@given(EPOCH_SECONDS, st.floats(min_value=1e-3, max_value=1e9))
+def test_retry_after_past_http_date_gives_no_hint(when: int, behind: float) -> None:
+    assert parse_retry_after(http_date(when), when + behind) is None
+
+
+# --- X-RateLimit-Reset --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "now", "expected"),
+    [
+        ("30", FIXED_NOW, 30.0),
+        ("0", FIXED_NOW, 0.0),
+        ("1.5", FIXED_NOW, 1.5),
+        (" 42\n", FIXED_NOW, 42.0),
+        ("999999999", FIXED_NOW, 999_999_999.0),  # just below the threshold: still remaining
+        ("999999999.9", FIXED_NOW, 999_999_999.9),
+        ("1000000000", 999_999_990.0, 10.0),  # at the threshold: an epoch timestamp
+        (str(int(FIXED_NOW) + 60), FIXED_NOW, 60.0),
+        (f"{int(FIXED_NOW)}.5", FIXED_NOW, 0.5),
+        (str(int(FIXED_NOW)), FIXED_NOW, 0.0),
+    ],
+)
+def test_ratelimit_reset_is_seconds_remaining_or_an_epoch_timestamp(
+    value: str, now: float, expected: float
+) -> None:
+    assert parse_ratelimit_reset(value, now) == expected
+
+
+@pytest.mark.parametrize("value", [*GARBAGE, DATE, str(int(FIXED_NOW) - 1), "1000000000"])
+def test_ratelimit_reset_garbage_dates_and_past_timestamps_give_no_hint(value: str) -> None:
+    assert parse_ratelimit_reset(value, FIXED_NOW) is None
+
+
+@given(st.integers(min_value=0, max_value=999_999_999), NOWS)
+def test_ratelimit_reset_below_1e9_is_seconds_remaining_whatever_now(
+    remaining: int, now: float
+) -> None:
+    assert parse_ratelimit_reset(str(remaining), now) == float(remaining)
+
+
+@given(st.integers(min_value=10**9, max_value=10**15 - 1), NOWS)
+def test_ratelimit_reset_from_1e9_is_an_epoch_timestamp(epoch: int, now: float) -> None:
+    expected = epoch - now if epoch >= now else None
+    assert parse_ratelimit_reset(str(epoch), now) == expected
+
+
+@given(header_values(), NOWS)
+def test_ratelimit_reset_never_raises_and_is_none_or_finite_non_negative(
+    value: str, now: float
+) -> None:
+    actual = parse_ratelimit_reset(value, now)
+    assert actual is None or (math.isfinite(actual) and actual >= 0)
+
+
+# --- hint_from_headers --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({}, None),
+        ({"Content-Type": "text/plain"}, None),
+        ({RETRY_AFTER: "120"}, Hint(120.0, RETRY_AFTER)),
+        ({RETRY_AFTER: DATE}, Hint(60.0, RETRY_AFTER)),
+        ({RATELIMIT_RESET: "30"}, Hint(30.0, RATELIMIT_RESET)),
+        ({RETRY_AFTER: "120", RATELIMIT_RESET: "30"}, Hint(120.0, RETRY_AFTER)),
+        ({RETRY_AFTER: "20", RATELIMIT_RESET: "30"}, Hint(30.0, RATELIMIT_RESET)),
+        ({RETRY_AFTER: "30", RATELIMIT_RESET: "30"}, Hint(30.0, RETRY_AFTER)),
+        ({RETRY_AFTER: "soon", RATELIMIT_RESET: "30"}, Hint(30.0, RATELIMIT_RESET)),
+        ({RETRY_AFTER: "5", RATELIMIT_RESET: "-1"}, Hint(5.0, RETRY_AFTER)),
+        ({RETRY_AFTER: "soon", RATELIMIT_RESET: "later"}, None),
+    ],
+)
+def test_hint_from_headers_takes_the_longer_valid_hint(
+    headers: dict[str, str], expected: Hint | None
+) -> None:
+    """A tie goes to Retry-After; an unreadable header is skipped, not fatal."""
+    assert hint_from_headers(headers, FIXED_NOW - 60) == expected
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [("retry-after", "5"), ("x-ratelimit-reset", "9")],
+        [("RETRY-AFTER", "5"), ("X-RATELIMIT-RESET", "9")],
+        [("Retry-After", "5"), ("X-RateLimit-Reset", "9")],
+    ],
+)
+def test_hint_from_headers_is_case_insensitive_with_httpx_headers(
+    headers: list[tuple[str, str]],
+) -> None:
+    """The hint's source is the canonical header name, whatever the server's spelling."""
+    assert hint_from_headers(httpx.Headers(headers), FIXED_NOW) == Hint(9.0, RATELIMIT_RESET)
+
+
+def test_hint_from_headers_reads_an_httpx_response() -> None:
+    response = httpx.Response(429, headers={"retry-after": DATE}, text="Rate limit")
+    assert hint_from_headers(response.headers, FIXED_NOW - 90) == Hint(90.0, RETRY_AFTER)
+
+
+@given(header_values(), header_values(), NOWS)
+def test_hint_from_headers_is_the_larger_of_the_two_parsed_headers(
+    retry_after: str, reset: str, now: float
+) -> None:
+    # A plain dict: httpx.Headers refuses non-ASCII text, which header_values() draws.
+    headers = {RETRY_AFTER: retry_after, RATELIMIT_RESET: reset}
+    from_retry_after = parse_retry_after(retry_after, now)
+    from_reset = parse_ratelimit_reset(reset, now)
+    candidates = [
+        Hint(seconds, source)
+        for seconds, source in ((from_retry_after, RETRY_AFTER), (from_reset, RATELIMIT_RESET))
+        if seconds is not None
+    ]
+    expected = max(candidates, key=lambda hint: hint.seconds, default=None)
+    assert hint_from_headers(headers, now) == expected
+
+
+def test_retry_after_in_rfc_9110s_obsolete_asctime_format_is_read_as_gmt() -> None:
+    """RFC 9110 section 5.6.7: recipients must accept asctime dates, which are GMT."""
+    now = parsedate_to_datetime("Wed, 21 Oct 2015 07:28:00 GMT").timestamp() - 60
+    assert parse_retry_after("Wed Oct 21 07:28:00 2015", now) == 60.0
+    assert parse_retry_after("Wed Oct  1 07:28:00 2015", now) is None  # in the past
