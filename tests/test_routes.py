@@ -1,0 +1,151 @@
+"""The mock's pure router: paths and queries to replies, with no lock, clock or transport.
+
+The endpoints' payloads, envelopes and errors are pinned end to end in
+test_mock.py; these tests drive the router directly, for what only it decides.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bb_backoff._endpoints import PAGELEN_MAX, PULL_REQUEST_PAGELEN_MAX
+from bb_backoff.testing import Dataset, DatasetSize, MockReply
+from bb_backoff.testing._routes import DEFAULT_PAGELEN, Get, Query, Router
+
+API = "https://api.bitbucket.org/2.0"
+SIZE = DatasetSize(
+    repositories=2,
+    pull_requests=12,
+    comments_per_pull_request=2,
+    issues=7,
+    comments_per_issue=2,
+    members=23,
+)
+DATASET = Dataset.generate(1, SIZE)
+
+
+def get(path: str, query: Query | None = None, *, api: str = API) -> Get:
+    return Get(path, query or [], api, DATASET.user)
+
+
+def body(reply: MockReply) -> Any:
+    return json.loads(reply.body)
+
+
+@pytest.fixture
+def router() -> Router:
+    return Router(DATASET)
+
+
+def test_the_same_request_always_gets_the_same_reply(router: Router) -> None:
+    request = get("/workspaces/acme/members", [("pagelen", "5"), ("page", "2")])
+    first = router.route(request)
+    assert first == router.route(request)
+    assert first == Router(DATASET).route(request)
+    assert (first.status, first.delay, first.fault) == (200, 0.0, None)
+
+
+def test_user_answers_with_the_account_of_the_request_the_router_does_not_authenticate(
+    router: Router,
+) -> None:
+    bot = DATASET.members[0]
+    reply = router.route(Get("/user", [], API, bot))
+    assert body(reply) == bot.to_json(API)
+
+
+def test_a_trailing_slash_routes_like_the_path_without_it(router: Router) -> None:
+    assert router.route(get("/user/")) == router.route(get("/user"))
+
+
+def test_an_encoded_slash_stays_inside_its_path_segment(router: Router) -> None:
+    slug = DATASET.repositories[0].slug
+    encoded = router.route(get(f"/repositories/acme%2F{slug}"))
+    assert (encoded.status, body(encoded)["error"]["message"]) == (
+        404,
+        f"No workspace with identifier 'acme/{slug}'.",
+    )
+    split = router.route(get(f"/repositories/acme/{slug}"))
+    assert split.status == 200
+
+
+def test_the_last_of_repeated_query_parameters_wins(router: Router) -> None:
+    reply = router.route(get("/workspaces/acme/members", [("pagelen", "500"), ("pagelen", "3")]))
+    assert (body(reply)["pagelen"], len(body(reply)["values"])) == (3, 3)
+
+
+@pytest.mark.parametrize(
+    ("suffix", "cap"),
+    [
+        ("/pullrequests", PULL_REQUEST_PAGELEN_MAX),
+        ("/issues", PAGELEN_MAX),
+        ("/pullrequests/1/comments", PAGELEN_MAX),
+        ("/issues/1/comments", PAGELEN_MAX),
+    ],
+)
+def test_pagelen_caps_are_the_clients_limits(router: Router, suffix: str, cap: int) -> None:
+    path = f"/repositories/{DATASET.repositories[0].full_name}{suffix}"
+    assert router.route(get(path, [("pagelen", str(cap))])).status == 200
+    refused = router.route(get(path, [("pagelen", str(cap + 1))]))
+    assert (refused.status, body(refused)) == (
+        400,
+        {"type": "error", "error": {"message": "Invalid pagelen"}},
+    )
+
+
+def test_links_point_at_the_api_of_each_request_even_after_a_cached_render(
+    router: Router,
+) -> None:
+    path = "/repositories/acme"
+    served = "http://127.0.0.1:8123/2.0"
+    public = body(router.route(get(path, [("pagelen", "1")])))
+    local = body(router.route(get(path, [("pagelen", "1")], api=served)))
+    assert public["values"][0] == DATASET.repositories[0].to_json(API)
+    assert local["values"][0] == DATASET.repositories[0].to_json(served)
+    assert local["next"] == f"{served}{path}?pagelen=1&page=2"
+
+
+def test_the_diff_range_matches_hashes_and_the_carriage_return_in_any_case(
+    router: Router,
+) -> None:
+    repository = DATASET.repositories[1]
+    pull_request = repository.pull_requests[4]
+    source, destination = pull_request.source_hash[:12], pull_request.destination_hash[:12]
+    path = (
+        f"/repositories/{repository.full_name}/diff/"
+        f"{repository.full_name}:{source.upper()}%0d{destination.upper()}"
+    )
+    reply = router.route(get(path))
+    assert (reply.status, reply.body.decode()) == (200, pull_request.diff)
+
+
+@given(pagelen=st.integers(min_value=1, max_value=PAGELEN_MAX))
+def test_following_next_links_visits_every_member_once_in_ceil_size_over_pagelen_pages(
+    pagelen: int,
+) -> None:
+    router = Router(DATASET)
+    path = "/workspaces/acme/members"
+    query: Query = [("pagelen", str(pagelen))]
+    seen: list[str] = []
+    pages = 0
+    while True:
+        page = body(router.route(get(path, query)))
+        pages += 1
+        assert page["page"] == pages
+        seen += [member["user"]["account_id"] for member in page["values"]]
+        if "next" not in page:
+            break
+        query = [("pagelen", str(pagelen)), ("page", str(pages + 1))]
+        assert page["next"] == f"{API}{path}?pagelen={pagelen}&page={pages + 1}"
+    assert seen == [member.account_id for member in DATASET.members]
+    assert pages == math.ceil(len(DATASET.members) / pagelen)
+
+
+def test_a_listing_without_pagelen_has_the_default_page_length(router: Router) -> None:
+    page = body(router.route(get("/workspaces/acme/members")))
+    assert (page["pagelen"], len(page["values"])) == (DEFAULT_PAGELEN, DEFAULT_PAGELEN)

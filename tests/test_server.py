@@ -1,0 +1,228 @@
+"""The mock over real HTTP: the ASGI app on virtual time, and serve_mock in (brief) real time."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, MutableMapping
+from typing import Any
+
+import httpx
+import pytest
+
+from bb_backoff import BitbucketClient, OAuth2Tokens
+from bb_backoff.testing import DatasetSize, Faults, MockBitbucket, VirtualClock, serve_mock
+
+TINY = DatasetSize(
+    repositories=1,
+    pull_requests=3,
+    comments_per_pull_request=1,
+    issues=2,
+    comments_per_issue=1,
+    members=2,
+)
+
+
+# -- the ASGI app, driven directly on virtual time -------------------------------------------
+
+
+class Exchange:
+    """One request through the ASGI app, and the messages it sent back."""
+
+    def __init__(self, app: Any, path: str, *, host: str = "mock.test:8080", **scope: Any) -> None:
+        self.app = app
+        path, _, query = path.partition("?")
+        self.scope = {
+            "type": "http",
+            "method": "GET",
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": query.encode(),
+            "headers": [(b"host", host.encode())],
+            **scope,
+        }
+        self.sent: list[dict[str, Any]] = []
+
+    async def receive(self) -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(self, message: MutableMapping[str, Any]) -> None:
+        self.sent.append(dict(message))
+
+    def run(self) -> tuple[int, dict[bytes, bytes], bytes, bool]:
+        asyncio.run(self.app(self.scope, self.receive, self.send))
+        start, body = self.sent
+        assert start["type"] == "http.response.start"
+        return start["status"], dict(start["headers"]), body["body"], body["more_body"]
+
+
+def virtual_mock(**options: Any) -> tuple[MockBitbucket, VirtualClock]:
+    clock = VirtualClock()
+    mock = MockBitbucket(
+        size=TINY,
+        clock=clock.monotonic,
+        now=clock.time,
+        sleep=clock.sleep,
+        async_sleep=clock.sleep,
+        **options,
+    )
+    return mock, clock
+
+
+def authorized(mock: MockBitbucket) -> list[tuple[bytes, bytes]]:
+    return [
+        (b"host", b"mock.test:8080"),
+        (b"authorization", mock.bearer().authorization().encode()),
+    ]
+
+
+def test_the_asgi_app_links_pages_to_the_origin_the_request_came_to() -> None:
+    mock, _ = virtual_mock()
+    exchange = Exchange(
+        mock.asgi_app(), "/2.0/workspaces/acme/members?pagelen=1", headers=authorized(mock)
+    )
+    status, headers, body, unfinished = exchange.run()
+    assert (status, unfinished) == (200, False)
+    assert headers[b"content-length"] == str(len(body)).encode()
+    assert b'"next":"http://mock.test:8080/2.0/workspaces/acme/members?pagelen=1&page=2"' in body
+
+
+def test_an_asgi_reset_promises_more_bytes_than_it_sends_and_never_finishes() -> None:
+    mock, _ = virtual_mock()
+    mock.script("reset")
+    _, headers, body, unfinished = Exchange(
+        mock.asgi_app(), "/2.0/user", headers=authorized(mock)
+    ).run()
+    assert int(headers[b"content-length"]) > len(body)
+    assert unfinished
+    assert mock.counters.resets == 1
+
+
+def test_an_asgi_timeout_answers_after_slow_seconds() -> None:
+    mock, clock = virtual_mock(faults=Faults(timeout_rate=1.0, slow_seconds=7))
+    status, _, _, _ = Exchange(mock.asgi_app(), "/2.0/user", headers=authorized(mock)).run()
+    assert (status, clock.sleeps) == (200, [7.0])
+    assert mock.counters.timeouts == 1
+
+
+def test_the_asgi_app_completes_the_lifespan_protocol() -> None:
+    messages = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return next(messages)
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(dict(message))
+
+    asyncio.run(virtual_mock()[0].asgi_app()({"type": "lifespan"}, receive, send))
+    assert [m["type"] for m in sent] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+
+
+# -- serve_mock: a real uvicorn server on a free port -------------------------------------------
+
+
+@pytest.fixture
+def served() -> Iterator[tuple[MockBitbucket, str]]:
+    mock = MockBitbucket(size=TINY)
+    with serve_mock(mock) as base_url:
+        yield mock, base_url
+
+
+def test_serve_mock_yields_a_base_url_on_a_free_port_whose_links_point_back(
+    served: tuple[MockBitbucket, str],
+) -> None:
+    mock, base_url = served
+    assert base_url.startswith("http://127.0.0.1:")
+    assert base_url.endswith("/2.0")
+    headers = {"Authorization": mock.bearer().authorization()}
+    with httpx.Client(headers=headers) as client:
+        first = client.get(f"{base_url}/workspaces/acme/members", params={"pagelen": 1}).json()
+        assert first["next"] == f"{base_url}/workspaces/acme/members?pagelen=1&page=2"
+        second = client.get(first["next"]).json()
+    assert [m["user"]["account_id"] for m in first["values"] + second["values"]] == [
+        m.account_id for m in mock.dataset.members
+    ]
+
+
+def test_the_clients_import_a_served_mock_following_the_diff_redirect(
+    served: tuple[MockBitbucket, str],
+) -> None:
+    mock, base_url = served
+    found: set[tuple[str, int]] = set()
+    with BitbucketClient(auth=mock.bearer(), base_url=base_url) as client:
+        for repository in client.repos():
+            workspace, slug = repository["full_name"].split("/")
+            for pull_request in client.pull_requests(workspace, slug):
+                diff = client.pull_request_diff(workspace, slug, pull_request["id"])
+                if diff.startswith("diff --git"):
+                    found.add((repository["full_name"], pull_request["id"]))
+    assert found == mock.dataset.expected()["diff"]
+
+
+def test_a_served_mock_rate_limits_in_real_time() -> None:
+    mock = MockBitbucket(size=TINY, limit=3, window=0.5, hint="retry-after")
+    with (
+        serve_mock(mock) as base_url,
+        httpx.Client(
+            base_url=base_url, headers={"Authorization": mock.bearer().authorization()}
+        ) as client,
+    ):
+        statuses = [client.get("/user").status_code for _ in range(4)]
+        refused = client.get("/user")
+        time.sleep(0.55)  # the window is real time here
+        after = client.get("/user").status_code
+    assert statuses == [200, 200, 200, 429]
+    assert (refused.text, refused.headers["Retry-After"]) == (
+        "Rate limit for this resource has been exceeded",
+        "1",
+    )
+    assert after == 200
+
+
+def test_a_served_reset_fault_surfaces_as_an_httpx_transport_error(
+    served: tuple[MockBitbucket, str],
+) -> None:
+    mock, base_url = served
+    mock.script("reset")
+    with httpx.Client(base_url=base_url) as client:
+        with pytest.raises(httpx.RemoteProtocolError):
+            client.get("/user")
+        # The connection is gone, the server is not: the next request gets through.
+        assert client.get("/user").status_code == 401
+
+
+def test_an_oauth_client_refreshes_against_the_served_token_endpoint(
+    served: tuple[MockBitbucket, str],
+) -> None:
+    mock, base_url = served
+    origin = base_url.removesuffix("/2.0")
+    stored: list[OAuth2Tokens] = []
+    auth = mock.oauth2(stored.append, token_url=f"{origin}/site/oauth2/access_token")
+    mock.script(
+        httpx.Response(401, json={"type": "error", "error": {"message": "Access token expired."}}),
+        path="/user",
+    )
+    with BitbucketClient(auth=auth, base_url=base_url) as client:
+        assert client.user()["account_id"] == mock.dataset.user.account_id
+    assert [tokens.refresh_token for tokens in stored] == [mock.refresh_token]
+    assert mock.counters.refreshes == 1
+
+
+def test_serve_mock_stops_the_server_when_the_block_ends() -> None:
+    mock = MockBitbucket(size=TINY)
+    with serve_mock(mock) as base_url:
+        pass
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{base_url}/user", timeout=1)
+
+
+def test_importing_the_testing_package_does_not_import_uvicorn() -> None:
+    code = "import sys, bb_backoff.testing; print('uvicorn' in sys.modules)"
+    out = subprocess.run(  # noqa: S603 (our own interpreter, a fixed script)
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "False"
