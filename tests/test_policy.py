@@ -205,7 +205,11 @@ def test_first_full_jitter_delay_is_a_draw_from_the_seeded_random_source() -> No
         stop=None,
         hint=None,
         history=RetryHistory(
-            attempts=1, retries=1, rate_limit_waited=expected_delay, last_delay=expected_delay
+            attempts=1,
+            rate_limit_retries=1,
+            rate_limit_waited=expected_delay,
+            last_delay=expected_delay,
+            last_reason=Reason.RATE_LIMIT,
         ),
     )
     assert decision == expected
@@ -350,9 +354,13 @@ def test_error_attempts_and_max_attempts_are_never_exceeded(
     policy = ExponentialBackoff(**kwargs)
     steps = simulate(policy, outcomes)
     last = steps[-1].decision
-    errors = sum(1 for step in steps if step.decision.reason not in {None, Reason.RATE_LIMIT})
-    assert (last.history.attempts, last.history.errors) == (len(steps), errors)
-    assert last.history.errors <= policy.error_attempts
+    # error_attempts bounds an error streak: the errors since the last rate limit.
+    streak = 0
+    for step in steps:
+        reason = step.decision.reason
+        streak = 0 if reason is Reason.RATE_LIMIT else streak + (reason is not None)
+        assert streak <= policy.error_attempts
+    assert (last.history.attempts, last.history.errors) == (len(steps), streak)
     if policy.max_attempts is not None:
         assert last.history.attempts <= policy.max_attempts
     if last.stop is StopReason.ATTEMPTS:
@@ -362,13 +370,28 @@ def test_error_attempts_and_max_attempts_are_never_exceeded(
         )
 
 
-def test_error_attempts_count_errors_only_not_rate_limits() -> None:
+def test_error_attempts_count_errors_in_a_row_only() -> None:
+    policy = ExponentialBackoff(error_attempts=2, seed=0)
+    steps = simulate(policy, [Outcome(status=503), Outcome()])
+    assert [s.decision.stop for s in steps] == [None, StopReason.ATTEMPTS]
+    assert steps[-1].decision.history.errors == 2
+
+
+def test_a_rate_limit_ends_the_error_streak() -> None:
+    """Faults hours apart, with 429s between them, are not one outage."""
     policy = ExponentialBackoff(error_attempts=2, seed=0)
     outcomes = [Outcome(status=503), Outcome(status=429), Outcome(status=429), Outcome()]
     steps = simulate(policy, outcomes)
-    assert [s.decision.stop for s in steps] == [None, None, None, StopReason.ATTEMPTS]
+    assert [s.decision.stop for s in steps] == [None, None, None, None]
     last = steps[-1].decision.history
-    assert (last.attempts, last.errors) == (4, 2)
+    assert (last.attempts, last.errors, last.error_retries) == (4, 1, 1)
+
+
+def test_an_error_after_a_rate_limit_backs_off_from_the_start() -> None:
+    policy = ExponentialBackoff(jitter="none", seed=0)
+    outcomes = [Outcome(status=503), Outcome(status=503), Outcome(status=429), Outcome()]
+    delays = [s.decision.delay for s in simulate(policy, outcomes)]
+    assert delays == [1.0, 2.0, 1.0, 1.0]
 
 
 def test_max_attempts_counts_every_reason() -> None:
@@ -416,7 +439,11 @@ def test_delay_without_hint_is_within_the_jitter_modes_range(
     """
     policy = ExponentialBackoff(**kwargs)
     previous = None if retries == 0 else data.draw(previous_delays(policy.initial))
-    history = RetryHistory(retries=retries, last_delay=previous)
+    history = RetryHistory(
+        rate_limit_retries=retries,
+        last_delay=previous,
+        last_reason=None if previous is None else Reason.RATE_LIMIT,
+    )
     delay = policy.decide(history, Outcome(status=429)).delay
     low, high = expected_range(policy, retries, previous)
     assert delay is not None
@@ -465,7 +492,13 @@ def test_huge_retry_counts_never_overflow(
     kwargs: dict[str, Any], retries: int, previous: float | None, status: int
 ) -> None:
     policy = ExponentialBackoff(**kwargs)
-    history = RetryHistory(retries=retries, last_delay=previous)
+    reason = Reason.RATE_LIMIT if status == 429 else Reason.SERVER_ERROR
+    history = RetryHistory(
+        rate_limit_retries=retries if reason is Reason.RATE_LIMIT else 0,
+        error_retries=0 if reason is Reason.RATE_LIMIT else retries,
+        last_delay=previous,
+        last_reason=None if previous is None else reason,
+    )
     decision = policy.decide(history, Outcome(status=status))
     low, high = policy.bounds(retries)
     assert 0.0 <= low <= high <= policy.max_delay
@@ -479,7 +512,7 @@ def test_huge_retry_count_is_clamped_to_max_delay(jitter: JitterMode) -> None:
     assert policy.bounds(10_000)[1] == 60.0
     assert policy.bounds(10_000) == policy.bounds(10**9)
     if jitter == "none":
-        decision = policy.decide(RetryHistory(retries=10_000), Outcome(status=503))
+        decision = policy.decide(RetryHistory(error_retries=10_000), Outcome(status=503))
         assert decision.delay == 60.0
 
 
@@ -490,11 +523,11 @@ def test_huge_retry_count_with_integer_parameters_and_no_cap_fits_the_budget(
     """``initial=1, factor=2`` (ints) with ``max_delay=inf`` must not overflow either.
 
     The grown base is ``1 * 2 ** 10_000``, an exact int that no float can
-    hold; the wait is then cut to the rate-limit budget (7,200 s).
+    hold; the wait is then cut to the rate-limit budget.
     """
     policy = ExponentialBackoff(initial=1, factor=2, max_delay=math.inf, jitter=jitter, seed=0)
-    decision = policy.decide(RetryHistory(retries=10_000), Outcome(status=429))
-    assert decision.delay == 7200.0
+    decision = policy.decide(RetryHistory(rate_limit_retries=10_000), Outcome(status=429))
+    assert decision.delay == policy.rate_limit_budget
 
 
 def test_zero_initial_stays_zero_even_after_huge_retry_counts() -> None:
@@ -502,7 +535,7 @@ def test_zero_initial_stays_zero_even_after_huge_retry_counts() -> None:
     policy = ExponentialBackoff(initial=0.0, factor=2.0, max_delay=60.0, jitter="none", seed=0)
     assert policy.bounds(1000) == (0.0, 0.0)
     assert policy.bounds(10_000) == (0.0, 0.0)
-    decision = policy.decide(RetryHistory(retries=10_000), Outcome(status=429))
+    decision = policy.decide(RetryHistory(rate_limit_retries=10_000), Outcome(status=429))
     assert decision.delay == 0.0
 
 
@@ -615,6 +648,7 @@ def test_gitlab_16_7_is_configured_like_gitlabs_importer() -> None:
         max_hint=math.inf,
         respect_hints=False,
         retry_transport_errors=False,
+        shared_backoff=True,
     )
     assert expected == GITLAB_16_7
     assert [GITLAB_16_7.bounds(n) for n in range(2)] == [(2.0, 4.0), (4.0, 16.0)]
@@ -653,7 +687,7 @@ def test_gitlab_16_7_does_not_retry_transport_errors(sent: bool) -> None:
 
 
 def test_gitlab_16_7_has_no_cap() -> None:
-    history = RetryHistory(retries=5, last_delay=1000.0)
+    history = RetryHistory(error_retries=5, last_delay=1000.0, last_reason=Reason.SERVER_ERROR)
     delay = attrs.evolve(GITLAB_16_7, seed=0).decide(history, Outcome(status=503)).delay
     assert delay is not None
     assert 2000.0 <= delay < 4000.0
@@ -802,3 +836,34 @@ def test_decision_retries_exactly_when_it_has_a_delay() -> None:
     history = RetryHistory()
     assert Decision(Reason.RATE_LIMIT, 0.0, None, None, history).retry is True
     assert Decision(None, None, StopReason.NOT_RETRYABLE, None, history).retry is False
+
+
+def test_rate_limits_and_errors_keep_separate_backoff_sequences() -> None:
+    """An hour of 429s must not make the next 5xx wait as long as a rate limit does."""
+    policy = ExponentialBackoff(jitter="none", max_delay=300, seed=0)
+    history = RetryHistory()
+    for _ in range(20):
+        history = policy.decide(history, Outcome(status=429)).history
+    assert history.rate_limit_retries == 20
+    error_wait = policy.decide(history, Outcome(status=503))
+    assert error_wait.delay == 1.0
+    assert policy.decide(error_wait.history, Outcome(status=429)).delay == 300.0
+
+
+def test_decorrelated_jitter_restarts_from_initial_when_the_reason_changes() -> None:
+    policy = ExponentialBackoff(jitter="decorrelated", initial=1, max_delay=300, seed=0)
+    history = RetryHistory(rate_limit_retries=9, last_delay=290.0, last_reason=Reason.RATE_LIMIT)
+    delay = policy.decide(history, Outcome(status=502)).delay
+    assert delay is not None
+    assert 1.0 <= delay <= 3.0
+
+
+def test_gitlab_16_7_shares_one_sequence_across_reasons_as_gitlab_did() -> None:
+    """GitLab's module keeps one ``delay`` whatever the status: 429 then 503 keeps doubling."""
+    policy = attrs.evolve(GITLAB_16_7, seed=0)
+    first = policy.decide(RetryHistory(), Outcome(status=429))
+    second = policy.decide(first.history, Outcome(status=503))
+    assert first.delay is not None
+    assert second.delay is not None
+    assert 2.0 <= first.delay < 4.0
+    assert 2 * first.delay <= second.delay < 4 * first.delay

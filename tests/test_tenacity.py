@@ -215,7 +215,8 @@ def test_post_is_retried_after_a_connect_error_and_a_429() -> None:
     script = Script(httpx.ConnectError("refused"), httpx.Response(429), httpx.Response(201))
     sleeps: list[float] = []
     response = retrying(sleeps)(returning, client_for(script), "POST")
-    assert (response.status_code, sleeps, script.calls) == (201, [1.0, 2.0], 3)
+    # Each reason has its own backoff sequence: the 429 starts at 1 s again.
+    assert (response.status_code, sleeps, script.calls) == (201, [1.0, 1.0], 3)
 
 
 def test_non_http_exceptions_propagate_untouched() -> None:
@@ -374,4 +375,5 @@ async def test_async_two_concurrent_calls_keep_separate_histories() -> None:
     results = await asyncio.gather(call(failing, failing_sleeps), call(limited, limited_sleeps))
     assert list(results) == [-3, 200]  # the failing call gave up after its 3rd attempt
     assert failing_sleeps == [1.0, 2.0]
-    assert limited_sleeps == [7.0, 2.0]
+    # The 503 after the 429 begins the error sequence: 1 s, not 2 s.
+    assert limited_sleeps == [7.0, 1.0]

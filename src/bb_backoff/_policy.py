@@ -119,26 +119,59 @@ class RetryHistory:
     Start a request with ``RetryHistory()`` and pass along the history of
     each :class:`Decision`.
 
+    Rate limits and errors keep separate backoff sequences: a request that
+    waited out an hour of 429s starts its error backoff from the beginning.
+    A 429 also ends an *error streak*: the server answered, so errors before
+    it and errors after it are not one outage, and ``error_attempts`` counts
+    only the errors since the last rate limit.  Without that, a request that
+    waits six hours for its quota would give up after five faults spread
+    over those hours.
+
     Attributes:
-        attempts: attempts made so far.
-        errors: attempts that ended in an error (not a rate limit).
-        retries: waits taken so far.
+        attempts: attempts made so far (also the waits taken so far).
+        errors: errors (not rate limits) since the last rate limit.
+        rate_limit_retries: waits taken because of rate limits.
+        error_retries: waits taken because of errors since the last rate limit.
         rate_limit_waited: seconds waited because of rate limits.
-        error_waited: seconds waited because of errors.
+        error_waited: seconds waited because of errors, in all.
         last_delay: the previous wait in seconds, if any.
+        last_reason: why the previous wait was taken, if any.
     """
 
     attempts: int = 0
     errors: int = 0
-    retries: int = 0
+    rate_limit_retries: int = 0
+    error_retries: int = 0
     rate_limit_waited: float = 0.0
     error_waited: float = 0.0
     last_delay: float | None = None
+    last_reason: Reason | None = None
 
     @property
     def waited(self) -> float:
         """Seconds waited in all."""
         return self.rate_limit_waited + self.error_waited
+
+    def sequence(self, reason: Reason, *, shared: bool = False) -> tuple[int, float | None]:
+        """Where the backoff for ``reason`` stands: (waits so far, previous wait).
+
+        Args:
+            reason: the reason of the wait to come.
+            shared: one sequence for every reason (GitLab 16.7's behaviour).
+
+        Returns:
+            The index of the next wait in its sequence (from 0), and the
+            previous wait of the same sequence in seconds, if any.
+        """
+        if shared:
+            # Every attempt so far was followed by a wait, or we would have stopped.
+            return self.attempts, self.last_delay
+        rate_limited = reason is Reason.RATE_LIMIT
+        count = self.rate_limit_retries if rate_limited else self.error_retries
+        same = self.last_reason is not None and (
+            (self.last_reason is Reason.RATE_LIMIT) == rate_limited
+        )
+        return count, self.last_delay if same else None
 
 
 @attrs.frozen
@@ -204,8 +237,10 @@ def _stop(
 
 
 def _count(history: RetryHistory, reason: Reason | None) -> RetryHistory:
-    """The history with one more attempt, an error if ``reason`` says so."""
-    is_error = reason is not None and reason is not Reason.RATE_LIMIT
+    """The history with one more attempt; a rate limit ends the error streak."""
+    if reason is Reason.RATE_LIMIT:
+        return attrs.evolve(history, attempts=history.attempts + 1, errors=0, error_retries=0)
+    is_error = reason is not None
     return attrs.evolve(
         history, attempts=history.attempts + 1, errors=history.errors + (1 if is_error else 0)
     )
@@ -216,15 +251,17 @@ def _waited(history: RetryHistory, reason: Reason, delay: float) -> RetryHistory
     if reason is Reason.RATE_LIMIT:
         return attrs.evolve(
             history,
-            retries=history.retries + 1,
+            rate_limit_retries=history.rate_limit_retries + 1,
             rate_limit_waited=history.rate_limit_waited + delay,
             last_delay=delay,
+            last_reason=reason,
         )
     return attrs.evolve(
         history,
-        retries=history.retries + 1,
+        error_retries=history.error_retries + 1,
         error_waited=history.error_waited + delay,
         last_delay=delay,
+        last_reason=reason,
     )
 
 
@@ -297,19 +334,31 @@ class ExponentialBackoff:
         initial: the first backoff ceiling (seconds or timedelta).
         factor: growth per retry (at least 1).
         max_delay: cap on one backoff wait (seconds, timedelta or ``math.inf``).
+            Five minutes by default: without a hint, a rate-limited client
+            can only probe, and probing every 2.5 minutes on average costs a
+            few percent of completion time against a rolling hour while
+            making a quarter of the calls that a one-minute cap makes
+            (``benchmarks/caps.py`` measures the trade-off).
         jitter: one of the modes above.
         seed: seed for the random source; ``None`` seeds from the OS.
         max_attempts: attempts in all for one request, any reason; ``None``
             leaves it to the budgets.
-        error_attempts: attempts ending in an error (408, 5xx, transport)
-            after which the request gives up.
+        error_attempts: errors (408, 5xx, transport) in a row after which
+            the request gives up; a 429 in between ends the streak.
         error_budget: seconds of waiting allowed because of errors.
-        rate_limit_budget: seconds of waiting allowed because of 429s; at
-            least an hour by default, since Bitbucket's window is a rolling
-            hour shared by every tool on the account.
+        rate_limit_budget: seconds of waiting allowed because of 429s: a day
+            by default.  Bitbucket's window is a rolling hour shared by every
+            worker and tool on the account, and while an import keeps it
+            saturated, fresh requests (whose backoff starts small) win most
+            freed slots from requests that have waited long (the capture
+            effect of exponential backoff), so one request can wait for hours
+            in an import that never stops making progress.
         max_hint: the longest server hint honoured; a longer one gives up.
         respect_hints: honour ``Retry-After`` / ``X-RateLimit-Reset``.
         retry_transport_errors: retry when no response came back at all.
+        shared_backoff: one backoff sequence for rate limits and errors
+            together (GitLab 16.7's behaviour); by default each reason has
+            its own, so an hour of 429s does not make the next 5xx wait long.
 
     Raises:
         ValueError: for an invalid parameter; the message names it.
@@ -317,16 +366,17 @@ class ExponentialBackoff:
 
     initial: float = attrs.field(default=1.0, converter=duration, validator=finite)
     factor: float = 2.0
-    max_delay: float = attrs.field(default=60.0, converter=duration, validator=limit)
+    max_delay: float = attrs.field(default=300.0, converter=duration, validator=limit)
     jitter: JitterMode = "full"
     seed: int | None = None
     max_attempts: int | None = None
     error_attempts: int = 5
     error_budget: float = attrs.field(default=60.0, converter=duration, validator=limit)
-    rate_limit_budget: float = attrs.field(default=7200.0, converter=duration, validator=limit)
+    rate_limit_budget: float = attrs.field(default=86400.0, converter=duration, validator=limit)
     max_hint: float = attrs.field(default=3600.0, converter=duration, validator=limit)
     respect_hints: bool = True
     retry_transport_errors: bool = True
+    shared_backoff: bool = False
     _random: random.Random = attrs.field(init=False, repr=False, eq=False, hash=False)
 
     def __attrs_post_init__(self) -> None:
@@ -418,7 +468,8 @@ class ExponentialBackoff:
         if not rate_limited and counted.errors >= self.error_attempts:
             return _stop(reason, StopReason.ATTEMPTS, outcome, counted)
 
-        delay = self.backoff(history.retries, history.last_delay, self._random.random())
+        retry, previous = history.sequence(reason, shared=self.shared_backoff)
+        delay = self.backoff(retry, previous, self._random.random())
         hint = outcome.hint if self.respect_hints else None
         if hint is not None:
             if hint.seconds > self.max_hint:
@@ -544,6 +595,7 @@ GITLAB_16_7: Final = ExponentialBackoff(
     max_hint=math.inf,
     respect_hints=False,
     retry_transport_errors=False,
+    shared_backoff=True,
 )
 """GitLab 16.7's flag-on retry, reproduced for comparison.
 
