@@ -17,5 +17,11 @@ def test_the_policies_page_shows_the_current_schedules() -> None:
 def test_readme_opens_with_the_two_quickstart_commands() -> None:
     lines = (ROOT / "README.md").read_text().splitlines()
     opening = lines[lines.index("```sh") + 1 : lines.index("```sh") + 3]
-    assert opening[0].endswith("bb-backoff demo")
+    assert opening[0].endswith("bb-backoff bench")
     assert opening[1].endswith("python -m pytest")
+
+
+def test_readme_shows_the_latest_benchmark_table() -> None:
+    """README and benchmarks/results/table.md are written by the same run: they must agree."""
+    table = (ROOT / "benchmarks" / "results" / "table.md").read_text().strip()
+    assert table in (ROOT / "README.md").read_text()

@@ -1,0 +1,285 @@
+"""Nothing lost: a whole import through the client's helpers under heavy rate limiting and faults.
+
+An importer built the way GitLab's is (repositories, then pull requests with
+comments and diffs, issues with comments, workspace members), with several
+workers sharing one token, must end up with every item of the mock's dataset
+exactly once: on virtual time with the sync client in threads and the async
+client in tasks, and on real time through the uvicorn-served mock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+import bb_backoff as bb
+from bb_backoff.testing import (
+    DatasetSize,
+    Faults,
+    MockBitbucket,
+    VirtualClock,
+    VirtualThreads,
+    run_virtual,
+    serve_mock,
+)
+
+Items = collections.Counter[tuple[Any, ...]]
+# 5,000 requests an hour would take the default dataset's ~1,000 calls in
+# one go; 150 an hour makes the import wait out seven windows.
+HEAVY_LIMIT = 150
+# 5 % of admitted requests fail (as in the benchmark): with the default five
+# errors in a row before giving up, a request is lost with probability
+# 0.05 ** 5, about 3e-7.
+FAULTS = Faults(server_error_rate=0.03, reset_rate=0.01, timeout_rate=0.01)
+
+
+def expected_items(mock: MockBitbucket) -> Items:
+    return collections.Counter(
+        (kind, *key) for kind, keys in mock.dataset.expected().items() for key in keys
+    )
+
+
+# -- the sync importer -----------------------------------------------------------------
+
+
+def import_sync(client: bb.BitbucketClient, threads: VirtualThreads, workers: int) -> Items:
+    items: Items = collections.Counter()
+    jobs: collections.deque[Callable[[], None]] = collections.deque()
+    busy = 0
+
+    def pull_request(full_name: str, number: int) -> None:
+        workspace, slug = full_name.split("/")
+        for comment in client.pull_request_comments(workspace, slug, number):
+            items["pull_request_comment", full_name, number, comment["id"]] += 1
+        if client.pull_request_diff(workspace, slug, number):
+            items["diff", full_name, number] += 1
+
+    def issue(full_name: str, number: int) -> None:
+        workspace, slug = full_name.split("/")
+        for comment in client.issue_comments(workspace, slug, number):
+            items["issue_comment", full_name, number, comment["id"]] += 1
+
+    def repository(full_name: str) -> None:
+        workspace, slug = full_name.split("/")
+        items["repository", client.repo(workspace, slug)["full_name"]] += 1
+        for found in client.pull_requests(workspace, slug):
+            items["pull_request", full_name, found["id"]] += 1
+            jobs.append(functools.partial(pull_request, full_name, found["id"]))
+        for found in client.issues(workspace, slug):
+            items["issue", full_name, found["id"]] += 1
+            jobs.append(functools.partial(issue, full_name, found["id"]))
+
+    def start() -> None:
+        client.user()
+        workspaces = set()
+        for found in client.repos():
+            jobs.append(functools.partial(repository, found["full_name"]))
+            workspaces.add(found["full_name"].split("/")[0])
+        for workspace in workspaces:
+            for membership in client.workspace_members(workspace):
+                items["member", membership["user"]["account_id"]] += 1
+
+    jobs.append(start)
+
+    def worker() -> None:
+        nonlocal busy
+        while jobs or busy:
+            if not jobs:
+                threads.sleep(1.0)
+                continue
+            job = jobs.popleft()
+            busy += 1
+            try:
+                job()
+            finally:
+                busy -= 1
+
+    threads.run([worker] * workers)
+    return items
+
+
+# -- the async importer ----------------------------------------------------------------
+
+
+async def import_async(client: bb.AsyncBitbucketClient, workers: int) -> Items:
+    items: Items = collections.Counter()
+    queue: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue()
+
+    async def pull_request(full_name: str, number: int) -> None:
+        workspace, slug = full_name.split("/")
+        async for comment in client.pull_request_comments(workspace, slug, number):
+            items["pull_request_comment", full_name, number, comment["id"]] += 1
+        if await client.pull_request_diff(workspace, slug, number):
+            items["diff", full_name, number] += 1
+
+    async def issue(full_name: str, number: int) -> None:
+        workspace, slug = full_name.split("/")
+        async for comment in client.issue_comments(workspace, slug, number):
+            items["issue_comment", full_name, number, comment["id"]] += 1
+
+    async def repository(full_name: str) -> None:
+        workspace, slug = full_name.split("/")
+        items["repository", (await client.repo(workspace, slug))["full_name"]] += 1
+        async for found in client.pull_requests(workspace, slug):
+            items["pull_request", full_name, found["id"]] += 1
+            queue.put_nowait(functools.partial(pull_request, full_name, found["id"]))
+        async for found in client.issues(workspace, slug):
+            items["issue", full_name, found["id"]] += 1
+            queue.put_nowait(functools.partial(issue, full_name, found["id"]))
+
+    async def start() -> None:
+        await client.user()
+        workspaces = set()
+        async for found in client.repos():
+            queue.put_nowait(functools.partial(repository, found["full_name"]))
+            workspaces.add(found["full_name"].split("/")[0])
+        for workspace in workspaces:
+            async for membership in client.workspace_members(workspace):
+                items["member", membership["user"]["account_id"]] += 1
+
+    queue.put_nowait(start)
+
+    async def worker() -> None:
+        while True:
+            job = await queue.get()
+            try:
+                await job()
+            finally:
+                queue.task_done()
+
+    pool = [asyncio.create_task(worker()) for _ in range(workers)]
+    try:
+        await queue.join()
+    finally:
+        for task in pool:
+            task.cancel()
+        # A failed job re-raises here, after the others have been stopped.
+        results = await asyncio.gather(*pool, return_exceptions=True)
+    errors = [r for r in results if not isinstance(r, asyncio.CancelledError | type(None))]
+    if errors:
+        raise errors[0]
+    return items
+
+
+# -- the tests ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_sync_import_in_threads_gets_every_item_exactly_once(seed: int) -> None:
+    clock = VirtualClock()
+    threads = VirtualThreads(clock)
+    mock = MockBitbucket(
+        seed=seed,
+        limit=HEAVY_LIMIT,
+        faults=FAULTS,
+        latency=0.1,
+        clock=clock.monotonic,
+        now=clock.time,
+        sleep=threads.sleep,
+    )
+    with bb.BitbucketClient(
+        auth=mock.bearer(),
+        transport=mock.transport(),
+        policy=bb.ExponentialBackoff(seed=seed),
+        clock=clock.monotonic,
+        now=clock.time,
+        sleep=threads.sleep,
+    ) as client:
+        items = import_sync(client, threads, workers=4)
+    counters = mock.counters
+    assert counters.rate_limited > 100
+    assert counters.server_errors + counters.resets + counters.timeouts > 30
+    assert clock.monotonic() > 5 * 3600
+    assert items == expected_items(mock)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_an_async_import_in_tasks_gets_every_item_exactly_once(seed: int) -> None:
+    clock = VirtualClock()
+    mock = MockBitbucket(
+        seed=seed,
+        limit=HEAVY_LIMIT,
+        faults=FAULTS,
+        latency=0.1,
+        clock=clock.monotonic,
+        now=clock.time,
+    )
+
+    async def main() -> Items:
+        async with bb.AsyncBitbucketClient(
+            auth=mock.bearer(),
+            transport=mock.async_transport(),
+            policy=bb.ExponentialBackoff(seed=seed),
+            clock=clock.monotonic,
+            now=clock.time,
+        ) as client:
+            return await import_async(client, workers=8)
+
+    items = run_virtual(main(), clock)
+    counters = mock.counters
+    assert counters.rate_limited > 100
+    assert counters.server_errors + counters.resets + counters.timeouts > 30
+    assert items == expected_items(mock)
+
+
+def test_an_import_with_oauth_tokens_expiring_and_rotating_midway_loses_nothing() -> None:
+    """Access tokens last 7,200 s; a seven-hour import refreshes several times."""
+    clock = VirtualClock()
+    mock = MockBitbucket(limit=HEAVY_LIMIT, latency=0.1, clock=clock.monotonic, now=clock.time)
+    rotated: list[bb.OAuth2Tokens] = []
+
+    async def main() -> Items:
+        async with bb.AsyncBitbucketClient(
+            auth=mock.oauth2(on_refresh=rotated.append),
+            transport=mock.async_transport(),
+            clock=clock.monotonic,
+            now=clock.time,
+        ) as client:
+            return await import_async(client, workers=4)
+
+    items = run_virtual(main(), clock)
+    assert len(rotated) >= 2
+    assert mock.counters.refreshes == len(rotated)
+    assert items == expected_items(mock)
+
+
+def test_an_import_through_the_real_server_on_real_time_gets_every_item_exactly_once() -> None:
+    """uvicorn on 127.0.0.1, real sockets and real sleeps: an hour scaled down to one second."""
+    scale = 1 / 3600
+    mock = MockBitbucket(
+        seed=5,
+        size=DatasetSize(
+            repositories=1,
+            pull_requests=12,
+            comments_per_pull_request=2,
+            issues=6,
+            comments_per_issue=2,
+            members=3,
+        ),
+        limit=15,
+        window=3600 * scale,
+        faults=Faults(server_error_rate=0.05, reset_rate=0.03),
+    )
+    policy = bb.ExponentialBackoff(
+        initial=0.05,
+        max_delay=300 * scale,
+        rate_limit_budget=24 * 3600 * scale,
+        error_budget=5.0,
+        seed=5,
+    )
+
+    async def main(base_url: str) -> Items:
+        async with bb.AsyncBitbucketClient(
+            auth=mock.bearer(), base_url=base_url, policy=policy, timeout=10.0
+        ) as client:
+            return await import_async(client, workers=4)
+
+    with serve_mock(mock) as base_url:
+        items = asyncio.run(main(base_url))
+    assert mock.counters.rate_limited > 0
+    assert items == expected_items(mock)
