@@ -125,7 +125,7 @@ def backoff_kwargs(
             sequence of retryable outcomes never stops for those reasons.
     """
     core = st.tuples(
-        seconds(10.0),
+        st.floats(min_value=1e-3, max_value=10.0),  # initial: more than 0 s
         _CAP_ABOVE_INITIAL,
         _FACTORS,
         _JITTERS if jitter is None else st.just(jitter),

@@ -775,3 +775,178 @@ async def test_async_same_origin_redirect_is_followed_with_the_credentials(
     async with async_client(auth, VirtualClock(), router.async_handler) as client:
         assert await client.pull_request_diff("acme", "app", 1) == "diff --git a/x b/x\n"
     assert target.calls.last.request.headers["Authorization"] == header
+
+
+# -- the token endpoint misbehaving -----------------------------------------------------
+
+
+def oauth(clock: VirtualClock, **options: Any) -> OAuth2:
+    """Credentials whose access token expired a minute ago by the virtual clock."""
+    return OAuth2(
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+        refresh_token=refresh(1),
+        access_token=access(1),
+        expires_at=clock.time() - 60,
+        **options,
+    )
+
+
+def token_answer(generation: int) -> httpx.Response:
+    return httpx.Response(
+        200,
+        json={
+            "access_token": access(generation),
+            "refresh_token": refresh(generation),
+            "expires_in": ACCESS_LIFETIME,
+            "token_type": "bearer",
+        },
+    )
+
+
+class Script:
+    """Token-endpoint answers in order; the API answers 200 to the freshest token."""
+
+    def __init__(self, *token_answers: httpx.Response, api: httpx.Response | None = None) -> None:
+        self.token_answers = list(token_answers)
+        self.api = api
+        self.token_requests: list[httpx.Request] = []
+        self.api_requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.url == httpx.URL(TOKEN_URL):
+            self.token_requests.append(request)
+            return self.token_answers.pop(0)
+        self.api_requests.append(request)
+        return self.api or httpx.Response(200, json={"ok": True})
+
+
+def run_both(
+    kind: str, script: Script, clock: VirtualClock, credentials: OAuth2, **options: Any
+) -> Any:
+    """``get('/user')`` on the sync or the async client; returns the JSON."""
+    common: dict[str, Any] = {
+        "auth": credentials,
+        "transport": httpx.MockTransport(script),
+        "clock": clock.monotonic,
+        "now": clock.time,
+        "sleep": clock.sleep,
+        **options,
+    }
+    if kind == "sync":
+        with BitbucketClient(**common) as client:
+            return client.get("/user")
+
+    async def main() -> Any:
+        async with AsyncBitbucketClient(**common) as client:
+            return await client.get("/user")
+
+    return asyncio.run(main())
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_the_refresh_request_carries_the_clients_timeout(kind: str) -> None:
+    """Without one, a hung token endpoint would hold the refresh lock forever."""
+    clock = VirtualClock()
+    script = Script(token_answer(2))
+    run_both(kind, script, clock, oauth(clock), timeout=12.5)
+    assert script.token_requests[0].extensions["timeout"] == {
+        "connect": 12.5,
+        "read": 12.5,
+        "write": 12.5,
+        "pool": 12.5,
+    }
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+@pytest.mark.parametrize(("status", "headers"), [(503, {}), (429, {"Retry-After": "30"})])
+def test_a_transient_token_endpoint_failure_is_waited_out_not_unauthorized(
+    kind: str, status: int, headers: dict[str, str]
+) -> None:
+    clock = VirtualClock()
+    script = Script(httpx.Response(status, headers=headers), token_answer(2))
+    assert run_both(kind, script, clock, oauth(clock)) == {"ok": True}
+    assert len(script.token_requests) == 2
+    assert len(clock.sleeps) == 1
+    if status == 429:
+        assert clock.sleeps == [30.0]
+    assert script.api_requests[0].headers["Authorization"] == f"Bearer {access(2)}"
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_refused_refresh_is_unauthorized_at_once(kind: str) -> None:
+    clock = VirtualClock()
+    script = Script(httpx.Response(400, json={"error": "invalid_grant"}))
+    with pytest.raises(Unauthorized) as caught:
+        run_both(kind, script, clock, oauth(clock))
+    assert (len(script.token_requests), clock.sleeps) == (1, [])
+    assert caught.value.error_message == "invalid_grant"
+    assert caught.value.flag_variant == "on"
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_redirect_from_the_token_endpoint_never_carries_the_refresh_token_on(kind: str) -> None:
+    clock = VirtualClock()
+    moved = httpx.Response(307, headers={"Location": f"{DEFAULT_BASE_URL}/collect"})
+    script = Script(moved)
+    with pytest.raises(UnsafeURL, match="token endpoint only"):
+        run_both(kind, script, clock, oauth(clock))
+    assert script.api_requests == []
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_one_request_refreshes_at_most_once(kind: str) -> None:
+    """Stale token refreshed, yet the API still says "expired": no second refresh, 401."""
+    clock = VirtualClock()
+    script = Script(token_answer(2), api=httpx.Response(401, json=EXPIRED_BODY))
+    with pytest.raises(Unauthorized):
+        run_both(kind, script, clock, oauth(clock))
+    assert len(script.token_requests) == 1
+
+
+def test_one_oauth2_serves_clients_on_successive_event_loops() -> None:
+    """An asyncio.Lock binds to its first loop; the credentials keep one per loop."""
+    clock = VirtualClock()
+    credentials = oauth(clock)
+    script = Script(token_answer(2), token_answer(3))
+
+    async def main() -> list[Any]:
+        async with AsyncBitbucketClient(
+            auth=credentials,
+            transport=httpx.MockTransport(script),
+            clock=clock.monotonic,
+            now=clock.time,
+        ) as client:
+            return list(await asyncio.gather(*(client.get("/user") for _ in range(3))))
+
+    assert asyncio.run(main()) == [{"ok": True}] * 3
+    clock.advance(2 * ACCESS_LIFETIME)
+    assert asyncio.run(main()) == [{"ok": True}] * 3
+    assert len(script.token_requests) == 2
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: BearerToken("bearer-SECRET-token\n"),
+        lambda: BasicAuth(EMAIL, "api-SECRET-token "),
+        lambda: OAuth2(client_id=CLIENT_ID, client_secret="x\tSECRET", refresh_token="r"),
+    ],
+)
+def test_a_secret_with_whitespace_is_refused_without_echoing_it(make: Callable[[], object]) -> None:
+    with pytest.raises(ValueError, match="whitespace or control characters") as caught:
+        make()
+    assert "SECRET" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("options", "name"),
+    [
+        ({"expires_at": "soon"}, "expires_at"),
+        ({"margin": -1}, "margin"),
+        ({"margin": True}, "margin"),
+    ],
+)
+def test_oauth2_validates_its_times(options: dict[str, Any], name: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        OAuth2(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, refresh_token="r", **options)

@@ -7,6 +7,7 @@ sleeps for real.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import random
@@ -632,10 +633,19 @@ async def test_a_non_json_body_raises_invalid_response(make_api: Callable[..., A
 async def test_a_listing_cut_short_by_a_missing_next_is_logged(
     make_api: Callable[..., Api], caplog: pytest.LogCaptureFixture
 ) -> None:
-    api = make_api(scripted(then={"values": [1, 2], "size": 5}))
+    api = make_api(scripted(then={"values": [1, 2], "page": 1, "size": 5}))
     with caplog.at_level(logging.WARNING, logger="bb_backoff"):
         assert await api.call("paginate", "/things") == [1, 2]
     assert "ended after 2 of 5 items" in caplog.text
+
+
+async def test_a_listing_resumed_part_way_through_is_not_reported_short(
+    make_api: Callable[..., Api], caplog: pytest.LogCaptureFixture
+) -> None:
+    api = make_api(listing(pages=3))
+    with caplog.at_level(logging.WARNING, logger="bb_backoff"):
+        assert await api.call("paginate", f"{BASE}/things?page=3&pagelen=2") == [4, 5]
+    assert caplog.text == ""
 
 
 # -- the importer's endpoints --------------------------------------------------------
@@ -650,7 +660,12 @@ async def test_a_listing_cut_short_by_a_missing_next_is_logged(
             "/2.0/repositories",
             {"role": "member", "sort": "created_on", "pagelen": "50"},
         ),
-        ("repos", ("ws",), "/2.0/repositories/ws", {"sort": "created_on", "pagelen": "50"}),
+        (
+            "repos",
+            ("ws",),
+            "/2.0/repositories/ws",
+            {"role": "member", "sort": "created_on", "pagelen": "50"},
+        ),
         (
             "issues",
             ("ws", "repo"),
@@ -899,3 +914,142 @@ def test_the_error_envelope_parser_copes_with_bodies_that_are_not_envelopes() ->
     long_text = "x" * 1000
     message, _ = _error_envelope(httpx.Response(500, text=long_text, request=request))
     assert message == "x" * 200
+
+
+# -- hardening (each pins a bug a review found) ----------------------------------------------
+
+
+def test_the_sync_client_refuses_an_async_sleep_or_on_retry() -> None:
+    """An async sleep would return an unawaited coroutine: retries with no wait at all."""
+
+    async def asleep(_seconds: float) -> None: ...
+
+    async def notify(_event: bb.RetryEvent) -> None: ...
+
+    with pytest.raises(ValueError, match="sleep"):
+        bb.BitbucketClient(sleep=asleep)
+    with pytest.raises(ValueError, match="on_retry"):
+        bb.BitbucketClient(on_retry=notify)
+
+
+def test_the_async_client_awaits_an_async_on_retry(clock: VirtualClock) -> None:
+    seen: list[int] = []
+
+    async def notify(event: bb.RetryEvent) -> None:
+        seen.append(event.attempt)
+
+    async def main() -> Any:
+        async with bb.AsyncBitbucketClient(
+            transport=httpx.MockTransport(scripted(rate_limited(), rate_limited())),
+            on_retry=notify,
+            clock=clock.monotonic,
+            now=clock.time,
+            sleep=clock.sleep,
+        ) as client:
+            return await client.get("/user")
+
+    assert asyncio.run(main()) == {"ok": True}
+    assert seen == [1, 2]
+
+
+async def test_a_proxy_error_is_retried_like_a_connect_error(
+    make_api: Callable[..., Api],
+) -> None:
+    api = make_api(scripted(httpx.ProxyError("proxy refused"), then={"id": 1}))
+    assert await api.get("/user") == {"id": 1}
+    assert api.events[0].error == "ProxyError"
+
+
+async def test_a_relative_path_whose_query_holds_a_url_is_not_taken_for_an_absolute_url(
+    make_api: Callable[..., Api],
+) -> None:
+    api = make_api(scripted(then={"values": []}))
+    await api.get('/repositories/acme?q=website="https://example.com"')
+    assert api.requests[0].url.path == "/2.0/repositories/acme"
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        "repositories/ws/r/pullrequests",
+        "/repositories/ws/r/pullrequests?state=ALL",
+        f"{BASE}/repositories/ws/r/pullrequests",
+        "/repositories/ws/r/pullrequests?pagelen=100",
+    ],
+)
+async def test_pagelen_is_checked_on_the_url_as_sent_whatever_its_form(
+    make_api: Callable[..., Api], where: str
+) -> None:
+    api = make_api(scripted(then={"values": []}))
+    params = None if "pagelen" in where else {"pagelen": 100}
+    with pytest.raises(ValueError, match="pagelen must be an integer from 1 to 50"):
+        await api.call("paginate", where, params)
+    assert api.requests == []
+
+
+async def test_repos_in_a_workspace_keep_the_role_filter(make_api: Callable[..., Api]) -> None:
+    api = make_api(scripted(then={"values": []}))
+    await api.call("repos", "acme", role="admin")
+    assert api.requests[0].url.params["role"] == "admin"
+
+
+def test_a_base_url_with_credentials_is_refused_without_echoing_them() -> None:
+    with pytest.raises(ValueError, match="must not contain credentials") as caught:
+        bb.BitbucketClient(base_url="https://x-token-auth:SECRET123@api.bitbucket.org/2.0")
+    assert "SECRET123" not in str(caught.value)
+
+
+def test_a_page_repr_hides_secrets_in_its_urls() -> None:
+    page = bb.Page(
+        values=[],
+        next=f"{BASE}/things?page=2&access_token={TOKEN}",
+        url=f"{BASE}/things?access_token={TOKEN}",
+    )
+    assert TOKEN not in repr(page)
+    assert page.next is not None
+    assert TOKEN in page.next  # the attribute itself stays usable for resuming
+
+
+async def test_an_unsafe_redirect_error_says_which_request_and_flag_variant(
+    make_api: Callable[..., Api],
+) -> None:
+    api = make_api(
+        scripted(error(503), httpx.Response(302, headers={"Location": "https://evil.example/"}))
+    )
+    with pytest.raises(bb.UnsafeURL) as caught:
+        await api.get("/user")
+    assert (caught.value.method, caught.value.flag_variant, caught.value.attempts) == (
+        "GET",
+        "on",
+        2,
+    )
+    assert caught.value.url == f"{BASE}/user"
+
+
+async def test_a_redirect_loop_is_an_invalid_response_not_a_raw_httpx_error(
+    make_api: Callable[..., Api],
+) -> None:
+    api = make_api(lambda request: httpx.Response(302, headers={"Location": str(request.url)}))
+    with pytest.raises(bb.InvalidResponse, match="TooManyRedirects"):
+        await api.get("/user")
+
+
+async def test_an_undecodable_body_is_an_invalid_response(make_api: Callable[..., Api]) -> None:
+    api = make_api(
+        lambda _r: httpx.Response(200, content=b"not gzip", headers={"Content-Encoding": "gzip"})
+    )
+    with pytest.raises(bb.InvalidResponse, match="DecodingError"):
+        await api.get("/user")
+
+
+async def test_an_unparseable_next_link_is_refused_cleanly(make_api: Callable[..., Api]) -> None:
+    api = make_api(scripted(then={"values": [1], "next": "https://[api.bitbucket.org/2.0/x"}))
+    with pytest.raises(bb.UnsafeURL, match="unparseable URL"):
+        await api.call("paginate", "/things")
+    assert len(api.requests) == 1
+
+
+async def test_text_endpoints_ask_for_text(make_api: Callable[..., Api]) -> None:
+    api = make_api(lambda _r: httpx.Response(200, text="diff --git"))
+    await api.call("pull_request_diff", "ws", "r", 1)
+    assert api.requests[0].headers["Accept"] == "text/plain, */*"

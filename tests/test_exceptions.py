@@ -427,7 +427,10 @@ def test_sync_client_non_json_body_raises_invalid_response() -> None:
     router = api(200, text="<html>maintenance</html>", headers={"Content-Type": "text/html"})
     with sync_client(router, VirtualClock()) as client, pytest.raises(InvalidResponse) as caught:
         client.get("/user")
-    assert str(caught.value) == f"expected JSON, got text/html (HTTP 200) (GET {BASE_URL}/user)"
+    assert str(caught.value) == (
+        f"expected JSON, got text/html (HTTP 200) (GET {BASE_URL}/user) [after 1 attempt, flag on]"
+    )
+    assert (caught.value.flag_variant, caught.value.attempts) == ("on", 1)
 
 
 @pytest.mark.anyio
@@ -436,4 +439,28 @@ async def test_async_client_non_json_body_raises_invalid_response() -> None:
     async with async_client(router, VirtualClock()) as client:
         with pytest.raises(InvalidResponse) as caught:
             await client.get("/user")
-    assert str(caught.value) == f"expected JSON, got text/html (HTTP 200) (GET {BASE_URL}/user)"
+    assert str(caught.value) == (
+        f"expected JSON, got text/html (HTTP 200) (GET {BASE_URL}/user) [after 1 attempt, flag on]"
+    )
+    assert (caught.value.flag_variant, caught.value.attempts) == ("on", 1)
+
+
+@pytest.mark.parametrize(
+    "url", ["https://[api.bitbucket.org/x", "http://[::1/x", "https://h:99999999999/x"]
+)
+def test_redact_url_never_raises_on_a_malformed_url(url: str) -> None:
+    """An error message must not fail on the URL it reports."""
+    assert redact_url(url) in {"<unparseable URL>", url}
+
+
+@pytest.mark.parametrize("name", ["jwt", "signature", "sig"])
+def test_redact_url_hides_connect_jwts_and_signatures(name: str) -> None:
+    assert redact_url(f"https://api.bitbucket.org/2.0/user?{name}=SECRET") == (
+        f"https://api.bitbucket.org/2.0/user?{name}=[redacted]"
+    )
+
+
+def test_redact_url_hides_tokens_in_the_fragment() -> None:
+    assert redact_url("https://bitbucket.org/cb#access_token=SECRET&scope=x") == (
+        "https://bitbucket.org/cb#access_token=[redacted]&scope=x"
+    )

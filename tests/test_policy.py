@@ -33,7 +33,7 @@ from bb_backoff import (
     classify,
 )
 from bb_backoff._hints import RETRY_AFTER
-from bb_backoff._policy import JitterMode
+from bb_backoff._policy import JitterMode, _grown
 from strategies import (
     FINAL_STATUSES,
     IDEMPOTENT,
@@ -530,13 +530,18 @@ def test_huge_retry_count_with_integer_parameters_and_no_cap_fits_the_budget(
     assert decision.delay == policy.rate_limit_budget
 
 
-def test_zero_initial_stays_zero_even_after_huge_retry_counts() -> None:
-    """``initial=0`` means "retry at once": 0 * factor ** n is 0 for every n, overflow or not."""
-    policy = ExponentialBackoff(initial=0.0, factor=2.0, max_delay=60.0, jitter="none", seed=0)
-    assert policy.bounds(1000) == (0.0, 0.0)
-    assert policy.bounds(10_000) == (0.0, 0.0)
-    decision = policy.decide(RetryHistory(rate_limit_retries=10_000), Outcome(status=429))
-    assert decision.delay == 0.0
+def test_zero_initial_is_refused_because_it_would_hammer_forever() -> None:
+    """Zero waits never spend a budget: 429s would be retried at once, forever."""
+    with pytest.raises(ValueError, match=r"^initial\b"):
+        ExponentialBackoff(initial=0.0)
+    with pytest.raises(ValueError, match=r"^initial\b"):
+        ExponentialBackoff(initial=timedelta(0))
+
+
+def test_the_growth_of_a_zero_base_stays_zero_even_where_the_power_overflows() -> None:
+    """0 * factor ** n is 0 for every n (the clamp must not turn it into the cap)."""
+    assert _grown(0.0, 2.0, 10_000, 60.0) == 0.0
+    assert _grown(1.0, 2.0, 10_000, 60.0) == 60.0
 
 
 # --- Reproducibility and schedule() -----------------------------------------------------------
@@ -778,7 +783,7 @@ def test_invalid_fixed_retry_parameter_raises_naming_it(kwargs: dict[str, Any], 
 @pytest.mark.parametrize(
     "kwargs",
     [
-        {"initial": 0},
+        {"initial": 1e-9},
         {"factor": 1},
         {"initial": 5.0, "max_delay": 5.0},
         {"max_delay": math.inf},
@@ -803,9 +808,11 @@ def test_edge_values_are_valid(kwargs: dict[str, Any]) -> None:
 def test_timedelta_equals_float_seconds_for_every_time_parameter(
     name: str, microseconds: int
 ) -> None:
+    if name in {"initial", "max_delay"}:
+        microseconds = max(microseconds, 1)  # initial > 0, and max_delay >= initial
     seconds = microseconds / 10**6
-    # initial 0 and no cap, so that any initial and any max_delay is valid
-    uncapped: dict[str, Any] = {"initial": 0.0, "max_delay": math.inf}
+    # the smallest initial and no cap, so that any initial and any max_delay is valid
+    uncapped: dict[str, Any] = {"initial": 1e-6, "max_delay": math.inf}
     from_timedelta = ExponentialBackoff(**uncapped | {name: timedelta(microseconds=microseconds)})
     from_float = ExponentialBackoff(**uncapped | {name: seconds})
     assert from_timedelta == from_float
@@ -867,3 +874,14 @@ def test_gitlab_16_7_shares_one_sequence_across_reasons_as_gitlab_did() -> None:
     assert second.delay is not None
     assert 2.0 <= first.delay < 4.0
     assert 2 * first.delay <= second.delay < 4 * first.delay
+
+
+def test_the_last_wait_fits_the_budget_exactly_despite_float_rounding() -> None:
+    """7.7 s of budget: the waits must add up to at most 7.7, not 7.700000000000001."""
+    policy = ExponentialBackoff(jitter="none", error_budget=7.7, error_attempts=50, seed=0)
+    steps = simulate(policy, [Outcome(status=503)] * 10)
+    total = 0.0
+    for _, delay in retried(steps):
+        total += delay  # summed in the policy's order, as its history does
+    assert total <= 7.7
+    assert steps[-1].decision.stop is StopReason.BUDGET

@@ -15,11 +15,12 @@ import gc
 from collections.abc import Awaitable, Callable, Iterator
 from email.utils import formatdate
 
+import attrs
 import httpx
 import pytest
 import tenacity
 
-from bb_backoff import ExponentialBackoff, FixedRetry, TenacityStrategies
+from bb_backoff import GITLAB_16_7, ExponentialBackoff, FixedRetry, TenacityStrategies
 from bb_backoff.testing import VirtualClock
 
 URL = "https://api.bitbucket.org/2.0/user"
@@ -377,3 +378,15 @@ async def test_async_two_concurrent_calls_keep_separate_histories() -> None:
     assert failing_sleeps == [1.0, 2.0]
     # The 503 after the 429 begins the error sequence: 1 s, not 2 s.
     assert limited_sleeps == [7.0, 1.0]
+
+
+@pytest.mark.parametrize("reraise", [True, False])
+def test_retry_follows_the_policys_own_classification(reraise: bool) -> None:
+    """GITLAB_16_7 does not retry transport errors; the adapter must not either."""
+    script = Script(httpx.ReadError("reset"), httpx.Response(200))
+    sleeps: list[float] = []
+    with pytest.raises(httpx.ReadError):
+        retrying(sleeps, attrs.evolve(GITLAB_16_7, seed=0), reraise=reraise)(
+            returning, client_for(script)
+        )
+    assert (script.calls, sleeps) == (1, [])

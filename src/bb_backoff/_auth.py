@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import threading
+import weakref
 from collections.abc import AsyncGenerator, Callable, Generator
 from typing import Final
 
@@ -47,6 +48,10 @@ def _basic(user: str, password: str) -> str:
 def _non_empty(name: str, value: object) -> None:
     if not isinstance(value, str) or not value:
         raise ValueError(f"{name} must be a non-empty string")
+    if any(character.isspace() or not character.isprintable() for character in value):
+        # A token read from a file keeps its newline; httpx would then quote
+        # the whole header, secret included, in its error. Never echo it.
+        raise ValueError(f"{name} must not contain whitespace or control characters")
 
 
 @attrs.frozen(repr=False)
@@ -148,6 +153,14 @@ class OAuth2:
         _non_empty("client_id", client_id)
         _non_empty("client_secret", client_secret)
         _non_empty("refresh_token", refresh_token)
+        if access_token is not None:
+            _non_empty("access_token", access_token)
+        if expires_at is not None and (
+            isinstance(expires_at, bool) or not isinstance(expires_at, int | float)
+        ):
+            raise ValueError("expires_at must be epoch seconds (a number) or None")
+        if isinstance(margin, bool) or not isinstance(margin, int | float) or not margin >= 0:
+            raise ValueError(f"margin must be non-negative seconds, got {margin!r}")
         self.client_id: Final = client_id
         self._client_secret = client_secret
         self.token_url: Final = token_url
@@ -155,7 +168,11 @@ class OAuth2:
         self._margin = margin
         self._tokens = OAuth2Tokens(access_token, refresh_token, expires_at)
         self._thread_lock = threading.Lock()
-        self._task_lock = asyncio.Lock()
+        # One task lock per event loop: an asyncio.Lock is bound to the loop
+        # that first uses it, and an OAuth2 may outlive one asyncio.run().
+        self._task_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def __repr__(self) -> str:
         return (
@@ -167,6 +184,14 @@ class OAuth2:
     def tokens(self) -> OAuth2Tokens:
         """The current token pair."""
         return self._tokens
+
+    def _task_lock(self) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        with self._thread_lock:
+            lock = self._task_locks.get(loop)
+            if lock is None:
+                lock = self._task_locks[loop] = asyncio.Lock()
+        return lock
 
     def _stale(self, tokens: OAuth2Tokens, now: float) -> bool:
         return tokens.access_token is None or (
@@ -227,21 +252,39 @@ def _says_expired(response: httpx.Response) -> bool:
     return "expired" in response.text.lower()
 
 
+# The token endpoint's own transient failures: handed back to the client's
+# retry loop as the response, instead of ending the import as Unauthorized.
+_TRANSIENT_STATUSES: Final = frozenset({408, 429, 500, 502, 503, 504})
+
+
 class OAuth2Flow(httpx.Auth):
     """Drives :class:`OAuth2` for one client: refresh on expiry or on 401 "expired".
 
-    The sync and async flows are the same steps; they differ only in the lock
-    held while a refresh is on the wire (a thread lock or a task lock), so a
-    rotated refresh token is never spent twice, and in how they read a body.
+    At most one refresh per request: a token refreshed because it was stale
+    is not refreshed again when the API still answers 401.  The sync and
+    async flows are the same steps; they differ only in the lock held while a
+    refresh is on the wire (a thread lock or a task lock), so a rotated
+    refresh token is never spent twice, and in how they read a body.
     Overriding both flows means httpx no longer reads bodies for us
     (``requires_response_body`` only applies to ``auth_flow``), so the flows
     read the token response and 401s themselves; other responses stay unread
-    for the client.
+    for the client.  If the token endpoint answers 408, 429 or 5xx, that
+    answer becomes the request's response, and the client's retry loop waits
+    and tries again (honouring its ``Retry-After``).
     """
 
-    def __init__(self, credentials: OAuth2, now: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        credentials: OAuth2,
+        now: Callable[[], float],
+        *,
+        timeout: float | httpx.Timeout | None = None,
+    ) -> None:
         self._credentials = credentials
         self._now = now
+        # httpcore reads timeouts from each request; a refresh built here
+        # would otherwise have none and could hang every thread on the lock.
+        self._timeout = httpx.Timeout(timeout).as_dict()
 
     def _refresh_needed(self, seen: OAuth2Tokens, *, force: bool) -> httpx.Request | None:
         """The refresh request to send, or ``None`` if someone else already refreshed."""
@@ -249,7 +292,9 @@ class OAuth2Flow(httpx.Auth):
         current = credentials.tokens
         if current is not seen or not (force or credentials._stale(current, self._now())):
             return None
-        return credentials._refresh_request(current)
+        request = credentials._refresh_request(current)
+        request.extensions["timeout"] = self._timeout
+        return request
 
     def sync_auth_flow(
         self, request: httpx.Request
@@ -257,18 +302,22 @@ class OAuth2Flow(httpx.Auth):
         """Authorize ``request``, refreshing under a thread lock when needed."""
         credentials = self._credentials
         tokens = credentials.tokens
+        refreshed = False
         for attempt in range(2):
             if attempt or credentials._stale(tokens, self._now()):
                 with credentials._thread_lock:
                     refresh = self._refresh_needed(tokens, force=bool(attempt))
                     if refresh is not None:
-                        refreshed = yield refresh
-                        refreshed.read()
-                        credentials._accept(refreshed, self._now())
+                        answer = yield refresh
+                        answer.read()
+                        if answer.status_code in _TRANSIENT_STATUSES:
+                            return
+                        credentials._accept(answer, self._now())
+                        refreshed = True
                 tokens = credentials.tokens
             request.headers["Authorization"] = f"Bearer {tokens.access_token}"
             response = yield request
-            if response.status_code != 401:  # noqa: PLR2004
+            if refreshed or response.status_code != 401:  # noqa: PLR2004
                 return
             response.read()
             if not _says_expired(response):
@@ -280,18 +329,22 @@ class OAuth2Flow(httpx.Auth):
         """Authorize ``request``, refreshing under a task lock when needed."""
         credentials = self._credentials
         tokens = credentials.tokens
+        refreshed = False
         for attempt in range(2):
             if attempt or credentials._stale(tokens, self._now()):
-                async with credentials._task_lock:
+                async with credentials._task_lock():
                     refresh = self._refresh_needed(tokens, force=bool(attempt))
                     if refresh is not None:
-                        refreshed = yield refresh
-                        await refreshed.aread()
-                        credentials._accept(refreshed, self._now())
+                        answer = yield refresh
+                        await answer.aread()
+                        if answer.status_code in _TRANSIENT_STATUSES:
+                            return
+                        credentials._accept(answer, self._now())
+                        refreshed = True
                 tokens = credentials.tokens
             request.headers["Authorization"] = f"Bearer {tokens.access_token}"
             response = yield request
-            if response.status_code != 401:  # noqa: PLR2004
+            if refreshed or response.status_code != 401:  # noqa: PLR2004
                 return
             await response.aread()
             if not _says_expired(response):

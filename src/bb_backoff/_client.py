@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import inspect
 import logging
+import re
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from typing import Any, Final, Self, TypeAlias
 
 import attrs
@@ -71,10 +72,26 @@ Auth: TypeAlias = BearerToken | BasicAuth | OAuth2
 Params: TypeAlias = Mapping[str, Any]
 
 # Transport errors where the request certainly never reached the server.
-_NOT_SENT: Final = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+_NOT_SENT: Final = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError)
 # Transport errors worth retrying; the rest (a bad URL scheme, say) are bugs.
-_TRANSIENT: Final = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
+_TRANSIENT: Final = (
+    httpx.TimeoutException,
+    httpx.NetworkError,
+    httpx.RemoteProtocolError,
+    httpx.ProxyError,
+)
 _ERROR_TEXT_LIMIT: Final = 200
+# "scheme://" at the start: an absolute URL. A regex rather than parsing
+# keeps the success path cheap; "://" inside a query does not count.
+_ABSOLUTE: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://").match
+# Where a response carries the request's flag variant and attempts, so errors
+# raised after _send (bad JSON, a bad page) can say them too.
+_CONTEXT: Final = "bb_backoff.context"
+_TEXT: Final = {"Accept": "text/plain, */*"}
+
+
+def _redacted_repr(value: object) -> str:
+    return repr(None if value is None else redact_url(value))
 
 
 @attrs.frozen
@@ -93,12 +110,12 @@ class Page:
     """
 
     values: list[Any]
-    next: str | None
-    previous: str | None = None
+    next: str | None = attrs.field(repr=_redacted_repr)
+    previous: str | None = attrs.field(default=None, repr=_redacted_repr)
     page: int | None = None
     pagelen: int | None = None
     size: int | None = None
-    url: str = ""
+    url: str = attrs.field(default="", repr=_redacted_repr)
 
 
 def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
@@ -135,6 +152,7 @@ class _Retrying:
         "_request",
         "_started",
         "history",
+        "pending",
         "variant",
     )
 
@@ -147,7 +165,7 @@ class _Retrying:
         actor: str | None,
         clock: Clock,
         now: Clock,
-        report: Callable[[RetryEvent], None],
+        report: Callable[[RetryEvent], object],
     ) -> None:
         self._request = request
         self._policy = policy
@@ -158,6 +176,8 @@ class _Retrying:
         self._report = report
         self._started = clock()
         self.history = RetryHistory()
+        self.pending: Awaitable[object] | None = None
+        """An awaitable returned by an async ``on_retry``, for the async client to await."""
 
     def after_response(self, response: httpx.Response) -> float:
         """Seconds to wait before the next attempt after a failed ``response``.
@@ -179,12 +199,16 @@ class _Retrying:
             BitbucketError: the error to give up with.
         """
         if not isinstance(error, _TRANSIENT):
-            raise self._context(
+            exhausted = self._context(
                 RetriesExhausted,
                 f"{type(error).__name__} is not a transient error",
                 stop_reason=StopReason.NOT_RETRYABLE.value,
                 attempts=self.history.attempts + 1,
-            ) from error
+            )
+            if isinstance(error, httpx.LocalProtocolError):
+                # h11 quotes the offending header, which may be a credential.
+                raise exhausted from None
+            raise exhausted from error
         outcome = Outcome(method=self._request.method, sent=not isinstance(error, _NOT_SENT))
         return self._decide(outcome, None, error)
 
@@ -197,7 +221,7 @@ class _Retrying:
             raise self._give_up(decision, response) from error
         assert decision.reason is not None  # noqa: S101 (a retry always has a reason)
         hint = decision.hint
-        self._report(
+        reported = self._report(
             RetryEvent(
                 attempt=decision.history.attempts,
                 reason=decision.reason,
@@ -212,6 +236,7 @@ class _Retrying:
                 error=None if error is None else type(error).__name__,
             )
         )
+        self.pending = reported if inspect.isawaitable(reported) else None
         return decision.delay
 
     def _context(self, kind: type[BitbucketError], message: str, **fields: Any) -> BitbucketError:
@@ -311,7 +336,13 @@ class _BaseClient:
                 raise ValueError(f"{name} must be a callable returning seconds")
         if on_retry is not None and not callable(on_retry):
             raise ValueError("on_retry must be a callable taking a RetryEvent")
-        base = httpx.URL(base_url.rstrip("/") if isinstance(base_url, str) else "")
+        try:
+            base = httpx.URL(base_url.rstrip("/") if isinstance(base_url, str) else "")
+        except httpx.InvalidURL:
+            raise ValueError("base_url is not a valid URL") from None
+        if base.userinfo:
+            # Never echo it: the userinfo is a credential.
+            raise ValueError("base_url must not contain credentials; pass them as auth=")
         if base.scheme not in {"http", "https"} or not base.host:
             raise ValueError(f"base_url must be an absolute http(s) URL, got {base_url!r}")
 
@@ -342,7 +373,7 @@ class _BaseClient:
         headers = {"User-Agent": f"bb-backoff/{__version__}", "Accept": "application/json"}
         auth: httpx.Auth | None = None
         if isinstance(self._auth, OAuth2):
-            auth = OAuth2Flow(self._auth, self._now)
+            auth = OAuth2Flow(self._auth, self._now, timeout=self._timeout)
         elif self._auth is not None:
             headers["Authorization"] = self._auth.authorization()
         return {
@@ -355,14 +386,20 @@ class _BaseClient:
         }
 
     def _guard(self, request: httpx.Request) -> None:
-        """Refuse to send anything off the API's origin (the one exception: the token refresh)."""
+        """Refuse to send anything off the API's origin; a token refresh goes to token_url only.
+
+        This runs for every request httpx sends, redirects included, so a
+        redirect cannot carry the API credentials elsewhere, nor the refresh
+        token anywhere but the token endpoint.
+        """
+        if request.extensions.get(TOKEN_REFRESH_EXTENSION):
+            if isinstance(self._auth, OAuth2) and request.url == httpx.URL(self._auth.token_url):
+                return
+            raise UnsafeURL(
+                f"refusing to send the OAuth refresh token to {redact_url(request.url)}: "
+                "it goes to the token endpoint only"
+            )
         if _origin(request.url) == self._origin:
-            return
-        if (
-            request.extensions.get(TOKEN_REFRESH_EXTENSION)
-            and isinstance(self._auth, OAuth2)
-            and request.url == httpx.URL(self._auth.token_url)
-        ):
             return
         raise UnsafeURL(
             f"refusing to send a request to {redact_url(request.url)}: "
@@ -375,14 +412,21 @@ class _BaseClient:
         """The absolute URL for a path relative to ``base_url``, or a checked absolute URL."""
         if not isinstance(path_or_url, str) or not path_or_url:
             raise ValueError(f"path_or_url must be a non-empty string, got {path_or_url!r}")
-        if "://" not in path_or_url:
+        if not _ABSOLUTE(path_or_url):
             return f"{self.base_url}/{path_or_url.lstrip('/')}"
-        if _origin(httpx.URL(path_or_url)) != self._origin:
+        if not self._on_origin(path_or_url):
             raise UnsafeURL(
                 f"refusing to send a request to {redact_url(path_or_url)}: "
                 f"it is not on the origin of {self.base_url}"
             )
         return path_or_url
+
+    def _on_origin(self, url: str) -> bool:
+        """Whether an absolute URL is on the API's scheme, host and port (False if unparseable)."""
+        try:
+            return _origin(httpx.URL(url)) == self._origin
+        except httpx.InvalidURL:
+            return False
 
     def _select_policy(self) -> tuple[RetryPolicy, str]:
         """Ask the flag once for this logical request; fall back to legacy if it raises."""
@@ -401,7 +445,8 @@ class _BaseClient:
             return self.legacy_policy, "off"
         return (self.policy, "on") if on else (self.legacy_policy, "off")
 
-    def _report(self, event: RetryEvent) -> None:
+    def _report(self, event: RetryEvent) -> object:
+        """Log one retry and call ``on_retry``; return what the callback returned."""
         logger.info(
             "%s %s: %s (attempt %d, %s); retrying in %.2f s (flag %s)",
             event.method,
@@ -413,31 +458,77 @@ class _BaseClient:
             event.flag_variant,
             extra={"retry_event": event},
         )
-        if self._on_retry is not None:
-            try:
-                self._on_retry(event)
-            except Exception:
-                logger.exception("on_retry callback raised; the request goes on")
+        if self._on_retry is None:
+            return None
+        try:
+            return self._on_retry(event)
+        except Exception:
+            logger.exception("on_retry callback raised; the request goes on")
+            return None
 
     @staticmethod
-    def _json(response: httpx.Response) -> Any:
+    def _context(response: httpx.Response) -> dict[str, Any]:
+        """The request behind ``response``: method, URL, flag variant, attempts."""
+        variant, attempts = response.extensions.get(_CONTEXT, (None, 0))
+        return {
+            "method": response.request.method,
+            "url": response.request.url,
+            "flag_variant": variant,
+            "attempts": attempts,
+        }
+
+    def _json(self, response: httpx.Response) -> Any:
         try:
             return response.json()
         except ValueError:
             raise InvalidResponse(
                 f"expected JSON, got {response.headers.get('Content-Type', 'no content type')} "
                 f"(HTTP {response.status_code})",
-                method=response.request.method,
-                url=response.request.url,
+                **self._context(response),
             ) from None
 
+    def _failed_send(
+        self,
+        error: Exception,
+        request: httpx.Request,
+        variant: str,
+        retrying: _Retrying | None,
+    ) -> BitbucketError:
+        """The error to raise when sending failed for a reason no retry can fix.
+
+        Our own errors (from the origin guard or the OAuth flow) get the
+        request's context; httpx's (a redirect loop, an undecodable body)
+        become :class:`InvalidResponse`.
+        """
+        attempts = 1 if retrying is None else retrying.history.attempts + 1
+        if isinstance(error, BitbucketError):
+            return error.with_context(
+                flag_variant=variant, attempts=attempts, method=request.method, url=request.url
+            )
+        return InvalidResponse(
+            f"the response could not be read: {type(error).__name__}",
+            flag_variant=variant,
+            attempts=attempts,
+            method=request.method,
+            url=request.url,
+        )
+
     def _first_page_url(self, path_or_url: str, params: Params | None) -> str:
-        url = self._url(path_or_url)
-        if "://" not in path_or_url:
-            endpoints.check_pagelen(path_or_url, params)
+        url = httpx.URL(self._url(path_or_url))
         if params:
-            url = str(httpx.URL(url).copy_merge_params(dict(params)))
-        return url
+            url = url.copy_merge_params(dict(params))
+        # Check the page length on the URL as it will be sent, whatever form
+        # the caller used (with or without a slash, a query or the origin).
+        base_path = httpx.URL(self.base_url).path
+        path = url.path.removeprefix(base_path.rstrip("/"))
+        pagelen = url.params.get_list("pagelen")
+        if pagelen:
+            try:
+                value: object = int(pagelen[-1])
+            except ValueError:
+                value = pagelen[-1]
+            endpoints.check_pagelen(path, {"pagelen": value})
+        return str(url)
 
     def _page(self, data: Any, url: str, seen: set[str]) -> Page:
         """Check one page and its ``next`` link, and record the URL as seen."""
@@ -448,7 +539,7 @@ class _BaseClient:
         if next_url is not None:
             if not isinstance(next_url, str):
                 raise PaginationError("the page's 'next' is not a URL", method="GET", url=url)
-            if "://" not in next_url or _origin(httpx.URL(next_url)) != self._origin:
+            if not _ABSOLUTE(next_url) or not self._on_origin(next_url):
                 raise UnsafeURL(
                     f"the next link {redact_url(next_url)} leaves the origin of {self.base_url}; "
                     "nothing was sent to it",
@@ -492,7 +583,9 @@ class _BaseClient:
 
     @staticmethod
     def _warn_if_short(first: Page | None, count: int) -> None:
-        if first is not None and first.size is not None and count < first.size:
+        # Only a listing read from its first page can be compared with its
+        # size; one resumed from a stored next link starts part-way through.
+        if first is not None and first.page == 1 and first.size is not None and count < first.size:
             logger.warning(
                 "listing %s ended after %d of %d items: the API stopped sending next links",
                 redact_url(first.url),
@@ -557,8 +650,13 @@ class BitbucketClient(_BaseClient):
             now=now,
             timeout=timeout,
         )
-        if not callable(sleep):
-            raise ValueError("sleep must be a callable taking seconds")
+        if not callable(sleep) or inspect.iscoroutinefunction(sleep):
+            raise ValueError(
+                "sleep must be a (non-async) callable taking seconds; "
+                "AsyncBitbucketClient takes an async one"
+            )
+        if inspect.iscoroutinefunction(on_retry):
+            raise ValueError("on_retry must not be async here; AsyncBitbucketClient awaits it")
         self._sleep = sleep
         self._http = httpx.Client(
             transport=transport, event_hooks={"request": [self._guard]}, **self._httpx_options()
@@ -574,10 +672,16 @@ class BitbucketClient(_BaseClient):
         """Close the connections."""
         self._http.close()
 
-    def _send(self, method: str, url: str, params: Params | None = None) -> httpx.Response:
+    def _send(
+        self,
+        method: str,
+        url: str,
+        params: Params | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
         """Send one logical request through the retry loop: the only place that sends or sleeps."""
         policy, variant = self._select_policy()
-        request = self._http.build_request(method, url, params=params)
+        request = self._http.build_request(method, url, params=params, headers=headers)
         retrying: _Retrying | None = None
         while True:
             try:
@@ -585,8 +689,12 @@ class BitbucketClient(_BaseClient):
             except httpx.TransportError as error:
                 retrying = retrying or self._retrying(request, policy, variant)
                 delay = retrying.after_error(error)
+            except (httpx.RequestError, BitbucketError) as error:
+                raise self._failed_send(error, request, variant, retrying) from error
             else:
                 if response.status_code < 400:  # noqa: PLR2004
+                    attempts = 1 if retrying is None else retrying.history.attempts + 1
+                    response.extensions[_CONTEXT] = (variant, attempts)
                     return response
                 retrying = retrying or self._retrying(request, policy, variant)
                 delay = retrying.after_response(response)
@@ -613,7 +721,7 @@ class BitbucketClient(_BaseClient):
         Returns:
             The body as text.
         """
-        return self._send("GET", self._url(path_or_url), params).text
+        return self._send("GET", self._url(path_or_url), params, _TEXT).text
 
     def pages(self, path_or_url: str, params: Params | None = None) -> Iterator[Page]:
         """Yield the pages of a listing, following the opaque ``next`` links.
@@ -661,10 +769,8 @@ class BitbucketClient(_BaseClient):
         role: str | None = "member",
         pagelen: int = endpoints.DEFAULT_PAGELEN,
     ) -> Iterator[Any]:
-        """The repositories the account is a member of (or one workspace's)."""
-        return self.paginate(
-            *endpoints.repos(workspace, role if workspace is None else None, pagelen)
-        )
+        """Repositories by the account's role (``None``: all it can see), or one workspace's."""
+        return self.paginate(*endpoints.repos(workspace, role, pagelen))
 
     def user(self) -> Any:
         """The authenticated account."""
@@ -781,10 +887,16 @@ class AsyncBitbucketClient(_BaseClient):
         """Close the connections."""
         await self._http.aclose()
 
-    async def _send(self, method: str, url: str, params: Params | None = None) -> httpx.Response:
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        params: Params | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
         """Send one logical request through the retry loop: the only place that sends or sleeps."""
         policy, variant = self._select_policy()
-        request = self._http.build_request(method, url, params=params)
+        request = self._http.build_request(method, url, params=params, headers=headers)
         retrying: _Retrying | None = None
         while True:
             try:
@@ -792,14 +904,27 @@ class AsyncBitbucketClient(_BaseClient):
             except httpx.TransportError as error:
                 retrying = retrying or self._retrying(request, policy, variant)
                 delay = retrying.after_error(error)
+            except (httpx.RequestError, BitbucketError) as error:
+                raise self._failed_send(error, request, variant, retrying) from error
             else:
                 if response.status_code < 400:  # noqa: PLR2004
+                    attempts = 1 if retrying is None else retrying.history.attempts + 1
+                    response.extensions[_CONTEXT] = (variant, attempts)
                     return response
                 retrying = retrying or self._retrying(request, policy, variant)
                 delay = retrying.after_response(response)
+            if retrying.pending is not None:
+                await self._await_callback(retrying.pending)
             slept = self._sleep(delay)
             if inspect.isawaitable(slept):
                 await slept
+
+    @staticmethod
+    async def _await_callback(pending: Awaitable[object]) -> None:
+        try:
+            await pending
+        except Exception:
+            logger.exception("on_retry callback raised; the request goes on")
 
     async def get(self, path_or_url: str, params: Params | None = None) -> Any:
         """GET a path or an absolute URL on the API's origin; see :meth:`BitbucketClient.get`."""
@@ -807,7 +932,7 @@ class AsyncBitbucketClient(_BaseClient):
 
     async def get_text(self, path_or_url: str, params: Params | None = None) -> str:
         """GET a plain-text resource, such as a diff."""
-        return (await self._send("GET", self._url(path_or_url), params)).text
+        return (await self._send("GET", self._url(path_or_url), params, _TEXT)).text
 
     async def pages(self, path_or_url: str, params: Params | None = None) -> AsyncIterator[Page]:
         """Yield the pages of a listing; see :meth:`BitbucketClient.pages`."""
@@ -843,10 +968,8 @@ class AsyncBitbucketClient(_BaseClient):
         role: str | None = "member",
         pagelen: int = endpoints.DEFAULT_PAGELEN,
     ) -> AsyncIterator[Any]:
-        """The repositories the account is a member of (or one workspace's)."""
-        return self.paginate(
-            *endpoints.repos(workspace, role if workspace is None else None, pagelen)
-        )
+        """Repositories by the account's role (``None``: all it can see), or one workspace's."""
+        return self.paginate(*endpoints.repos(workspace, role, pagelen))
 
     async def user(self) -> Any:
         """The authenticated account."""

@@ -22,8 +22,20 @@ from typing import Any, Final
 from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 _SECRET_PARAMS: Final = frozenset(
-    {"access_token", "token", "key", "secret", "client_secret", "refresh_token", "password"}
+    {
+        "access_token",
+        "token",
+        "key",
+        "secret",
+        "client_secret",
+        "refresh_token",
+        "password",
+        "jwt",  # Bitbucket Connect apps authenticate with ?jwt=
+        "signature",
+        "sig",
+    }
 )
+_UNPARSEABLE: Final = "<unparseable URL>"
 _REDACTED: Final = "[redacted]"
 
 
@@ -37,16 +49,25 @@ def redact_url(url: object) -> str:
         The URL with ``user:password@`` removed and the values of parameters
         such as ``access_token`` replaced by ``[redacted]``.
     """
-    parts = urlsplit(str(url))
+    try:
+        parts = urlsplit(str(url))
+    except ValueError:
+        # An error message must never fail on the URL it reports.
+        return _UNPARSEABLE
     netloc = parts.netloc.rpartition("@")[2]
-    # Rebuild the query pair by pair, as sent: only secret values change.
-    query = "&".join(
+    query = _redact_pairs(parts.query)
+    fragment = _redact_pairs(parts.fragment)  # OAuth implicit flows put tokens here
+    return urlunsplit((parts.scheme, netloc, parts.path, query, fragment))
+
+
+def _redact_pairs(text: str) -> str:
+    """``name=value&...`` with secret values replaced, everything else as it was."""
+    return "&".join(
         f"{pair.partition('=')[0]}={_REDACTED}"
         if unquote_plus(pair.partition("=")[0]).lower() in _SECRET_PARAMS
         else pair
-        for pair in parts.query.split("&")
+        for pair in text.split("&")
     )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def _rebuild(kind: type[BitbucketError], state: dict[str, Any]) -> BitbucketError:
@@ -83,6 +104,29 @@ class BitbucketError(Exception):
         self.attempts = attempts
         self.method = method
         self.url = None if url is None else redact_url(url)
+
+    def with_context(
+        self,
+        *,
+        flag_variant: str | None = None,
+        attempts: int = 0,
+        method: str | None = None,
+        url: object = None,
+    ) -> BitbucketError:
+        """Fill in the request's context where the error does not have it yet.
+
+        The clients call this for errors raised below them (the origin guard,
+        the OAuth flow), which do not know the flag variant or the attempts.
+
+        Returns:
+            This error.
+        """
+        self.flag_variant = self.flag_variant or flag_variant
+        self.attempts = self.attempts or attempts
+        self.method = self.method or method
+        if self.url is None and url is not None:
+            self.url = redact_url(url)
+        return self
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Errors cross process pools and job queues; the keyword-only

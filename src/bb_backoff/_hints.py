@@ -24,8 +24,9 @@ RETRY_AFTER: Final = "Retry-After"
 RATELIMIT_RESET: Final = "X-RateLimit-Reset"
 
 # delta-seconds is an integer per RFC 9110; decimals are accepted because
-# some proxies send them.  Anything else must be an HTTP-date.
-_DELTA_SECONDS = re.compile(r"[0-9]{1,15}(?:\.[0-9]{1,9})?")
+# some proxies send them.  Any length: an absurd value is the policy's to
+# refuse (max_hint), with a clear error, not garbage to ignore.
+_DELTA_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 # RFC 9110's obsolete asctime format carries no zone but is GMT by definition;
 # recipients must accept it.  Any other zone-less date is malformed.
 _ASCTIME = re.compile(
@@ -69,6 +70,12 @@ def parse_retry_after(value: str, now: float) -> float | None:
         return None
     if _DELTA_SECONDS.fullmatch(text):
         return float(text)
+    if "," in text:
+        # A repeated header arrives joined ("120, 120"); dates have commas too,
+        # so only a list of numbers is read this way, and its longest wins.
+        parts = [part.strip() for part in text.split(",")]
+        if all(_DELTA_SECONDS.fullmatch(part) for part in parts):
+            return max(float(part) for part in parts)
     try:
         when = parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError, OverflowError):
@@ -95,7 +102,7 @@ def parse_ratelimit_reset(value: str, now: float) -> float | None:
         Seconds to wait, or ``None`` for garbage, negative or past values.
     """
     text = value.strip()
-    if not _DELTA_SECONDS.fullmatch(text):
+    if len(text) > _MAX_HINT_LENGTH or not _DELTA_SECONDS.fullmatch(text):
         return None
     seconds = float(text)
     if seconds >= _EPOCH_THRESHOLD:

@@ -265,6 +265,17 @@ def _waited(history: RetryHistory, reason: Reason, delay: float) -> RetryHistory
     )
 
 
+def _fit(waited: float, remaining: float, budget: float) -> float:
+    """The last wait: what is left of the budget, so that ``waited + wait <= budget`` exactly.
+
+    ``budget - waited`` rounds, and adding it back can land one ulp over.
+    """
+    wait = remaining
+    while waited + wait > budget:
+        wait = math.nextafter(wait, 0.0)
+    return wait
+
+
 def _grown(initial: float, factor: float, retry: int, cap: float) -> float:
     """``min(cap, initial * factor ** retry)``, clamped instead of overflowing.
 
@@ -387,6 +398,10 @@ class ExponentialBackoff:
             or self.factor < 1
         ):
             raise ValueError(f"factor must be a finite number >= 1, got {self.factor!r}")
+        if self.initial <= 0:
+            # Zero would retry 429s with no wait at all, and a budget of
+            # waiting would never run out: a loop that hammers the API.
+            raise ValueError(f"initial must be more than 0 seconds, got {self.initial!r}")
         if self.max_delay < self.initial:
             raise ValueError(
                 f"max_delay ({self.max_delay} s) must be at least initial ({self.initial} s)"
@@ -477,13 +492,14 @@ class ExponentialBackoff:
             delay = max(delay, hint.seconds)
 
         if rate_limited:
-            remaining = self.rate_limit_budget - counted.rate_limit_waited
+            waited, budget = counted.rate_limit_waited, self.rate_limit_budget
         else:
-            remaining = self.error_budget - counted.error_waited
+            waited, budget = counted.error_waited, self.error_budget
+        remaining = budget - waited
         if delay > remaining:
             if remaining <= 0 or (hint is not None and hint.seconds > remaining):
                 return _stop(reason, StopReason.BUDGET, outcome, counted)
-            delay = remaining
+            delay = _fit(waited, remaining, budget)
         return Decision(
             reason=reason,
             delay=delay,

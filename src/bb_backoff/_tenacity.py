@@ -94,7 +94,11 @@ class TenacityStrategies:
     def retry(self, retry_state: RetryCallState) -> bool:
         """Tenacity ``retry``: whether the last outcome is retryable at all."""
         outcome = outcome_of(retry_state, self._now())
-        return outcome is not None and classify(outcome) is not None
+        if outcome is None:
+            return False
+        # The same classification the policy's decide() applies.
+        transport_errors = getattr(self.policy, "retry_transport_errors", True)
+        return classify(outcome, transport_errors=transport_errors) is not None
 
     def wait(self, retry_state: RetryCallState) -> float:
         """Tenacity ``wait``: the policy's delay in seconds (0 when it will stop)."""
