@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bb_backoff import testing
 from bb_backoff.testing import VirtualClock
 
 
@@ -44,3 +45,13 @@ def test_monotonic_time_is_the_sum_of_the_sleeps(waits: list[float]) -> None:
         readings.append(clock.monotonic())
     assert readings == sorted(readings)
     assert clock.sleeps == waits
+
+
+def test_the_testing_packages_all_is_sorted_and_complete() -> None:
+    public = {
+        name
+        for name, value in vars(testing).items()
+        if not name.startswith("_") and getattr(value, "__module__", "").startswith("bb_backoff")
+    }
+    assert sorted(testing.__all__) == testing.__all__
+    assert public == set(testing.__all__)

@@ -18,7 +18,7 @@ import logging
 import re
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from typing import Any, Final, Self, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, Generic, Self, TypeAlias, TypeVar
 
 import attrs
 import httpx
@@ -594,7 +594,97 @@ class _BaseClient:
             )
 
 
-class BitbucketClient(_BaseClient):
+_JsonT = TypeVar("_JsonT")
+_TextT = TypeVar("_TextT")
+_ItemsT = TypeVar("_ItemsT")
+
+
+class _Endpoints(Generic[_JsonT, _TextT, _ItemsT]):
+    """The importer's endpoints, written once for both clients.
+
+    Each helper builds its path and parameters (in :mod:`._endpoints`) and
+    hands them to ``get``, ``get_text`` or ``paginate``: plain values and an
+    iterator on the sync client, awaitables and an async iterator on the
+    async one.
+    """
+
+    if TYPE_CHECKING:
+
+        def get(self, path_or_url: str, params: Params | None = None) -> _JsonT: ...
+        def get_text(self, path_or_url: str, params: Params | None = None) -> _TextT: ...
+        def paginate(self, path_or_url: str, params: Params | None = None) -> _ItemsT: ...
+
+    def repo(self, workspace: str, repo_slug: str) -> _JsonT:
+        """One repository."""
+        return self.get(endpoints.repo(workspace, repo_slug))
+
+    def repos(
+        self,
+        workspace: str | None = None,
+        *,
+        role: str | None = "member",
+        pagelen: int = endpoints.DEFAULT_PAGELEN,
+    ) -> _ItemsT:
+        """Repositories by the account's role (``None``: all it can see), or one workspace's."""
+        return self.paginate(*endpoints.repos(workspace, role, pagelen))
+
+    def user(self) -> _JsonT:
+        """The authenticated account."""
+        return self.get(endpoints.user())
+
+    def issues(
+        self, workspace: str, repo_slug: str, *, pagelen: int = endpoints.DEFAULT_PAGELEN
+    ) -> _ItemsT:
+        """A repository's issues, oldest first (milestones are inside each issue)."""
+        return self.paginate(*endpoints.issues(workspace, repo_slug, pagelen))
+
+    def issue_comments(
+        self,
+        workspace: str,
+        repo_slug: str,
+        issue_id: int,
+        *,
+        pagelen: int = endpoints.DEFAULT_PAGELEN,
+    ) -> _ItemsT:
+        """One issue's comments, oldest first."""
+        return self.paginate(*endpoints.issue_comments(workspace, repo_slug, issue_id, pagelen))
+
+    def pull_requests(
+        self,
+        workspace: str,
+        repo_slug: str,
+        *,
+        state: str = "ALL",
+        pagelen: int = endpoints.DEFAULT_PAGELEN,
+    ) -> _ItemsT:
+        """A repository's pull requests in every state, oldest first (pagelen at most 50)."""
+        return self.paginate(*endpoints.pull_requests(workspace, repo_slug, state, pagelen))
+
+    def pull_request_comments(
+        self,
+        workspace: str,
+        repo_slug: str,
+        pull_request_id: int,
+        *,
+        pagelen: int = endpoints.DEFAULT_PAGELEN,
+    ) -> _ItemsT:
+        """One pull request's comments, oldest first."""
+        return self.paginate(
+            *endpoints.pull_request_comments(workspace, repo_slug, pull_request_id, pagelen)
+        )
+
+    def pull_request_diff(self, workspace: str, repo_slug: str, pull_request_id: int) -> _TextT:
+        """One pull request's diff, as text."""
+        return self.get_text(endpoints.pull_request_diff(workspace, repo_slug, pull_request_id))
+
+    def workspace_members(
+        self, workspace: str, *, pagelen: int = endpoints.DEFAULT_PAGELEN
+    ) -> _ItemsT:
+        """A workspace's members."""
+        return self.paginate(*endpoints.workspace_members(workspace, pagelen))
+
+
+class BitbucketClient(_BaseClient, _Endpoints[Any, str, Iterator[Any]]):
     """A Bitbucket Cloud API client on :class:`httpx.Client`, with flag-aware retries.
 
     Every call goes through one retry loop.  When the feature flag
@@ -756,79 +846,10 @@ class BitbucketClient(_BaseClient):
         for page in self.pages(path_or_url, params):
             yield from page.values
 
-    # -- the importer's endpoints ---------------------------------------------
 
-    def repo(self, workspace: str, repo_slug: str) -> Any:
-        """One repository."""
-        return self.get(endpoints.repo(workspace, repo_slug))
-
-    def repos(
-        self,
-        workspace: str | None = None,
-        *,
-        role: str | None = "member",
-        pagelen: int = endpoints.DEFAULT_PAGELEN,
-    ) -> Iterator[Any]:
-        """Repositories by the account's role (``None``: all it can see), or one workspace's."""
-        return self.paginate(*endpoints.repos(workspace, role, pagelen))
-
-    def user(self) -> Any:
-        """The authenticated account."""
-        return self.get(endpoints.user())
-
-    def issues(
-        self, workspace: str, repo_slug: str, *, pagelen: int = endpoints.DEFAULT_PAGELEN
-    ) -> Iterator[Any]:
-        """A repository's issues, oldest first (milestones are inside each issue)."""
-        return self.paginate(*endpoints.issues(workspace, repo_slug, pagelen))
-
-    def issue_comments(
-        self,
-        workspace: str,
-        repo_slug: str,
-        issue_id: int,
-        *,
-        pagelen: int = endpoints.DEFAULT_PAGELEN,
-    ) -> Iterator[Any]:
-        """One issue's comments, oldest first."""
-        return self.paginate(*endpoints.issue_comments(workspace, repo_slug, issue_id, pagelen))
-
-    def pull_requests(
-        self,
-        workspace: str,
-        repo_slug: str,
-        *,
-        state: str = "ALL",
-        pagelen: int = endpoints.DEFAULT_PAGELEN,
-    ) -> Iterator[Any]:
-        """A repository's pull requests in every state, oldest first (pagelen at most 50)."""
-        return self.paginate(*endpoints.pull_requests(workspace, repo_slug, state, pagelen))
-
-    def pull_request_comments(
-        self,
-        workspace: str,
-        repo_slug: str,
-        pull_request_id: int,
-        *,
-        pagelen: int = endpoints.DEFAULT_PAGELEN,
-    ) -> Iterator[Any]:
-        """One pull request's comments, oldest first."""
-        return self.paginate(
-            *endpoints.pull_request_comments(workspace, repo_slug, pull_request_id, pagelen)
-        )
-
-    def pull_request_diff(self, workspace: str, repo_slug: str, pull_request_id: int) -> str:
-        """One pull request's diff, as text."""
-        return self.get_text(endpoints.pull_request_diff(workspace, repo_slug, pull_request_id))
-
-    def workspace_members(
-        self, workspace: str, *, pagelen: int = endpoints.DEFAULT_PAGELEN
-    ) -> Iterator[Any]:
-        """A workspace's members."""
-        return self.paginate(*endpoints.workspace_members(workspace, pagelen))
-
-
-class AsyncBitbucketClient(_BaseClient):
+class AsyncBitbucketClient(
+    _BaseClient, _Endpoints[Awaitable[Any], Awaitable[str], AsyncIterator[Any]]
+):
     """The async twin of :class:`BitbucketClient`, on :class:`httpx.AsyncClient`.
 
     Same arguments, except that ``transport`` is an async transport and
@@ -954,76 +975,3 @@ class AsyncBitbucketClient(_BaseClient):
         async for page in self.pages(path_or_url, params):
             for item in page.values:
                 yield item
-
-    # -- the importer's endpoints ---------------------------------------------
-
-    async def repo(self, workspace: str, repo_slug: str) -> Any:
-        """One repository."""
-        return await self.get(endpoints.repo(workspace, repo_slug))
-
-    def repos(
-        self,
-        workspace: str | None = None,
-        *,
-        role: str | None = "member",
-        pagelen: int = endpoints.DEFAULT_PAGELEN,
-    ) -> AsyncIterator[Any]:
-        """Repositories by the account's role (``None``: all it can see), or one workspace's."""
-        return self.paginate(*endpoints.repos(workspace, role, pagelen))
-
-    async def user(self) -> Any:
-        """The authenticated account."""
-        return await self.get(endpoints.user())
-
-    def issues(
-        self, workspace: str, repo_slug: str, *, pagelen: int = endpoints.DEFAULT_PAGELEN
-    ) -> AsyncIterator[Any]:
-        """A repository's issues, oldest first (milestones are inside each issue)."""
-        return self.paginate(*endpoints.issues(workspace, repo_slug, pagelen))
-
-    def issue_comments(
-        self,
-        workspace: str,
-        repo_slug: str,
-        issue_id: int,
-        *,
-        pagelen: int = endpoints.DEFAULT_PAGELEN,
-    ) -> AsyncIterator[Any]:
-        """One issue's comments, oldest first."""
-        return self.paginate(*endpoints.issue_comments(workspace, repo_slug, issue_id, pagelen))
-
-    def pull_requests(
-        self,
-        workspace: str,
-        repo_slug: str,
-        *,
-        state: str = "ALL",
-        pagelen: int = endpoints.DEFAULT_PAGELEN,
-    ) -> AsyncIterator[Any]:
-        """A repository's pull requests in every state, oldest first (pagelen at most 50)."""
-        return self.paginate(*endpoints.pull_requests(workspace, repo_slug, state, pagelen))
-
-    def pull_request_comments(
-        self,
-        workspace: str,
-        repo_slug: str,
-        pull_request_id: int,
-        *,
-        pagelen: int = endpoints.DEFAULT_PAGELEN,
-    ) -> AsyncIterator[Any]:
-        """One pull request's comments, oldest first."""
-        return self.paginate(
-            *endpoints.pull_request_comments(workspace, repo_slug, pull_request_id, pagelen)
-        )
-
-    async def pull_request_diff(self, workspace: str, repo_slug: str, pull_request_id: int) -> str:
-        """One pull request's diff, as text."""
-        return await self.get_text(
-            endpoints.pull_request_diff(workspace, repo_slug, pull_request_id)
-        )
-
-    def workspace_members(
-        self, workspace: str, *, pagelen: int = endpoints.DEFAULT_PAGELEN
-    ) -> AsyncIterator[Any]:
-        """A workspace's members."""
-        return self.paginate(*endpoints.workspace_members(workspace, pagelen))
