@@ -62,19 +62,24 @@ def markdown_table(rows: Sequence[Row]) -> str:
             + " |"
         )
     shown = {row.scenario: row for row in rows}
+    summaries = {scenario.name: scenario.summary for scenario in SCENARIOS}
     legend = [
         "",
         "Scenarios (lower bound = the shortest import the rate limit allows):",
         "",
     ]
-    for scenario in SCENARIOS:
-        if scenario.name in shown:
-            row = shown[scenario.name]
-            legend.append(
-                f"- **{scenario.name}**: {scenario.summary}; {row.workers} workers, "
-                f"{row.calls_needed} calls needed, {row.items} items, "
-                f"lower bound {_duration(row.lower_bound)}."
-            )
+    # The known scenarios in their usual order, then any custom ones.
+    names = [s.name for s in SCENARIOS if s.name in shown] + [
+        name for name in shown if name not in summaries
+    ]
+    for name in names:
+        row = shown[name]
+        summary = summaries.get(name, "a custom scenario")
+        legend.append(
+            f"- **{name}**: {summary}; {row.workers} workers, "
+            f"{row.calls_needed} calls needed, {row.items} items, "
+            f"lower bound {_duration(row.lower_bound)}."
+        )
     return "\n".join(lines + legend)
 
 
@@ -149,6 +154,8 @@ def write_chart(rows: Sequence[Row], path: Path) -> Path:
         for y, line in enumerate(values):
             for x, value in enumerate(line):
                 text = fmt.format(value) if math.isfinite(value) else "incomplete"
+                if value == math.inf:
+                    text = "no bound"
                 dark = math.isfinite(value) and value > bottom + 0.6 * (top - bottom)
                 colour = "white" if dark else ("black" if math.isfinite(value) else "grey")
                 axes.text(x, y, text, ha="center", va="center", fontsize=7, color=colour)

@@ -68,8 +68,15 @@ class Row:
     clock: str = "virtual"
 
     def as_dict(self) -> dict[str, Any]:
-        """The row as plain JSON-ready values."""
-        return attrs.asdict(self)
+        """The row as plain JSON-ready values (an infinite ratio is ``None``).
+
+        NaN stays NaN: it can only come from a bug, and strict JSON refuses it.
+        """
+        values = attrs.asdict(self)
+        for name, value in values.items():
+            if isinstance(value, float) and math.isinf(value):
+                values[name] = None
+        return values
 
 
 def _p95(values: Sequence[float]) -> float:
@@ -112,7 +119,8 @@ def _row(
         policy=contender.name,
         mode=contender.mode,
         workers=workers,
-        time_ratio=outcome.seconds / bound if bound else math.inf,
+        # No bound (no rate limit, no latency) or no quota: the ratio means nothing.
+        time_ratio=outcome.seconds / bound if 0 < bound < math.inf else math.inf,
         seconds=outcome.seconds,
         lower_bound=bound,
         calls=counters.calls,

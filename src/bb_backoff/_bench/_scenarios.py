@@ -67,11 +67,17 @@ class Scenario:
 
         With a rolling window a client can spend the quota at once, then must
         wait a window for each further quota's worth: the last of ``N`` calls
-        cannot start before ``(ceil(N / quota) - 1) * window``.  When the quota
-        is never exhausted, the latency of the calls, spread over the
-        workers, is the bound instead.
+        cannot start before ``(ceil(N / quota) - 1) * window``.  The quota is
+        what the other consumers leave, in whole requests (they hold
+        ``floor(limit * share)`` slots).  When the quota is never exhausted,
+        the latency of the calls, spread over the workers, is the bound
+        instead.  With no quota at all, no import can finish: infinity.
         """
-        quota = self.limit * (1 - self.other_consumers)
+        # The epsilon keeps 10 * (1 - 0.9) from rounding down a whole request.
+        taken = math.floor(self.limit * self.other_consumers + 1e-9)
+        quota = self.limit - taken
+        if quota <= 0:
+            return math.inf
         rate_bound = (math.ceil(calls_needed / quota) - 1) * self.window
         latency_bound = math.ceil(calls_needed / self.workers) * self.latency
         return max(rate_bound, latency_bound)

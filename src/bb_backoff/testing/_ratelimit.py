@@ -5,7 +5,10 @@ holds its slot for exactly ``window`` seconds.  Other tools sharing an
 account (``other_consumers``) are evenly spaced requests, generated lazily up
 to the present before every check.  They have been running for a whole
 window when the mock starts, so the window is in its steady state from the
-first request.
+first request.  An other consumer refused for a full window does not give
+up: it takes the next slot that frees, before any later arrival, so the
+other tools always get their share (as persistent tools do) and an importer
+cannot win their slots through a rounding tie.
 
 Pure: the caller passes the time of every check and serializes the calls
 (:class:`~bb_backoff.testing.MockBitbucket` holds its lock around them).
@@ -32,11 +35,12 @@ class Admission:
 class _Window:
     """One principal's rolling window: monotonic times of the requests it counts."""
 
-    __slots__ = ("entries", "others_made")
+    __slots__ = ("entries", "others_made", "others_waiting")
 
     def __init__(self) -> None:
         self.entries: deque[float] = deque()
         self.others_made = 0
+        self.others_waiting = 0
 
 
 class RateLimiter:
@@ -67,17 +71,33 @@ class RateLimiter:
         entries = window.entries
         while True:
             # Multiplying rather than adding keeps the schedule from drifting.
-            at = self.start - self.window + (window.others_made + 1) * interval
+            arrival = self.start - self.window + (window.others_made + 1) * interval
+            freed = (
+                entries[0] + self.window
+                if window.others_waiting and entries and len(entries) >= self.limit
+                else arrival
+            )
+            at = min(arrival, freed)
             if at > now:
                 return
-            window.others_made += 1
             self._expire(entries, at)
+            if at < arrival or (window.others_waiting and len(entries) < self.limit):
+                # A waiting other consumer takes the slot that just freed.
+                window.others_waiting -= 1
+                self._other_call(entries, at)
+                continue
+            window.others_made += 1
             if len(entries) < self.limit:
+                self._other_call(entries, at)
+                continue
+            window.others_waiting += 1
+            if self.count_rejected:
                 entries.append(at)
-                if at > self.start:
-                    self.other_calls += 1
-            elif self.count_rejected:
-                entries.append(at)
+
+    def _other_call(self, entries: deque[float], at: float) -> None:
+        entries.append(at)
+        if at > self.start:
+            self.other_calls += 1
 
     def _window(self, principal: str, now: float) -> deque[float]:
         window = self.windows.get(principal)

@@ -1,0 +1,191 @@
+"""bb_backoff._bench._runner: one run per scenario and contender, reproducible from the seed."""
+
+from __future__ import annotations
+
+import math
+
+import attrs
+import pytest
+
+from bb_backoff._bench import (
+    CONTENDERS,
+    SCENARIOS,
+    Row,
+    Scenario,
+    available_contenders,
+    contender_named,
+    run_all,
+    run_one,
+    run_real,
+    scenario_named,
+)
+from bb_backoff._bench._runner import _p95
+from bb_backoff._bench._scenarios import QUICK_SIZE
+
+FLAG_ON = contender_named("bb-backoff, flag on")
+LEGACY = contender_named("bb-backoff, flag off (legacy)")
+GITLAB = contender_named("GITLAB_16_7 preset")
+SYNC_FLAG_ON = contender_named("bb-backoff, flag on (sync)")
+QUICK = {scenario.name: scenario.quick() for scenario in SCENARIOS}
+ROW_FIELDS = [
+    "scenario",
+    "policy",
+    "mode",
+    "workers",
+    "time_ratio",
+    "seconds",
+    "lower_bound",
+    "calls",
+    "rate_limited",
+    "wasted",
+    "calls_needed",
+    "lost",
+    "duplicates",
+    "items",
+    "give_ups",
+    "p95",
+    "clock",
+]
+
+
+# -- run_one ----------------------------------------------------------------------------
+
+
+def test_run_one_is_the_same_row_for_the_same_seed() -> None:
+    faulty = QUICK["faults-5pct"]
+    assert run_one(faulty, FLAG_ON, seed=3) == run_one(faulty, FLAG_ON, seed=3)
+
+
+def test_run_one_of_a_sync_contender_is_the_same_row_for_the_same_seed() -> None:
+    faulty = QUICK["faults-5pct"]
+    assert run_one(faulty, SYNC_FLAG_ON, seed=3) == run_one(faulty, SYNC_FLAG_ON, seed=3)
+
+
+def test_run_one_differs_across_seeds_in_a_faulty_scenario() -> None:
+    faulty = QUICK["faults-5pct"]
+    first, second = run_one(faulty, FLAG_ON, seed=1), run_one(faulty, FLAG_ON, seed=2)
+    assert (first.calls, first.seconds) != (second.calls, second.seconds)
+
+
+def test_a_row_describes_the_run() -> None:
+    row = run_one(QUICK["no-hint"], FLAG_ON, seed=0)
+    quick = QUICK["no-hint"]
+    assert (row.scenario, row.policy, row.mode, row.workers, row.clock) == (
+        "no-hint",
+        "bb-backoff, flag on",
+        "async",
+        quick.workers,
+        "virtual",
+    )
+    # The quick dataset: 59 calls and 81 items; 50 calls an hour, so one window to wait.
+    assert (row.calls_needed, row.items, row.lower_bound) == (59, 81, 3600.0)
+    assert row.time_ratio == pytest.approx(row.seconds / row.lower_bound)
+    assert row.wasted == pytest.approx((row.calls - row.calls_needed) / row.calls_needed)
+    assert (row.lost, row.duplicates, row.give_ups) == (0, 0, 0)
+    assert row.rate_limited > 0
+
+
+def test_run_one_uses_the_workers_given_instead_of_the_scenarios() -> None:
+    row = run_one(QUICK["no-hint"], LEGACY, seed=0, workers=2)
+    assert row.workers == 2
+    assert row.lower_bound == attrs.evolve(QUICK["no-hint"], workers=2).lower_bound(59)
+
+
+@pytest.mark.parametrize("scenario", QUICK.values(), ids=lambda s: s.name)
+def test_the_flag_on_contender_loses_nothing_in_every_quick_scenario(scenario: Scenario) -> None:
+    row = run_one(scenario, FLAG_ON, seed=0)
+    assert (row.lost, row.give_ups, row.duplicates) == (0, 0, 0)
+    assert row.time_ratio >= 1.0
+
+
+def test_the_legacy_contender_loses_items_in_quick_no_hint() -> None:
+    row = run_one(QUICK["no-hint"], LEGACY, seed=0)
+    assert row.lost > 0
+    assert row.give_ups > 0
+
+
+def test_run_one_scaled_scales_the_window_and_the_bound_and_flag_on_stays_lossless() -> None:
+    quick = QUICK["no-hint"]
+    row = run_one(quick, FLAG_ON, seed=0, scale=0.01)
+    unscaled = run_one(quick, FLAG_ON, seed=0)
+    assert row.lower_bound == pytest.approx(unscaled.lower_bound * 0.01)
+    assert row.lower_bound == pytest.approx(36.0)
+    assert (row.lost, row.give_ups) == (0, 0)
+    assert row.seconds >= row.lower_bound
+    assert row.seconds < unscaled.seconds
+
+
+def test_run_one_without_rate_limit_or_latency_has_an_infinite_ratio() -> None:
+    # Nothing bounds the import from below, so the bound is 0 and the ratio infinite.
+    unbounded = Scenario(
+        name="unbounded", summary="no limit, no latency", limit=10_000, latency=0.0, size=QUICK_SIZE
+    )
+    row = run_one(unbounded, FLAG_ON, seed=0)
+    assert (row.lower_bound, row.time_ratio, row.lost) == (0.0, math.inf, 0)
+
+
+# -- Row ----------------------------------------------------------------------------------
+
+
+def test_row_as_dict_has_every_field_in_order_with_its_value() -> None:
+    row = run_one(QUICK["retry-after"], LEGACY, seed=0)
+    as_dict = row.as_dict()
+    assert list(as_dict) == ROW_FIELDS
+    assert as_dict == {name: getattr(row, name) for name in ROW_FIELDS}
+    assert Row(**as_dict) == row
+
+
+# -- run_all ------------------------------------------------------------------------------
+
+
+def test_run_all_returns_rows_in_scenario_by_contender_order_reporting_each() -> None:
+    scenarios = [QUICK["no-hint"], QUICK["retry-after"]]
+    contenders = [LEGACY, GITLAB]
+    reported: list[Row] = []
+    rows = run_all(scenarios, contenders, seed=0, processes=1, progress=reported.append)
+    assert [(row.scenario, row.policy) for row in rows] == [
+        ("no-hint", LEGACY.name),
+        ("no-hint", GITLAB.name),
+        ("retry-after", LEGACY.name),
+        ("retry-after", GITLAB.name),
+    ]
+    assert reported == rows
+
+
+def test_run_all_rows_are_the_rows_of_run_one() -> None:
+    rows = run_all([QUICK["token-headers"]], [LEGACY], seed=5, workers=3)
+    assert rows == [run_one(QUICK["token-headers"], LEGACY, seed=5, workers=3)]
+
+
+def test_run_all_of_nothing_is_no_rows() -> None:
+    assert run_all([], CONTENDERS, seed=0) == []
+
+
+def test_available_contenders_are_every_contender_in_this_venv() -> None:
+    assert available_contenders() == list(CONTENDERS)
+
+
+# -- p95 ------------------------------------------------------------------------------------
+
+
+def test_p95_is_the_value_at_the_95th_percentile_rank() -> None:
+    assert _p95([float(n) for n in range(100, 0, -1)]) == 95.0
+    assert _p95([1.0, 2.0]) == 2.0
+    assert _p95([]) == 0.0
+
+
+# -- run_real ---------------------------------------------------------------------------------
+
+
+def test_run_real_refuses_a_sync_contender() -> None:
+    with pytest.raises(ValueError, match="is sync; --real measures the async contenders"):
+        run_real(QUICK["no-hint"], SYNC_FLAG_ON, seed=0, scale=0.0002)
+
+
+def test_run_real_imports_from_the_served_mock_with_the_window_scaled() -> None:
+    """An hour scaled to 0.72 s: the flag-on client waits it out on real time and loses nothing."""
+    row = run_real(scenario_named("no-hint").quick(), FLAG_ON, seed=0, scale=0.0002)
+    assert (row.clock, row.lost, row.give_ups) == ("real", 0, 0)
+    # No simulated latency on real time: the bound is the scaled window alone.
+    assert row.lower_bound == pytest.approx(3600 * 0.0002)
+    assert row.seconds >= row.lower_bound
