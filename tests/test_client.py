@@ -1053,3 +1053,13 @@ async def test_text_endpoints_ask_for_text(make_api: Callable[..., Api]) -> None
     api = make_api(lambda _r: httpx.Response(200, text="diff --git"))
     await api.call("pull_request_diff", "ws", "r", 1)
     assert api.requests[0].headers["Accept"] == "text/plain, */*"
+
+
+async def test_a_pagination_error_says_which_request_and_flag_variant(
+    make_api: Callable[..., Api],
+) -> None:
+    api = make_api(scripted(rate_limited(), then={"items": []}), flag=False)
+    with pytest.raises(bb.PaginationError) as caught:
+        await api.call("paginate", "/things")
+    assert (caught.value.flag_variant, caught.value.attempts) == ("off", 2)
+    assert caught.value.url == f"{BASE}/things"

@@ -530,28 +530,28 @@ class _BaseClient:
             endpoints.check_pagelen(path, {"pagelen": value})
         return str(url)
 
-    def _page(self, data: Any, url: str, seen: set[str]) -> Page:
+    def _page(self, data: Any, response: httpx.Response, seen: set[str]) -> Page:
         """Check one page and its ``next`` link, and record the URL as seen."""
+        context = self._context(response)
+        url = str(response.request.url)
         values = data.get("values") if isinstance(data, dict) else None
         if not isinstance(values, list):
-            raise PaginationError("the page has no 'values' list", method="GET", url=url)
+            raise PaginationError("the page has no 'values' list", **context)
         next_url = data.get("next") or None
         if next_url is not None:
             if not isinstance(next_url, str):
-                raise PaginationError("the page's 'next' is not a URL", method="GET", url=url)
+                raise PaginationError("the page's 'next' is not a URL", **context)
             if not _ABSOLUTE(next_url) or not self._on_origin(next_url):
                 raise UnsafeURL(
                     f"the next link {redact_url(next_url)} leaves the origin of {self.base_url}; "
                     "nothing was sent to it",
-                    method="GET",
-                    url=url,
+                    **context,
                 )
             if next_url in seen:
                 raise PaginationError(
                     f"the next link {redact_url(next_url)} repeats an earlier page; "
                     "stopping instead of looping",
-                    method="GET",
-                    url=url,
+                    **context,
                 )
             seen.add(next_url)
 
@@ -834,7 +834,8 @@ class BitbucketClient(_BaseClient, _Endpoints[Any, str, Iterator[Any]]):
         count = 0
         while url is not None:
             seen.add(url)
-            page = self._page(self._json(self._send("GET", url)), url, seen)
+            response = self._send("GET", url)
+            page = self._page(self._json(response), response, seen)
             first = first or page
             count += len(page.values)
             yield page
@@ -963,7 +964,8 @@ class AsyncBitbucketClient(
         count = 0
         while url is not None:
             seen.add(url)
-            page = self._page(self._json(await self._send("GET", url)), url, seen)
+            response = await self._send("GET", url)
+            page = self._page(self._json(response), response, seen)
             first = first or page
             count += len(page.values)
             yield page
