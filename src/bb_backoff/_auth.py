@@ -120,6 +120,8 @@ class OAuth2:
     Safe to share between threads of one sync client, or tasks of one async
     client: one refresh at a time, and a request that waited for someone
     else's refresh uses its result instead of spending the rotated token.
+    Threads and tasks wait on different locks, so a sync and an async client
+    sharing one ``OAuth2`` may both refresh; give each its own.
 
     Args:
         client_id: the OAuth consumer's key.
