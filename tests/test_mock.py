@@ -32,6 +32,7 @@ from bb_backoff.testing import (
     VirtualClock,
     run_virtual,
 )
+from bb_backoff.testing._dataset import ITEM_KINDS
 from bb_backoff.testing._mock import RATE_LIMIT_BODY
 
 API = "https://api.bitbucket.org/2.0"
@@ -1068,18 +1069,7 @@ def test_the_sync_transport_keeps_exact_counts_under_real_threads() -> None:
 
 
 def sync_import(client: BitbucketClient) -> dict[str, set[tuple[Any, ...]]]:
-    found: dict[str, set[tuple[Any, ...]]] = {
-        kind: set()
-        for kind in (
-            "repository",
-            "pull_request",
-            "pull_request_comment",
-            "diff",
-            "issue",
-            "issue_comment",
-            "member",
-        )
-    }
+    found: dict[str, set[tuple[Any, ...]]] = {kind: set() for kind in ITEM_KINDS}
     client.user()
     for repository in client.repos():
         name = repository["full_name"]
@@ -1102,18 +1092,7 @@ def sync_import(client: BitbucketClient) -> dict[str, set[tuple[Any, ...]]]:
 
 
 async def async_import(client: AsyncBitbucketClient) -> dict[str, set[tuple[Any, ...]]]:
-    found: dict[str, set[tuple[Any, ...]]] = {
-        kind: set()
-        for kind in (
-            "repository",
-            "pull_request",
-            "pull_request_comment",
-            "diff",
-            "issue",
-            "issue_comment",
-            "member",
-        )
-    }
+    found: dict[str, set[tuple[Any, ...]]] = {kind: set() for kind in ITEM_KINDS}
     await client.user()
     async for repository in client.repos():
         name = repository["full_name"]

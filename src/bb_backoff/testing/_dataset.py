@@ -79,6 +79,18 @@ def _positive(_instance: object, field: attrs.Attribute[int], value: object) -> 
         raise ValueError(f"{field.name} must be a positive integer, got {value!r}")
 
 
+ITEM_KINDS: Final = (
+    "repository",
+    "pull_request",
+    "pull_request_comment",
+    "diff",
+    "issue",
+    "issue_comment",
+    "member",
+)
+"""The kinds of item an import collects, as :meth:`Dataset.expected` keys them."""
+
+
 @attrs.frozen
 class DatasetSize:
     """How big the mock's dataset is.
@@ -526,18 +538,7 @@ class Dataset:
             "issue_comment": {(full_name, issue_id, comment_id)},
             "member": {(account_id,)}}``.
         """
-        expected: dict[str, set[tuple[Any, ...]]] = {
-            kind: set()
-            for kind in (
-                "repository",
-                "pull_request",
-                "pull_request_comment",
-                "diff",
-                "issue",
-                "issue_comment",
-                "member",
-            )
-        }
+        expected: dict[str, set[tuple[Any, ...]]] = {kind: set() for kind in ITEM_KINDS}
         for repository in self.repositories:
             name = repository.full_name
             expected["repository"].add((name,))
