@@ -22,7 +22,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import bb_backoff as bb
-from bb_backoff._client import _BaseClient, _error_envelope
+from bb_backoff import _flow
+from bb_backoff._outcomes import error_envelope as _error_envelope
 from bb_backoff.testing import VirtualClock
 
 BASE = "https://api.bitbucket.org/2.0"
@@ -168,7 +169,7 @@ async def test_the_first_attempt_builds_no_retry_state(
     def forbidden(*_args: object) -> None:
         raise AssertionError("retry state built on the success path")
 
-    monkeypatch.setattr(_BaseClient, "_retrying", forbidden)
+    monkeypatch.setattr(_flow, "_Attempts", forbidden)
     api = make_api(scripted(then={"values": [1], "size": 1}))
     assert await api.get("/user") == {"values": [1], "size": 1}
     assert await api.call("paginate", "/things") == [1]

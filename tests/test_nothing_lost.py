@@ -169,8 +169,21 @@ async def import_async(client: bb.AsyncBitbucketClient, workers: int) -> Items:
 # -- the tests ---------------------------------------------------------------------------
 
 
+def assert_heavily_rate_limited(mock: MockBitbucket, clock: VirtualClock, *, gated: bool) -> None:
+    """The import waited out many windows; without the gate, through many 429s."""
+    counters = mock.counters
+    # The gate learns the window and stops sending into a full one; each
+    # request alone keeps knocking.
+    assert counters.rate_limited > (0 if gated else 100)
+    assert counters.server_errors + counters.resets + counters.timeouts > 30
+    assert clock.monotonic() > 5 * 3600
+
+
+@pytest.mark.parametrize("gate", [None, False], ids=["gate", "no-gate"])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_a_sync_import_in_threads_gets_every_item_exactly_once(seed: int) -> None:
+def test_a_sync_import_in_threads_gets_every_item_exactly_once(
+    seed: int, gate: bool | None
+) -> None:
     clock = VirtualClock()
     threads = VirtualThreads(clock)
     mock = MockBitbucket(
@@ -189,17 +202,18 @@ def test_a_sync_import_in_threads_gets_every_item_exactly_once(seed: int) -> Non
         clock=clock.monotonic,
         now=clock.time,
         sleep=threads.sleep,
+        gate=gate,
     ) as client:
         items = import_sync(client, threads, workers=4)
-    counters = mock.counters
-    assert counters.rate_limited > 100
-    assert counters.server_errors + counters.resets + counters.timeouts > 30
-    assert clock.monotonic() > 5 * 3600
+    assert_heavily_rate_limited(mock, clock, gated=gate is None)
     assert items == expected_items(mock)
 
 
+@pytest.mark.parametrize("gate", [None, False], ids=["gate", "no-gate"])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_an_async_import_in_tasks_gets_every_item_exactly_once(seed: int) -> None:
+def test_an_async_import_in_tasks_gets_every_item_exactly_once(
+    seed: int, gate: bool | None
+) -> None:
     clock = VirtualClock()
     mock = MockBitbucket(
         seed=seed,
@@ -217,13 +231,12 @@ def test_an_async_import_in_tasks_gets_every_item_exactly_once(seed: int) -> Non
             policy=bb.ExponentialBackoff(seed=seed),
             clock=clock.monotonic,
             now=clock.time,
+            gate=gate,
         ) as client:
             return await import_async(client, workers=8)
 
     items = run_virtual(main(), clock)
-    counters = mock.counters
-    assert counters.rate_limited > 100
-    assert counters.server_errors + counters.resets + counters.timeouts > 30
+    assert_heavily_rate_limited(mock, clock, gated=gate is None)
     assert items == expected_items(mock)
 
 
@@ -273,9 +286,14 @@ def test_an_import_through_the_real_server_on_real_time_gets_every_item_exactly_
         seed=5,
     )
 
+    # The account gate on the same scaled window.
+    gate = bb.AccountGate(
+        window=3600 * scale, probe_initial=0.05, probe_max=300 * scale, breaker_max=0.5
+    )
+
     async def main(base_url: str) -> Items:
         async with bb.AsyncBitbucketClient(
-            auth=mock.bearer(), base_url=base_url, policy=policy, timeout=10.0
+            auth=mock.bearer(), base_url=base_url, policy=policy, timeout=10.0, gate=gate
         ) as client:
             return await import_async(client, workers=4)
 

@@ -7,13 +7,7 @@ it off, the legacy fixed retry.  See the docs for the policies and the flag.
 """
 
 from ._auth import TOKEN_URL, BasicAuth, BearerToken, OAuth2, OAuth2Tokens
-from ._client import (
-    DEFAULT_BASE_URL,
-    AsyncBitbucketClient,
-    BitbucketClient,
-    Page,
-    __version__,
-)
+from ._client import DEFAULT_BASE_URL, AsyncBitbucketClient, BitbucketClient, __version__
 from ._events import OnRetry, RetryEvent
 from ._exceptions import (
     BitbucketError,
@@ -27,7 +21,9 @@ from ._exceptions import (
     UnsafeURL,
 )
 from ._flags import FLAG_NAME, FlagSource, FlipperFlag, StaticFlag
+from ._gate import AccountGate, GateStore, MemoryStore
 from ._hints import Hint, hint_from_headers, parse_ratelimit_reset, parse_retry_after
+from ._pagination import Page
 from ._policy import (
     GITLAB_16_7,
     Decision,
@@ -48,6 +44,7 @@ __all__ = [
     "FLAG_NAME",
     "GITLAB_16_7",
     "TOKEN_URL",
+    "AccountGate",
     "AsyncBitbucketClient",
     "BasicAuth",
     "BearerToken",
@@ -58,9 +55,11 @@ __all__ = [
     "FixedRetry",
     "FlagSource",
     "FlipperFlag",
+    "GateStore",
     "HTTPStatusError",
     "Hint",
     "InvalidResponse",
+    "MemoryStore",
     "NotFound",
     "OAuth2",
     "OAuth2Tokens",

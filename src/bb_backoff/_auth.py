@@ -28,7 +28,7 @@ from typing import Final
 import attrs
 import httpx
 
-from ._exceptions import Unauthorized, redact_url
+from ._exceptions import Unauthorized, UnsafeURL, redact_url
 
 TOKEN_URL: Final = "https://bitbucket.org/site/oauth2/access_token"  # noqa: S105 (a URL)
 """Bitbucket Cloud's OAuth 2 token endpoint."""
@@ -210,6 +210,16 @@ class OAuth2:
         )
 
     def _accept(self, response: httpx.Response, now: float) -> OAuth2Tokens:
+        if response.is_redirect:
+            # Redirects are never followed for a refresh: the refresh token
+            # and the consumer's secret go to the token endpoint only.
+            raise UnsafeURL(
+                f"refusing to follow the token endpoint's HTTP {response.status_code} to "
+                f"{redact_url(response.headers.get('Location', ''))}: the refresh token goes to "
+                "the token endpoint only",
+                method="POST",
+                url=redact_url(self.token_url),
+            )
         if response.status_code != 200:  # noqa: PLR2004
             raise Unauthorized(
                 f"OAuth 2 token refresh failed with HTTP {response.status_code}",

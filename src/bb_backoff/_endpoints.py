@@ -1,14 +1,14 @@
 """The importer's endpoints: paths, default parameters and page-length caps.
 
-Both clients build their helper calls from these functions, so the sync and
-async helpers cannot drift apart.
+Both clients inherit their helpers from :class:`Endpoints`, which builds each
+call from these functions, so the sync and async helpers cannot drift apart.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 from urllib.parse import quote
 
 DEFAULT_PAGELEN: Final = 50
@@ -131,3 +131,87 @@ def pull_request_diff(workspace: str, repo_slug: str, pull_request_id: int) -> s
 def workspace_members(workspace: str, pagelen: int) -> tuple[str, dict[str, Any]]:
     """``/workspaces/{workspace}/members``."""
     return _listing(f"/workspaces/{_segment('workspace', workspace)}/members", pagelen)
+
+
+_JsonT = TypeVar("_JsonT")
+_TextT = TypeVar("_TextT")
+_ItemsT = TypeVar("_ItemsT")
+
+
+class Endpoints(Generic[_JsonT, _TextT, _ItemsT]):
+    """The importer's endpoints, written once for both clients.
+
+    Each helper builds its path and parameters (in :mod:`._endpoints`) and
+    hands them to ``get``, ``get_text`` or ``paginate``: plain values and an
+    iterator on the sync client, awaitables and an async iterator on the
+    async one.
+    """
+
+    if TYPE_CHECKING:
+
+        def get(self, path_or_url: str, params: Params | None = None) -> _JsonT: ...
+        def get_text(self, path_or_url: str, params: Params | None = None) -> _TextT: ...
+        def paginate(self, path_or_url: str, params: Params | None = None) -> _ItemsT: ...
+
+    def repo(self, workspace: str, repo_slug: str) -> _JsonT:
+        """One repository."""
+        return self.get(repo(workspace, repo_slug))
+
+    def repos(
+        self,
+        workspace: str | None = None,
+        *,
+        role: str | None = "member",
+        pagelen: int = DEFAULT_PAGELEN,
+    ) -> _ItemsT:
+        """Repositories by the account's role (``None``: all it can see), or one workspace's."""
+        return self.paginate(*repos(workspace, role, pagelen))
+
+    def user(self) -> _JsonT:
+        """The authenticated account."""
+        return self.get(user())
+
+    def issues(self, workspace: str, repo_slug: str, *, pagelen: int = DEFAULT_PAGELEN) -> _ItemsT:
+        """A repository's issues, oldest first (milestones are inside each issue)."""
+        return self.paginate(*issues(workspace, repo_slug, pagelen))
+
+    def issue_comments(
+        self,
+        workspace: str,
+        repo_slug: str,
+        issue_id: int,
+        *,
+        pagelen: int = DEFAULT_PAGELEN,
+    ) -> _ItemsT:
+        """One issue's comments, oldest first."""
+        return self.paginate(*issue_comments(workspace, repo_slug, issue_id, pagelen))
+
+    def pull_requests(
+        self,
+        workspace: str,
+        repo_slug: str,
+        *,
+        state: str = "ALL",
+        pagelen: int = DEFAULT_PAGELEN,
+    ) -> _ItemsT:
+        """A repository's pull requests in every state, oldest first (pagelen at most 50)."""
+        return self.paginate(*pull_requests(workspace, repo_slug, state, pagelen))
+
+    def pull_request_comments(
+        self,
+        workspace: str,
+        repo_slug: str,
+        pull_request_id: int,
+        *,
+        pagelen: int = DEFAULT_PAGELEN,
+    ) -> _ItemsT:
+        """One pull request's comments, oldest first."""
+        return self.paginate(*pull_request_comments(workspace, repo_slug, pull_request_id, pagelen))
+
+    def pull_request_diff(self, workspace: str, repo_slug: str, pull_request_id: int) -> _TextT:
+        """One pull request's diff, as text."""
+        return self.get_text(pull_request_diff(workspace, repo_slug, pull_request_id))
+
+    def workspace_members(self, workspace: str, *, pagelen: int = DEFAULT_PAGELEN) -> _ItemsT:
+        """A workspace's members."""
+        return self.paginate(*workspace_members(workspace, pagelen))

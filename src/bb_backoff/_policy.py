@@ -63,6 +63,8 @@ class StopReason(enum.Enum):
     """The next wait would not fit in the waiting budget for this reason."""
     HINT_TOO_LONG = "hint_too_long"
     """The server asked for a longer wait than the policy's ``max_hint``."""
+    OUTAGE = "outage"
+    """The account's breaker stayed open longer than the gate's ``outage_budget``."""
 
 
 @attrs.frozen
@@ -228,6 +230,34 @@ class RetryPolicy(Protocol):
     ) -> list[ScheduleRow]:
         """The first waits the policy would take when the server sends no hint."""
         ...  # pragma: no cover
+
+
+def gate_wait_stop(
+    policy: RetryPolicy, history: RetryHistory, seconds: float, *, hint: bool
+) -> StopReason | None:
+    """Whether a wait for the quota that the account gate imposes fits the request's policy.
+
+    The gate paces sends for the whole account, so a request may wait there
+    without a 429 of its own; that wait is waiting for the quota, and is
+    charged to the policy's ``rate_limit_budget``.  A wait that comes from a
+    server hint must also fit ``max_hint``.  A policy without those settings
+    (a custom one, or :class:`FixedRetry`) sets no bound here; its attempts
+    still do.
+
+    Args:
+        policy: the request's policy.
+        history: the request's history so far.
+        seconds: the wait the gate asks for.
+        hint: whether the wait comes from a server hint.
+
+    Returns:
+        Why the request must give up instead of waiting, or ``None``.
+    """
+    if hint and seconds > getattr(policy, "max_hint", math.inf):
+        return StopReason.HINT_TOO_LONG
+    if history.rate_limit_waited + seconds > getattr(policy, "rate_limit_budget", math.inf):
+        return StopReason.BUDGET
+    return None
 
 
 def _stop(

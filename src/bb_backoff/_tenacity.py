@@ -18,15 +18,16 @@ from typing import Any
 import httpx
 from tenacity import RetryCallState
 
-from ._hints import hint_from_headers
+from ._outcomes import outcome_of_error, outcome_of_response
 from ._policy import Decision, Outcome, RetryHistory, RetryPolicy, classify
 from ._timing import Clock, default_now
 
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
-
 
 def outcome_of(retry_state: RetryCallState, now: float) -> Outcome | None:
-    """The :class:`Outcome` of tenacity's last attempt, or ``None`` if it is not HTTP.
+    """The :class:`Outcome` of tenacity's last attempt, or ``None`` if it is not retryable HTTP.
+
+    The same mapping as the clients' (:mod:`._outcomes`): a transport error
+    that is not transient (a bad URL scheme, a header httpx refuses) is final.
 
     Args:
         retry_state: tenacity's state after an attempt.
@@ -37,25 +38,17 @@ def outcome_of(retry_state: RetryCallState, now: float) -> Outcome | None:
         return None
     if not future.failed:
         result = future.result()
-        return _from_response(result, now) if isinstance(result, httpx.Response) else None
+        return outcome_of_response(result, now) if isinstance(result, httpx.Response) else None
     error = future.exception()
     if isinstance(error, httpx.HTTPStatusError):
-        return _from_response(error.response, now)
+        return outcome_of_response(error.response, now)
     if isinstance(error, httpx.TransportError):
         try:
             method = error.request.method
         except RuntimeError:  # an error raised without a request attached
             method = "GET"
-        return Outcome(method=method, sent=not isinstance(error, _NOT_SENT))
+        return outcome_of_error(method, error)
     return None
-
-
-def _from_response(response: httpx.Response, now: float) -> Outcome:
-    return Outcome(
-        method=response.request.method,
-        status=response.status_code,
-        hint=hint_from_headers(response.headers, now),
-    )
 
 
 class TenacityStrategies:

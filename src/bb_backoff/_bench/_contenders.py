@@ -35,6 +35,7 @@ import attrs
 import httpx
 
 from .._client import AsyncBitbucketClient, BitbucketClient
+from .._gate import AccountGate
 from .._policy import GITLAB_16_7, ExponentialBackoff, FixedRetry, RetryPolicy
 from ..testing import MockBitbucket, VirtualClock, VirtualThreads
 from ._importer import AsyncFetcher, SyncFetcher
@@ -146,6 +147,22 @@ def _scaled(policy: RetryPolicy, scale: float) -> RetryPolicy:
     raise TypeError(f"cannot scale {policy!r}")
 
 
+def _gate(arena: Arena, *, enabled: bool) -> AccountGate | bool:
+    """The account gate at the arena's time scale (seeded), or ``False`` for none."""
+    if not enabled:
+        return False
+    scale = arena.scale
+    return AccountGate(
+        window=arena.mock.window,
+        probe_initial=1.0 * scale,
+        probe_max=300.0 * scale,
+        breaker_max=60.0 * scale,
+        probe_lease=60.0 * scale,
+        outage_budget=1800.0 * scale,
+        seed=arena.seed,
+    )
+
+
 class _OursAsync:
     def __init__(self, client: AsyncBitbucketClient) -> None:
         self._client = client
@@ -175,8 +192,13 @@ class _OursSync:
 
 
 def ours_async(
-    *, flag: bool, policy: Callable[[int], RetryPolicy]
+    *, flag: bool, policy: Callable[[int], RetryPolicy], gate: bool = True
 ) -> Callable[[Arena], AsyncFetcher]:
+    """This client, async, with the flag fixed and ``policy(seed)`` as both policies.
+
+    ``gate``: pass the account gate (scaled like the mock's window), or none.
+    """
+
     def build(arena: Arena) -> AsyncFetcher:
         chosen = _scaled(policy(arena.seed), arena.scale)
         transport = arena.transport
@@ -189,6 +211,7 @@ def ours_async(
                 legacy_policy=chosen,
                 base_url=arena.base_url,
                 transport=transport,
+                gate=_gate(arena, enabled=gate),
                 **arena.client_timing(),
             )
         )
@@ -205,6 +228,7 @@ def _ours_sync(arena: Arena) -> SyncFetcher:
             policy=_scaled(ExponentialBackoff(seed=arena.seed), arena.scale),
             base_url=arena.base_url,
             transport=transport,
+            gate=_gate(arena, enabled=True),
             **arena.client_timing(),
         )
     )
@@ -385,7 +409,8 @@ CONTENDERS: Final = (
     Contender(
         "GITLAB_16_7 preset",
         "async",
-        ours_async(flag=True, policy=lambda seed: attrs.evolve(GITLAB_16_7, seed=seed)),
+        # GitLab's module has no account-wide coordination.
+        ours_async(flag=True, policy=lambda seed: attrs.evolve(GITLAB_16_7, seed=seed), gate=False),
     ),
     Contender("tenacity", "async", _tenacity, requires="tenacity", patches=("tenacity",)),
     Contender("stamina", "async", _stamina(hook=False), requires="stamina", patches=("tenacity",)),

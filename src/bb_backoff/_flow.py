@@ -1,0 +1,534 @@
+"""One logical request, written once: the flow that both clients drive.
+
+Theory of operation
+-------------------
+A logical request (one GET, one page of a listing) is one generator,
+:class:`RequestFlow`, that holds every decision and yields *steps* for its
+driver to carry out, the way httpx's ``Auth.auth_flow`` is one generator
+driven by ``sync_auth_flow`` and ``async_auth_flow``:
+
+==============  =========================================  ========================
+step            the driver...                              and sends back
+==============  =========================================  ========================
+:class:`Reserve`  asks the account gate when to send       a :class:`~._window.Grant`
+:class:`Sleep`    waits, with the client's one ``sleep``   ``None``
+:class:`Send`     sends the request with httpx             the response, or the error
+:class:`Observe`  tells the gate what the server did       ``None``
+:class:`Emit`     logs a retry and calls ``on_retry``      ``None``
+==============  =========================================  ========================
+
+The sync driver (:meth:`BitbucketClient._send`) does each step in the calling
+thread; the async one (:meth:`AsyncBitbucketClient._send`) awaits them.  A
+step that needs no I/O in one store (the memory gate) and a round trip in
+another (Redis) is the same step: only the driver knows.
+
+With no gate (the flag off, or ``gate=False``), the flow is the plain retry
+loop: send, ask the policy, sleep, send again.  With a gate, every send is
+reserved first; a 429 is waited out at the gate (which knows when a slot
+frees) rather than by the policy's own backoff, and a failed probe of the
+account's breaker is not charged to the request.  See
+:class:`~bb_backoff.AccountGate` for how the waits are budgeted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from typing import Any, Final, TypeAlias
+
+import attrs
+import httpx
+
+from ._events import RetryEvent
+from ._exceptions import (
+    BitbucketError,
+    HTTPStatusError,
+    InvalidResponse,
+    NotFound,
+    RateLimited,
+    RetriesExhausted,
+    Unauthorized,
+    redact_url,
+)
+from ._gate import GateHandle, observation_of
+from ._hints import hint_from_headers
+from ._outcomes import error_envelope, outcome_of_error, outcome_of_response
+from ._policy import (
+    Decision,
+    Outcome,
+    Reason,
+    RetryHistory,
+    RetryPolicy,
+    StopReason,
+    gate_wait_stop,
+)
+from ._window import BREAKER, HOLD, PROBE, WAIT, Grant, Observation
+
+# A wait shorter than this may end before the clock shows it moved (asyncio
+# wakes a timer up to the clock's resolution early): too short to judge sleep by.
+_NOTICEABLE: Final = 0.001
+MAX_REDIRECTS: Final = 20
+"""Redirects one logical request follows before it gives up (httpx's default)."""
+CONTEXT: Final = "bb_backoff.context"
+"""The response extension holding ``(flag variant, attempts)`` of the request behind it."""
+
+
+class Reserve:
+    """Ask the gate when the send may go; ``cancel`` drops a void reservation first."""
+
+    __slots__ = ("cancel",)
+
+    def __init__(self, cancel: Grant | None) -> None:
+        self.cancel = cancel
+
+
+class Sleep:
+    """Wait ``seconds``."""
+
+    __slots__ = ("seconds",)
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+
+class Send:
+    """Send the request; the driver sends back the response or the exception."""
+
+    __slots__ = ("request",)
+
+    def __init__(self, request: httpx.Request) -> None:
+        self.request = request
+
+
+class Observe:
+    """Tell the gate what the server did with the send of ``grant``."""
+
+    __slots__ = ("grant", "observation")
+
+    def __init__(self, grant: Grant, observation: Observation) -> None:
+        self.grant = grant
+        self.observation = observation
+
+
+class Emit:
+    """Report a retry about to happen (logs, ``on_retry``)."""
+
+    __slots__ = ("event",)
+
+    def __init__(self, event: RetryEvent) -> None:
+        self.event = event
+
+
+Step: TypeAlias = Reserve | Sleep | Send | Observe | Emit
+Flow: TypeAlias = Generator[Step, Any, httpx.Response]
+
+
+@attrs.define
+class _Attempts:
+    """One request's bookkeeping once something went wrong (built lazily)."""
+
+    started: float
+    history: RetryHistory = attrs.field(factory=RetryHistory)
+    breaker_waited: float = 0.0
+    last_response: httpx.Response | None = None
+    """The last error response, for the error a request gives up with."""
+
+
+# A retry whose wait the gate decides: the policy's decision, the outcome, the error's name.
+_Pending: TypeAlias = tuple[Decision, Outcome, str | None]
+
+
+class RequestFlow:
+    """The steps of one logical request, to the response or the error to raise.
+
+    Call :meth:`steps` for the generator a driver runs.
+
+    Args:
+        request: the request, sent as many times as needed.
+        policy: the policy this request follows (chosen by the flag).
+        variant: ``"on"`` or ``"off"``, for errors and events.
+        actor: the flag's actor, for events.
+        clock: monotonic seconds.
+        now: epoch seconds, to read date hints.
+        gate: the account gate's handle, or ``None`` for none.
+    """
+
+    __slots__ = (
+        "actor",
+        "clock",
+        "gate",
+        "grant",
+        "logical",
+        "now",
+        "pending",
+        "policy",
+        "redirects",
+        "request",
+        "sent",
+        "sent_at",
+        "state",
+        "variant",
+    )
+
+    def __init__(
+        self,
+        request: httpx.Request,
+        policy: RetryPolicy,
+        variant: str,
+        *,
+        actor: str | None,
+        clock: Callable[[], float],
+        now: Callable[[], float],
+        gate: GateHandle | None,
+    ) -> None:
+        self.request = request
+        """The request to send now: the logical one, or a redirect's target."""
+        self.logical = request
+        """The request the caller asked for: errors and events name it."""
+        self.policy = policy
+        self.variant = variant
+        self.actor = actor
+        self.clock = clock
+        self.now = now
+        self.gate = gate
+        self.sent = 0
+        self.sent_at = 0.0
+        self.grant: Grant | None = None
+        self.state: _Attempts | None = None
+        self.pending: _Pending | None = None
+        self.redirects: list[httpx.Response] = []
+
+    def steps(self) -> Flow:
+        """The generator: yields steps, returns the successful response.
+
+        Returns:
+            The response, with :data:`CONTEXT` set in its extensions.
+
+        Raises:
+            BitbucketError: the error to give up with.
+        """
+        gate = self.gate
+        while True:
+            if gate is not None:
+                yield from self._through_gate(gate)
+            result = yield Send(self.request)
+            if not isinstance(result, BitbucketError):
+                self.sent += 1  # refused by the origin guard: nothing went out
+            if isinstance(result, httpx.Response) and result.status_code < 400:  # noqa: PLR2004
+                if gate is not None and self.grant is not None:
+                    gate.round_trip(self.clock() - self.sent_at)
+                    news = gate.news(self.grant, result)
+                    if news is not None:
+                        yield Observe(self.grant, news)
+                if result.status_code >= 300:  # noqa: PLR2004
+                    # Redirects are followed here, not inside httpx, so that
+                    # every hop passes the gate: each one spends the quota.
+                    self._follow(result)
+                    continue
+                result.history = self.redirects
+                result.extensions[CONTEXT] = (self.variant, self.sent)
+                return result
+            delay = yield from self._failed(result)
+            if delay is not None:
+                yield Sleep(delay)
+
+    def _follow(self, response: httpx.Response) -> None:
+        """Move on to the redirect's target, or raise for a redirect that goes nowhere."""
+        status = response.status_code
+        target = response.next_request
+        if target is None:
+            raise self._error(
+                InvalidResponse,
+                f"HTTP {status} without a usable Location: a {status} is neither the resource "
+                "nor a redirect to it",
+            )
+        if len(self.redirects) >= MAX_REDIRECTS:
+            raise self._error(
+                InvalidResponse,
+                f"TooManyRedirects: more than {MAX_REDIRECTS} redirects in a row; stopping "
+                "instead of looping",
+            )
+        self.redirects.append(response)
+        self.request = target
+
+    def _attempts(self) -> _Attempts:
+        if self.state is None:
+            self.state = _Attempts(self.clock())
+        return self.state
+
+    def _through_gate(self, gate: GateHandle) -> Generator[Step, Any, None]:
+        """Reserve the send at the gate, waiting as long as it says (within the budgets)."""
+        # The request's own hint is never undercut, whatever the gate's rounding.
+        pending = self.pending
+        floor = pending[0].hint.seconds if pending is not None and pending[0].hint else 0.0
+        cancel: Grant | None = None
+        while True:
+            grant = yield Reserve(cancel)
+            self.grant, cancel = grant, None
+            delay = max(grant.delay, floor)
+            if delay <= 0 and grant.kind != WAIT:
+                break
+            self._charge_gate_wait(self._attempts(), grant, delay, gate)
+            if self.pending is not None:
+                yield Emit(self._event(self.pending, delay))
+                self.pending = None
+            floor = 0.0
+            before = self.clock()
+            yield Sleep(delay)
+            if delay > _NOTICEABLE and self.clock() - before < delay / 2:
+                # ``sleep`` did not move ``clock`` (a stubbed sleep in a test,
+                # say): the gate cannot pace on such a clock, so go now.
+                gate.clock_ignored_sleep()
+                if grant.kind == WAIT:
+                    self.grant = None
+                break
+            if grant.kind != WAIT:
+                if gate.still_valid(grant):
+                    break
+                cancel = grant
+        if self.pending is not None:
+            yield Emit(self._event(self.pending, 0.0))
+            self.pending = None
+        self.sent_at = self.clock()
+
+    def _failed(self, result: object) -> Generator[Step, Any, float | None]:
+        """After a failed attempt: the policy's wait, ``None`` when the gate paces, or raise."""
+        request, gate, grant = self.request, self.gate, self.grant
+        error: str | None = None
+        if isinstance(result, httpx.Response):
+            outcome = outcome_of_response(result, self.now(), request.method)
+            if gate is not None and grant is not None:
+                gate.round_trip(self.clock() - self.sent_at)
+                hint = None if outcome.hint is None else outcome.hint.seconds
+                yield Observe(
+                    grant, observation_of(result.status_code, result.headers, sent=True, hint=hint)
+                )
+        elif isinstance(result, httpx.TransportError):
+            maybe = outcome_of_error(request.method, result)
+            if maybe is None:
+                raise _not_transient(result, self.logical, self.variant, self.sent)
+            outcome, error = maybe, type(result).__name__
+            if gate is not None and grant is not None:
+                yield Observe(grant, observation_of(None, None, sent=outcome.sent, hint=None))
+        else:
+            assert isinstance(result, Exception)  # noqa: S101 (the drivers send nothing else)
+            raise failed_send(result, self.logical, self.variant, self.sent) from result
+
+        state = self._attempts()
+        state.last_response = result if isinstance(result, httpx.Response) else None
+        if (
+            grant is not None
+            and grant.kind == PROBE
+            and grant.reason == BREAKER
+            and outcome.status != 429  # noqa: PLR2004
+        ):
+            # The breaker's probe failed: the breaker spaces the next one, and
+            # the request waits there without spending its own attempts.
+            return None
+        decision = self.policy.decide(state.history, outcome)
+        if decision.delay is None:
+            raise self._give_up(decision, result) from (
+                result if isinstance(result, Exception) else None
+            )
+        if gate is not None and decision.reason is Reason.RATE_LIMIT:
+            # The gate knows when a slot frees: wait there, not on a blind backoff.
+            state.history = attrs.evolve(
+                decision.history, rate_limit_waited=state.history.rate_limit_waited
+            )
+            self.pending = (decision, outcome, error)
+            return None
+        state.history = decision.history
+        yield Emit(self._event((decision, outcome, error), decision.delay))
+        return decision.delay
+
+    def _charge_gate_wait(
+        self, state: _Attempts, grant: Grant, delay: float, gate: GateHandle
+    ) -> None:
+        """Charge a wait at the gate to the right budget, or raise when it does not fit."""
+        if grant.reason == BREAKER:
+            budget = gate.gate.outage_budget
+            if state.breaker_waited + delay > budget:
+                raise self._error(
+                    RetriesExhausted,
+                    "gave up: the account's breaker stayed open longer than the outage budget "
+                    f"({budget:.0f} s)",
+                    stop_reason=StopReason.OUTAGE.value,
+                    waited=state.history.waited + state.breaker_waited,
+                    elapsed=self.clock() - state.started,
+                )
+            state.breaker_waited += delay
+            return
+        stop = gate_wait_stop(self.policy, state.history, delay, hint=grant.reason == HOLD)
+        if stop is not None:
+            why = (
+                f"the server asked the account to wait {delay:.0f} s, more than the policy's "
+                "max_hint"
+                if stop is StopReason.HINT_TOO_LONG
+                else f"the rate-limit budget is spent ({state.history.rate_limit_waited:.1f} s "
+                f"waited, {delay:.1f} s more needed)"
+            )
+            last = state.last_response
+            message, detail = (None, None) if last is None else error_envelope(last)
+            raise self._error(
+                RateLimited,
+                f"rate limited: gave up at the account gate: {why}",
+                stop_reason=stop.value,
+                waited=state.history.waited,
+                elapsed=self.clock() - state.started,
+                status=None if last is None else last.status_code,
+                error_message=message,
+                detail=detail,
+                last_hint=_hint_seconds(last),
+            )
+        history = state.history
+        state.history = attrs.evolve(history, rate_limit_waited=history.rate_limit_waited + delay)
+
+    def _event(self, pending: _Pending, delay: float) -> RetryEvent:
+        decision, outcome, error = pending
+        assert decision.reason is not None  # noqa: S101 (a retry always has a reason)
+        hint = decision.hint
+        return RetryEvent(
+            attempt=self.sent,
+            reason=decision.reason,
+            status=outcome.status,
+            delay=delay,
+            retry_after=None if hint is None else hint.seconds,
+            hint_source=None if hint is None else hint.source,
+            flag_variant=self.variant,
+            method=self.logical.method,
+            url=redact_url(self.logical.url),
+            actor=self.actor,
+            error=error,
+        )
+
+    def _error(self, kind: type[BitbucketError], message: str, **fields: Any) -> BitbucketError:
+        fields.setdefault("attempts", self.sent)
+        return _context(kind, message, self.logical, self.variant, **fields)
+
+    def _give_up(self, decision: Decision, result: httpx.Response | Exception) -> BitbucketError:
+        state = self._attempts()
+        response = result if isinstance(result, httpx.Response) else None
+        status = None if response is None else response.status_code
+        message, detail = (None, None) if response is None else error_envelope(response)
+        history = decision.history
+        elapsed = self.clock() - state.started
+        if decision.stop is StopReason.NOT_RETRYABLE:
+            if response is None:
+                return self._error(
+                    RetriesExhausted,
+                    f"transport error, not retried for {self.logical.method}",
+                    stop_reason=decision.stop.value,
+                    elapsed=elapsed,
+                )
+            assert status is not None  # noqa: S101 (a response has a status)
+            kind = {401: Unauthorized, 404: NotFound}.get(status, HTTPStatusError)
+            text = f"HTTP {status}" + (f": {message}" if message else "")
+            return self._error(kind, text, status=status, error_message=message, detail=detail)
+
+        assert decision.stop is not None  # noqa: S101 (no delay means a stop reason)
+        hint = decision.hint
+        why = {
+            StopReason.ATTEMPTS: f"gave up after {self.sent} attempts",
+            StopReason.BUDGET: (
+                f"gave up: the waiting budget is spent ({history.waited:.1f} s waited)"
+            ),
+            StopReason.HINT_TOO_LONG: (
+                f"gave up at once: the server asked to wait {hint.seconds:.0f} s "
+                f"({hint.source}), more than the policy's max_hint"
+                if hint is not None
+                else "gave up: the server's hint is too long"
+            ),
+        }.get(decision.stop, f"gave up: {decision.stop.value}")
+        common: dict[str, Any] = {
+            "status": status,
+            "waited": history.waited + state.breaker_waited,
+            "elapsed": elapsed,
+            "stop_reason": decision.stop.value,
+            "error_message": message,
+            "detail": detail,
+        }
+        if decision.reason is Reason.RATE_LIMIT:
+            return self._error(
+                RateLimited,
+                f"rate limited: {why}",
+                last_hint=None if hint is None else hint.seconds,
+                **common,
+            )
+        failure = f"HTTP {status}" if status is not None else "transport error"
+        return self._error(RetriesExhausted, f"{failure}: {why}", **common)
+
+
+def _hint_seconds(response: httpx.Response | None) -> float | None:
+    if response is None:
+        return None
+    hint = hint_from_headers(response.headers, 0.0)
+    return None if hint is None else hint.seconds
+
+
+# -- the errors a request gives up with ------------------------------------------------
+
+
+def _context(
+    kind: type[BitbucketError],
+    message: str,
+    request: httpx.Request,
+    variant: str,
+    **fields: Any,
+) -> BitbucketError:
+    return kind(message, flag_variant=variant, method=request.method, url=request.url, **fields)
+
+
+def _not_transient(
+    error: httpx.TransportError, request: httpx.Request, variant: str, sent: int
+) -> BitbucketError:
+    exhausted = _context(
+        RetriesExhausted,
+        f"{type(error).__name__} is not a transient error",
+        request,
+        variant,
+        stop_reason=StopReason.NOT_RETRYABLE.value,
+        attempts=sent,
+    )
+    if isinstance(error, httpx.LocalProtocolError):
+        # h11 quotes the offending header, which may be a credential: no cause.
+        exhausted.__cause__ = None
+        exhausted.__suppress_context__ = True
+        return exhausted
+    exhausted.__cause__ = error
+    return exhausted
+
+
+def failed_send(
+    error: Exception, request: httpx.Request, variant: str, attempts: int
+) -> BitbucketError:
+    """The error to raise when sending failed for a reason no retry can fix.
+
+    Our own errors (from the origin guard or the OAuth flow) get the
+    request's context; httpx's (a redirect loop, an undecodable body)
+    become :class:`InvalidResponse`.
+    """
+    if isinstance(error, BitbucketError):
+        return error.with_context(
+            flag_variant=variant, attempts=attempts, method=request.method, url=request.url
+        )
+    return _context(
+        InvalidResponse,
+        f"the response could not be read: {type(error).__name__}",
+        request,
+        variant,
+        attempts=attempts,
+    )
+
+
+__all__ = [
+    "CONTEXT",
+    "MAX_REDIRECTS",
+    "Emit",
+    "Flow",
+    "Observe",
+    "RequestFlow",
+    "Reserve",
+    "Send",
+    "Sleep",
+    "Step",
+    "failed_send",
+]

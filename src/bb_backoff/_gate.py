@@ -1,0 +1,628 @@
+"""One gate per account: every request of every client on one credential asks it first.
+
+:class:`AccountGate` is the configuration; the state lives in a
+:class:`GateStore`: in memory for one process (the default, shared by every
+client in the process that uses the same credential, API and clock), or in
+Redis for a fleet (:class:`~bb_backoff.redis.RedisStore`).  The rules the
+state follows are in :mod:`._window`; a client holds a :class:`GateHandle`,
+its view of one account in one store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import logging
+import math
+import random
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from typing import Any, Final, Protocol, runtime_checkable
+
+import attrs
+import httpx
+
+from ._auth import BasicAuth, BearerToken, OAuth2
+from ._timing import duration, finite
+from ._timing import limit as unbounded_duration
+from ._window import (
+    ERROR,
+    GO,
+    OK,
+    PROBE,
+    RATE_LIMITED,
+    Grant,
+    Knowledge,
+    Observation,
+    WindowModel,
+    WindowParams,
+)
+
+logger: Final = logging.getLogger("bb_backoff")
+
+# The round trip allowed when a slot frees, before any answer was timed
+# (seconds), and the most any measurement may set it to.
+_INITIAL_MARGIN: Final = 0.5
+_MAX_MARGIN: Final = 30.0
+# Sweep idle accounts out of a memory store every this many reservations.
+_SWEEP_EVERY: Final = 1024
+
+
+@runtime_checkable
+class GateStore(Protocol):
+    """Where an account's window model lives; every call is one atomic step.
+
+    The sync methods serve :class:`~bb_backoff.BitbucketClient`, the async
+    ones :class:`~bb_backoff.AsyncBitbucketClient`.  A store never raises
+    for its own trouble (a Redis outage, say): it falls back to local state.
+    """
+
+    def reserve(
+        self,
+        key: str,
+        *,
+        now: float,
+        params: WindowParams,
+        member: object,
+        margin: float,
+        cancel: Grant | None,
+    ) -> Grant:
+        """Ask when the send ``member`` may go (see :meth:`WindowModel.reserve`)."""
+        ...  # pragma: no cover
+
+    def observe(
+        self,
+        key: str,
+        *,
+        now: float,
+        params: WindowParams,
+        grant: Grant,
+        observation: Observation,
+        draw: float,
+    ) -> Knowledge:
+        """Tell the model what the server did (see :meth:`WindowModel.observe`)."""
+        ...  # pragma: no cover
+
+    async def areserve(
+        self,
+        key: str,
+        *,
+        now: float,
+        params: WindowParams,
+        member: object,
+        margin: float,
+        cancel: Grant | None,
+    ) -> Grant:
+        """:meth:`reserve` for async clients."""
+        ...  # pragma: no cover
+
+    async def aobserve(
+        self,
+        key: str,
+        *,
+        now: float,
+        params: WindowParams,
+        grant: Grant,
+        observation: Observation,
+        draw: float,
+    ) -> Knowledge:
+        """:meth:`observe` for async clients."""
+        ...  # pragma: no cover
+
+    def knowledge(self, key: str) -> Knowledge | WindowModel:
+        """What this process knows of the account's model, without asking anyone."""
+        ...  # pragma: no cover
+
+
+class MemoryStore:
+    """Window models in this process's memory, one per account key.
+
+    Thread-safe.  Accounts idle for two windows are dropped (their log has
+    expired; a learned limit is learned again).  ``AccountGate()`` with no
+    store uses one memory store per clock, shared by the whole process.
+    """
+
+    def __init__(self) -> None:
+        self._models: dict[str, WindowModel] = {}
+        self._last_used: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._calls = 0
+
+    def __repr__(self) -> str:
+        return f"MemoryStore(accounts={len(self._models)})"
+
+    def _model(self, key: str, now: float, window: float) -> WindowModel:
+        model = self._models.get(key)
+        if model is None:
+            model = self._models[key] = WindowModel()
+        self._last_used[key] = now
+        self._calls += 1
+        if self._calls % _SWEEP_EVERY == 0:
+            horizon = now - 2 * window
+            for idle in [k for k, used in self._last_used.items() if used < horizon]:
+                del self._models[idle], self._last_used[idle]
+            self._models[key] = model
+            self._last_used[key] = now
+        return model
+
+    def reserve(
+        self,
+        key: str,
+        *,
+        now: float,
+        params: WindowParams,
+        member: object,
+        margin: float,
+        cancel: Grant | None,
+    ) -> Grant:
+        """Ask when the send ``member`` may go."""
+        with self._lock:
+            model = self._model(key, now, params.window)
+            return model.reserve(
+                now,
+                params,
+                member=member,
+                margin=margin,
+                cancel=None if cancel is None else (cancel.member, cancel.at),
+            )
+
+    def observe(
+        self,
+        key: str,
+        *,
+        now: float,
+        params: WindowParams,
+        grant: Grant,
+        observation: Observation,
+        draw: float,
+    ) -> Knowledge:
+        """Tell the model what the server did."""
+        with self._lock:
+            return self._model(key, now, params.window).observe(
+                now, params, grant, observation, draw=draw
+            )
+
+    async def areserve(
+        self,
+        key: str,
+        *,
+        now: float,
+        params: WindowParams,
+        member: object,
+        margin: float,
+        cancel: Grant | None,
+    ) -> Grant:
+        """:meth:`reserve`; memory needs no waiting."""
+        return self.reserve(
+            key, now=now, params=params, member=member, margin=margin, cancel=cancel
+        )
+
+    async def aobserve(
+        self,
+        key: str,
+        *,
+        now: float,
+        params: WindowParams,
+        grant: Grant,
+        observation: Observation,
+        draw: float,
+    ) -> Knowledge:
+        """:meth:`observe`; memory needs no waiting."""
+        return self.observe(
+            key, now=now, params=params, grant=grant, observation=observation, draw=draw
+        )
+
+    def knowledge(self, key: str) -> Knowledge | WindowModel:
+        """The account's model as it is now (the model itself: it has the same fields)."""
+        model = self._models.get(key)
+        return _NOTHING_KNOWN if model is None else model
+
+    def model(self, key: str) -> WindowModel | None:
+        """The account's model itself, for inspection in tests (do not change it)."""
+        return self._models.get(key)
+
+
+_NOTHING_KNOWN: Final = Knowledge()
+
+# One memory store per clock: clients on different clocks (the virtual
+# clocks of different tests, say) must not share a window.
+_DEFAULT_STORE: Final = MemoryStore()
+_STORES_BY_CLOCK: Final[weakref.WeakKeyDictionary[object, MemoryStore]] = (
+    weakref.WeakKeyDictionary()
+)
+_STORES_LOCK: Final = threading.Lock()
+
+
+def memory_store_for(clock: Callable[[], float]) -> MemoryStore:
+    """The process-wide memory store of the clients that use ``clock``."""
+    if clock is time.monotonic:
+        return _DEFAULT_STORE
+    owner = getattr(clock, "__self__", None) or clock
+    with _STORES_LOCK:
+        try:
+            store = _STORES_BY_CLOCK.get(owner)
+            if store is None:
+                store = _STORES_BY_CLOCK[owner] = MemoryStore()
+        except TypeError:  # not weakly referenceable: keep one store for it forever
+            return _DEFAULT_STORE
+        return store
+
+
+def _positive_int(name: str, value: object, *, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _positive(_instance: object, field: attrs.Attribute[Any], value: float) -> None:
+    unbounded_duration(_instance, field, value)
+    if value <= 0:
+        raise ValueError(f"{field.name} must be more than 0 seconds, got {value!r}")
+
+
+def _check_store(_instance: object, _field: attrs.Attribute[Any], value: object) -> None:
+    if value is None:
+        return
+    if not isinstance(value, GateStore):
+        raise ValueError(f"store must be None or a GateStore, got {type(value).__name__}")
+
+
+@attrs.frozen
+class AccountGate:
+    """One gate per account: the window model every request of an account asks first.
+
+    Bitbucket's quota belongs to the account, so every request of every
+    client that uses one credential asks one gate when it may go, and tells
+    it what the server answered.  The gate learns the account's limit (or
+    reads it from ``X-RateLimit-Limit``, or takes ``limit``), releases each
+    send when a slot of the rolling window frees, probes one request at a
+    time when the server disagrees with the model, and opens a shared
+    breaker when errors come in a row.  See :mod:`bb_backoff._window` for
+    the rules, and the docs' "coordination" page for the design.
+
+    Pass it as ``gate=`` to a client.  Clients without ``gate=`` share the
+    default gate of their process: one in-memory model per credential, API
+    origin and clock.  ``gate=False`` opts out (every request backs off on
+    its own, as before).  With the flag off, no gate is ever asked.
+
+    Waiting at the gate counts against the request's ``rate_limit_budget``
+    (a day by default) when it waits for the quota, and against
+    ``outage_budget`` when it waits for the breaker; the request's own
+    error budget covers only its own retries.
+
+    Args:
+        window: the rolling window (seconds or timedelta).
+        limit: requests per window, if known (``None``: learn it).
+        store: where the model lives: ``None`` (this process's memory) or
+            a :class:`MemoryStore`.
+        failure_threshold: errors in a row, across the account, that open
+            the breaker.
+        outage_budget: how long a request waits for the breaker to close
+            before it gives up (seconds; 30 minutes by default: an importer
+            would rather wait than lose work).
+        probe_initial: the first wait before a probe (seconds).
+        probe_max: the longest wait between rate-limit probes (seconds).
+        breaker_max: the longest wait between breaker probes (seconds).
+        probe_lease: how long a probe may stay unanswered before another
+            request probes instead (seconds).
+        seed: seeds the probes' jitter (``None``: from the OS).
+
+    Raises:
+        ValueError: for an invalid argument; the message names it.
+    """
+
+    window: float = attrs.field(default=3600.0, converter=duration, validator=_positive)
+    limit: int | None = None
+    store: GateStore | None = attrs.field(default=None, validator=_check_store)
+    failure_threshold: int = attrs.field(default=5, kw_only=True)
+    outage_budget: float = attrs.field(
+        default=1800.0, converter=duration, validator=unbounded_duration, kw_only=True
+    )
+    probe_initial: float = attrs.field(
+        default=1.0, converter=duration, validator=_positive, kw_only=True
+    )
+    probe_max: float = attrs.field(
+        default=300.0, converter=duration, validator=_positive, kw_only=True
+    )
+    breaker_max: float = attrs.field(
+        default=60.0, converter=duration, validator=_positive, kw_only=True
+    )
+    probe_lease: float = attrs.field(
+        default=60.0, converter=duration, validator=_positive, kw_only=True
+    )
+    seed: int | None = attrs.field(default=None, kw_only=True)
+
+    def __attrs_post_init__(self) -> None:
+        if math.isinf(self.window):
+            raise ValueError("window must be finite")
+        _positive_int("limit", self.limit, optional=True)
+        _positive_int("failure_threshold", self.failure_threshold)
+        for name in ("probe_initial", "probe_max", "breaker_max", "probe_lease"):
+            finite(self, attrs.fields_dict(AccountGate)[name], getattr(self, name))
+        if self.probe_max < self.probe_initial:
+            raise ValueError(
+                f"probe_max ({self.probe_max} s) must be at least probe_initial "
+                f"({self.probe_initial} s)"
+            )
+        if self.breaker_max < self.probe_initial:
+            raise ValueError(
+                f"breaker_max ({self.breaker_max} s) must be at least probe_initial "
+                f"({self.probe_initial} s)"
+            )
+        if self.seed is not None and (
+            not isinstance(self.seed, int) or isinstance(self.seed, bool)
+        ):
+            raise ValueError(f"seed must be an integer or None, got {self.seed!r}")
+
+    @property
+    def params(self) -> WindowParams:
+        """The settings as the window model reads them."""
+        return WindowParams(
+            window=self.window,
+            limit=self.limit,
+            failure_threshold=self.failure_threshold,
+            probe_initial=self.probe_initial,
+            probe_max=self.probe_max,
+            breaker_max=self.breaker_max,
+            probe_lease=self.probe_lease,
+            max_hold=self.window,
+        )
+
+    def bind(
+        self, account: str, *, clock: Callable[[], float], now: Callable[[], float]
+    ) -> GateHandle:
+        """The handle a client uses for ``account`` (a fingerprint, see :func:`account_key`).
+
+        Args:
+            account: the account's key.
+            clock: the client's monotonic clock (the memory store's time).
+            now: the client's epoch clock (the Redis store's time when it
+                does not use the server's).
+        """
+        store = self.store if self.store is not None else memory_store_for(clock)
+        uses_epoch = getattr(store, "uses_epoch_time", False)
+        return GateHandle(
+            store,
+            account,
+            self,
+            clock=clock,
+            store_time=now if uses_epoch else clock,
+        )
+
+
+_members = itertools.count(1)
+
+
+class GateHandle:
+    """One client's view of one account's gate: the key, the settings, the round trip.
+
+    It keeps what is local to the process: the round-trip estimate that
+    becomes the margin when a slot frees, and the jitter source.  The
+    clients' request flow calls it; it is not meant to be used directly.
+    """
+
+    __slots__ = (
+        "_random",
+        "_rttvar",
+        "_srtt",
+        "_warned",
+        "clock",
+        "gate",
+        "key",
+        "margin",
+        "params",
+        "store",
+        "store_time",
+    )
+
+    def __init__(
+        self,
+        store: GateStore,
+        key: str,
+        gate: AccountGate,
+        *,
+        clock: Callable[[], float],
+        store_time: Callable[[], float],
+    ) -> None:
+        self.store = store
+        self.key = key
+        self.gate = gate
+        self.params = gate.params
+        self.clock = clock
+        self.store_time = store_time
+        self.margin = _INITIAL_MARGIN
+        self._srtt: float | None = None
+        self._rttvar = 0.0
+        self._random = random.Random(gate.seed)  # noqa: S311 (jitter, not security)
+        self._warned = False
+
+    def __repr__(self) -> str:
+        return f"GateHandle(key={self.key!r}, store={self.store!r}, margin={self.margin:.3f})"
+
+    # -- the store's calls, sync and async ----------------------------------------
+
+    def reserve(self, cancel: Grant | None = None) -> Grant:
+        """Ask when the next send may go."""
+        return self.store.reserve(
+            self.key,
+            now=self.store_time(),
+            params=self.params,
+            member=next(_members),
+            margin=self.margin,
+            cancel=cancel,
+        )
+
+    async def areserve(self, cancel: Grant | None = None) -> Grant:
+        """:meth:`reserve` for async clients."""
+        return await self.store.areserve(
+            self.key,
+            now=self.store_time(),
+            params=self.params,
+            member=next(_members),
+            margin=self.margin,
+            cancel=cancel,
+        )
+
+    def observe(self, grant: Grant, observation: Observation) -> Knowledge:
+        """Tell the gate what the server did with ``grant``'s send."""
+        return self.store.observe(
+            self.key,
+            now=self.store_time(),
+            params=self.params,
+            grant=grant,
+            observation=observation,
+            draw=self._random.random(),
+        )
+
+    async def aobserve(self, grant: Grant, observation: Observation) -> Knowledge:
+        """:meth:`observe` for async clients."""
+        return await self.store.aobserve(
+            self.key,
+            now=self.store_time(),
+            params=self.params,
+            grant=grant,
+            observation=observation,
+            draw=self._random.random(),
+        )
+
+    # -- local decisions ---------------------------------------------------------
+
+    def still_valid(self, grant: Grant) -> bool:
+        """Whether a reservation made before a wait still stands (the model did not change)."""
+        return grant.generation >= self.store.knowledge(self.key).generation
+
+    def clock_ignored_sleep(self) -> None:
+        """Warn (once per handle) that ``sleep`` does not move ``clock``: the gate cannot pace."""
+        if not self._warned:
+            self._warned = True
+            logger.warning(
+                "the client's sleep did not advance its clock; the account gate cannot pace "
+                "requests on such a clock and lets them go (give a client a consistent "
+                "clock and sleep, such as bb_backoff.testing.VirtualClock's)"
+            )
+
+    def round_trip(self, seconds: float) -> None:
+        """Time one answer; the margin is a smoothed round trip plus four deviations (as TCP)."""
+        if not 0 <= seconds < math.inf:
+            return
+        srtt = self._srtt
+        if srtt is None:
+            self._srtt = srtt = seconds
+            self._rttvar = seconds / 2
+        else:
+            self._rttvar = 0.75 * self._rttvar + 0.25 * abs(srtt - seconds)
+            self._srtt = srtt = 0.875 * srtt + 0.125 * seconds
+        self.margin = min(_MAX_MARGIN, srtt + 4 * self._rttvar) if srtt else _INITIAL_MARGIN
+
+    def news(self, grant: Grant, response: httpx.Response) -> Observation | None:
+        """What a success tells the gate, or ``None`` when it tells nothing new.
+
+        A success is news when it answers a probe, ends a run of errors, or
+        carries rate-limit headers the gate has not seen yet; otherwise the
+        gate is not asked at all (no round trip to a shared store).
+        """
+        header_limit, near = rate_limit_headers(response.headers)
+        known = self.store.knowledge(self.key)
+        if (
+            grant.kind == PROBE
+            or known.failures
+            or (header_limit is not None and header_limit != known.ceiling)
+            or (near is not None and near != known.near)
+        ):
+            return Observation(OK, header_limit=header_limit, near=near)
+        return None
+
+
+def rate_limit_headers(headers: httpx.Headers) -> tuple[int | None, bool | None]:
+    """``X-RateLimit-Limit`` and ``X-RateLimit-NearLimit``, when present and readable."""
+    raw_limit = headers.get("x-ratelimit-limit")
+    raw_near = headers.get("x-ratelimit-nearlimit")
+    header_limit = None
+    if raw_limit is not None:
+        text = raw_limit.strip()
+        if text.isdigit() and len(text) <= 9:  # noqa: PLR2004 (beyond a billion is garbage)
+            header_limit = int(text) or None
+    near = None
+    if raw_near is not None:
+        lowered = raw_near.strip().lower()
+        near = True if lowered == "true" else False if lowered == "false" else None
+    return header_limit, near
+
+
+def observation_of(
+    status: int | None, headers: httpx.Headers | None, *, sent: bool, hint: float | None
+) -> Observation:
+    """The gate's view of a failed attempt: a 429, an error, or an answer (a final 4xx)."""
+    header_limit, near = rate_limit_headers(headers) if headers is not None else (None, None)
+    if status == 429:  # noqa: PLR2004
+        return Observation(RATE_LIMITED, hint=hint, header_limit=header_limit, near=near)
+    if status is None or status == 408 or status >= 500:  # noqa: PLR2004
+        return Observation(ERROR, sent=sent, header_limit=header_limit)
+    return Observation(OK, header_limit=header_limit, near=near)
+
+
+def account_key(auth: object, base_url: str) -> str:
+    """A fingerprint of the account a credential spends the quota of; never the secret.
+
+    Bitbucket counts an OAuth consumer's calls against the consumer, an API
+    token's against its user (the email), and an access token against
+    itself.  The fingerprint is a truncated SHA-256 of the kind, the API's
+    origin and that identity: stable across clients and processes, and
+    useless for recovering the secret.
+
+    Args:
+        auth: the client's credential, or ``None`` (anonymous).
+        base_url: the API root.
+
+    Returns:
+        24 hex digits.
+    """
+    url = httpx.URL(base_url)
+    origin = f"{url.scheme}://{url.host}:{url.port or ''}"
+    if isinstance(auth, BearerToken):
+        identity = f"bearer:{auth.token}"
+    elif isinstance(auth, BasicAuth):
+        identity = f"user:{auth.email.lower()}"
+    elif isinstance(auth, OAuth2):
+        identity = f"consumer:{auth.client_id}"
+    else:
+        identity = "anonymous"
+    digest = hashlib.sha256(f"bb-backoff\0{origin}\0{identity}".encode()).hexdigest()
+    return digest[:24]
+
+
+DEFAULT_GATE: Final = AccountGate()
+"""The gate of clients built without ``gate=``: in memory, shared per credential and clock."""
+
+
+def resolve_gate(gate: object) -> AccountGate | None:
+    """``gate=`` as given to a client: ``None``/``True`` (the default), ``False`` (none), or a gate.
+
+    Raises:
+        ValueError: for anything else, naming ``gate``.
+    """
+    if gate is None or gate is True:
+        return DEFAULT_GATE
+    if gate is False:
+        return None
+    if isinstance(gate, AccountGate):
+        return gate
+    raise ValueError(f"gate must be an AccountGate, True, False or None, got {type(gate).__name__}")
+
+
+__all__ = [
+    "DEFAULT_GATE",
+    "GO",
+    "AccountGate",
+    "GateHandle",
+    "GateStore",
+    "MemoryStore",
+    "account_key",
+    "memory_store_for",
+    "observation_of",
+    "rate_limit_headers",
+    "resolve_gate",
+]

@@ -1,0 +1,92 @@
+"""The origin guard: credentials go to the API's scheme, host and port, and nowhere else.
+
+``next`` links and redirects are chosen by the server; a compromised or buggy
+response could point them anywhere.  :class:`OriginGuard` resolves the paths
+the caller gives, refuses absolute URLs off the origin before anything is
+sent, and checks every request httpx is about to send (redirects included),
+so the API credentials never leave the API and the OAuth refresh token goes
+to the token endpoint only.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+import httpx
+
+from ._auth import TOKEN_REFRESH_EXTENSION
+from ._exceptions import UnsafeURL, redact_url
+
+# "scheme://" at the start: an absolute URL. A regex rather than parsing
+# keeps the success path cheap; "://" inside a query does not count.
+is_absolute: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://").match
+
+
+def origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    """``(scheme, host, port)``; httpx normalises a default port to ``None``."""
+    return (url.scheme, url.host, url.port)
+
+
+class OriginGuard:
+    """Where requests may go: the API's origin, and the token URL for a refresh.
+
+    Args:
+        base_url: the API root, already validated (absolute http(s), no userinfo).
+        token_url: the OAuth token endpoint, when the client refreshes tokens.
+    """
+
+    __slots__ = ("_origin", "_token_url", "base_url")
+
+    def __init__(self, base_url: str, token_url: str | None = None) -> None:
+        self.base_url: Final = base_url
+        self._origin = origin(httpx.URL(base_url))
+        self._token_url = None if token_url is None else httpx.URL(token_url)
+
+    def url(self, path_or_url: str) -> str:
+        """The absolute URL for a path relative to ``base_url``, or a checked absolute URL.
+
+        Raises:
+            ValueError: ``path_or_url`` is not a non-empty string.
+            UnsafeURL: an absolute URL off the API's origin.
+        """
+        if not isinstance(path_or_url, str) or not path_or_url:
+            raise ValueError(f"path_or_url must be a non-empty string, got {path_or_url!r}")
+        if not is_absolute(path_or_url):
+            return f"{self.base_url}/{path_or_url.lstrip('/')}"
+        if not self.on_origin(path_or_url):
+            raise UnsafeURL(
+                f"refusing to send a request to {redact_url(path_or_url)}: "
+                f"it is not on the origin of {self.base_url}"
+            )
+        return path_or_url
+
+    def on_origin(self, url: str) -> bool:
+        """Whether an absolute URL is on the API's scheme, host and port (False if unparseable)."""
+        try:
+            return origin(httpx.URL(url)) == self._origin
+        except httpx.InvalidURL:
+            return False
+
+    def check(self, request: httpx.Request) -> None:
+        """Refuse to send anything off the API's origin; a token refresh goes to token_url only.
+
+        The clients run this for every request httpx sends, redirects
+        included.
+
+        Raises:
+            UnsafeURL: the request would leave; nothing was sent.
+        """
+        if request.extensions.get(TOKEN_REFRESH_EXTENSION):
+            if self._token_url is not None and request.url == self._token_url:
+                return
+            raise UnsafeURL(
+                f"refusing to send the OAuth refresh token to {redact_url(request.url)}: "
+                "it goes to the token endpoint only"
+            )
+        if origin(request.url) == self._origin:
+            return
+        raise UnsafeURL(
+            f"refusing to send a request to {redact_url(request.url)}: "
+            f"only {self.base_url} and its origin get the credentials"
+        )

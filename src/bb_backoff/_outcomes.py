@@ -1,0 +1,77 @@
+"""What an attempt produced, as the policy sees it: one mapping for every caller.
+
+The clients' request flow and the tenacity adapter both turn httpx's
+responses and errors into :class:`~bb_backoff.Outcome` here, so they cannot
+disagree about which errors are worth a retry or which requests never left.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import httpx
+
+from ._hints import hint_from_headers
+from ._policy import Outcome
+
+NOT_SENT: Final = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError)
+"""Transport errors where the request certainly never reached the server.
+
+A proxy that fails has not forwarded the request, so it is as safe to retry
+as a refused connection, even for a POST.
+"""
+TRANSIENT: Final = (
+    httpx.TimeoutException,
+    httpx.NetworkError,
+    httpx.RemoteProtocolError,
+    httpx.ProxyError,
+)
+"""Transport errors worth retrying.
+
+The others (``UnsupportedProtocol``, ``LocalProtocolError``: a bad URL
+scheme, a header httpx refuses to send) are bugs on our side that a retry
+repeats.
+"""
+ERROR_TEXT_LIMIT: Final = 200
+"""Characters of a plain-text error body kept in an error message."""
+
+
+def outcome_of_error(method: str, error: httpx.TransportError) -> Outcome | None:
+    """The outcome of an attempt that got no response, or ``None`` if it is not transient."""
+    if not isinstance(error, TRANSIENT):
+        return None
+    return Outcome(method=method, sent=not isinstance(error, NOT_SENT))
+
+
+def outcome_of_response(response: httpx.Response, now: float, method: str | None = None) -> Outcome:
+    """The outcome of an attempt that got ``response``.
+
+    Args:
+        response: the answer.
+        now: epoch seconds, to read date hints.
+        method: the logical request's method, when the answer may come from
+            another request (the OAuth flow hands back the token endpoint's
+            transient failure as the request's response).
+    """
+    return Outcome(
+        method=response.request.method if method is None else method,
+        status=response.status_code,
+        hint=hint_from_headers(response.headers, now),
+    )
+
+
+def error_envelope(response: httpx.Response) -> tuple[str | None, str | None]:
+    """``error.message`` and ``error.detail`` from Bitbucket's envelope, or a plain-text body."""
+    try:
+        body = response.json()
+    except ValueError:
+        text = response.text.strip()
+        return (text[:ERROR_TEXT_LIMIT] or None, None)
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return (None, None)
+    message, detail = error.get("message"), error.get("detail")
+    return (
+        message if isinstance(message, str) else None,
+        detail if isinstance(detail, str) else None,
+    )

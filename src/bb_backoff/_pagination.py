@@ -1,0 +1,162 @@
+"""Pages of a listing: the envelope, the opaque ``next`` links, and their checks.
+
+Bitbucket's listings come as ``{"values": [...], "next": ...}``; ``next`` is
+an opaque URL to follow, never to build.  :func:`read_page` checks one page
+(``values`` is a list, ``next`` stays on the API's origin and never repeats),
+and :func:`first_page_url` checks the page length before the first request.
+Both clients' ``pages`` loops call these.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any, Final
+
+import attrs
+import httpx
+
+from . import _endpoints as endpoints
+from ._exceptions import InvalidResponse, PaginationError, UnsafeURL, redact_url
+from ._flow import CONTEXT
+from ._origin import OriginGuard, is_absolute
+
+logger: Final = logging.getLogger("bb_backoff")
+
+
+def _redacted_repr(value: object) -> str:
+    return repr(None if value is None else redact_url(value))
+
+
+@attrs.frozen
+class Page:
+    """One page of a paginated listing.
+
+    Attributes:
+        values: the page's items.
+        next: the opaque URL of the next page, ``None`` on the last page.
+            Store it to resume an import later with ``paginate(next)``.
+        previous: the previous page's URL, if the API gave one.
+        page: the page number, if given.
+        pagelen: the page length, if given.
+        size: the total number of items, if given (often missing).
+        url: the URL this page was fetched from.
+    """
+
+    values: list[Any]
+    next: str | None = attrs.field(repr=_redacted_repr)
+    previous: str | None = attrs.field(default=None, repr=_redacted_repr)
+    page: int | None = None
+    pagelen: int | None = None
+    size: int | None = None
+    url: str = attrs.field(default="", repr=_redacted_repr)
+
+
+def request_context(response: httpx.Response) -> dict[str, Any]:
+    """The request behind ``response``: method, URL, flag variant, attempts (for errors)."""
+    variant, attempts = response.extensions.get(CONTEXT, (None, 0))
+    return {
+        "method": response.request.method,
+        "url": response.request.url,
+        "flag_variant": variant,
+        "attempts": attempts,
+    }
+
+
+def json_body(response: httpx.Response) -> Any:
+    """The parsed JSON body.
+
+    Raises:
+        InvalidResponse: the body is not JSON.
+    """
+    try:
+        return response.json()
+    except ValueError:
+        raise InvalidResponse(
+            f"expected JSON, got {response.headers.get('Content-Type', 'no content type')} "
+            f"(HTTP {response.status_code})",
+            **request_context(response),
+        ) from None
+
+
+def first_page_url(guard: OriginGuard, path_or_url: str, params: Mapping[str, Any] | None) -> str:
+    """The first page's URL, with the page length checked as it will be sent.
+
+    Raises:
+        ValueError: a ``pagelen`` the endpoint would refuse.
+        UnsafeURL: an absolute URL off the API's origin.
+    """
+    url = httpx.URL(guard.url(path_or_url))
+    if params:
+        url = url.copy_merge_params(dict(params))
+    # Check the page length whatever form the caller used (with or without a
+    # slash, a query or the origin).
+    base_path = httpx.URL(guard.base_url).path
+    path = url.path.removeprefix(base_path.rstrip("/"))
+    pagelen = url.params.get_list("pagelen")
+    if pagelen:
+        try:
+            value: object = int(pagelen[-1])
+        except ValueError:
+            value = pagelen[-1]
+        endpoints.check_pagelen(path, {"pagelen": value})
+    return str(url)
+
+
+def read_page(guard: OriginGuard, data: Any, response: httpx.Response, seen: set[str]) -> Page:
+    """Check one page and its ``next`` link, and record the link as seen.
+
+    Raises:
+        PaginationError: no ``values`` list, a ``next`` that is not a URL or repeats.
+        UnsafeURL: a ``next`` off the API's origin (nothing was sent to it).
+    """
+    context = request_context(response)
+    url = str(response.request.url)
+    values = data.get("values") if isinstance(data, dict) else None
+    if not isinstance(values, list):
+        raise PaginationError("the page has no 'values' list", **context)
+    next_url = data.get("next") or None
+    if next_url is not None:
+        if not isinstance(next_url, str):
+            raise PaginationError("the page's 'next' is not a URL", **context)
+        if not is_absolute(next_url) or not guard.on_origin(next_url):
+            raise UnsafeURL(
+                f"the next link {redact_url(next_url)} leaves the origin of {guard.base_url}; "
+                "nothing was sent to it",
+                **context,
+            )
+        if next_url in seen:
+            raise PaginationError(
+                f"the next link {redact_url(next_url)} repeats an earlier page; "
+                "stopping instead of looping",
+                **context,
+            )
+        seen.add(next_url)
+
+    def number(key: str) -> int | None:
+        value = data.get(key)
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    previous = data.get("previous")
+    return Page(
+        values=values,
+        next=next_url,
+        previous=previous if isinstance(previous, str) else None,
+        page=number("page"),
+        pagelen=number("pagelen"),
+        size=number("size"),
+        url=url,
+    )
+
+
+def warn_if_short(first: Page | None, count: int) -> None:
+    """Log a listing that ended before its ``size`` said it would."""
+    # Only a listing read from its first page can be compared with its
+    # size; one resumed from a stored next link starts part-way through.
+    if first is not None and first.page == 1 and first.size is not None and count < first.size:
+        logger.warning(
+            "listing %s ended after %d of %d items: the API stopped sending next links",
+            redact_url(first.url),
+            count,
+            first.size,
+        )

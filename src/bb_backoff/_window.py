@@ -1,0 +1,499 @@
+"""The account's rolling window, modelled: the pure core of :class:`~bb_backoff.AccountGate`.
+
+Theory of operation
+-------------------
+Bitbucket counts an account's requests in a rolling hour.  The gate keeps one
+model of that window per account and asks it, before every send, *when* the
+send may go; after the answer, it tells the model what the server did.  The
+model is a hypothesis, checked on every answer:
+
+::
+
+                       429 the model did not predict
+                       (another tool spends the quota,
+          +---------+   or the limit dropped)            +---------+
+          |  MODEL  | ---------------------------------> |  PROBE  |
+          |         | <--------------------------------- |         |
+          +---------+       the probe gets through       +---------+
+             |   ^                                          |
+   errors in a row | the probe gets through       errors in a row
+             v   |                                          v
+          +---------+ <----------------------------------------
+          | BREAKER |   (one probe at a time, exponentially spaced;
+          +---------+    a probe that gets a 429 moves to PROBE)
+
+MODEL
+    The log holds the account's own sends in the window (reservations,
+    possibly in the future).  With no limit known, every send goes at once
+    and is logged.  The first 429 teaches the limit: the number of sends the
+    server let through in the window before it.  The limit can also come
+    from ``X-RateLimit-Limit`` (the server's word wins) or from the
+    configuration.  With a limit, a send is released when the oldest of the
+    last ``limit`` sends leaves the window, plus ``margin`` seconds for the
+    round trip (the server counts a request when it arrives, later than we
+    logged it).  Reservations are handed out in order, so a request that has
+    waited long is not overtaken by a fresh one (no capture effect).
+PROBE
+    A 429 the model did not predict means the model is wrong: someone else
+    spends the quota, or the limit changed.  Instead of waiting on a wrong
+    model, the gate probes: one request at a time, after a jittered
+    exponential wait; the others wait without sending.  A probe that gets
+    through ends probing (the limit estimate grows to what the window now
+    holds), and the others follow under the model.
+BREAKER
+    ``failure_threshold`` errors (5xx, 408, transport errors) in a row across
+    the account open the breaker: one probe at a time, exponentially spaced,
+    the others wait without spending their attempts.  The first probe that
+    gets an answer closes it.
+
+Server hints (``Retry-After``, ``X-RateLimit-Reset``) set a *hold*: no send
+goes before it, in any mode.  ``X-RateLimit-NearLimit: true`` while the model
+still sees plenty of room means others spend the quota too: sends are paced
+at the sustainable rate (``window / limit`` apart) until it turns false.
+
+Everything here is pure: time comes in as an argument, randomness as a
+``draw`` in ``[0, 1)``.  :class:`WindowModel` is the reference
+implementation; the Redis store runs the same transitions as a Lua script,
+and a differential test holds the two together.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from typing import Final
+
+import attrs
+
+GO: Final = "go"
+"""Send at ``delay`` seconds from now (0: at once); the send is logged."""
+PROBE: Final = "probe"
+"""Send at once as the one probe; the others wait for its answer."""
+WAIT: Final = "wait"
+"""Do not send: ask again in ``delay`` seconds."""
+
+MODEL: Final = "model"
+PROBING: Final = "probe"
+BREAKER: Final = "breaker"
+
+OK: Final = "ok"
+"""The server answered (any status but 429 and the retryable errors)."""
+RATE_LIMITED: Final = "rate_limited"
+"""The server answered 429."""
+ERROR: Final = "error"
+"""5xx, 408 or a transport error."""
+
+# Why a grant makes the request wait; the client charges the wait to a budget.
+WINDOW: Final = "window"
+HOLD: Final = "hold"
+# X-RateLimit-NearLimit: pace when the model still sees more than this share
+# of the limit free (Bitbucket's own threshold is not documented; near the
+# model's own limit, the model stops sends by itself).
+NEAR_LIMIT_ROOM: Final = 0.2
+# While a probe is out, the others look again after the round trip, this long at least.
+_PROBE_POLL: Final = 0.05
+
+
+@attrs.frozen(kw_only=True)
+class WindowParams:
+    """The gate's settings, as the model reads them (seconds and counts).
+
+    Attributes:
+        window: the rolling window.
+        limit: the configured limit, or ``None`` to learn it.
+        failure_threshold: errors in a row that open the breaker.
+        probe_initial: the first probe wait.
+        probe_max: the cap on a rate-limit probe wait.
+        breaker_max: the cap on a breaker probe wait.
+        probe_lease: how long a probe may stay unanswered before another
+            request may probe (its process may have died).
+        max_hold: the longest hold a hint sets for the whole account.
+    """
+
+    window: float = 3600.0
+    limit: int | None = None
+    failure_threshold: int = 5
+    probe_initial: float = 1.0
+    probe_max: float = 300.0
+    breaker_max: float = 60.0
+    probe_lease: float = 60.0
+    max_hold: float = 3600.0
+
+
+class Grant:
+    """The model's answer to "may I send?".
+
+    Attributes:
+        kind: :data:`GO`, :data:`PROBE` or :data:`WAIT`.
+        delay: seconds from now: when to send (GO) or to ask again (WAIT).
+        reason: why the request waits: ``"window"``, ``"hold"``,
+            ``"probe"`` or ``"breaker"``; ``""`` when it does not.  A PROBE
+            says which mode it probes for: ``"probe"`` or ``"breaker"``.
+        generation: the model's generation when it answered; a waiting GO
+            whose generation is no longer current is void.
+        member: the log entry of the send (GO, PROBE), to report on.
+        at: the entry's time.
+    """
+
+    __slots__ = ("at", "delay", "generation", "kind", "member", "reason")
+
+    def __init__(
+        self,
+        kind: str,
+        delay: float,
+        reason: str,
+        generation: int,
+        *,
+        member: object = None,
+        at: float = 0.0,
+    ) -> None:
+        self.kind = kind
+        self.delay = delay
+        self.reason = reason
+        self.generation = generation
+        self.member = member
+        self.at = at
+
+    def __repr__(self) -> str:
+        return (
+            f"Grant({self.kind!r}, delay={self.delay!r}, reason={self.reason!r}, "
+            f"generation={self.generation})"
+        )
+
+
+@attrs.frozen
+class Observation:
+    """What the server did with one send, as the model cares.
+
+    Attributes:
+        outcome: :data:`OK`, :data:`RATE_LIMITED` or :data:`ERROR`.
+        sent: ``False`` when the request certainly never reached the server
+            (its log entry is dropped: it spent no quota).
+        hint: the wait a hint header asked for, in seconds.
+        header_limit: ``X-RateLimit-Limit``, if sent.
+        near: ``X-RateLimit-NearLimit``, if sent.
+    """
+
+    outcome: str
+    sent: bool = True
+    hint: float | None = None
+    header_limit: int | None = None
+    near: bool | None = None
+
+
+@attrs.frozen
+class Knowledge:
+    """What a process learns about the shared model after each call.
+
+    The client uses it to decide, without asking the store, whether an
+    answer is worth reporting (only news is) and whether a waiting
+    reservation is still valid.
+    """
+
+    generation: int = 0
+    mode: str = MODEL
+    failures: int = 0
+    ceiling: int | None = None
+    near: bool | None = None
+
+
+def probe_wait(failed: int, initial: float, cap: float, draw: float) -> float:
+    """The wait before the next probe after ``failed`` failed probes: equal jitter.
+
+    Uniform in ``[base / 2, base)`` with ``base = min(cap, initial * 2 **
+    failed)``: never zero (a probe is a request), never above ``cap``.
+    """
+    try:
+        base = min(cap, initial * 2.0**failed)
+    except OverflowError:
+        base = cap
+    return base / 2 + draw * base / 2
+
+
+def _time(entry: tuple[float, object]) -> float:
+    return entry[0]
+
+
+class WindowModel:
+    """One account's model: the log of its sends, the limit, the mode.
+
+    Mutable, not thread-safe: the memory store holds a lock around every
+    call.  Times are seconds on one clock (the store's).
+    """
+
+    __slots__ = (
+        "ceiling",
+        "counted_until",
+        "failures",
+        "generation",
+        "hold_until",
+        "lease_until",
+        "limit",
+        "log",
+        "mode",
+        "near",
+        "outage_since",
+        "pace",
+        "probe_at",
+        "probe_failures",
+    )
+
+    def __init__(self) -> None:
+        self.log: list[tuple[float, object]] = []
+        """(time, member) of every send in the window, sorted."""
+        self.limit: int | None = None
+        """The learned share of the quota this account's sends can use."""
+        self.ceiling: int | None = None
+        """``X-RateLimit-Limit`` as last seen."""
+        self.generation = 0
+        self.mode = MODEL
+        self.probe_at = 0.0
+        self.lease_until = 0.0
+        self.probe_failures = 0
+        self.failures = 0
+        self.outage_since = 0.0
+        self.hold_until = 0.0
+        self.pace = False
+        self.near: bool | None = None
+        """``X-RateLimit-NearLimit`` as last seen."""
+        self.counted_until = -math.inf
+        """The time of the send whose 429 set :attr:`limit` by counting the log."""
+
+    def __repr__(self) -> str:
+        return (
+            f"WindowModel(mode={self.mode!r}, limit={self.limit}, ceiling={self.ceiling}, "
+            f"logged={len(self.log)}, generation={self.generation})"
+        )
+
+    def knowledge(self) -> Knowledge:
+        """What a process may cache about this model."""
+        return Knowledge(self.generation, self.mode, self.failures, self.ceiling, self.near)
+
+    def cap(self, params: WindowParams) -> int | None:
+        """The most sends the model lets into one window, or ``None`` (not known yet)."""
+        if self.limit is not None:
+            return self.limit
+        return self.ceiling if self.ceiling is not None else params.limit
+
+    def _remove(self, member: object, at: float) -> bool:
+        log = self.log
+        index = bisect.bisect_left(log, at, key=_time)
+        while index < len(log) and log[index][0] == at:
+            if log[index][1] == member:
+                del log[index]
+                return True
+            index += 1
+        return False
+
+    def _count(self, low: float, high: float) -> int:
+        """Entries with ``low < time <= high``."""
+        log = self.log
+        return bisect.bisect_right(log, high, key=_time) - bisect.bisect_right(log, low, key=_time)
+
+    def reserve(
+        self,
+        now: float,
+        params: WindowParams,
+        *,
+        member: object,
+        margin: float = 0.0,
+        cancel: tuple[object, float] | None = None,
+    ) -> Grant:
+        """When may the send ``member`` go?
+
+        Args:
+            now: the current time.
+            params: the gate's settings.
+            member: a unique id for the send's log entry.
+            margin: seconds allowed for the round trip when a slot frees.
+            cancel: ``(member, at)`` of a void reservation to drop first.
+
+        Returns:
+            The grant; for GO and PROBE, the send is logged at ``now +
+            delay``.
+        """
+        if cancel is not None:
+            self._remove(*cancel)
+        log = self.log
+        horizon = now - params.window - margin
+        if log and log[0][0] <= horizon:
+            del log[: bisect.bisect_right(log, horizon, key=_time)]
+
+        if self.mode != MODEL:
+            return self._reserve_probe(now, params, member, margin)
+
+        at = now
+        reason = ""
+        if self.hold_until > at:
+            at, reason = self.hold_until, HOLD
+        cap = self.cap(params)
+        if cap is not None and log:
+            count = len(log)
+            if count >= cap:
+                free = log[count - cap][0] + params.window + margin
+                if free > at:
+                    at, reason = free, WINDOW
+            if self.pace:
+                paced = log[-1][0] + params.window / cap
+                if paced > at:
+                    at, reason = paced, WINDOW
+        if log and at < log[-1][0]:
+            bisect.insort(log, (at, member), key=_time)
+        else:
+            log.append((at, member))
+        return Grant(GO, at - now, reason, self.generation, member=member, at=at)
+
+    def _reserve_probe(
+        self, now: float, params: WindowParams, member: object, margin: float
+    ) -> Grant:
+        """PROBE and BREAKER: one probe at a time, after the probe wait and any hold."""
+        start = max(self.probe_at, self.hold_until)
+        reason = BREAKER if self.mode == BREAKER else PROBING
+        if self.lease_until > now:
+            # A probe is out: look again once it should have its answer.
+            again = min(self.lease_until - now, max(margin, _PROBE_POLL))
+            return Grant(WAIT, again, reason, self.generation)
+        if now < start:
+            why = HOLD if start == self.hold_until else reason
+            return Grant(WAIT, start - now, why, self.generation)
+        self.lease_until = now + params.probe_lease
+        bisect.insort(self.log, (now, member), key=_time)
+        return Grant(PROBE, 0.0, reason, self.generation, member=member, at=now)
+
+    def observe(
+        self,
+        now: float,
+        params: WindowParams,
+        grant: Grant,
+        observation: Observation,
+        *,
+        draw: float = 0.5,
+    ) -> Knowledge:
+        """Learn from what the server did with the send ``grant`` let go.
+
+        Args:
+            now: the current time.
+            params: the gate's settings.
+            grant: the GO or PROBE grant the send went out on.
+            observation: the server's answer.
+            draw: a uniform number in ``[0, 1)`` for the probe jitter.
+
+        Returns:
+            What the process may cache.
+        """
+        outcome = observation.outcome
+        if observation.header_limit is not None and observation.header_limit != self.ceiling:
+            # The server says what the limit is: believe it over any estimate.
+            self.ceiling = max(1, observation.header_limit)
+            self.limit = None
+            self.generation += 1
+        if outcome == RATE_LIMITED:
+            self._rate_limited(now, params, grant, observation.hint, draw)
+        elif outcome == ERROR:
+            self._error(now, params, grant, sent=observation.sent, draw=draw)
+        else:
+            self._ok(now, params, grant)
+        if observation.near is not None and outcome != ERROR:
+            self._near(params, near=observation.near)
+        return self.knowledge()
+
+    def _rate_limited(
+        self, now: float, params: WindowParams, grant: Grant, hint: float | None, draw: float
+    ) -> None:
+        self.failures = 0  # the server is up: a 429 ends an outage
+        self._remove(grant.member, grant.at)
+        if hint is not None:
+            self.hold_until = max(self.hold_until, now + min(hint, params.max_hold))
+        if grant.at <= self.counted_until and self.limit is not None and self.limit > 1:
+            # Counted as let through when the limit was learned, but refused.
+            self.limit -= 1
+        if grant.kind == PROBE:
+            if self.mode == BREAKER:
+                self.mode = PROBING
+                self.probe_failures = 0
+            if self.cap(params) is None:
+                self._learn(self._count(grant.at - params.window, grant.at), grant.at)
+            self.probe_failures += 1
+            self.lease_until = 0.0
+            self.probe_at = now + probe_wait(
+                self.probe_failures, params.probe_initial, params.probe_max, draw
+            )
+            return
+        if grant.generation != self.generation or self.mode != MODEL:
+            return  # sent on an older model: this 429 is already explained
+        self.generation += 1
+        # What the server let through in the window up to this send.
+        admitted = self._count(grant.at - params.window, grant.at)
+        if self.cap(params) is None and admitted > 0:
+            # Discovery: the limit is what got through before the first 429.
+            self._learn(admitted, grant.at)
+            return
+        # The model said there was room and the server disagreed.
+        self._learn(admitted, grant.at)
+        self.mode = PROBING
+        self.probe_failures = 0
+        self.lease_until = 0.0
+        self.probe_at = now + probe_wait(0, params.probe_initial, params.probe_max, draw)
+
+    def _learn(self, admitted: int, at: float) -> None:
+        if admitted > 0:
+            self.limit = admitted
+            self.counted_until = at
+
+    def _error(
+        self, now: float, params: WindowParams, grant: Grant, *, sent: bool, draw: float
+    ) -> None:
+        if not sent:
+            self._remove(grant.member, grant.at)
+        self.failures += 1
+        if self.mode == BREAKER:
+            if grant.kind == PROBE:
+                self.probe_failures += 1
+                self.lease_until = 0.0
+                self.probe_at = now + probe_wait(
+                    self.probe_failures, params.probe_initial, params.breaker_max, draw
+                )
+            return
+        if self.failures >= params.failure_threshold:
+            self.mode = BREAKER
+            self.generation += 1
+            self.outage_since = now
+            self.probe_failures = 0
+            self.lease_until = 0.0
+            self.probe_at = now + probe_wait(0, params.probe_initial, params.breaker_max, draw)
+        elif grant.kind == PROBE:
+            # A rate-limit probe met a fault: no news about the quota; let
+            # the next request probe.
+            self.lease_until = 0.0
+
+    def _ok(self, now: float, params: WindowParams, grant: Grant) -> None:
+        self.failures = 0
+        if grant.kind != PROBE or self.mode == MODEL:
+            return
+        self.probe_failures = 0
+        self.lease_until = 0.0
+        if self.mode == PROBING:
+            # The server let one more through: the window holds at least this much.
+            held = self._count(now - params.window, now)
+            estimate = max(self.limit or 0, held)
+            ceiling = self.ceiling if self.ceiling is not None else params.limit
+            self.limit = min(estimate, ceiling) if ceiling is not None else estimate
+            self.counted_until = -math.inf
+            if held >= self.limit:
+                # No room left in the model: the next request probes at once,
+                # so the account follows one send at a time while sends get
+                # through, and backs off when they stop.
+                self.probe_at = now
+                return
+        self.mode = MODEL
+        self.generation += 1
+
+    def _near(self, params: WindowParams, *, near: bool) -> None:
+        self.near = near
+        if not near:
+            self.pace = False
+            return
+        cap = self.cap(params)
+        # Near the model's own limit the model stops sends by itself; near
+        # the server's while the model sees room means others spend it too.
+        self.pace = cap is not None and len(self.log) < cap * (1 - NEAR_LIMIT_ROOM)
