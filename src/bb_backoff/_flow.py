@@ -209,7 +209,11 @@ class RequestFlow:
         gate = self.gate
         while True:
             if gate is not None:
-                yield from self._through_gate(gate)
+                grant = yield Reserve(None)
+                self.grant = grant
+                if grant.delay > 0 or grant.kind == WAIT or self.pending is not None:
+                    yield from self._through_gate(gate, grant)
+                self.sent_at = self.clock()
             result = yield Send(self.request)
             if not isinstance(result, BitbucketError):
                 self.sent += 1  # refused by the origin guard: nothing went out
@@ -255,15 +259,22 @@ class RequestFlow:
             self.state = _Attempts(self.clock())
         return self.state
 
-    def _through_gate(self, gate: GateHandle) -> Generator[Step, Any, None]:
-        """Reserve the send at the gate, waiting as long as it says (within the budgets)."""
+    def _through_gate(self, gate: GateHandle, first: Grant) -> Generator[Step, Any, None]:
+        """Wait as long as the gate says (within the budgets), asking again when it says so.
+
+        Args:
+            gate: the gate.
+            first: the gate's first answer for this send.
+        """
         # The request's own hint is never undercut, whatever the gate's rounding.
         pending = self.pending
         floor = pending[0].hint.seconds if pending is not None and pending[0].hint else 0.0
         cancel: Grant | None = None
+        grant: Grant | None = first
         while True:
-            grant = yield Reserve(cancel)
-            self.grant, cancel = grant, None
+            if grant is None:
+                grant = yield Reserve(cancel)
+                self.grant, cancel = grant, None
             delay = max(grant.delay, floor)
             if delay <= 0 and grant.kind != WAIT:
                 break
@@ -285,10 +296,10 @@ class RequestFlow:
                 if gate.still_valid(grant):
                     break
                 cancel = grant
+            grant = None
         if self.pending is not None:
             yield Emit(self._event(self.pending, 0.0))
             self.pending = None
-        self.sent_at = self.clock()
 
     def _failed(self, result: object) -> Generator[Step, Any, float | None]:
         """After a failed attempt: the policy's wait, ``None`` when the gate paces, or raise."""

@@ -227,6 +227,7 @@ class WindowModel:
         "failures",
         "generation",
         "hold_until",
+        "last_used",
         "lease_until",
         "limit",
         "log",
@@ -256,6 +257,8 @@ class WindowModel:
         self.pace = False
         self.near: bool | None = None
         """``X-RateLimit-NearLimit`` as last seen."""
+        self.last_used = 0.0
+        """When a store last touched this model (the store's time), to drop idle ones."""
         self.counted_until = -math.inf
         """The time of the send whose 429 set :attr:`limit` by counting the log."""
 
