@@ -214,6 +214,14 @@ def _time(entry: tuple[float, object]) -> float:
     return entry[0]
 
 
+def _after(start: float, seconds: float) -> float:
+    """``start + seconds``, rounded up so that ``result - start >= seconds`` holds exactly."""
+    end = start + seconds
+    while end - start < seconds:
+        end = math.nextafter(end, math.inf)
+    return end
+
+
 class WindowModel:
     """One account's model: the log of its sends, the limit, the mode.
 
@@ -333,7 +341,7 @@ class WindowModel:
         if cap is not None and log:
             count = len(log)
             if count >= cap:
-                free = log[count - cap][0] + params.window + margin
+                free = _after(log[count - cap][0], params.window + margin)
                 if free > at:
                     at, reason = free, WINDOW
             if self.pace:
@@ -352,6 +360,10 @@ class WindowModel:
         """PROBE and BREAKER: one probe at a time, after the probe wait and any hold."""
         start = max(self.probe_at, self.hold_until)
         reason = BREAKER if self.mode == BREAKER else PROBING
+        ceiling = self.ceiling if self.ceiling is not None else params.limit
+        if ceiling is not None and len(self.log) >= ceiling:
+            # A limit the server stated or the user configured holds for probes too.
+            start = max(start, _after(self.log[len(self.log) - ceiling][0], params.window + margin))
         if self.lease_until > now:
             # A probe is out: look again once it should have its answer.
             again = min(self.lease_until - now, max(margin, _PROBE_POLL))
@@ -482,7 +494,7 @@ class WindowModel:
             ceiling = self.ceiling if self.ceiling is not None else params.limit
             self.limit = min(estimate, ceiling) if ceiling is not None else estimate
             self.counted_until = -math.inf
-            if held >= self.limit:
+            if held >= self.limit and (ceiling is None or held < ceiling):
                 # No room left in the model: the next request probes at once,
                 # so the account follows one send at a time while sends get
                 # through, and backs off when they stop.
