@@ -277,7 +277,7 @@ def test_an_answer_between_errors_resets_the_count() -> None:
 
 def test_the_breaker_probes_one_at_a_time_and_closes_on_the_first_answer() -> None:
     model = WindowModel()
-    for n in range(PARAMS.failure_threshold):
+    for _ in range(PARAMS.failure_threshold):
         answer(model, 0.0, reserve(model, 0.0), ERROR)
     waiting = reserve(model, 0.1)
     assert (waiting.kind, waiting.reason) == (WAIT, BREAKER)
