@@ -174,9 +174,12 @@ def test_a_hint_holds_every_send_of_the_account_until_it_passes() -> None:
     model = WindowModel()
     fill(model, 2)
     answer(model, 1.0, reserve(model, 1.0), RATE_LIMITED, hint=30.0)
-    # Discovery with a hint: the model knows the limit, and nothing goes before the hold.
+    # Discovery with a hint: the model learns the limit, and the server's word
+    # wins: one probe when the hold has passed, nothing before.
+    assert model.limit == 2
     grant = reserve(model, 2.0)
-    assert grant.at >= 31.0
+    assert (grant.kind, grant.reason, 2.0 + grant.delay) == (WAIT, HOLD, 31.0)
+    assert reserve(model, 31.0).kind == PROBE
 
 
 def test_a_hold_is_capped_at_max_hold_for_the_rest_of_the_account() -> None:
@@ -242,10 +245,17 @@ def test_a_probe_into_a_window_full_of_others_sends_keeps_probing_one_at_a_time(
     model = WindowModel()
     answer(model, 0.0, reserve(model, 0.0), RATE_LIMITED)
     assert (model.mode, model.limit) == (PROBING, None)
-    probe = reserve(model, 5.0)
-    answer(model, 5.1, probe, OK)
-    assert (model.mode, model.limit, model.probe_at) == (PROBING, 1, 5.1)
-    assert reserve(model, 5.2).kind == PROBE
+    for now in (5.0, 5.2, 5.4):
+        probe = reserve(model, now)
+        assert probe.kind == PROBE
+        answer(model, now + 0.1, probe, OK)
+        assert (model.mode, model.limit, model.probe_at) == (PROBING, None, now + 0.1)
+    refused = reserve(model, 5.6)
+    answer(model, 5.7, refused, RATE_LIMITED)
+    assert (model.mode, model.limit) == (PROBING, 3)  # the share it got before the window filled
+    probe = reserve(model, model.probe_at)
+    answer(model, model.probe_at + 0.1, probe, OK)
+    assert (model.mode, model.limit) == (MODEL, 4)
 
 
 def test_an_unanswered_probe_lets_another_request_probe_after_its_lease() -> None:

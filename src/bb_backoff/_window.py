@@ -442,9 +442,13 @@ class WindowModel:
         if self.cap(params) is None and admitted > 0:
             # Discovery: the limit is what got through before the first 429.
             self._learn(admitted, grant.at)
-            return
-        # The model said there was room and the server disagreed.
-        self._learn(admitted, grant.at)
+            if hint is None:
+                return
+            # The server says when to come back: its word wins over the
+            # model's window, so one probe goes when the hint has passed.
+        else:
+            # The model said there was room and the server disagreed.
+            self._learn(admitted, grant.at)
         self.mode = PROBING
         self.probe_failures = 0
         self.lease_until = 0.0
@@ -488,18 +492,20 @@ class WindowModel:
         self.probe_failures = 0
         self.lease_until = 0.0
         if self.mode == PROBING:
+            ceiling = self.ceiling if self.ceiling is not None else params.limit
+            if self.limit is None and ceiling is None:
+                # Nothing tells the model the account's share yet (the window
+                # was full of other sends when the first 429 came): the next
+                # request probes at once, so the account follows one send at
+                # a time while sends get through; the first refused probe
+                # teaches the share.
+                self.probe_at = now
+                return
             # The server let one more through: the window holds at least this much.
             held = self._count(now - params.window, now)
             estimate = max(self.limit or 0, held)
-            ceiling = self.ceiling if self.ceiling is not None else params.limit
             self.limit = min(estimate, ceiling) if ceiling is not None else estimate
             self.counted_until = -math.inf
-            if held >= self.limit and (ceiling is None or held < ceiling):
-                # No room left in the model: the next request probes at once,
-                # so the account follows one send at a time while sends get
-                # through, and backs off when they stop.
-                self.probe_at = now
-                return
         self.mode = MODEL
         self.generation += 1
 

@@ -1,0 +1,486 @@
+"""The account gate (bb_backoff._gate) in the clients: sharing, limits, probing, the breaker.
+
+Imports run against :class:`MockBitbucket` on virtual time (the sync client in
+:class:`VirtualThreads`, the async one on :func:`run_virtual`); a few tests
+script the server by hand with :class:`httpx.MockTransport`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from importers import Items, expected_items, import_async, import_sync
+
+import bb_backoff as bb
+from bb_backoff._gate import account_key, memory_store_for, rate_limit_headers
+from bb_backoff._window import MODEL
+from bb_backoff.testing import (
+    DatasetSize,
+    MockBitbucket,
+    VirtualClock,
+    VirtualThreads,
+    run_virtual,
+)
+
+BASE = "https://api.bitbucket.org/2.0"
+SMALL = DatasetSize(
+    repositories=1,
+    pull_requests=20,
+    comments_per_pull_request=2,
+    issues=10,
+    comments_per_issue=2,
+    members=3,
+)
+
+
+def mock_on(
+    clock: VirtualClock, sleep: Callable[[float], object] | None = None, **options: Any
+) -> MockBitbucket:
+    timing: dict[str, Any] = {"clock": clock.monotonic, "now": clock.time}
+    if sleep is not None:
+        timing["sleep"] = sleep
+    return MockBitbucket(seed=3, size=SMALL, latency=0.1, **timing, **options)
+
+
+def run_async_import(
+    mock: MockBitbucket, clock: VirtualClock, workers: int, **options: Any
+) -> Items:
+    async def main() -> Items:
+        async with bb.AsyncBitbucketClient(
+            auth=mock.bearer(),
+            transport=mock.async_transport(),
+            clock=clock.monotonic,
+            now=clock.time,
+            policy=bb.ExponentialBackoff(seed=1),
+            **options,
+        ) as client:
+            return await import_async(client, workers=workers)
+
+    return run_virtual(main(), clock)
+
+
+def run_sync_import(workers: int, limit: int, **options: Any) -> tuple[Items, MockBitbucket]:
+    clock = VirtualClock()
+    threads = VirtualThreads(clock)
+    mock = mock_on(clock, sleep=threads.sleep, limit=limit)
+    with bb.BitbucketClient(
+        auth=mock.bearer(),
+        transport=mock.transport(),
+        clock=clock.monotonic,
+        now=clock.time,
+        sleep=threads.sleep,
+        policy=bb.ExponentialBackoff(seed=1),
+        **options,
+    ) as client:
+        return import_sync(client, threads, workers=workers), mock
+
+
+# -- configuration ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("arguments", "named"),
+    [
+        ({"window": 0}, "window"),
+        ({"window": -1.0}, "window"),
+        ({"window": float("inf")}, "window"),
+        ({"window": "1h"}, "window"),
+        ({"limit": 0}, "limit"),
+        ({"limit": True}, "limit"),
+        ({"limit": 2.5}, "limit"),
+        ({"failure_threshold": 0}, "failure_threshold"),
+        ({"outage_budget": -1}, "outage_budget"),
+        ({"probe_initial": 0}, "probe_initial"),
+        ({"probe_initial": 10.0, "probe_max": 5.0}, "probe_max"),
+        ({"breaker_max": 0.5}, "breaker_max"),
+        ({"probe_lease": float("nan")}, "probe_lease"),
+        ({"seed": True}, "seed"),
+        ({"store": object()}, "store"),
+    ],
+)
+def test_an_invalid_gate_setting_is_refused_naming_it(
+    arguments: dict[str, Any], named: str
+) -> None:
+    with pytest.raises(ValueError, match=named):
+        bb.AccountGate(**arguments)
+
+
+def test_every_time_setting_accepts_a_timedelta() -> None:
+    gate = bb.AccountGate(window=timedelta(minutes=20), outage_budget=timedelta(hours=1))
+    assert (gate.window, gate.outage_budget) == (1200.0, 3600.0)
+
+
+def test_a_client_refuses_a_gate_that_is_not_one() -> None:
+    with pytest.raises(ValueError, match="gate"):
+        bb.BitbucketClient(gate="yes")  # type: ignore[arg-type]
+
+
+# -- the account's key --------------------------------------------------------------------
+
+
+@given(token=st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), min_size=8))
+def test_an_account_key_is_a_fingerprint_that_never_holds_the_secret(token: str) -> None:
+    key = account_key(bb.BearerToken(token), BASE)
+    assert len(key) == 24
+    assert all(c in "0123456789abcdef" for c in key)
+    assert token not in key
+    assert key == account_key(bb.BearerToken(token), BASE + "/")
+    assert key != account_key(bb.BearerToken(token + "x"), BASE)
+
+
+def test_an_account_key_follows_the_quota_s_owner() -> None:
+    """A user's API tokens share the user's quota; an OAuth consumer's tokens share the consumer's."""
+    one = bb.BasicAuth("Ada@example.com", "token-one")
+    two = bb.BasicAuth("ada@example.com", "token-two")
+    assert account_key(one, BASE) == account_key(two, BASE)
+    first = bb.OAuth2(client_id="consumer", client_secret="s", refresh_token="r1")
+    second = bb.OAuth2(client_id="consumer", client_secret="s", refresh_token="r2")
+    assert account_key(first, BASE) == account_key(second, BASE)
+    assert account_key(None, BASE) != account_key(bb.BearerToken("t"), BASE)
+    assert account_key(bb.BearerToken("t"), BASE) != account_key(
+        bb.BearerToken("t"), "https://bitbucket.example.com/2.0"
+    )
+
+
+# -- who shares a gate ---------------------------------------------------------------------
+
+
+def test_two_clients_built_separately_with_one_token_share_the_gate() -> None:
+    """The second client never meets the limit the first one learned."""
+    clock = VirtualClock()
+    mock = mock_on(clock, limit=5)
+    options = {"clock": clock.monotonic, "now": clock.time, "sleep": clock.sleep}
+    first = bb.BitbucketClient(auth=mock.bearer(), transport=mock.transport(), **options)
+    second = bb.BitbucketClient(auth=mock.bearer(), transport=mock.transport(), **options)
+    for _ in range(6):
+        first.user()
+    assert mock.counters.rate_limited == 1
+    for _ in range(5):
+        second.user()
+    assert mock.counters.rate_limited == 1  # the second waited for the window instead
+    assert clock.monotonic() >= 3600
+
+
+def test_clients_on_different_clocks_never_share_a_gate() -> None:
+    one, two = VirtualClock(), VirtualClock()
+    assert memory_store_for(one.monotonic) is not memory_store_for(two.monotonic)
+    assert memory_store_for(one.monotonic) is memory_store_for(one.monotonic)
+
+
+def test_gate_false_opts_out_and_the_flag_off_never_asks_the_gate() -> None:
+    clock = VirtualClock()
+    mock = mock_on(clock)
+    key = account_key(mock.bearer(), BASE)
+    store = memory_store_for(clock.monotonic)
+    options = {"clock": clock.monotonic, "now": clock.time, "sleep": clock.sleep}
+    with bb.BitbucketClient(
+        auth=mock.bearer(), transport=mock.transport(), gate=False, **options
+    ) as client:
+        client.user()
+    with bb.BitbucketClient(
+        auth=mock.bearer(), transport=mock.transport(), flag=False, **options
+    ) as client:
+        client.user()
+    assert store.model(key) is None
+    with bb.BitbucketClient(auth=mock.bearer(), transport=mock.transport(), **options) as client:
+        client.user()
+    model = store.model(key)
+    assert model is not None
+    assert len(model.log) == 1
+
+
+def test_a_gate_of_ones_own_is_shared_only_by_the_clients_given_it() -> None:
+    clock = VirtualClock()
+    mock = mock_on(clock, limit=3)
+    gate = bb.AccountGate(store=bb.MemoryStore())
+    options = {"clock": clock.monotonic, "now": clock.time, "sleep": clock.sleep}
+    with bb.BitbucketClient(
+        auth=mock.bearer(), transport=mock.transport(), gate=gate, **options
+    ) as client:
+        for _ in range(4):
+            client.user()
+    store = gate.store
+    assert isinstance(store, bb.MemoryStore)
+    model = store.model(account_key(mock.bearer(), BASE))
+    assert model is not None
+    assert model.limit == 3
+    assert memory_store_for(clock.monotonic).model(account_key(mock.bearer(), BASE)) is None
+
+
+# -- the window: few 429s, nothing lost -----------------------------------------------------
+
+
+@pytest.mark.parametrize("workers", [1, 8, 32])
+def test_an_async_import_meets_the_unknown_limit_once_per_request_in_flight(workers: int) -> None:
+    clock = VirtualClock()
+    mock = mock_on(clock, limit=20)
+    items = run_async_import(mock, clock, workers)
+    assert items == expected_items(mock)
+    needed = mock.dataset.requests_needed(50)
+    assert needed > 3 * 20  # the import needs several windows
+    # Each request in flight when the limit is first met gets one 429; after
+    # that the model knows the window and no send goes into a full one.
+    assert mock.counters.rate_limited <= workers
+    assert clock.monotonic() < (needed // 20 + 1) * 3600
+
+
+@pytest.mark.parametrize("workers", [1, 8])
+def test_a_sync_import_in_threads_meets_the_unknown_limit_once_per_request_in_flight(
+    workers: int,
+) -> None:
+    items, mock = run_sync_import(workers, limit=30)
+    assert items == expected_items(mock)
+    assert mock.counters.rate_limited <= workers
+
+
+def test_a_configured_limit_means_no_429_at_all() -> None:
+    clock = VirtualClock()
+    mock = mock_on(clock, limit=30)
+    items = run_async_import(mock, clock, 16, gate=bb.AccountGate(limit=30))
+    assert items == expected_items(mock)
+    assert mock.counters.rate_limited == 0
+
+
+def test_x_ratelimit_limit_means_no_429_at_all() -> None:
+    clock = VirtualClock()
+    mock = mock_on(clock, limit=30, token_headers=True, hint="reset")
+    items = run_async_import(mock, clock, 4)
+    assert items == expected_items(mock)
+    assert mock.counters.rate_limited == 0
+
+
+def test_another_tool_spending_the_quota_costs_time_not_items() -> None:
+    clock = VirtualClock()
+    mock = mock_on(clock, limit=30, other_consumers=1 / 3)
+    items = run_async_import(mock, clock, 8)
+    assert items == expected_items(mock)
+
+
+def test_the_diff_redirect_passes_the_gate_too() -> None:
+    """Each hop spends the quota: both the API call and its redirect are in the log."""
+    clock = VirtualClock()
+    mock = mock_on(clock)
+    options = {"clock": clock.monotonic, "now": clock.time, "sleep": clock.sleep}
+    with bb.BitbucketClient(auth=mock.bearer(), transport=mock.transport(), **options) as client:
+        repository = mock.dataset.repositories[0]
+        workspace, slug = repository.full_name.split("/")
+        diff = client.pull_request_diff(workspace, slug, 1)
+    assert diff
+    model = memory_store_for(clock.monotonic).model(account_key(mock.bearer(), BASE))
+    assert model is not None
+    assert len(model.log) == 2
+    assert mock.counters.calls == 2
+
+
+# -- hints and budgets ---------------------------------------------------------------------
+
+
+def test_a_retry_after_holds_the_whole_account_and_is_never_undercut() -> None:
+    clock = VirtualClock()
+    calls: list[float] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(clock.monotonic())
+        if len(calls) == 1:
+            return httpx.Response(429, headers={"Retry-After": "120"}, text="slow down")
+        return httpx.Response(200, json={"ok": True})
+
+    options = {"clock": clock.monotonic, "now": clock.time, "sleep": clock.sleep}
+    with bb.BitbucketClient(
+        auth=bb.BearerToken("hold"), transport=httpx.MockTransport(handler), **options
+    ) as one:
+        assert one.get("/user") == {"ok": True}
+    assert calls[1] >= 120.0
+    assert clock.sleeps[0] == 120.0
+
+
+def test_waiting_at_the_gate_is_charged_to_the_rate_limit_budget() -> None:
+    """A request that would wait past its budget gives up with the last 429's message."""
+    clock = VirtualClock()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(429, text="Rate limit for this resource has been exceeded")
+
+    options = {"clock": clock.monotonic, "now": clock.time, "sleep": clock.sleep}
+    policy = bb.ExponentialBackoff(rate_limit_budget=600, seed=2)
+    with (
+        bb.BitbucketClient(
+            auth=bb.BearerToken("budget"),
+            transport=httpx.MockTransport(handler),
+            policy=policy,
+            **options,
+        ) as client,
+        pytest.raises(bb.RateLimited) as caught,
+    ):
+        client.get("/user")
+    error = caught.value
+    assert clock.slept <= 600
+    assert error.waited <= 600
+    assert error.status == 429
+    assert error.error_message == "Rate limit for this resource has been exceeded"
+    assert error.stop_reason == "budget"
+
+
+def test_a_429_under_the_gate_reports_the_gates_wait_as_the_retry_delay() -> None:
+    clock = VirtualClock()
+    events: list[bb.RetryEvent] = []
+    answers = iter(
+        [httpx.Response(200, json={}), httpx.Response(429, headers={"Retry-After": "30"})]
+    )
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return next(answers, httpx.Response(200, json={"ok": True}))
+
+    options = {"clock": clock.monotonic, "now": clock.time, "sleep": clock.sleep}
+    with bb.BitbucketClient(
+        auth=bb.BearerToken("events"),
+        transport=httpx.MockTransport(handler),
+        on_retry=events.append,
+        **options,
+    ) as client:
+        client.get("/user")
+        client.get("/user")
+    assert [(e.status, e.retry_after) for e in events] == [(429, 30.0)]
+    assert events[0].delay == clock.sleeps[0] == 30.0
+
+
+# -- the breaker ------------------------------------------------------------------------------
+
+
+def outage_handler(
+    clock: VirtualClock, start: float, seconds: float, calls: list[float]
+) -> Callable[[httpx.Request], httpx.Response]:
+    def handler(request: httpx.Request) -> httpx.Response:
+        now = clock.monotonic()
+        calls.append(now)
+        if start <= now < start + seconds:
+            return httpx.Response(503, text="<html>503 Service Unavailable</html>")
+        return httpx.Response(200, json={"ok": True})
+
+    return handler
+
+
+def run_outage(workers: int, seconds: float, **gate: Any) -> tuple[list[object], list[float]]:
+    """``workers`` tasks each make 20 requests 10 s apart; the server is down from 60 s on."""
+    clock = VirtualClock()
+    calls: list[float] = []
+    transport = httpx.MockTransport(outage_handler(clock, 60.0, seconds, calls))
+
+    async def main() -> list[object]:
+        async with bb.AsyncBitbucketClient(
+            auth=bb.BearerToken("outage"),
+            transport=transport,
+            clock=clock.monotonic,
+            now=clock.time,
+            policy=bb.ExponentialBackoff(seed=4),
+            gate=bb.AccountGate(seed=4, **gate),
+        ) as client:
+
+            async def worker() -> list[object]:
+                results = []
+                for _ in range(20):
+                    try:
+                        results.append(await client.get("/user"))
+                    except bb.BitbucketError as error:
+                        results.append(error)
+                    await asyncio.sleep(10.0)
+                return results
+
+            done = await asyncio.gather(*(worker() for _ in range(workers)))
+            return [result for results in done for result in results]
+
+    return run_virtual(main(), clock), calls
+
+
+def test_a_ten_minute_outage_loses_nothing_and_costs_few_calls() -> None:
+    results, calls = run_outage(32, 600.0)
+    assert all(result == {"ok": True} for result in results)
+    during = [t for t in calls if 60.0 <= t < 660.0]
+    # The requests in flight when it started, then one probe at a time.
+    assert len(during) <= 64
+
+
+def test_an_outage_longer_than_the_budget_gives_up_with_the_outage_reason() -> None:
+    results, _ = run_outage(4, 3 * 3600.0, outage_budget=1800.0)
+    errors = [r for r in results if isinstance(r, bb.RetriesExhausted)]
+    assert errors
+    assert {e.stop_reason for e in errors} <= {"outage", "attempts", "budget"}
+    assert "outage" in {e.stop_reason for e in errors}
+
+
+def test_the_breaker_opens_and_closes_in_the_shared_model() -> None:
+    clock = VirtualClock()
+    calls: list[float] = []
+    handler = outage_handler(clock, 0.0, 30.0, calls)
+    options = {"clock": clock.monotonic, "now": clock.time, "sleep": clock.sleep}
+    gate = bb.AccountGate(store=bb.MemoryStore(), failure_threshold=3, seed=1)
+    with bb.BitbucketClient(
+        auth=bb.BearerToken("b"), transport=httpx.MockTransport(handler), gate=gate, **options
+    ) as client:
+        assert client.get("/user") == {"ok": True}
+        store = gate.store
+        assert isinstance(store, bb.MemoryStore)
+        model = store.model(account_key(bb.BearerToken("b"), BASE))
+        assert model is not None
+        assert (model.mode, model.failures) == (MODEL, 0)
+        assert model.generation >= 2  # it opened and closed
+    assert calls[-1] >= 30.0
+
+
+# -- a clock that sleep does not move --------------------------------------------------------
+
+
+def test_a_stubbed_sleep_on_the_real_clock_warns_once_and_lets_requests_go(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    answers = collections.deque(
+        [httpx.Response(429, headers={"Retry-After": "5"}) for _ in range(3)]
+    )
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return answers.popleft() if answers else httpx.Response(200, json={"ok": True})
+
+    slept: list[float] = []
+    with (
+        caplog.at_level(logging.WARNING, logger="bb_backoff"),
+        bb.BitbucketClient(
+            auth=bb.BearerToken("stubbed-sleep"),
+            transport=httpx.MockTransport(handler),
+            sleep=slept.append,
+        ) as client,
+    ):
+        assert client.get("/user") == {"ok": True}
+        assert client.get("/user") == {"ok": True}
+    warnings = [r for r in caplog.records if "did not advance its clock" in r.getMessage()]
+    assert len(warnings) == 1
+    assert slept
+
+
+# -- the headers the gate reads ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({}, (None, None)),
+        ({"X-RateLimit-Limit": "1000", "X-RateLimit-NearLimit": "false"}, (1000, False)),
+        ({"x-ratelimit-limit": " 250 ", "X-RATELIMIT-NEARLIMIT": "TRUE"}, (250, True)),
+        ({"X-RateLimit-Limit": "-5", "X-RateLimit-NearLimit": "maybe"}, (None, None)),
+        ({"X-RateLimit-Limit": "0"}, (None, None)),
+        ({"X-RateLimit-Limit": "9" * 40}, (None, None)),
+        ({"X-RateLimit-Resource": "api"}, (None, None)),
+    ],
+)
+def test_rate_limit_headers_are_read_when_readable_and_ignored_otherwise(
+    headers: dict[str, str], expected: tuple[int | None, bool | None]
+) -> None:
+    assert rate_limit_headers(httpx.Headers(headers)) == expected
