@@ -18,7 +18,6 @@ import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from importers import Items, expected_items, import_async, import_sync
 
 import bb_backoff as bb
 from bb_backoff._gate import account_key, memory_store_for, rate_limit_headers
@@ -30,6 +29,7 @@ from bb_backoff.testing import (
     VirtualThreads,
     run_virtual,
 )
+from importers import Items, expected_items, import_async, import_sync
 
 BASE = "https://api.bitbucket.org/2.0"
 SMALL = DatasetSize(
@@ -49,6 +49,11 @@ def mock_on(
     if sleep is not None:
         timing["sleep"] = sleep
     return MockBitbucket(seed=3, size=SMALL, latency=0.1, **timing, **options)
+
+
+def timing(clock: VirtualClock) -> dict[str, Any]:
+    """A client's clock, now and sleep on ``clock``."""
+    return {"clock": clock.monotonic, "now": clock.time, "sleep": clock.sleep}
 
 
 def run_async_import(
@@ -138,7 +143,7 @@ def test_an_account_key_is_a_fingerprint_that_never_holds_the_secret(token: str)
 
 
 def test_an_account_key_follows_the_quota_s_owner() -> None:
-    """A user's API tokens share the user's quota; an OAuth consumer's tokens share the consumer's."""
+    """A user's API tokens share the user's quota; a consumer's tokens share the consumer's."""
     one = bb.BasicAuth("Ada@example.com", "token-one")
     two = bb.BasicAuth("ada@example.com", "token-two")
     assert account_key(one, BASE) == account_key(two, BASE)
@@ -158,7 +163,7 @@ def test_two_clients_built_separately_with_one_token_share_the_gate() -> None:
     """The second client never meets the limit the first one learned."""
     clock = VirtualClock()
     mock = mock_on(clock, limit=5)
-    options = {"clock": clock.monotonic, "now": clock.time, "sleep": clock.sleep}
+    options = timing(clock)
     first = bb.BitbucketClient(auth=mock.bearer(), transport=mock.transport(), **options)
     second = bb.BitbucketClient(auth=mock.bearer(), transport=mock.transport(), **options)
     for _ in range(6):
@@ -181,7 +186,7 @@ def test_gate_false_opts_out_and_the_flag_off_never_asks_the_gate() -> None:
     mock = mock_on(clock)
     key = account_key(mock.bearer(), BASE)
     store = memory_store_for(clock.monotonic)
-    options = {"clock": clock.monotonic, "now": clock.time, "sleep": clock.sleep}
+    options = timing(clock)
     with bb.BitbucketClient(
         auth=mock.bearer(), transport=mock.transport(), gate=False, **options
     ) as client:
@@ -202,7 +207,7 @@ def test_a_gate_of_ones_own_is_shared_only_by_the_clients_given_it() -> None:
     clock = VirtualClock()
     mock = mock_on(clock, limit=3)
     gate = bb.AccountGate(store=bb.MemoryStore())
-    options = {"clock": clock.monotonic, "now": clock.time, "sleep": clock.sleep}
+    options = timing(clock)
     with bb.BitbucketClient(
         auth=mock.bearer(), transport=mock.transport(), gate=gate, **options
     ) as client:
@@ -269,7 +274,7 @@ def test_the_diff_redirect_passes_the_gate_too() -> None:
     """Each hop spends the quota: both the API call and its redirect are in the log."""
     clock = VirtualClock()
     mock = mock_on(clock)
-    options = {"clock": clock.monotonic, "now": clock.time, "sleep": clock.sleep}
+    options = timing(clock)
     with bb.BitbucketClient(auth=mock.bearer(), transport=mock.transport(), **options) as client:
         repository = mock.dataset.repositories[0]
         workspace, slug = repository.full_name.split("/")
@@ -294,7 +299,7 @@ def test_a_retry_after_holds_the_whole_account_and_is_never_undercut() -> None:
             return httpx.Response(429, headers={"Retry-After": "120"}, text="slow down")
         return httpx.Response(200, json={"ok": True})
 
-    options = {"clock": clock.monotonic, "now": clock.time, "sleep": clock.sleep}
+    options = timing(clock)
     with bb.BitbucketClient(
         auth=bb.BearerToken("hold"), transport=httpx.MockTransport(handler), **options
     ) as one:
@@ -310,7 +315,7 @@ def test_waiting_at_the_gate_is_charged_to_the_rate_limit_budget() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(429, text="Rate limit for this resource has been exceeded")
 
-    options = {"clock": clock.monotonic, "now": clock.time, "sleep": clock.sleep}
+    options = timing(clock)
     policy = bb.ExponentialBackoff(rate_limit_budget=600, seed=2)
     with (
         bb.BitbucketClient(
@@ -340,7 +345,7 @@ def test_a_429_under_the_gate_reports_the_gates_wait_as_the_retry_delay() -> Non
     def handler(request: httpx.Request) -> httpx.Response:
         return next(answers, httpx.Response(200, json={"ok": True}))
 
-    options = {"clock": clock.monotonic, "now": clock.time, "sleep": clock.sleep}
+    options = timing(clock)
     with bb.BitbucketClient(
         auth=bb.BearerToken("events"),
         transport=httpx.MockTransport(handler),
@@ -421,7 +426,7 @@ def test_the_breaker_opens_and_closes_in_the_shared_model() -> None:
     clock = VirtualClock()
     calls: list[float] = []
     handler = outage_handler(clock, 0.0, 30.0, calls)
-    options = {"clock": clock.monotonic, "now": clock.time, "sleep": clock.sleep}
+    options = timing(clock)
     gate = bb.AccountGate(store=bb.MemoryStore(), failure_threshold=3, seed=1)
     with bb.BitbucketClient(
         auth=bb.BearerToken("b"), transport=httpx.MockTransport(handler), gate=gate, **options
