@@ -950,3 +950,91 @@ def test_a_secret_with_whitespace_is_refused_without_echoing_it(make: Callable[[
 def test_oauth2_validates_its_times(options: dict[str, Any], name: str) -> None:
     with pytest.raises(ValueError, match=name):
         OAuth2(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, refresh_token="r", **options)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: BearerToken("bearer-SECRET-tökén"),
+        lambda: OAuth2(
+            client_id=CLIENT_ID,
+            client_secret=CLIENT_SECRET,
+            refresh_token="r",
+            access_token="é-SECRET",
+        ),
+    ],
+)
+def test_a_token_that_cannot_go_in_a_header_is_refused_without_echoing_it(
+    make: Callable[[], object],
+) -> None:
+    """httpx would otherwise fail later with a UnicodeEncodeError holding the whole header."""
+    with pytest.raises(ValueError, match="must be ASCII") as caught:
+        make()
+    assert "SECRET" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "token_url",
+    [
+        "https://consumer:SECRET@bitbucket.org/site/oauth2/access_token",
+        "not a url",
+        "ftp://bitbucket.org/token",
+    ],
+)
+def test_a_token_url_with_credentials_or_no_http_is_refused_without_echoing_secrets(
+    token_url: str,
+) -> None:
+    with pytest.raises(ValueError, match="token_url") as caught:
+        OAuth2(
+            client_id=CLIENT_ID, client_secret=CLIENT_SECRET, refresh_token="r", token_url=token_url
+        )
+    assert "SECRET" not in str(caught.value)
+
+
+def test_the_repr_of_oauth2_redacts_secrets_in_the_token_url_query() -> None:
+    credentials = OAuth2(
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+        refresh_token="r",
+        token_url="https://bitbucket.org/site/oauth2/access_token?client_secret=SECRET",
+    )
+    assert "SECRET" not in repr(credentials)
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_an_on_refresh_that_raises_is_logged_and_the_request_goes_on(
+    kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = VirtualClock()
+    script = Script(token_answer(2))
+
+    def store(_tokens: OAuth2Tokens) -> None:
+        raise OSError("disk full")
+
+    credentials = oauth(clock, on_refresh=store)
+    with caplog.at_level("ERROR", logger="bb_backoff"):
+        assert run_both(kind, script, clock, credentials) == {"ok": True}
+    assert credentials.tokens.access_token == access(2)
+    assert any("on_refresh raised" in r.getMessage() for r in caplog.records)
+    assert all("SECRET" not in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"access_token": "tök-SECRET", "refresh_token": "r2", "expires_in": 7200},
+        {"access_token": "a b", "refresh_token": "r2"},
+        {"access_token": "ok-SECRET", "refresh_token": ["r2"], "expires_in": 7200},
+        {"access_token": "ok-SECRET", "refresh_token": "r2", "expires_in": "nan"},
+    ],
+)
+def test_a_refresh_answer_with_unusable_tokens_is_unauthorized_without_secrets(
+    kind: str, body: dict[str, Any]
+) -> None:
+    clock = VirtualClock()
+    script = Script(httpx.Response(200, json=body))
+    with pytest.raises(Unauthorized, match="no usable access token") as caught:
+        run_both(kind, script, clock, oauth(clock))
+    assert "SECRET" not in str(caught.value)
+    assert script.api_requests == []

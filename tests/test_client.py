@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 import bb_backoff as bb
 from bb_backoff import _flow
 from bb_backoff._outcomes import error_envelope as _error_envelope
-from bb_backoff.testing import VirtualClock
+from bb_backoff.testing import VirtualClock, run_virtual
 
 BASE = "https://api.bitbucket.org/2.0"
 TOKEN = "s3cr3t-t0ken-value"
@@ -1064,3 +1064,179 @@ async def test_a_pagination_error_says_which_request_and_flag_variant(
         await api.call("paginate", "/things")
     assert (caught.value.flag_variant, caught.value.attempts) == ("off", 2)
     assert caught.value.url == f"{BASE}/things"
+
+
+# -- answers from outside are not trusted as they come ----------------------------------------
+
+
+class Answering:
+    """A flag source that answers ``value`` whatever it is asked."""
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def enabled(self, name: str, actor: str | None) -> Any:
+        return self.value
+
+
+@pytest.mark.parametrize(
+    "answer", ["false", "0", "", [0], 1, 0.0, None, object()], ids=lambda a: type(a).__name__
+)
+async def test_a_flag_answer_that_is_not_a_bool_falls_back_to_legacy_and_warns(
+    make_api: Callable[..., Api], caplog: pytest.LogCaptureFixture, answer: object
+) -> None:
+    """A rollback through a source that answers "false" must switch the backoff off."""
+    api = make_api(scripted(error(503), then={"id": 1}), flag=Answering(answer))
+    with caplog.at_level(logging.WARNING, logger="bb_backoff"):
+        assert await api.get("/user") == {"id": 1}
+    assert api.client.flag_errors == 1
+    assert [e.flag_variant for e in api.events] == ["off"]
+    assert "not a bool" in caplog.records[-1].getMessage()
+
+
+async def test_an_async_enabled_on_a_sync_source_is_an_error_of_the_source_not_on(
+    make_api: Callable[..., Api], caplog: pytest.LogCaptureFixture
+) -> None:
+    class AsyncOnly:
+        async def enabled(self, name: str, actor: str | None) -> bool:
+            return True
+
+    api = make_api(scripted(error(503), then={"id": 1}), flag=AsyncOnly())
+    with caplog.at_level(logging.WARNING, logger="bb_backoff"):
+        assert await api.get("/user") == {"id": 1}
+    assert [e.flag_variant for e in api.events] == ["off"]
+    assert api.client.flag_errors == 1
+
+
+def test_the_async_client_awaits_enabled_async_and_a_slow_source_blocks_no_one() -> None:
+    """Ten requests whose flag takes 0.2 s each finish in 0.2 s, not 2 s, of loop time."""
+    clock = VirtualClock()
+    asked: list[float] = []
+
+    class SlowRemote:
+        def enabled(self, name: str, actor: str | None) -> bool:
+            raise AssertionError("the async client must not call the blocking method")
+
+        async def enabled_async(self, name: str, actor: str | None) -> bool:
+            asked.append(clock.monotonic())
+            await asyncio.sleep(0.2)
+            return actor == "Project:1"
+
+    async def main() -> list[Any]:
+        async with bb.AsyncBitbucketClient(
+            transport=httpx.MockTransport(scripted()),
+            flag=SlowRemote(),
+            actor="Project:1",
+            clock=clock.monotonic,
+            now=clock.time,
+        ) as client:
+            return await asyncio.gather(*(client.get("/user") for _ in range(10)))
+
+    assert run_virtual(main(), clock) == [{"ok": True}] * 10
+    assert len(asked) == 10
+    assert clock.monotonic() == pytest.approx(0.2)
+
+
+@pytest.mark.parametrize("status", [300, 301, 302, 303, 307, 308])
+async def test_a_redirect_without_location_is_an_invalid_response_not_an_empty_success(
+    make_api: Callable[..., Api], status: int
+) -> None:
+    api = make_api(lambda _request: httpx.Response(status, text=""))
+    with pytest.raises(bb.InvalidResponse, match=f"HTTP {status} without a usable Location"):
+        await api.get("/user")
+    with pytest.raises(bb.InvalidResponse):
+        await api.call("get_text", "/repositories/a/b/pullrequests/1/diff")
+
+
+def nested(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+async def test_deeply_nested_json_is_an_invalid_response_not_a_recursion_error(
+    make_api: Callable[..., Api],
+) -> None:
+    api = make_api(lambda _request: httpx.Response(200, content=nested(100_000)))
+    with pytest.raises(bb.InvalidResponse, match="expected JSON"):
+        await api.get("/user")
+
+
+async def test_a_deeply_nested_error_body_still_gives_the_status_error(
+    make_api: Callable[..., Api],
+) -> None:
+    api = make_api(lambda _request: httpx.Response(404, content=nested(100_000)))
+    with pytest.raises(bb.NotFound) as caught:
+        await api.get("/user")
+    assert caught.value.error_message is not None
+    assert len(caught.value.error_message) <= 600
+
+
+async def test_a_huge_error_message_is_capped_and_printable(
+    make_api: Callable[..., Api],
+) -> None:
+    message = "\x1b[31mred\nforged log line " + "x" * 5_000_000
+    api = make_api(lambda _request: error(404, message))
+    with pytest.raises(bb.NotFound) as caught:
+        await api.get("/user")
+    error_message = caught.value.error_message
+    assert error_message is not None
+    assert len(error_message) < 1_000
+    assert error_message.isprintable()
+    assert len(str(caught.value)) < 2_000
+    assert str(caught.value).isprintable()
+
+
+async def test_endless_empty_pages_with_next_links_stop_with_a_pagination_error(
+    make_api: Callable[..., Api],
+) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        number = int(request.url.params.get("page", "1"))
+        return httpx.Response(200, json={"values": [], "next": f"{BASE}/things?page={number + 1}"})
+
+    api = make_api(handler)
+    with pytest.raises(bb.PaginationError, match="empty pages in a row"):
+        await api.call("paginate", "/things")
+    assert len(api.requests) == 20
+
+
+@pytest.mark.parametrize("timeout", [-1, 0, "x", float("nan"), True, None])
+def test_an_invalid_timeout_is_refused_naming_it(kind: str, timeout: object) -> None:
+    client = bb.BitbucketClient if kind == "sync" else bb.AsyncBitbucketClient
+    with pytest.raises(ValueError, match="timeout"):
+        client(timeout=timeout)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    [
+        f"{BASE}?access_token=hunter2-secret",
+        f"{BASE}#access_token=hunter2-secret",
+        "https://ada:hunter2-secret@api.bitbucket.org/2.0",
+    ],
+)
+def test_a_base_url_that_may_hold_a_credential_is_refused_without_echoing_it(
+    base_url: str,
+) -> None:
+    with pytest.raises(ValueError, match="base_url") as caught:
+        bb.BitbucketClient(base_url=base_url)
+    assert "hunter2" not in str(caught.value)
+
+
+def causes(error: BaseException) -> list[BaseException]:
+    """The error and everything it was caused by or raised during, stopping at a repeat."""
+    seen: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and all(current is not s for s in seen):
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+async def test_our_own_errors_are_never_their_own_cause(make_api: Callable[..., Api]) -> None:
+    api = make_api(
+        lambda _request: httpx.Response(302, headers={"Location": "https://evil.example/"})
+    )
+    with pytest.raises(bb.UnsafeURL) as caught:
+        await api.get("/user")
+    chain = causes(caught.value)
+    assert chain[-1].__cause__ is None
+    assert chain[-1].__context__ is None

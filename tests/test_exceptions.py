@@ -464,3 +464,53 @@ def test_redact_url_hides_tokens_in_the_fragment() -> None:
     assert redact_url("https://bitbucket.org/cb#access_token=SECRET&scope=x") == (
         "https://bitbucket.org/cb#access_token=[redacted]&scope=x"
     )
+
+
+# -- every message capped, printable, secret-free ------------------------------------------
+
+
+@given(
+    password=st.text(
+        alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789#/?:;=&%!$",
+        min_size=12,
+        max_size=40,
+    ).map("pw{}".format),
+    path=st.sampled_from(["", "/", "/2.0/user", "/2.0/user?page=2"]),
+)
+def test_a_password_with_url_delimiters_in_it_never_survives_redaction(
+    password: str, path: str
+) -> None:
+    """urlsplit cuts ``user:pa#ss@host`` at the ``#``; the userinfo must still go."""
+    redacted = redact_url(f"https://ada:{password}@api.bitbucket.org{path}")
+    assert password not in redacted
+    assert redacted.startswith("https://api.bitbucket.org")
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["api_token", "private_token", "apikey", "x-api-key", "authorization", "sessionid", "code"],
+)
+def test_redact_url_hides_more_names_that_carry_credentials(name: str) -> None:
+    redacted = redact_url(f"{BASE_URL}/user?{name}=s3cr3t-value&pagelen=10")
+    assert "s3cr3t-value" not in redacted
+    assert "pagelen=10" in redacted
+
+
+def test_a_huge_url_is_cut_short_in_messages() -> None:
+    redacted = redact_url(f"{BASE_URL}/user?q=" + "x" * 100_000)
+    assert len(redacted) < 600
+
+
+@given(text=st.text(max_size=3000))
+def test_printable_text_is_printable_and_bounded(text: str) -> None:
+    cleaned = exceptions_module.printable(text, 200)
+    assert cleaned.isprintable()
+    assert len(cleaned) <= 200 * 10 + 40  # each kept character escapes to at most 10
+
+
+@pytest.mark.parametrize("kind", ERRORS, ids=lambda kind: kind.__name__)
+def test_every_error_message_is_capped_and_printable(kind: type[Exception]) -> None:
+    long = make(kind, "line one\nline two \x1b[2J" + "y" * 1_000_000, method="GET", attempts=1)
+    assert str(long).isprintable()
+    assert len(long.message) < 1_100
+    assert pickle.loads(pickle.dumps(long)).message == long.message  # noqa: S301 (our own bytes)

@@ -752,6 +752,12 @@ def test_gitlab_16_7_schedule_lists_its_two_waits() -> None:
         ({"max_hint": -0.5}, "max_hint"),
         ({"max_hint": math.nan}, "max_hint"),
         ({"max_hint": [1]}, "max_hint"),
+        ({"factor": 10**400}, "factor"),
+        ({"max_attempts": 10**400 * -1}, "max_attempts"),
+        ({"respect_hints": "no"}, "respect_hints"),
+        ({"respect_hints": 0}, "respect_hints"),
+        ({"retry_transport_errors": "false"}, "retry_transport_errors"),
+        ({"shared_backoff": None}, "shared_backoff"),
     ],
 )
 def test_invalid_exponential_backoff_parameter_raises_naming_it(

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
+import math
 import threading
 import weakref
 from collections.abc import AsyncGenerator, Callable, Generator
@@ -29,6 +31,8 @@ import attrs
 import httpx
 
 from ._exceptions import Unauthorized, UnsafeURL, redact_url
+
+logger: Final = logging.getLogger("bb_backoff")
 
 TOKEN_URL: Final = "https://bitbucket.org/site/oauth2/access_token"  # noqa: S105 (a URL)
 """Bitbucket Cloud's OAuth 2 token endpoint."""
@@ -54,6 +58,31 @@ def _non_empty(name: str, value: object) -> None:
         raise ValueError(f"{name} must not contain whitespace or control characters")
 
 
+def _header_safe(name: str, value: object) -> None:
+    """A value sent as it is in a header: printable ASCII only, or httpx's error quotes it."""
+    _non_empty(name, value)
+    assert isinstance(value, str)  # noqa: S101 (checked just above)
+    if not value.isascii():
+        raise ValueError(
+            f"{name} must be ASCII: it is sent as it is in the Authorization header "
+            "(the value is not shown)"
+        )
+
+
+def _check_token_url(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError("token_url must be an absolute http(s) URL string")
+    try:
+        url = httpx.URL(value)
+    except httpx.InvalidURL:
+        raise ValueError("token_url is not a valid URL (the value is not shown)") from None
+    if url.userinfo:
+        raise ValueError("token_url must not contain credentials (the value is not shown)")
+    if url.scheme not in {"http", "https"} or not url.host:
+        raise ValueError(f"token_url must be an absolute http(s) URL, got {redact_url(value)!r}")
+    return value
+
+
 @attrs.frozen(repr=False)
 class BearerToken:
     """An OAuth 2 access token or an access token, sent as ``Authorization: Bearer``.
@@ -62,7 +91,7 @@ class BearerToken:
         token: the token. Never shown in ``repr``.
     """
 
-    token: str = attrs.field(validator=lambda _s, a, v: _non_empty(a.name, v))
+    token: str = attrs.field(validator=lambda _s, a, v: _header_safe(a.name, v))
 
     def __repr__(self) -> str:
         return f"BearerToken(token={_HIDDEN})"
@@ -132,7 +161,8 @@ class OAuth2:
         token_url: the token endpoint.
         on_refresh: called with the new :class:`OAuth2Tokens` after every
             refresh; store the rotated refresh token there, the old one no
-            longer works.
+            longer works.  If it raises, the error is logged and the request
+            goes on with the new tokens (still in :attr:`tokens`).
         margin: refresh this many seconds before ``expires_at``.
 
     Raises:
@@ -156,7 +186,7 @@ class OAuth2:
         _non_empty("client_secret", client_secret)
         _non_empty("refresh_token", refresh_token)
         if access_token is not None:
-            _non_empty("access_token", access_token)
+            _header_safe("access_token", access_token)
         if expires_at is not None and (
             isinstance(expires_at, bool) or not isinstance(expires_at, int | float)
         ):
@@ -165,7 +195,9 @@ class OAuth2:
             raise ValueError(f"margin must be non-negative seconds, got {margin!r}")
         self.client_id: Final = client_id
         self._client_secret = client_secret
-        self.token_url: Final = token_url
+        if on_refresh is not None and not callable(on_refresh):
+            raise ValueError("on_refresh must be a callable taking OAuth2Tokens")
+        self.token_url: Final = _check_token_url(token_url)
         self._on_refresh = on_refresh
         self._margin = margin
         self._tokens = OAuth2Tokens(access_token, refresh_token, expires_at)
@@ -179,7 +211,7 @@ class OAuth2:
     def __repr__(self) -> str:
         return (
             f"OAuth2(client_id={self.client_id!r}, client_secret={_HIDDEN}, "
-            f"tokens={self._tokens!r}, token_url={self.token_url!r})"
+            f"tokens={self._tokens!r}, token_url={redact_url(self.token_url)!r})"
         )
 
     @property
@@ -234,9 +266,13 @@ class OAuth2:
             refresh = body.get("refresh_token") or self._tokens.refresh_token
             expires_in = body.get("expires_in")
             expires_at = now + float(expires_in) if expires_in is not None else None
-        except (ValueError, KeyError, TypeError, AttributeError):
+            _header_safe("access_token", access)
+            _non_empty("refresh_token", refresh)
+            if expires_at is not None and not math.isfinite(expires_at):
+                raise ValueError("expires_in is not a number of seconds")  # noqa: TRY301
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
             raise Unauthorized(
-                "OAuth 2 token refresh returned no access token",
+                "OAuth 2 token refresh returned no usable access token",
                 status=response.status_code,
                 method="POST",
                 url=redact_url(self.token_url),
@@ -244,14 +280,22 @@ class OAuth2:
         tokens = OAuth2Tokens(access, refresh, expires_at)
         self._tokens = tokens
         if self._on_refresh is not None:
-            self._on_refresh(tokens)
+            try:
+                self._on_refresh(tokens)
+            except Exception:
+                # The request goes on with the new tokens; they stay readable
+                # in OAuth2.tokens for the caller to store another way.
+                logger.exception(
+                    "on_refresh raised; the rotated tokens were not stored by it "
+                    "(read them from OAuth2.tokens)"
+                )
         return tokens
 
 
 def _oauth_error(response: httpx.Response) -> str | None:
     try:
         body = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     if isinstance(body, dict):
         error = body.get("error_description") or body.get("error")

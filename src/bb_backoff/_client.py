@@ -26,12 +26,12 @@ import httpx
 from ._auth import BasicAuth, BearerToken, OAuth2, OAuth2Flow
 from ._endpoints import Endpoints
 from ._events import OnRetry, RetryEvent
-from ._exceptions import BitbucketError
+from ._exceptions import BitbucketError, redact_url
 from ._flags import FLAG_NAME, FlagSource, StaticFlag
 from ._flow import Observe, RequestFlow, Reserve, Send, Sleep, Step
 from ._gate import AccountGate, GateHandle, account_key, resolve_gate
 from ._origin import OriginGuard
-from ._pagination import Page, first_page_url, json_body, read_page, warn_if_short
+from ._pagination import Page, Pager, json_body
 from ._policy import ExponentialBackoff, FixedRetry, RetryPolicy
 from ._timing import (
     AsyncSleep,
@@ -97,15 +97,7 @@ class _BaseClient:
                 raise ValueError(f"{name} must be a callable returning seconds")
         if on_retry is not None and not callable(on_retry):
             raise ValueError("on_retry must be a callable taking a RetryEvent")
-        try:
-            base = httpx.URL(base_url.rstrip("/") if isinstance(base_url, str) else "")
-        except httpx.InvalidURL:
-            raise ValueError("base_url is not a valid URL") from None
-        if base.userinfo:
-            # Never echo it: the userinfo is a credential.
-            raise ValueError("base_url must not contain credentials; pass them as auth=")
-        if base.scheme not in {"http", "https"} or not base.host:
-            raise ValueError(f"base_url must be an absolute http(s) URL, got {base_url!r}")
+        base = _check_base_url(base_url)
         account_gate = resolve_gate(gate)
 
         self.base_url: Final = str(base)
@@ -227,6 +219,26 @@ class _BaseClient:
         return RequestFlow(
             request, policy, name, actor=self.actor, clock=self._clock, now=self._now, gate=gate
         ).steps()
+
+
+def _check_base_url(base_url: object) -> httpx.URL:
+    """The API root, refused (never echoed when it may hold a secret) unless plain http(s)."""
+    try:
+        base = httpx.URL(base_url.rstrip("/") if isinstance(base_url, str) else "")
+    except httpx.InvalidURL:
+        raise ValueError("base_url is not a valid URL") from None
+    if base.userinfo:
+        # Never echo it: the userinfo is a credential.
+        raise ValueError("base_url must not contain credentials; pass them as auth=")
+    if base.query or base.fragment:
+        # A query on the API root is where a token would hide; never echo it.
+        raise ValueError(
+            "base_url must not have a query or a fragment (the value is not shown); "
+            "credentials go in auth="
+        )
+    if base.scheme not in {"http", "https"} or not base.host:
+        raise ValueError(f"base_url must be an absolute http(s) URL, got {redact_url(base_url)!r}")
+    return base
 
 
 def _check_timeout(timeout: object) -> float | httpx.Timeout:
@@ -400,21 +412,14 @@ class BitbucketClient(_BaseClient, Endpoints[Any, str, Iterator[Any]]):
 
         Raises:
             UnsafeURL: a ``next`` link leaves the API's origin.
-            PaginationError: a page has no ``values`` or a ``next`` repeats.
+            PaginationError: a page has no ``values``, a ``next`` repeats, or
+                the listing runs past its bounds (:data:`~._pagination.MAX_EMPTY_PAGES`
+                empty pages in a row, :data:`~._pagination.MAX_PAGES` pages).
         """
-        url: str | None = first_page_url(self._guard, path_or_url, params)
-        seen: set[str] = set()
-        first: Page | None = None
-        count = 0
-        while url is not None:
-            seen.add(url)
-            response = self._send("GET", url)
-            page = read_page(self._guard, json_body(response), response, seen)
-            first = first or page
-            count += len(page.values)
-            yield page
-            url = page.next
-        warn_if_short(first, count)
+        pager = Pager(self._guard, path_or_url, params)
+        while pager.url is not None:
+            yield pager.read(self._send("GET", pager.url))
+        pager.finish()
 
     def paginate(self, path_or_url: str, params: Params | None = None) -> Iterator[Any]:
         """Yield the items of a listing across all its pages (see :meth:`pages`)."""
@@ -555,19 +560,10 @@ class AsyncBitbucketClient(
 
     async def pages(self, path_or_url: str, params: Params | None = None) -> AsyncIterator[Page]:
         """Yield the pages of a listing; see :meth:`BitbucketClient.pages`."""
-        url: str | None = first_page_url(self._guard, path_or_url, params)
-        seen: set[str] = set()
-        first: Page | None = None
-        count = 0
-        while url is not None:
-            seen.add(url)
-            response = await self._send("GET", url)
-            page = read_page(self._guard, json_body(response), response, seen)
-            first = first or page
-            count += len(page.values)
-            yield page
-            url = page.next
-        warn_if_short(first, count)
+        pager = Pager(self._guard, path_or_url, params)
+        while pager.url is not None:
+            yield pager.read(await self._send("GET", pager.url))
+        pager.finish()
 
     async def paginate(self, path_or_url: str, params: Params | None = None) -> AsyncIterator[Any]:
         """Yield the items of a listing across all its pages."""

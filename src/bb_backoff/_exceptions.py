@@ -18,25 +18,60 @@ Messages never contain credentials: URLs in them are redacted with
 
 from __future__ import annotations
 
+import re
 from typing import Any, Final
 from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
-_SECRET_PARAMS: Final = frozenset(
-    {
-        "access_token",
-        "token",
-        "key",
-        "secret",
-        "client_secret",
-        "refresh_token",
-        "password",
-        "jwt",  # Bitbucket Connect apps authenticate with ?jwt=
-        "signature",
-        "sig",
-    }
+# A query or fragment parameter whose name contains one of these is a secret
+# (access_token, api_token, private_token, client_secret, apikey, jwt, sig...).
+_SECRET_MARKERS: Final = (
+    "token",
+    "secret",
+    "password",
+    "passwd",
+    "pwd",
+    "key",
+    "sig",
+    "jwt",
+    "auth",
+    "session",
+    "credential",
 )
+_SECRET_NAMES: Final = frozenset({"code", "pass"})
 _UNPARSEABLE: Final = "<unparseable URL>"
 _REDACTED: Final = "[redacted]"
+# "scheme://...:...@": userinfo with a password that urlsplit may cut short
+# when the password holds "/", "?" or "#".
+_USERINFO: Final = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://)[^@]*?:[^@]*@")
+MESSAGE_LIMIT: Final = 1000
+"""Characters of an error message kept; the rest is summarised."""
+TEXT_LIMIT: Final = 500
+"""Characters kept of text from the server (``error_message``, ``detail``)."""
+URL_LIMIT: Final = 500
+"""Characters kept of a redacted URL."""
+
+
+def printable(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    r"""``text`` safe for one log line: control characters escaped, at most ``limit`` characters.
+
+    Newlines, escape sequences and other non-printable characters become
+    ``\\n``, ``\\x1b``..., so a server cannot forge log lines or colour a
+    terminal through an error message.
+    """
+    if len(text) <= limit and text.isprintable():
+        return text
+    cleaned = "".join(
+        character if character.isprintable() else repr(character)[1:-1]
+        for character in text[:limit]
+    )
+    if len(text) > limit:
+        cleaned += f"... [{len(text) - limit} more characters]"
+    return cleaned
+
+
+def _secret_name(name: str) -> bool:
+    lowered = unquote_plus(name).lower()
+    return lowered in _SECRET_NAMES or any(marker in lowered for marker in _SECRET_MARKERS)
 
 
 def redact_url(url: object) -> str:
@@ -46,28 +81,37 @@ def redact_url(url: object) -> str:
         url: a URL (``str`` or :class:`httpx.URL`).
 
     Returns:
-        The URL with ``user:password@`` removed and the values of parameters
-        such as ``access_token`` replaced by ``[redacted]``.
+        The URL with ``user:password@`` removed (even when the password
+        holds ``/``, ``?`` or ``#``), the values of parameters whose names
+        look secret (``access_token``, ``api_token``, ``private_token``,
+        ``client_secret``, ``jwt``, ``sig``...) replaced by ``[redacted]``,
+        control characters escaped, and at most :data:`URL_LIMIT` characters.
     """
+    text = str(url)
+    match = _USERINFO.match(text)
+    if match is not None:
+        text = match.group(1) + text[match.end() :]
     try:
-        parts = urlsplit(str(url))
+        parts = urlsplit(text)
     except ValueError:
         # An error message must never fail on the URL it reports.
         return _UNPARSEABLE
     netloc = parts.netloc.rpartition("@")[2]
     query = _redact_pairs(parts.query)
     fragment = _redact_pairs(parts.fragment)  # OAuth implicit flows put tokens here
-    return urlunsplit((parts.scheme, netloc, parts.path, query, fragment))
+    return printable(urlunsplit((parts.scheme, netloc, parts.path, query, fragment)), URL_LIMIT)
 
 
 def _redact_pairs(text: str) -> str:
     """``name=value&...`` with secret values replaced, everything else as it was."""
     return "&".join(
-        f"{pair.partition('=')[0]}={_REDACTED}"
-        if unquote_plus(pair.partition("=")[0]).lower() in _SECRET_PARAMS
-        else pair
+        f"{pair.partition('=')[0]}={_REDACTED}" if _secret_name(pair.partition("=")[0]) else pair
         for pair in text.split("&")
     )
+
+
+def _server_text(text: str | None) -> str | None:
+    return None if text is None else printable(str(text), TEXT_LIMIT)
 
 
 def _rebuild(kind: type[BitbucketError], state: dict[str, Any]) -> BitbucketError:
@@ -98,6 +142,7 @@ class BitbucketError(Exception):
         method: str | None = None,
         url: object = None,
     ) -> None:
+        message = printable(str(message))
         super().__init__(message)
         self.message = message
         self.flag_variant = flag_variant
@@ -166,8 +211,8 @@ class HTTPStatusError(BitbucketError):
     ) -> None:
         super().__init__(message, **context)  # type: ignore[arg-type]
         self.status = status
-        self.error_message = error_message
-        self.detail = detail
+        self.error_message = _server_text(error_message)
+        self.detail = _server_text(detail)
 
 
 class Unauthorized(HTTPStatusError):
@@ -208,8 +253,8 @@ class RetriesExhausted(BitbucketError):
         self.waited = waited
         self.elapsed = elapsed
         self.stop_reason = stop_reason
-        self.error_message = error_message
-        self.detail = detail
+        self.error_message = _server_text(error_message)
+        self.detail = _server_text(detail)
 
 
 class RateLimited(RetriesExhausted):

@@ -27,8 +27,16 @@ _SCALING_FACTOR: Final = 1_000
 class FlagSource(Protocol):
     """Anything that can say whether a flag is on for an actor.
 
-    Implementations must be safe to call from several threads.  The client
-    treats an exception from :meth:`enabled` as "off" (and logs it).
+    Implementations must be safe to call from several threads.  The answer
+    must be ``True`` or ``False``: the client treats an exception, or any
+    other answer (``"false"``, ``0``, ``None``, a coroutine), as a failure of
+    the source, uses the legacy policy for that request, and logs a warning,
+    so a broken source can never switch the exponential policy on.
+
+    A source that must wait for its answer (a network call) should also
+    offer ``async def enabled_async(name, actor) -> bool``:
+    :class:`~bb_backoff.AsyncBitbucketClient` awaits it instead of calling
+    :meth:`enabled`, so a slow source never blocks the event loop.
     """
 
     def enabled(self, name: str, actor: str | None) -> bool:

@@ -322,7 +322,10 @@ class RequestFlow:
                 yield Observe(grant, observation_of(None, None, sent=outcome.sent, hint=None))
         else:
             assert isinstance(result, Exception)  # noqa: S101 (the drivers send nothing else)
-            raise failed_send(result, self.logical, self.variant, self.sent) from result
+            failure = failed_send(result, self.logical, self.variant, self.sent)
+            if failure is result:
+                raise failure  # our own error (origin guard, OAuth): its cause stays its own
+            raise failure from result
 
         state = self._attempts()
         state.last_response = result if isinstance(result, httpx.Response) else None

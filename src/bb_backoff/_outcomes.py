@@ -64,7 +64,7 @@ def error_envelope(response: httpx.Response) -> tuple[str | None, str | None]:
     """``error.message`` and ``error.detail`` from Bitbucket's envelope, or a plain-text body."""
     try:
         body = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested too deep to parse
         text = response.text.strip()
         return (text[:ERROR_TEXT_LIMIT] or None, None)
     error = body.get("error") if isinstance(body, dict) else None

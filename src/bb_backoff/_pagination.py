@@ -23,6 +23,11 @@ from ._origin import OriginGuard, is_absolute
 
 logger: Final = logging.getLogger("bb_backoff")
 
+MAX_EMPTY_PAGES: Final = 20
+"""Empty pages in a row with a ``next`` link before a listing is refused as a loop."""
+MAX_PAGES: Final = 100_000
+"""Pages one listing may have: five million items at the importer's page length of 50."""
+
 
 def _redacted_repr(value: object) -> str:
     return repr(None if value is None else redact_url(value))
@@ -71,7 +76,7 @@ def json_body(response: httpx.Response) -> Any:
     """
     try:
         return response.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested too deep to parse
         raise InvalidResponse(
             f"expected JSON, got {response.headers.get('Content-Type', 'no content type')} "
             f"(HTTP {response.status_code})",
@@ -160,3 +165,70 @@ def warn_if_short(first: Page | None, count: int) -> None:
             count,
             first.size,
         )
+
+
+class Pager:
+    """One walk through a listing: the URL to fetch next, and the checks between pages.
+
+    Both clients' ``pages`` loops are the same few lines around it::
+
+        pager = Pager(guard, path_or_url, params)
+        while pager.url is not None:
+            yield pager.read(send("GET", pager.url))
+        pager.finish()
+
+    Every loop the server drives is bounded: a ``next`` never repeats, at
+    most :data:`MAX_EMPTY_PAGES` empty pages come in a row, and a listing has
+    at most :data:`MAX_PAGES` pages.
+
+    Raises:
+        ValueError: a ``pagelen`` the endpoint would refuse (at construction).
+        UnsafeURL: an absolute URL off the API's origin.
+    """
+
+    __slots__ = ("_empty", "_first", "_guard", "_items", "_pages", "_seen", "url")
+
+    def __init__(
+        self, guard: OriginGuard, path_or_url: str, params: Mapping[str, Any] | None
+    ) -> None:
+        self._guard = guard
+        self.url: str | None = first_page_url(guard, path_or_url, params)
+        """The next page to fetch, ``None`` after the last."""
+        self._seen: set[str] = {self.url}
+        self._first: Page | None = None
+        self._items = 0
+        self._pages = 0
+        self._empty = 0
+
+    def read(self, response: httpx.Response) -> Page:
+        """Check the page in ``response`` and move :attr:`url` to its ``next``.
+
+        Raises:
+            InvalidResponse: the body is not JSON.
+            PaginationError: a bad envelope, a repeated ``next``, or a listing
+                past its bounds.
+            UnsafeURL: a ``next`` off the API's origin.
+        """
+        page = read_page(self._guard, json_body(response), response, self._seen)
+        self._pages += 1
+        self._empty = 0 if page.values else self._empty + 1
+        if page.next is not None:
+            if self._empty >= MAX_EMPTY_PAGES:
+                raise PaginationError(
+                    f"{self._empty} empty pages in a row, each with a next link; "
+                    "stopping instead of following them for ever",
+                    **request_context(response),
+                )
+            if self._pages >= MAX_PAGES:
+                raise PaginationError(
+                    f"the listing goes on past {MAX_PAGES} pages; stopping there",
+                    **request_context(response),
+                )
+        self._first = self._first or page
+        self._items += len(page.values)
+        self.url = page.next
+        return page
+
+    def finish(self) -> None:
+        """Log a listing that ended before its ``size`` said it would."""
+        warn_if_short(self._first, self._items)

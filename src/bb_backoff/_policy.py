@@ -339,11 +339,22 @@ def _sampled_schedule(
     return [column for column in columns if column]
 
 
+_SHOWN_BITS: Final = 256
+_SHOWN_CHARACTERS: Final = 80
+
+
+def _short(value: object) -> str:
+    """``repr(value)``, cut short: a huge int's repr is itself a denial of service."""
+    huge = isinstance(value, int) and value.bit_length() >= _SHOWN_BITS
+    text = "a huge int" if huge else repr(value)
+    return text if len(text) <= _SHOWN_CHARACTERS else text[: _SHOWN_CHARACTERS - 3] + "..."
+
+
 def _positive_int(name: str, value: int | None, *, optional: bool = False) -> None:
     if value is None and optional:
         return
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        raise ValueError(f"{name} must be a positive integer, got {_short(value)}")
 
 
 @attrs.frozen(kw_only=True)
@@ -421,13 +432,21 @@ class ExponentialBackoff:
     _random: random.Random = attrs.field(init=False, repr=False, eq=False, hash=False)
 
     def __attrs_post_init__(self) -> None:
-        if (
-            not isinstance(self.factor, int | float)
-            or isinstance(self.factor, bool)
-            or not math.isfinite(self.factor)
-            or self.factor < 1
-        ):
-            raise ValueError(f"factor must be a finite number >= 1, got {self.factor!r}")
+        factor = self.factor
+        try:
+            usable = (
+                isinstance(factor, int | float)
+                and not isinstance(factor, bool)
+                and math.isfinite(factor)
+                and factor >= 1
+            )
+        except OverflowError:  # an int too large for a float
+            usable = False
+        if not usable:
+            raise ValueError(f"factor must be a finite number >= 1, got {_short(factor)}")
+        for name in ("respect_hints", "retry_transport_errors", "shared_backoff"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.initial <= 0:
             # Zero would retry 429s with no wait at all, and a budget of
             # waiting would never run out: a loop that hammers the API.
