@@ -358,7 +358,7 @@ class BitbucketClient(_BaseClient, Endpoints[Any, str, Iterator[Any]]):
                 if isinstance(step, Send):
                     try:
                         result: object = self._http.send(step.request, follow_redirects=False)
-                    except (httpx.RequestError, BitbucketError) as error:
+                    except (httpx.RequestError, httpx.InvalidURL, BitbucketError) as error:
                         result = error
                     step = flow.send(result)
                 elif isinstance(step, Reserve):
@@ -521,7 +521,7 @@ class AsyncBitbucketClient(
                 if isinstance(step, Send):
                     try:
                         result: object = await self._http.send(step.request, follow_redirects=False)
-                    except (httpx.RequestError, BitbucketError) as error:
+                    except (httpx.RequestError, httpx.InvalidURL, BitbucketError) as error:
                         result = error
                     step = flow.send(result)
                 elif isinstance(step, Reserve):
