@@ -28,7 +28,7 @@ from ._endpoints import Endpoints
 from ._events import OnRetry, RetryEvent
 from ._exceptions import BitbucketError, redact_url
 from ._flags import FLAG_NAME, FlagSource, StaticFlag
-from ._flow import Observe, RequestFlow, Reserve, Send, Sleep, Step
+from ._flow import RequestFlow, arun, run
 from ._gate import AccountGate, GateHandle, account_key, resolve_gate
 from ._origin import OriginGuard
 from ._pagination import Page, Pager, json_body
@@ -350,31 +350,19 @@ class BitbucketClient(_BaseClient, Endpoints[Any, str, Iterator[Any]]):
         """Drive one logical request's flow: the only place that sends or sleeps."""
         variant = self._ask_flag()
         request = self._http.build_request(method, url, params=params, headers=headers)
-        flow = self._flow(request, variant)
-        gate = variant[2]
-        step: Step = next(flow)
+        return run(
+            self._flow(request, variant),
+            send=self._send_once,
+            gate=variant[2],
+            sleep=self._sleep,
+            report=self._report,
+        )
+
+    def _send_once(self, request: httpx.Request) -> object:
         try:
-            while True:
-                if isinstance(step, Send):
-                    try:
-                        result: object = self._http.send(step.request, follow_redirects=False)
-                    except (httpx.RequestError, httpx.InvalidURL, BitbucketError) as error:
-                        result = error
-                    step = flow.send(result)
-                elif isinstance(step, Reserve):
-                    step = flow.send(gate.reserve(step.cancel))  # type: ignore[union-attr]
-                elif isinstance(step, Sleep):
-                    self._sleep(step.seconds)
-                    step = next(flow)
-                elif isinstance(step, Observe):
-                    gate.observe(step.grant, step.observation)  # type: ignore[union-attr]
-                    step = next(flow)
-                else:
-                    self._report(step.event)
-                    step = next(flow)
-        except StopIteration as done:
-            response: httpx.Response = done.value
-            return response
+            return self._http.send(request, follow_redirects=False)
+        except (httpx.RequestError, httpx.InvalidURL, BitbucketError) as error:
+            return error  # the flow judges it
 
     def get(self, path_or_url: str, params: Params | None = None) -> Any:
         """GET a path (relative to ``base_url``) or an absolute URL on the API's origin.
@@ -513,42 +501,19 @@ class AsyncBitbucketClient(
         """Drive one logical request's flow: the only place that sends or sleeps."""
         variant = await self._ask_flag_async()
         request = self._http.build_request(method, url, params=params, headers=headers)
-        flow = self._flow(request, variant)
-        gate = variant[2]
-        step: Step = next(flow)
-        try:
-            while True:
-                if isinstance(step, Send):
-                    try:
-                        result: object = await self._http.send(step.request, follow_redirects=False)
-                    except (httpx.RequestError, httpx.InvalidURL, BitbucketError) as error:
-                        result = error
-                    step = flow.send(result)
-                elif isinstance(step, Reserve):
-                    step = flow.send(await gate.areserve(step.cancel))  # type: ignore[union-attr]
-                elif isinstance(step, Sleep):
-                    slept = self._sleep(step.seconds)
-                    if inspect.isawaitable(slept):
-                        await slept
-                    step = next(flow)
-                elif isinstance(step, Observe):
-                    await gate.aobserve(step.grant, step.observation)  # type: ignore[union-attr]
-                    step = next(flow)
-                else:
-                    reported = self._report(step.event)
-                    if inspect.isawaitable(reported):
-                        await self._await_callback(reported)
-                    step = next(flow)
-        except StopIteration as done:
-            response: httpx.Response = done.value
-            return response
+        return await arun(
+            self._flow(request, variant),
+            send=self._send_once,
+            gate=variant[2],
+            sleep=self._sleep,
+            report=self._report,
+        )
 
-    @staticmethod
-    async def _await_callback(pending: Awaitable[object]) -> None:
+    async def _send_once(self, request: httpx.Request) -> object:
         try:
-            await pending
-        except Exception:
-            logger.exception("on_retry callback raised; the request goes on")
+            return await self._http.send(request, follow_redirects=False)
+        except (httpx.RequestError, httpx.InvalidURL, BitbucketError) as error:
+            return error  # the flow judges it
 
     async def get(self, path_or_url: str, params: Params | None = None) -> Any:
         """GET a path or an absolute URL on the API's origin; see :meth:`BitbucketClient.get`."""

@@ -32,7 +32,9 @@ account's breaker is not charged to the request.  See
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Generator
 from typing import Any, Final, TypeAlias
 
 import attrs
@@ -66,6 +68,8 @@ from ._window import BREAKER, HOLD, PROBE, WAIT, Grant, Observation
 # A wait shorter than this may end before the clock shows it moved (asyncio
 # wakes a timer up to the clock's resolution early): too short to judge sleep by.
 _NOTICEABLE: Final = 0.001
+logger: Final = logging.getLogger("bb_backoff")
+
 MAX_REDIRECTS: Final = 20
 """Redirects one logical request follows before it gives up (httpx's default)."""
 CONTEXT: Final = "bb_backoff.context"
@@ -150,12 +154,21 @@ class RequestFlow:
         clock: monotonic seconds.
         now: epoch seconds, to read date hints.
         gate: the account gate's handle, or ``None`` for none.
+        follow_redirects: follow redirects here, each hop through the gate
+            (the clients); ``False`` returns a redirect as the response (a
+            transport, under an httpx client that follows them itself).
+        give_up_with_response: when the policy gives up on an error
+            response, return it instead of raising, and re-raise httpx's own
+            error after a transport error (a transport, whose callers expect
+            httpx's behaviour); the clients raise a :class:`BitbucketError`.
     """
 
     __slots__ = (
         "actor",
         "clock",
+        "follow_redirects",
         "gate",
+        "give_up_with_response",
         "grant",
         "logical",
         "now",
@@ -179,7 +192,11 @@ class RequestFlow:
         clock: Callable[[], float],
         now: Callable[[], float],
         gate: GateHandle | None,
+        follow_redirects: bool = True,
+        give_up_with_response: bool = False,
     ) -> None:
+        self.follow_redirects = follow_redirects
+        self.give_up_with_response = give_up_with_response
         self.request = request
         """The request to send now: the logical one, or a redirect's target."""
         self.logical = request
@@ -223,7 +240,7 @@ class RequestFlow:
                     news = gate.news(self.grant, result)
                     if news is not None:
                         yield Observe(self.grant, news)
-                if result.status_code >= 300:  # noqa: PLR2004
+                if result.status_code >= 300 and self.follow_redirects:  # noqa: PLR2004
                     # Redirects are followed here, not inside httpx, so that
                     # every hop passes the gate: each one spends the quota.
                     self._follow(result)
@@ -232,6 +249,8 @@ class RequestFlow:
                 result.extensions[CONTEXT] = (self.variant, self.sent)
                 return result
             delay = yield from self._failed(result)
+            if isinstance(delay, httpx.Response):
+                return delay  # given up, answering with the last response
             if delay is not None:
                 yield Sleep(delay)
 
@@ -301,8 +320,11 @@ class RequestFlow:
             yield Emit(self._event(self.pending, 0.0))
             self.pending = None
 
-    def _failed(self, result: object) -> Generator[Step, Any, float | None]:
-        """After a failed attempt: the policy's wait, ``None`` when the gate paces, or raise."""
+    def _failed(self, result: object) -> Generator[Step, Any, float | httpx.Response | None]:
+        """After a failed attempt: the policy's wait, ``None`` when the gate paces, or give up.
+
+        Giving up raises, or returns the last response (``give_up_with_response``).
+        """
         request, gate, grant = self.request, self.gate, self.grant
         error: str | None = None
         if isinstance(result, httpx.Response):
@@ -340,6 +362,10 @@ class RequestFlow:
             return None
         decision = self.policy.decide(state.history, outcome)
         if decision.delay is None:
+            if self.give_up_with_response:
+                if isinstance(result, httpx.Response):
+                    return result
+                raise result
             raise self._give_up(decision, result) from (
                 result if isinstance(result, Exception) else None
             )
@@ -471,6 +497,92 @@ class RequestFlow:
         return self._error(RetriesExhausted, f"{failure}: {why}", **common)
 
 
+# -- the two drivers ------------------------------------------------------------------
+
+
+def run(
+    flow: Flow,
+    *,
+    send: Callable[[httpx.Request], object],
+    gate: GateHandle | None,
+    sleep: Callable[[float], object],
+    report: Callable[[RetryEvent], object],
+) -> httpx.Response:
+    """Drive ``flow`` in the calling thread: the sync clients' and transport's one loop.
+
+    Args:
+        flow: the steps of one logical request.
+        send: sends one request; returns the response, or the exception
+            that the flow should judge (anything else propagates).
+        gate: the gate's handle, when the flow reserves.
+        sleep: the one sleep.
+        report: takes each retry event.
+
+    Returns:
+        What the flow returns.
+    """
+    step: Step = next(flow)
+    try:
+        while True:
+            if isinstance(step, Send):
+                step = flow.send(send(step.request))
+            elif isinstance(step, Reserve):
+                step = flow.send(gate.reserve(step.cancel))  # type: ignore[union-attr]
+            elif isinstance(step, Sleep):
+                sleep(step.seconds)
+                step = next(flow)
+            elif isinstance(step, Observe):
+                gate.observe(step.grant, step.observation)  # type: ignore[union-attr]
+                step = next(flow)
+            else:
+                report(step.event)
+                step = next(flow)
+    except StopIteration as done:
+        response: httpx.Response = done.value
+        return response
+
+
+async def arun(
+    flow: Flow,
+    *,
+    send: Callable[[httpx.Request], Awaitable[object]],
+    gate: GateHandle | None,
+    sleep: Callable[[float], object],
+    report: Callable[[RetryEvent], object],
+) -> httpx.Response:
+    """Drive ``flow`` on the event loop; see :func:`run`.
+
+    ``sleep`` may be async or not; an awaitable ``report`` result (an async
+    ``on_retry``) is awaited, and its exception logged.
+    """
+    step: Step = next(flow)
+    try:
+        while True:
+            if isinstance(step, Send):
+                step = flow.send(await send(step.request))
+            elif isinstance(step, Reserve):
+                step = flow.send(await gate.areserve(step.cancel))  # type: ignore[union-attr]
+            elif isinstance(step, Sleep):
+                slept = sleep(step.seconds)
+                if inspect.isawaitable(slept):
+                    await slept
+                step = next(flow)
+            elif isinstance(step, Observe):
+                await gate.aobserve(step.grant, step.observation)  # type: ignore[union-attr]
+                step = next(flow)
+            else:
+                reported = report(step.event)
+                if inspect.isawaitable(reported):
+                    try:
+                        await reported
+                    except Exception:
+                        logger.exception("on_retry callback raised; the request goes on")
+                step = next(flow)
+    except StopIteration as done:
+        response: httpx.Response = done.value
+        return response
+
+
 def _hint_seconds(response: httpx.Response | None) -> float | None:
     if response is None:
         return None
@@ -544,5 +656,7 @@ __all__ = [
     "Send",
     "Sleep",
     "Step",
+    "arun",
     "failed_send",
+    "run",
 ]
