@@ -27,7 +27,7 @@ from ._auth import BasicAuth, BearerToken, OAuth2, OAuth2Flow
 from ._endpoints import Endpoints
 from ._events import OnRetry, RetryEvent
 from ._exceptions import BitbucketError, redact_url
-from ._flags import FLAG_NAME, FlagSource, StaticFlag
+from ._flags import FlagCheck, FlagSource
 from ._flow import RequestFlow, arun, run
 from ._gate import AccountGate, GateHandle, account_key, resolve_gate
 from ._origin import OriginGuard
@@ -77,14 +77,7 @@ class _BaseClient:
         timeout: float | httpx.Timeout,
         gate: AccountGate | bool | None,
     ) -> None:
-        if isinstance(flag, bool):
-            flag = StaticFlag(flag)
-        elif not callable(getattr(flag, "enabled", None)):
-            raise ValueError(f"flag must be a FlagSource or a bool, got {type(flag).__name__}")
-        if actor is not None and (not isinstance(actor, str) or not actor):
-            raise ValueError(
-                f"actor must be an id string like 'Project:123' or None, got {actor!r}"
-            )
+        flag_check = FlagCheck(flag, actor=actor)
         for name, value in (("policy", policy), ("legacy_policy", legacy_policy)):
             if not callable(getattr(value, "decide", None)):
                 raise ValueError(f"{name} must be a retry policy, got {type(value).__name__}")
@@ -102,13 +95,12 @@ class _BaseClient:
 
         self.base_url: Final = str(base)
         self.actor: Final = actor
-        self.flag: Final[FlagSource] = flag
+        self.flag: Final[FlagSource] = flag_check.flag
+        self._flag_check = flag_check
         self.policy: Final = policy
         self.legacy_policy: Final = legacy_policy
         self.gate: Final = account_gate
         """The account gate requests pass with the flag on, or ``None`` (``gate=False``)."""
-        self.flag_errors = 0
-        """How many times the flag source failed (and the legacy policy was used)."""
         self._auth = auth
         self._guard = OriginGuard(
             self.base_url, auth.token_url if isinstance(auth, OAuth2) else None
@@ -155,41 +147,14 @@ class _BaseClient:
 
     # -- the flag --------------------------------------------------------------------
 
-    def _variant(self, answer: object) -> _Variant:
-        """The policy, variant and gate for the flag's answer (anything but a bool is an error)."""
-        if answer is True:
-            return self._on
-        if answer is False:
-            return self._off
-        return self._flag_failed(f"returned {type(answer).__name__}, not a bool", None)
-
-    def _flag_failed(self, what: str, error: BaseException | None) -> _Variant:
-        """Fall back to legacy when the flag source fails: warn, count, go on."""
-        with self._lock:
-            self.flag_errors += 1
-        logger.warning(
-            "flag source %s %s while checking %s for %s; using the legacy policy",
-            type(self.flag).__name__,
-            what,
-            FLAG_NAME,
-            self.actor,
-            exc_info=error,
-        )
-        return self._off
+    @property
+    def flag_errors(self) -> int:
+        """How many times the flag source failed (and the legacy policy was used)."""
+        return self._flag_check.errors
 
     def _ask_flag(self) -> _Variant:
-        """Ask the flag once for this logical request; fall back to legacy if it fails."""
-        try:
-            answer: object = self.flag.enabled(FLAG_NAME, self.actor)
-        except Exception as error:  # noqa: BLE001 (a flag source must never fail a request)
-            return self._flag_failed("raised", error)
-        variant = self._variant(answer)
-        if inspect.isawaitable(answer):
-            # An async source handed to a sync client: never awaited, so close it.
-            close = getattr(answer, "close", None)
-            if callable(close):
-                close()
-        return variant
+        """Ask the flag once for this logical request ("off" if the source fails)."""
+        return self._on if self._flag_check.ask() else self._off
 
     # -- events ------------------------------------------------------------------------
 
@@ -461,7 +426,6 @@ class AsyncBitbucketClient(
         if not callable(sleep):
             raise ValueError("sleep must be a callable taking seconds")
         self._sleep = sleep
-        self._ask_async = getattr(flag, "enabled_async", None)
         self._http = httpx.AsyncClient(
             transport=transport,
             event_hooks={"request": [self._async_guard]},
@@ -481,15 +445,8 @@ class AsyncBitbucketClient(
         """Close the connections."""
         await self._http.aclose()
 
-    async def _ask_flag_async(self) -> tuple[RetryPolicy, str, GateHandle | None]:
-        ask = self._ask_async
-        if ask is None:
-            return self._ask_flag()
-        try:
-            answer = await ask(FLAG_NAME, self.actor)
-        except Exception as error:  # noqa: BLE001 (a flag source must never fail a request)
-            return self._flag_failed("raised", error)
-        return self._variant(answer)
+    async def _ask_flag_async(self) -> _Variant:
+        return self._on if await self._flag_check.ask_async() else self._off
 
     async def _send(
         self,

@@ -8,16 +8,20 @@ here picks the same projects as GitLab does at the same percentage.
 
 from __future__ import annotations
 
+import inspect
+import logging
 import random
 import threading
 import zlib
 from collections.abc import Callable, Iterable
-from typing import Final, Protocol, runtime_checkable
+from typing import Any, Final, Protocol, runtime_checkable
 
 import attrs
 
 FLAG_NAME: Final = "bitbucket_importer_exponential_backoff"
 """The flag's name, as in GitLab (type development, introduced in 16.7)."""
+
+logger: Final = logging.getLogger("bb_backoff")
 
 # Flipper scales percentages by 1,000 so that fractional percentages work.
 _SCALING_FACTOR: Final = 1_000
@@ -57,6 +61,83 @@ class StaticFlag:
     def enabled(self, name: str, actor: str | None) -> bool:  # noqa: ARG002 (protocol signature)
         """Return ``on``, whatever the flag and actor."""
         return self.on
+
+
+class FlagCheck:
+    """Asks a flag source once per logical request, and never lets it fail the request.
+
+    The clients and :class:`~bb_backoff.RetryTransport` ask through it: an
+    exception, or any answer but ``True``/``False``, is a failure of the
+    source: the answer is "off" (the legacy policy), a warning is logged and
+    :attr:`errors` counts it.
+
+    Args:
+        flag: a :class:`FlagSource`, or a bool for a flag that never changes.
+        actor: the id the flag is checked for, like ``"Project:123"``.
+
+    Raises:
+        ValueError: ``flag`` is neither, or ``actor`` is not an id string.
+    """
+
+    __slots__ = ("_ask_async", "_lock", "actor", "errors", "flag")
+
+    def __init__(self, flag: FlagSource | bool, *, actor: str | None) -> None:
+        if isinstance(flag, bool):
+            flag = StaticFlag(flag)
+        elif not callable(getattr(flag, "enabled", None)):
+            raise ValueError(f"flag must be a FlagSource or a bool, got {type(flag).__name__}")
+        if actor is not None and (not isinstance(actor, str) or not actor):
+            raise ValueError(
+                f"actor must be an id string like 'Project:123' or None, got {actor!r}"
+            )
+        self.flag: Final[FlagSource] = flag
+        self.actor: Final = actor
+        self.errors = 0
+        """How many times the source failed (and "off" was used)."""
+        self._lock = threading.Lock()
+        ask_async = getattr(flag, "enabled_async", None)
+        self._ask_async = ask_async if callable(ask_async) else None
+
+    def ask(self) -> bool:
+        """Whether :data:`FLAG_NAME` is on for the actor; ``False`` when the source fails."""
+        try:
+            answer: Any = self.flag.enabled(FLAG_NAME, self.actor)
+        except Exception as error:  # noqa: BLE001 (a flag source must never fail a request)
+            return self._failed("raised", error)
+        if answer is True or answer is False:
+            return answer
+        if inspect.isawaitable(answer):
+            # An async source handed to a sync caller: never awaited, so close it.
+            close = getattr(answer, "close", None)
+            if callable(close):
+                close()
+        return self._failed(f"returned {type(answer).__name__}, not a bool", None)
+
+    async def ask_async(self) -> bool:
+        """:meth:`ask`, awaiting the source's ``enabled_async`` when it has one."""
+        ask = self._ask_async
+        if ask is None:
+            return self.ask()
+        try:
+            answer: Any = await ask(FLAG_NAME, self.actor)
+        except Exception as error:  # noqa: BLE001 (a flag source must never fail a request)
+            return self._failed("raised", error)
+        if answer is True or answer is False:
+            return answer
+        return self._failed(f"returned {type(answer).__name__}, not a bool", None)
+
+    def _failed(self, what: str, error: BaseException | None) -> bool:
+        with self._lock:
+            self.errors += 1
+        logger.warning(
+            "flag source %s %s while checking %s for %s; using the legacy policy",
+            type(self.flag).__name__,
+            what,
+            FLAG_NAME,
+            self.actor,
+            exc_info=error,
+        )
+        return False
 
 
 def actor_in_percentage(name: str, actor: str, percentage: float) -> bool:
