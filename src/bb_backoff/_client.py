@@ -77,7 +77,7 @@ class _BaseClient:
         timeout: float | httpx.Timeout,
         gate: AccountGate | bool | None,
     ) -> None:
-        flag_check = FlagCheck(flag, actor=actor)
+        flag_check = FlagCheck(flag=flag, actor=actor)
         for name, value in (("policy", policy), ("legacy_policy", legacy_policy)):
             if not callable(getattr(value, "decide", None)):
                 raise ValueError(f"{name} must be a retry policy, got {type(value).__name__}")

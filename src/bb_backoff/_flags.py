@@ -81,7 +81,7 @@ class FlagCheck:
 
     __slots__ = ("_ask_async", "_lock", "actor", "errors", "flag")
 
-    def __init__(self, flag: FlagSource | bool, *, actor: str | None) -> None:
+    def __init__(self, *, flag: FlagSource | bool, actor: str | None) -> None:
         if isinstance(flag, bool):
             flag = StaticFlag(flag)
         elif not callable(getattr(flag, "enabled", None)):
