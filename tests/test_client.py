@@ -1240,3 +1240,101 @@ async def test_our_own_errors_are_never_their_own_cause(make_api: Callable[..., 
     chain = causes(caught.value)
     assert chain[-1].__cause__ is None
     assert chain[-1].__context__ is None
+
+
+# -- httpx's own options --------------------------------------------------------------------
+
+
+async def test_extra_headers_go_with_every_request_beside_the_clients_own(
+    make_api: Callable[..., Api],
+) -> None:
+    api = make_api(scripted(), headers={"X-Importer": "gitlab", "Accept-Language": "en"})
+    await api.get("/user")
+    headers = api.requests[0].headers
+    assert (headers["X-Importer"], headers["Accept-Language"]) == ("gitlab", "en")
+    assert headers["Authorization"] == f"Bearer {TOKEN}"
+
+
+def test_an_authorization_header_beside_auth_is_refused(kind: str) -> None:
+    client = bb.BitbucketClient if kind == "sync" else bb.AsyncBitbucketClient
+    with pytest.raises(ValueError, match="Authorization"):
+        client(auth=bb.BearerToken(TOKEN), headers={"authorization": "Bearer other"})
+
+
+def test_event_hooks_run_after_the_origin_guard_for_every_hop() -> None:
+    clock = VirtualClock()
+    seen: list[str] = []
+    answered: list[int] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/diff"):
+            return httpx.Response(302, headers={"Location": "https://evil.example/diff"})
+        return httpx.Response(200, json={})
+
+    with bb.BitbucketClient(
+        transport=httpx.MockTransport(handler),
+        clock=clock.monotonic,
+        now=clock.time,
+        sleep=clock.sleep,
+        event_hooks={
+            "request": [lambda request: seen.append(str(request.url))],
+            "response": [lambda response: answered.append(response.status_code)],
+        },
+    ) as client:
+        client.get("/user")
+        with pytest.raises(bb.UnsafeURL):
+            client.get_text("/repositories/a/b/pullrequests/1/diff")
+    assert seen == [f"{BASE}/user", f"{BASE}/repositories/a/b/pullrequests/1/diff"]
+    assert answered == [200, 302]
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"event_hooks": {"sent": []}}, "event_hooks"),
+        ({"event_hooks": {"request": [1]}}, "event_hooks"),
+        ({"limits": 10}, "limits"),
+        ({"verify": 3}, "verify"),
+        ({"proxy": "not a url"}, "proxy"),
+        ({"headers": 5}, "headers"),
+    ],
+)
+def test_an_invalid_httpx_option_is_refused_naming_it(
+    kind: str, options: dict[str, Any], named: str
+) -> None:
+    client = bb.BitbucketClient if kind == "sync" else bb.AsyncBitbucketClient
+    with pytest.raises(ValueError, match=named):
+        client(**options)
+
+
+def test_sync_and_async_event_hooks_must_match_the_client() -> None:
+    async def async_hook(_request: httpx.Request) -> None:
+        return None
+
+    with pytest.raises(ValueError, match="event_hooks"):
+        bb.BitbucketClient(event_hooks={"request": [async_hook]})
+    with pytest.raises(ValueError, match="event_hooks"):
+        bb.AsyncBitbucketClient(event_hooks={"request": [print]})
+
+
+async def test_timeout_takes_seconds_a_timedelta_or_an_httpx_timeout(
+    make_api: Callable[..., Api],
+) -> None:
+    for timeout, expected in [
+        (12.5, 12.5),
+        (timedelta(seconds=7), 7.0),
+        (httpx.Timeout(3.0, connect=1.0), 3.0),
+    ]:
+        api = make_api(scripted(), timeout=timeout)
+        await api.get("/user")
+        assert api.requests[-1].extensions["timeout"]["read"] == expected
+
+
+def test_limits_verify_and_proxy_reach_httpx(kind: str) -> None:
+    client_class = bb.BitbucketClient if kind == "sync" else bb.AsyncBitbucketClient
+    client = client_class(
+        limits=httpx.Limits(max_connections=3), verify=False, proxy="http://127.0.0.1:3128"
+    )
+    pools = [getattr(transport, "_pool", None) for transport in client._http._mounts.values()]
+    assert pools
+    assert all(pool is not None and pool._max_connections == 3 for pool in pools)

@@ -38,6 +38,7 @@ from ._policy import (
     classify,
 )
 from ._tenacity import TenacityStrategies
+from ._transport import RetryTransport
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -73,6 +74,7 @@ __all__ = [
     "RetryEvent",
     "RetryHistory",
     "RetryPolicy",
+    "RetryTransport",
     "ScheduleRow",
     "StaticFlag",
     "StopReason",

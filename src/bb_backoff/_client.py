@@ -17,15 +17,18 @@ from __future__ import annotations
 import inspect
 import logging
 import math
+import ssl
 import threading
-from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from datetime import timedelta
 from typing import Any, Final, Self, TypeAlias
 
+import attrs
 import httpx
 
 from ._auth import BasicAuth, BearerToken, OAuth2, OAuth2Flow
 from ._endpoints import Endpoints
-from ._events import OnRetry, RetryEvent
+from ._events import OnRetry, RetryEvent, report_retry
 from ._exceptions import BitbucketError, redact_url
 from ._flags import FlagCheck, FlagSource
 from ._flow import RequestFlow, arun, run
@@ -74,8 +77,9 @@ class _BaseClient:
         on_retry: OnRetry | None,
         clock: Clock,
         now: Clock,
-        timeout: float | httpx.Timeout,
+        timeout: float | timedelta | httpx.Timeout,
         gate: AccountGate | bool | None,
+        http: HTTPOptions,
     ) -> None:
         flag_check = FlagCheck(flag=flag, actor=actor)
         for name, value in (("policy", policy), ("legacy_policy", legacy_policy)):
@@ -108,7 +112,17 @@ class _BaseClient:
         self._on_retry = on_retry
         self._clock = clock
         self._now = now
-        self._timeout = timeout
+        self._timeout = _check_timeout(timeout)
+        if (
+            http.headers
+            and auth is not None
+            and "authorization" in {k.lower() for k in http.headers}
+        ):
+            raise ValueError(
+                "headers must not carry Authorization when auth= is given "
+                "(pass the credentials once, as auth=)"
+            )
+        self._http_options = http
         self._lock = threading.Lock()
         handle = (
             None
@@ -125,22 +139,35 @@ class _BaseClient:
             f"flag={self.flag!r}, auth={self._auth!r}, gate={self.gate!r})"
         )
 
-    def _httpx_options(self) -> dict[str, Any]:
+    def _httpx_options(self, guard: Callable[[httpx.Request], object]) -> dict[str, Any]:
+        """What the httpx client is built with: ours, then the caller's httpx options."""
+        options = self._http_options
         headers = {"User-Agent": f"bb-backoff/{__version__}", "Accept": "application/json"}
+        headers.update(options.headers or {})
         auth: httpx.Auth | None = None
         if isinstance(self._auth, OAuth2):
             auth = OAuth2Flow(self._auth, self._now, timeout=self._timeout)
         elif self._auth is not None:
             headers["Authorization"] = self._auth.authorization()
-        return {
+        hooks = options.event_hooks or {}
+        built: dict[str, Any] = {
             "auth": auth,
             "headers": headers,
             "timeout": self._timeout,
             # Bitbucket redirects the pull-request diff; the request flow
             # follows redirects itself (each hop passes the gate), and the
-            # request hook (the origin guard) keeps them on the API.
+            # origin guard, the first request hook, keeps them on the API.
             "follow_redirects": False,
+            "event_hooks": {
+                "request": [guard, *hooks.get("request", ())],
+                "response": list(hooks.get("response", ())),
+            },
         }
+        for name in ("limits", "verify", "proxy"):
+            value = getattr(options, name)
+            if value is not None:
+                built[name] = value
+        return built
 
     def _url(self, path_or_url: str) -> str:
         return self._guard.url(path_or_url)
@@ -160,24 +187,7 @@ class _BaseClient:
 
     def _report(self, event: RetryEvent) -> object:
         """Log one retry and call ``on_retry``; return what the callback returned."""
-        logger.info(
-            "%s %s: %s (attempt %d, %s); retrying in %.2f s (flag %s)",
-            event.method,
-            event.url,
-            event.reason.value,
-            event.attempt,
-            event.status if event.status is not None else event.error,
-            event.delay,
-            event.flag_variant,
-            extra={"retry_event": event},
-        )
-        if self._on_retry is None:
-            return None
-        try:
-            return self._on_retry(event)
-        except Exception:
-            logger.exception("on_retry callback raised; the request goes on")
-            return None
+        return report_retry(event, self._on_retry)
 
     def _flow(self, request: httpx.Request, variant: _Variant) -> Any:
         policy, name, gate = variant
@@ -207,16 +217,79 @@ def _check_base_url(base_url: object) -> httpx.URL:
 
 
 def _check_timeout(timeout: object) -> float | httpx.Timeout:
+    """Seconds, a timedelta or an :class:`httpx.Timeout`; anything else is refused."""
     if isinstance(timeout, httpx.Timeout):
         return timeout
+    if isinstance(timeout, timedelta):
+        timeout = timeout.total_seconds()
     if (
         isinstance(timeout, bool)
         or not isinstance(timeout, int | float)
         or math.isnan(timeout)
         or timeout <= 0
     ):
-        raise ValueError(f"timeout must be positive seconds or an httpx.Timeout, got {timeout!r}")
+        raise ValueError(
+            f"timeout must be positive seconds, a timedelta or an httpx.Timeout, got {timeout!r} "
+            "(httpx.Timeout(None) waits for ever, if you must)"
+        )
     return float(timeout)
+
+
+_HOOK_KINDS: Final = frozenset({"request", "response"})
+
+
+@attrs.frozen(kw_only=True)
+class HTTPOptions:
+    """httpx's own client options, passed through as given (validated here).
+
+    Attributes:
+        headers: sent with every request, after the client's own
+            (``User-Agent``, ``Accept``); not ``Authorization``: that is ``auth=``.
+        event_hooks: ``{"request": [...], "response": [...]}``, called by
+            httpx for every request it sends (redirect hops and retries
+            included) after the client's own origin guard.
+        limits: :class:`httpx.Limits` for the connection pool.
+        verify: TLS verification (a bool, a CA bundle path or an
+            :class:`ssl.SSLContext`).
+        proxy: a proxy URL or :class:`httpx.Proxy`.
+    """
+
+    headers: Mapping[str, str] | None = None
+    event_hooks: Mapping[str, Sequence[Callable[..., Any]]] | None = None
+    limits: httpx.Limits | None = None
+    verify: Any = None
+    proxy: Any = None
+
+    def check(self, *, asynchronous: bool) -> HTTPOptions:
+        """These options, or ``ValueError`` naming the one that is wrong."""
+        if self.headers is not None:
+            try:
+                httpx.Headers(self.headers)
+            except (TypeError, ValueError, AttributeError):
+                raise ValueError("headers must be a mapping of header names to strings") from None
+        if self.event_hooks is not None:
+            if (
+                not isinstance(self.event_hooks, Mapping)
+                or not set(self.event_hooks) <= _HOOK_KINDS
+            ):
+                raise ValueError('event_hooks must be {"request": [...], "response": [...]}')
+            for hooks in self.event_hooks.values():
+                for hook in hooks:
+                    if not callable(hook) or inspect.iscoroutinefunction(hook) != asynchronous:
+                        kind = "async callables" if asynchronous else "callables (not async)"
+                        raise ValueError(f"event_hooks must hold {kind} here")
+        if self.limits is not None and not isinstance(self.limits, httpx.Limits):
+            raise ValueError(f"limits must be an httpx.Limits, got {type(self.limits).__name__}")
+        if self.verify is not None and not isinstance(self.verify, bool | str | ssl.SSLContext):
+            raise ValueError("verify must be a bool, a CA bundle path or an ssl.SSLContext")
+        if self.proxy is not None:
+            try:
+                httpx.Proxy(self.proxy) if not isinstance(self.proxy, httpx.Proxy) else None
+            except (TypeError, ValueError, httpx.InvalidURL):
+                raise ValueError(
+                    f"proxy must be a proxy URL or an httpx.Proxy, got {redact_url(self.proxy)!r}"
+                ) from None
+        return self
 
 
 class BitbucketClient(_BaseClient, Endpoints[Any, str, Iterator[Any]]):
@@ -242,10 +315,20 @@ class BitbucketClient(_BaseClient, Endpoints[Any, str, Iterator[Any]]):
         clock: monotonic seconds.
         now: epoch seconds (to read HTTP-date hints and token expiry).
         sleep: waits the given seconds; the only place the client sleeps.
-        timeout: seconds, or an :class:`httpx.Timeout`.
+        timeout: seconds, a timedelta or an :class:`httpx.Timeout`.
         gate: the :class:`AccountGate` (``None``: the process's default,
             shared by every client on the same credential and clock;
             ``False``: none, every request backs off on its own).
+        headers: extra headers for every request (not ``Authorization``).
+        event_hooks: httpx's ``{"request": [...], "response": [...]}`` hooks.
+        limits: an :class:`httpx.Limits` for the connection pool.
+        verify: TLS verification, as httpx takes it.
+        proxy: a proxy URL or :class:`httpx.Proxy`.
+
+    The client follows redirects itself, one hop at a time through the
+    account gate (each hop spends quota), so it takes no
+    ``follow_redirects``; use :class:`~bb_backoff.RetryTransport` under your
+    own httpx client for that.
 
     Raises:
         ValueError: for an invalid argument; the message names it.
@@ -265,8 +348,13 @@ class BitbucketClient(_BaseClient, Endpoints[Any, str, Iterator[Any]]):
         clock: Clock = default_clock,
         now: Clock = default_now,
         sleep: SyncSleep = default_sleep,
-        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+        timeout: float | timedelta | httpx.Timeout = DEFAULT_TIMEOUT,
         gate: AccountGate | bool | None = None,
+        headers: Mapping[str, str] | None = None,
+        event_hooks: Mapping[str, Sequence[Callable[..., Any]]] | None = None,
+        limits: httpx.Limits | None = None,
+        verify: bool | str | ssl.SSLContext | None = None,
+        proxy: str | httpx.Proxy | httpx.URL | None = None,
     ) -> None:
         super().__init__(
             auth=auth,
@@ -278,8 +366,11 @@ class BitbucketClient(_BaseClient, Endpoints[Any, str, Iterator[Any]]):
             on_retry=on_retry,
             clock=clock,
             now=now,
-            timeout=_check_timeout(timeout),
+            timeout=timeout,
             gate=gate,
+            http=HTTPOptions(
+                headers=headers, event_hooks=event_hooks, limits=limits, verify=verify, proxy=proxy
+            ).check(asynchronous=False),
         )
         if not callable(sleep) or inspect.iscoroutinefunction(sleep):
             raise ValueError(
@@ -289,11 +380,7 @@ class BitbucketClient(_BaseClient, Endpoints[Any, str, Iterator[Any]]):
         if inspect.iscoroutinefunction(on_retry):
             raise ValueError("on_retry must not be async here; AsyncBitbucketClient awaits it")
         self._sleep = sleep
-        self._http = httpx.Client(
-            transport=transport,
-            event_hooks={"request": [self._guard.check]},
-            **self._httpx_options(),
-        )
+        self._http = httpx.Client(transport=transport, **self._httpx_options(self._guard.check))
 
     def __enter__(self) -> Self:
         return self
@@ -385,12 +472,12 @@ class AsyncBitbucketClient(
 ):
     """The async twin of :class:`BitbucketClient`, on :class:`httpx.AsyncClient`.
 
-    Same arguments, except that ``transport`` is an async transport and
+    Same arguments, except that ``transport`` is an async transport,
     ``sleep`` may be a sync or an async callable (default
-    :func:`asyncio.sleep`).  :meth:`pages` and :meth:`paginate` are async
-    iterators.  A flag source with an ``async def enabled_async(name,
-    actor)`` is awaited instead of called, so a slow source never blocks the
-    event loop.
+    :func:`asyncio.sleep`), and ``event_hooks`` are async callables.
+    :meth:`pages` and :meth:`paginate` are async iterators.  A flag source
+    with an ``async def enabled_async(name, actor)`` is awaited instead of
+    called, so a slow source never blocks the event loop.
     """
 
     def __init__(
@@ -407,8 +494,13 @@ class AsyncBitbucketClient(
         clock: Clock = default_clock,
         now: Clock = default_now,
         sleep: AsyncSleep = default_async_sleep,
-        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+        timeout: float | timedelta | httpx.Timeout = DEFAULT_TIMEOUT,
         gate: AccountGate | bool | None = None,
+        headers: Mapping[str, str] | None = None,
+        event_hooks: Mapping[str, Sequence[Callable[..., Any]]] | None = None,
+        limits: httpx.Limits | None = None,
+        verify: bool | str | ssl.SSLContext | None = None,
+        proxy: str | httpx.Proxy | httpx.URL | None = None,
     ) -> None:
         super().__init__(
             auth=auth,
@@ -420,16 +512,17 @@ class AsyncBitbucketClient(
             on_retry=on_retry,
             clock=clock,
             now=now,
-            timeout=_check_timeout(timeout),
+            timeout=timeout,
             gate=gate,
+            http=HTTPOptions(
+                headers=headers, event_hooks=event_hooks, limits=limits, verify=verify, proxy=proxy
+            ).check(asynchronous=True),
         )
         if not callable(sleep):
             raise ValueError("sleep must be a callable taking seconds")
         self._sleep = sleep
         self._http = httpx.AsyncClient(
-            transport=transport,
-            event_hooks={"request": [self._async_guard]},
-            **self._httpx_options(),
+            transport=transport, **self._httpx_options(self._async_guard)
         )
 
     async def _async_guard(self, request: httpx.Request) -> None:

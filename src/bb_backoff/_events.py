@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
-from typing import TypeAlias
+from typing import Final, TypeAlias
 
 import attrs
 
@@ -44,3 +45,33 @@ class RetryEvent:
 
 OnRetry: TypeAlias = Callable[[RetryEvent], object]
 """A callback that receives every :class:`RetryEvent`."""
+
+logger: Final = logging.getLogger("bb_backoff")
+
+
+def report_retry(event: RetryEvent, on_retry: OnRetry | None) -> object:
+    """Log one retry on the ``bb_backoff`` logger and call ``on_retry``.
+
+    A callback that raises is logged, never propagated: the request goes on.
+
+    Returns:
+        What the callback returned (an awaitable from an async one).
+    """
+    logger.info(
+        "%s %s: %s (attempt %d, %s); retrying in %.2f s (flag %s)",
+        event.method,
+        event.url,
+        event.reason.value,
+        event.attempt,
+        event.status if event.status is not None else event.error,
+        event.delay,
+        event.flag_variant,
+        extra={"retry_event": event},
+    )
+    if on_retry is None:
+        return None
+    try:
+        return on_retry(event)
+    except Exception:
+        logger.exception("on_retry callback raised; the request goes on")
+        return None

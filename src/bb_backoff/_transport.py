@@ -1,0 +1,282 @@
+"""RetryTransport: the clients' retry behaviour under any httpx client.
+
+Code that already owns an ``httpx.Client`` or ``httpx.AsyncClient`` wraps its
+transport instead of switching clients::
+
+    client = httpx.Client(transport=RetryTransport(), base_url="https://api.bitbucket.org/2.0")
+
+Every request then runs the same :class:`~._flow.RequestFlow` as the
+clients': the flag chooses the policy per request, 429s and hints are waited
+out, the account gate paces the account (keyed by the request's
+``Authorization`` header and origin, never the secret itself), and the
+sync and async paths share one class, as httpx-retries' transport does.
+
+Where it differs from :class:`~bb_backoff.BitbucketClient`, because a
+transport sits under the client rather than around it:
+
+* a request that the policy gives up on returns its **last response** (call
+  ``raise_for_status()`` as usual), or re-raises **httpx's own error** after
+  a transport error; no :class:`~bb_backoff.BitbucketError`;
+* redirects are returned, not followed (the httpx client above follows them,
+  and each hop comes back through the transport, so the gate still sees it);
+* there is no origin guard, no pagination and no endpoint helpers: those
+  need the client's base URL and the page envelope;
+* a request body is read into memory before the first attempt, so that it
+  can be sent again.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import threading
+from typing import Final
+
+import httpx
+
+from ._events import OnRetry, RetryEvent, report_retry
+from ._flags import FlagCheck, FlagSource
+from ._flow import RequestFlow, arun, run
+from ._gate import AccountGate, GateHandle, resolve_gate
+from ._policy import ExponentialBackoff, FixedRetry, RetryPolicy
+from ._timing import (
+    AsyncSleep,
+    Clock,
+    SyncSleep,
+    default_async_sleep,
+    default_clock,
+    default_now,
+    default_sleep,
+)
+
+_FINAL_STATUS: Final = 400
+
+
+def request_account(request: httpx.Request) -> str:
+    """A fingerprint of the account a request spends the quota of (never the secret).
+
+    The same owners as :func:`~._gate.account_key`: HTTP basic counts
+    against its user (the name before the colon), anything else against the
+    whole ``Authorization`` value (a bearer token).  An OAuth access token
+    changes at every refresh, so each gets its own model here; the clients,
+    which know the consumer, do better.
+    """
+    url = request.url
+    authorization = request.headers.get("Authorization", "")
+    scheme, _, credentials = authorization.partition(" ")
+    identity = f"raw:{authorization}"
+    if scheme.lower() == "basic":
+        try:
+            user = base64.b64decode(credentials, validate=True).decode("utf-8").partition(":")[0]
+        except (binascii.Error, UnicodeDecodeError):
+            pass
+        else:
+            identity = f"user:{user.lower()}"
+    elif not authorization:
+        identity = "anonymous"
+    origin = f"{url.scheme}://{url.host}:{url.port or ''}"
+    return hashlib.sha256(f"bb-backoff\0{origin}\0{identity}".encode()).hexdigest()[:24]
+
+
+class RetryTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
+    """Wraps any httpx transport with the flag-aware retry policies and the account gate.
+
+    One object serves ``httpx.Client`` and ``httpx.AsyncClient``: give it a
+    sync transport, an async one, or none (then httpx's default transports,
+    made when first needed).
+
+    Args:
+        transport: the transport to wrap (``None``: httpx's default).
+        flag: a :class:`FlagSource`, or a bool for a flag that never changes.
+        actor: the id the flag is checked for, like ``"Project:123"``.
+        policy: the policy when the flag is on (default
+            :class:`ExponentialBackoff`).
+        legacy_policy: the policy when the flag is off (default
+            :class:`FixedRetry`).
+        gate: the :class:`AccountGate` (``None``: the process's default;
+            ``False``: none).
+        on_retry: called with a :class:`RetryEvent` before every wait.
+        clock: monotonic seconds.
+        now: epoch seconds (to read HTTP-date hints).
+        sleep: the sync wait (seconds).
+        async_sleep: the async wait (seconds).
+
+    Raises:
+        ValueError: for an invalid argument; the message names it.
+    """
+
+    def __init__(
+        self,
+        transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None = None,
+        *,
+        flag: FlagSource | bool = True,
+        actor: str | None = None,
+        policy: RetryPolicy | None = None,
+        legacy_policy: RetryPolicy | None = None,
+        gate: AccountGate | bool | None = None,
+        on_retry: OnRetry | None = None,
+        clock: Clock = default_clock,
+        now: Clock = default_now,
+        sleep: SyncSleep = default_sleep,
+        async_sleep: AsyncSleep = default_async_sleep,
+    ) -> None:
+        if transport is not None and not isinstance(
+            transport, httpx.BaseTransport | httpx.AsyncBaseTransport
+        ):
+            raise ValueError(
+                f"transport must be an httpx transport, got {type(transport).__name__}"
+            )
+        policy = ExponentialBackoff() if policy is None else policy
+        legacy_policy = FixedRetry() if legacy_policy is None else legacy_policy
+        for name, value in (("policy", policy), ("legacy_policy", legacy_policy)):
+            if not callable(getattr(value, "decide", None)):
+                raise ValueError(f"{name} must be a retry policy, got {type(value).__name__}")
+        for name, function in (
+            ("clock", clock),
+            ("now", now),
+            ("sleep", sleep),
+            ("async_sleep", async_sleep),
+        ):
+            if not callable(function):
+                raise ValueError(f"{name} must be a callable")
+        if on_retry is not None and not callable(on_retry):
+            raise ValueError("on_retry must be a callable taking a RetryEvent")
+        self._flag = FlagCheck(flag=flag, actor=actor)
+        self.policy: Final = policy
+        self.legacy_policy: Final = legacy_policy
+        self.gate: Final = resolve_gate(gate)
+        self._transport = transport
+        self._on_retry = on_retry
+        self._clock = clock
+        self._now = now
+        self._sleep = sleep
+        self._async_sleep = async_sleep
+        self._handles: dict[str, GateHandle] = {}
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return (
+            f"RetryTransport({self._transport!r}, flag={self._flag.flag!r}, "
+            f"actor={self._flag.actor!r}, policy={self.policy!r}, gate={self.gate!r})"
+        )
+
+    @property
+    def flag_errors(self) -> int:
+        """How many times the flag source failed (and the legacy policy was used)."""
+        return self._flag.errors
+
+    # -- shared by both paths ------------------------------------------------------------
+
+    def _flow(self, request: httpx.Request, *, on: bool) -> RequestFlow:
+        gate = None
+        if on and self.gate is not None:
+            gate = self._handle(request_account(request))
+        return RequestFlow(
+            request,
+            self.policy if on else self.legacy_policy,
+            "on" if on else "off",
+            actor=self._flag.actor,
+            clock=self._clock,
+            now=self._now,
+            gate=gate,
+            follow_redirects=False,
+            give_up_with_response=True,
+        )
+
+    def _handle(self, account: str) -> GateHandle:
+        handle = self._handles.get(account)
+        if handle is None:
+            assert self.gate is not None  # noqa: S101 (asked only with a gate)
+            with self._lock:
+                handle = self._handles.get(account)
+                if handle is None:
+                    handle = self.gate.bind(account, clock=self._clock, now=self._now)
+                    self._handles[account] = handle
+        return handle
+
+    def _report(self, event: RetryEvent) -> object:
+        return report_retry(event, self._on_retry)
+
+    # -- sync ------------------------------------------------------------------------------
+
+    def _sync_inner(self) -> httpx.BaseTransport:
+        inner = self._transport
+        if inner is None:
+            with self._lock:
+                if self._transport is None:
+                    self._transport = httpx.HTTPTransport()
+                inner = self._transport
+        if not isinstance(inner, httpx.BaseTransport):
+            raise TypeError(
+                "this RetryTransport wraps an async transport; use it with httpx.AsyncClient"
+            )
+        return inner
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        """Send ``request`` through the flow (httpx calls this)."""
+        inner = self._sync_inner()
+        request.read()  # a body that can be sent again
+
+        def send(attempt: httpx.Request) -> object:
+            try:
+                response = inner.handle_request(attempt)
+            except httpx.TransportError as error:
+                return error  # the flow judges it
+            if response.status_code >= _FINAL_STATUS:
+                # Error bodies are small; read them for the flow's error
+                # message and release the connection before any retry.
+                response.read()
+                response.close()
+            return response
+
+        flow = self._flow(request, on=self._flag.ask())
+        return run(flow.steps(), send=send, gate=flow.gate, sleep=self._sleep, report=self._report)
+
+    def close(self) -> None:
+        """Close the wrapped transport."""
+        inner = self._transport
+        if isinstance(inner, httpx.BaseTransport):
+            inner.close()
+
+    # -- async ------------------------------------------------------------------------------
+
+    def _async_inner(self) -> httpx.AsyncBaseTransport:
+        inner = self._transport
+        if inner is None:
+            with self._lock:
+                if self._transport is None:
+                    self._transport = httpx.AsyncHTTPTransport()
+                inner = self._transport
+        if not isinstance(inner, httpx.AsyncBaseTransport):
+            raise TypeError("this RetryTransport wraps a sync transport; use it with httpx.Client")
+        return inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send ``request`` through the flow (httpx.AsyncClient calls this)."""
+        inner = self._async_inner()
+        await request.aread()
+
+        async def send(attempt: httpx.Request) -> object:
+            try:
+                response = await inner.handle_async_request(attempt)
+            except httpx.TransportError as error:
+                return error
+            if response.status_code >= _FINAL_STATUS:
+                await response.aread()
+                await response.aclose()
+            return response
+
+        flow = self._flow(request, on=await self._flag.ask_async())
+        return await arun(
+            flow.steps(), send=send, gate=flow.gate, sleep=self._async_sleep, report=self._report
+        )
+
+    async def aclose(self) -> None:
+        """Close the wrapped transport."""
+        inner = self._transport
+        if isinstance(inner, httpx.AsyncBaseTransport):
+            await inner.aclose()
+
+
+__all__ = ["RetryTransport", "request_account"]
