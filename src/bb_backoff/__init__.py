@@ -7,7 +7,7 @@ it off, the legacy fixed retry.  See the docs for the policies and the flag.
 """
 
 from ._auth import TOKEN_URL, BasicAuth, BearerToken, OAuth2, OAuth2Tokens
-from ._client import DEFAULT_BASE_URL, AsyncBitbucketClient, BitbucketClient, __version__
+from ._client import DEFAULT_BASE_URL, AsyncBitbucketClient, BitbucketClient
 from ._events import OnRetry, RetryEvent
 from ._exceptions import (
     BitbucketError,
@@ -39,6 +39,7 @@ from ._policy import (
 )
 from ._tenacity import TenacityStrategies
 from ._transport import RetryTransport
+from ._version import __version__
 
 __all__ = [
     "DEFAULT_BASE_URL",

@@ -19,7 +19,15 @@ import logging
 import math
 import ssl
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from datetime import timedelta
 from typing import Any, Final, Self, TypeAlias
 
@@ -28,7 +36,7 @@ import httpx
 
 from ._auth import BasicAuth, BearerToken, OAuth2, OAuth2Flow
 from ._endpoints import Endpoints
-from ._events import OnRetry, RetryEvent, report_retry
+from ._events import OnRetry
 from ._exceptions import BitbucketError, redact_url
 from ._flags import FlagCheck, FlagSource
 from ._flow import RequestFlow, arun, run
@@ -45,8 +53,8 @@ from ._timing import (
     default_now,
     default_sleep,
 )
-
-__version__: Final = "0.1.0"
+from ._version import __version__
+from .instrumentation._hooks import Hooks
 
 logger: Final = logging.getLogger("bb_backoff")
 
@@ -80,6 +88,7 @@ class _BaseClient:
         timeout: float | timedelta | httpx.Timeout,
         gate: AccountGate | bool | None,
         http: HTTPOptions,
+        hooks: Iterable[object],
     ) -> None:
         flag_check = FlagCheck(flag=flag, actor=actor)
         for name, value in (("policy", policy), ("legacy_policy", legacy_policy)):
@@ -92,8 +101,6 @@ class _BaseClient:
         for name, function in (("clock", clock), ("now", now)):
             if not callable(function):
                 raise ValueError(f"{name} must be a callable returning seconds")
-        if on_retry is not None and not callable(on_retry):
-            raise ValueError("on_retry must be a callable taking a RetryEvent")
         base = _check_base_url(base_url)
         account_gate = resolve_gate(gate)
 
@@ -109,7 +116,8 @@ class _BaseClient:
         self._guard = OriginGuard(
             self.base_url, auth.token_url if isinstance(auth, OAuth2) else None
         )
-        self._on_retry = on_retry
+        self._hooks = Hooks(hooks, on_retry)
+        self._base_path = base.path
         self._clock = clock
         self._now = now
         self._timeout = _check_timeout(timeout)
@@ -185,14 +193,18 @@ class _BaseClient:
 
     # -- events ------------------------------------------------------------------------
 
-    def _report(self, event: RetryEvent) -> object:
-        """Log one retry and call ``on_retry``; return what the callback returned."""
-        return report_retry(event, self._on_retry)
-
     def _flow(self, request: httpx.Request, variant: _Variant) -> Any:
         policy, name, gate = variant
         return RequestFlow(
-            request, policy, name, actor=self.actor, clock=self._clock, now=self._now, gate=gate
+            request,
+            policy,
+            name,
+            actor=self.actor,
+            clock=self._clock,
+            now=self._now,
+            gate=gate,
+            observe=self._hooks.observe_requests(),
+            base_path=self._base_path,
         ).steps()
 
 
@@ -324,6 +336,9 @@ class BitbucketClient(_BaseClient, Endpoints[Any, str, Iterator[Any]]):
         limits: an :class:`httpx.Limits` for the connection pool.
         verify: TLS verification, as httpx takes it.
         proxy: a proxy URL or :class:`httpx.Proxy`.
+        hooks: objects told of every retry, finished request, give-up and
+            gate change (see :mod:`bb_backoff.instrumentation`), such as a
+            :class:`~bb_backoff.instrumentation.PrometheusHook`.
 
     The client follows redirects itself, one hop at a time through the
     account gate (each hop spends quota), so it takes no
@@ -355,6 +370,7 @@ class BitbucketClient(_BaseClient, Endpoints[Any, str, Iterator[Any]]):
         limits: httpx.Limits | None = None,
         verify: bool | str | ssl.SSLContext | None = None,
         proxy: str | httpx.Proxy | httpx.URL | None = None,
+        hooks: Iterable[object] = (),
     ) -> None:
         super().__init__(
             auth=auth,
@@ -371,6 +387,7 @@ class BitbucketClient(_BaseClient, Endpoints[Any, str, Iterator[Any]]):
             http=HTTPOptions(
                 headers=headers, event_hooks=event_hooks, limits=limits, verify=verify, proxy=proxy
             ).check(asynchronous=False),
+            hooks=hooks,
         )
         if not callable(sleep) or inspect.iscoroutinefunction(sleep):
             raise ValueError(
@@ -407,7 +424,7 @@ class BitbucketClient(_BaseClient, Endpoints[Any, str, Iterator[Any]]):
             send=self._send_once,
             gate=variant[2],
             sleep=self._sleep,
-            report=self._report,
+            report=self._hooks,
         )
 
     def _send_once(self, request: httpx.Request) -> object:
@@ -501,6 +518,7 @@ class AsyncBitbucketClient(
         limits: httpx.Limits | None = None,
         verify: bool | str | ssl.SSLContext | None = None,
         proxy: str | httpx.Proxy | httpx.URL | None = None,
+        hooks: Iterable[object] = (),
     ) -> None:
         super().__init__(
             auth=auth,
@@ -517,6 +535,7 @@ class AsyncBitbucketClient(
             http=HTTPOptions(
                 headers=headers, event_hooks=event_hooks, limits=limits, verify=verify, proxy=proxy
             ).check(asynchronous=True),
+            hooks=hooks,
         )
         if not callable(sleep):
             raise ValueError("sleep must be a callable taking seconds")
@@ -556,7 +575,7 @@ class AsyncBitbucketClient(
             send=self._send_once,
             gate=variant[2],
             sleep=self._sleep,
-            report=self._report,
+            report=self._hooks,
         )
 
     async def _send_once(self, request: httpx.Request) -> object:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 DEFAULT_PAGELEN: Final = 50
 """The page length GitLab's importer asks for."""
@@ -21,6 +21,63 @@ PULL_REQUEST_PAGELEN_MAX: Final = 50
 _PULL_REQUEST_LIST: Final = re.compile(r"/repositories/[^/]+/[^/]+/pullrequests/?$")
 
 Params = Mapping[str, Any]
+
+
+# Path shapes Bitbucket's API uses, most specific first: (pattern, template).
+_PULL_REQUEST_PARTS: Final = "comments|diff|activity|commits|statuses|participants"
+_REPOSITORY_PARTS: Final = "pullrequests|issues|milestones|commits|refs|src|diff"
+_TEMPLATES: Final = tuple(
+    (re.compile(pattern), template)
+    for pattern, template in (
+        (
+            rf"^/repositories/[^/]+/[^/]+/pullrequests/\d+/({_PULL_REQUEST_PARTS})(/\d+)?$",
+            r"/repositories/{workspace}/{repo_slug}/pullrequests/{id}/\1",
+        ),
+        (
+            r"^/repositories/[^/]+/[^/]+/issues/\d+/comments(/\d+)?$",
+            r"/repositories/{workspace}/{repo_slug}/issues/{id}/comments",
+        ),
+        (
+            r"^/repositories/[^/]+/[^/]+/(pullrequests|issues)/\d+$",
+            r"/repositories/{workspace}/{repo_slug}/\1/{id}",
+        ),
+        (
+            rf"^/repositories/[^/]+/[^/]+/({_REPOSITORY_PARTS})(/.*)?$",
+            r"/repositories/{workspace}/{repo_slug}/\1",
+        ),
+        (r"^/repositories/[^/]+/[^/]+$", r"/repositories/{workspace}/{repo_slug}"),
+        (r"^/repositories/[^/]+$", r"/repositories/{workspace}"),
+        (r"^/repositories$", r"/repositories"),
+        (
+            r"^/workspaces/[^/]+/(members|projects|permissions)(/.*)?$",
+            r"/workspaces/{workspace}/\1",
+        ),
+        (r"^/workspaces/[^/]+$", r"/workspaces/{workspace}"),
+        (r"^/(user|workspaces|user/workspaces|user/permissions/[a-z]+)$", r"/\1"),
+    )
+)
+
+
+def endpoint_template(url: str, base_path: str = "/2.0") -> str:
+    """The endpoint a URL calls, as a template with no ids and no query: a safe metric label.
+
+    ``https://api.bitbucket.org/2.0/repositories/acme/app/pullrequests/7/comments?page=2``
+    becomes ``/repositories/{workspace}/{repo_slug}/pullrequests/{id}/comments``.
+    A path of another shape becomes ``"other"``, so labels stay few.
+
+    Args:
+        url: the request's URL (absolute or a path).
+        base_path: the API root's path, stripped first.
+    """
+    path = urlsplit(url).path
+    if base_path and path.startswith(base_path.rstrip("/") + "/"):
+        path = path[len(base_path.rstrip("/")) :]
+    path = path.rstrip("/") or "/"
+    for pattern, template in _TEMPLATES:
+        match = pattern.match(path)
+        if match is not None:
+            return match.expand(template)
+    return "other"
 
 
 def pagelen_cap(path: str) -> int:

@@ -1,10 +1,16 @@
-"""Instrumentation: one frozen record per retry, for callbacks and logs."""
+"""The records a request leaves behind: retries, finished requests, give-ups, gate changes.
+
+Each is a frozen, slotted attrs class, built only when someone listens (a
+hook, an ``on_retry`` callback or an enabled log level).  They carry no URL
+with a secret (URLs are redacted, metrics get an endpoint *template*), no
+credential, and, except :class:`RetryEvent`, no actor: their fields are safe
+as metric labels and log fields.
+"""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
-from typing import Final, TypeAlias
+from typing import TypeAlias
 
 import attrs
 
@@ -43,35 +49,84 @@ class RetryEvent:
     error: str | None = None
 
 
+@attrs.frozen
+class RequestFinished:
+    """One logical request ended, with a success or an error.
+
+    Attributes:
+        variant: ``"on"`` or ``"off"``: the flag's answer for the request.
+        endpoint: the endpoint's template, like
+            ``"/repositories/{workspace}/{repo_slug}/pullrequests"``.
+        method: the HTTP method.
+        status: the last response's status, or ``None`` if none came back.
+        attempts: requests sent (retries and redirect hops included).
+        waited: seconds spent waiting (backoff and the account gate).
+        elapsed: seconds from the start to the end, waits included.
+        outcome: ``"ok"``, or what it ended with: ``"rate_limited"``,
+            ``"retries_exhausted"``, ``"not_found"``, ``"unauthorized"``,
+            ``"http_error"``, ``"unsafe_url"``, ``"invalid_response"``.
+    """
+
+    variant: str
+    endpoint: str
+    method: str
+    status: int | None
+    attempts: int
+    waited: float
+    elapsed: float
+    outcome: str
+
+    @property
+    def ok(self) -> bool:
+        """Whether the request succeeded."""
+        return self.outcome == "ok"
+
+
+@attrs.frozen
+class GaveUp:
+    """The policy or the gate gave up on a request (the error it raised says why).
+
+    Attributes:
+        variant: ``"on"`` or ``"off"``.
+        endpoint: the endpoint's template.
+        method: the HTTP method.
+        status: the last response's status, or ``None``.
+        attempts: requests sent.
+        waited: seconds spent waiting.
+        elapsed: seconds from the start to giving up.
+        reason: the stop reason: ``"attempts"``, ``"budget"``,
+            ``"hint_too_long"``, ``"outage"``, ``"not_retryable"``.
+        outcome: ``"rate_limited"`` or ``"retries_exhausted"``.
+    """
+
+    variant: str
+    endpoint: str
+    method: str
+    status: int | None
+    attempts: int
+    waited: float
+    elapsed: float
+    reason: str
+    outcome: str
+
+
+@attrs.frozen
+class GateChanged:
+    """The account gate changed mode (see :class:`~bb_backoff.AccountGate`).
+
+    Attributes:
+        previous: the mode before: ``"model"``, ``"probe"`` or ``"breaker"``.
+        mode: the mode now.
+        limit: the model's limit for the account's share, if known.
+    """
+
+    previous: str
+    mode: str
+    limit: int | None
+
+
+Event: TypeAlias = RetryEvent | RequestFinished | GaveUp | GateChanged
+"""Any record the clients emit."""
+
 OnRetry: TypeAlias = Callable[[RetryEvent], object]
 """A callback that receives every :class:`RetryEvent`."""
-
-logger: Final = logging.getLogger("bb_backoff")
-
-
-def report_retry(event: RetryEvent, on_retry: OnRetry | None) -> object:
-    """Log one retry on the ``bb_backoff`` logger and call ``on_retry``.
-
-    A callback that raises is logged, never propagated: the request goes on.
-
-    Returns:
-        What the callback returned (an awaitable from an async one).
-    """
-    logger.info(
-        "%s %s: %s (attempt %d, %s); retrying in %.2f s (flag %s)",
-        event.method,
-        event.url,
-        event.reason.value,
-        event.attempt,
-        event.status if event.status is not None else event.error,
-        event.delay,
-        event.flag_variant,
-        extra={"retry_event": event},
-    )
-    if on_retry is None:
-        return None
-    try:
-        return on_retry(event)
-    except Exception:
-        logger.exception("on_retry callback raised; the request goes on")
-        return None

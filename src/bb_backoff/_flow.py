@@ -40,7 +40,8 @@ from typing import Any, Final, TypeAlias
 import attrs
 import httpx
 
-from ._events import RetryEvent
+from ._endpoints import endpoint_template
+from ._events import Event, GateChanged, GaveUp, RequestFinished, RetryEvent
 from ._exceptions import (
     BitbucketError,
     HTTPStatusError,
@@ -49,6 +50,7 @@ from ._exceptions import (
     RateLimited,
     RetriesExhausted,
     Unauthorized,
+    UnsafeURL,
     redact_url,
 )
 from ._gate import GateHandle, observation_of
@@ -114,11 +116,11 @@ class Observe:
 
 
 class Emit:
-    """Report a retry about to happen (logs, ``on_retry``)."""
+    """Report an event: a retry about to happen, a request finished or given up, the gate."""
 
     __slots__ = ("event",)
 
-    def __init__(self, event: RetryEvent) -> None:
+    def __init__(self, event: Event) -> None:
         self.event = event
 
 
@@ -161,10 +163,17 @@ class RequestFlow:
             response, return it instead of raising, and re-raise httpx's own
             error after a transport error (a transport, whose callers expect
             httpx's behaviour); the clients raise a :class:`BitbucketError`.
+        observe: emit a :class:`RequestFinished` when the request ends (only
+            when someone listens: it costs a clock read and a template).
+        base_path: the API root's path, stripped from endpoint templates.
+
+    :class:`GaveUp` and :class:`GateChanged` are always emitted: they are
+    rare, and the client logs them.
     """
 
     __slots__ = (
         "actor",
+        "base_path",
         "clock",
         "follow_redirects",
         "gate",
@@ -172,6 +181,7 @@ class RequestFlow:
         "grant",
         "logical",
         "now",
+        "observe",
         "pending",
         "policy",
         "redirects",
@@ -194,7 +204,11 @@ class RequestFlow:
         gate: GateHandle | None,
         follow_redirects: bool = True,
         give_up_with_response: bool = False,
+        observe: bool = False,
+        base_path: str = "/2.0",
     ) -> None:
+        self.observe = observe
+        self.base_path = base_path
         self.follow_redirects = follow_redirects
         self.give_up_with_response = give_up_with_response
         self.request = request
@@ -223,6 +237,60 @@ class RequestFlow:
         Raises:
             BitbucketError: the error to give up with.
         """
+        return self._observed() if self.observe else self._steps()
+
+    def _observed(self) -> Flow:
+        """:meth:`_steps`, then a :class:`RequestFinished` whatever the end."""
+        started = self.clock()
+        try:
+            response = yield from self._steps()
+        except BitbucketError as error:
+            yield Emit(self._finished(started, error, None))
+            raise
+        yield Emit(self._finished(started, None, response))
+        return response
+
+    def _finished(
+        self, started: float, error: BitbucketError | None, response: httpx.Response | None
+    ) -> RequestFinished:
+        status = getattr(error, "status", None) if response is None else response.status_code
+        state = self.state
+        return RequestFinished(
+            variant=self.variant,
+            endpoint=endpoint_template(str(self.logical.url), self.base_path),
+            method=self.logical.method,
+            status=status,
+            attempts=self.sent,
+            waited=0.0 if state is None else state.history.waited + state.breaker_waited,
+            elapsed=self.clock() - started,
+            outcome=outcome_label(error, response),
+        )
+
+    def _gave_up(self, error: BitbucketError) -> GaveUp:
+        state = self._attempts()
+        return GaveUp(
+            variant=self.variant,
+            endpoint=endpoint_template(str(self.logical.url), self.base_path),
+            method=self.logical.method,
+            status=getattr(error, "status", None),
+            attempts=self.sent,
+            waited=state.history.waited + state.breaker_waited,
+            elapsed=self.clock() - state.started,
+            reason=getattr(error, "stop_reason", None) or "unknown",
+            outcome=outcome_label(error, None),
+        )
+
+    def _observe(
+        self, gate: GateHandle, grant: Grant, observation: Observation
+    ) -> Generator[Step, Any, None]:
+        """Tell the gate; announce a change of the gate's mode."""
+        before = gate.store.knowledge(gate.key).mode
+        knowledge = yield Observe(grant, observation)
+        mode = getattr(knowledge, "mode", before)
+        if mode != before:
+            yield Emit(GateChanged(before, mode, getattr(knowledge, "limit", None)))
+
+    def _steps(self) -> Flow:
         gate = self.gate
         while True:
             if gate is not None:
@@ -239,7 +307,7 @@ class RequestFlow:
                     gate.round_trip(self.clock() - self.sent_at)
                     news = gate.news(self.grant, result)
                     if news is not None:
-                        yield Observe(self.grant, news)
+                        yield from self._observe(gate, self.grant, news)
                 if result.status_code >= 300 and self.follow_redirects:  # noqa: PLR2004
                     # Redirects are followed here, not inside httpx, so that
                     # every hop passes the gate: each one spends the quota.
@@ -297,7 +365,10 @@ class RequestFlow:
             delay = max(grant.delay, floor)
             if delay <= 0 and grant.kind != WAIT:
                 break
-            self._charge_gate_wait(self._attempts(), grant, delay, gate)
+            refused = self._charge_gate_wait(self._attempts(), grant, delay, gate)
+            if refused is not None:
+                yield Emit(self._gave_up(refused))
+                raise refused
             if self.pending is not None:
                 yield Emit(self._event(self.pending, delay))
                 self.pending = None
@@ -325,29 +396,10 @@ class RequestFlow:
 
         Giving up raises, or returns the last response (``give_up_with_response``).
         """
-        request, gate, grant = self.request, self.gate, self.grant
-        error: str | None = None
-        if isinstance(result, httpx.Response):
-            outcome = outcome_of_response(result, self.now(), request.method)
-            if gate is not None and grant is not None:
-                gate.round_trip(self.clock() - self.sent_at)
-                hint = None if outcome.hint is None else outcome.hint.seconds
-                yield Observe(
-                    grant, observation_of(result.status_code, result.headers, sent=True, hint=hint)
-                )
-        elif isinstance(result, httpx.TransportError):
-            maybe = outcome_of_error(request.method, result)
-            if maybe is None:
-                raise _not_transient(result, self.logical, self.variant, self.sent)
-            outcome, error = maybe, type(result).__name__
-            if gate is not None and grant is not None:
-                yield Observe(grant, observation_of(None, None, sent=outcome.sent, hint=None))
-        else:
-            assert isinstance(result, Exception)  # noqa: S101 (the drivers send nothing else)
-            failure = failed_send(result, self.logical, self.variant, self.sent)
-            if failure is result:
-                raise failure  # our own error (origin guard, OAuth): its cause stays its own
-            raise failure from result
+        gate, grant = self.gate, self.grant
+        outcome, error = yield from self._judge(result)
+        # _judge raised for anything else.
+        assert isinstance(result, httpx.Response | httpx.TransportError)  # noqa: S101
 
         state = self._attempts()
         state.last_response = result if isinstance(result, httpx.Response) else None
@@ -366,9 +418,10 @@ class RequestFlow:
                 if isinstance(result, httpx.Response):
                     return result
                 raise result
-            raise self._give_up(decision, result) from (
-                result if isinstance(result, Exception) else None
-            )
+            failure = self._give_up(decision, result)
+            if isinstance(failure, RetriesExhausted):
+                yield Emit(self._gave_up(failure))
+            raise failure from (result if isinstance(result, Exception) else None)
         if gate is not None and decision.reason is Reason.RATE_LIMIT:
             # The gate knows when a slot frees: wait there, not on a blind backoff.
             state.history = attrs.evolve(
@@ -380,14 +433,47 @@ class RequestFlow:
         yield Emit(self._event((decision, outcome, error), decision.delay))
         return decision.delay
 
+    def _judge(self, result: object) -> Generator[Step, Any, tuple[Outcome, str | None]]:
+        """The policy's view of a failed attempt, told to the gate; or raise when it is final.
+
+        Returns:
+            The outcome, and the transport error's class name, if any.
+        """
+        request, gate, grant = self.request, self.gate, self.grant
+        if isinstance(result, httpx.Response):
+            outcome = outcome_of_response(result, self.now(), request.method)
+            if gate is not None and grant is not None:
+                gate.round_trip(self.clock() - self.sent_at)
+                hint = None if outcome.hint is None else outcome.hint.seconds
+                yield from self._observe(
+                    gate,
+                    grant,
+                    observation_of(result.status_code, result.headers, sent=True, hint=hint),
+                )
+            return outcome, None
+        if isinstance(result, httpx.TransportError):
+            maybe = outcome_of_error(request.method, result)
+            if maybe is None:
+                raise _not_transient(result, self.logical, self.variant, self.sent)
+            if gate is not None and grant is not None:
+                yield from self._observe(
+                    gate, grant, observation_of(None, None, sent=maybe.sent, hint=None)
+                )
+            return maybe, type(result).__name__
+        assert isinstance(result, Exception)  # noqa: S101 (the drivers send nothing else)
+        failure = failed_send(result, self.logical, self.variant, self.sent)
+        if failure is result:
+            raise failure  # our own error (origin guard, OAuth): its cause stays its own
+        raise failure from result
+
     def _charge_gate_wait(
         self, state: _Attempts, grant: Grant, delay: float, gate: GateHandle
-    ) -> None:
-        """Charge a wait at the gate to the right budget, or raise when it does not fit."""
+    ) -> BitbucketError | None:
+        """Charge a wait at the gate to the right budget, or the error when it does not fit."""
         if grant.reason == BREAKER:
             budget = gate.gate.outage_budget
             if state.breaker_waited + delay > budget:
-                raise self._error(
+                return self._error(
                     RetriesExhausted,
                     "gave up: the account's breaker stayed open longer than the outage budget "
                     f"({budget:.0f} s)",
@@ -396,7 +482,7 @@ class RequestFlow:
                     elapsed=self.clock() - state.started,
                 )
             state.breaker_waited += delay
-            return
+            return None
         stop = gate_wait_stop(self.policy, state.history, delay, hint=grant.reason == HOLD)
         if stop is not None:
             why = (
@@ -408,7 +494,7 @@ class RequestFlow:
             )
             last = state.last_response
             message, detail = (None, None) if last is None else error_envelope(last)
-            raise self._error(
+            return self._error(
                 RateLimited,
                 f"rate limited: gave up at the account gate: {why}",
                 stop_reason=stop.value,
@@ -421,6 +507,7 @@ class RequestFlow:
             )
         history = state.history
         state.history = attrs.evolve(history, rate_limit_waited=history.rate_limit_waited + delay)
+        return None
 
     def _event(self, pending: _Pending, delay: float) -> RetryEvent:
         decision, outcome, error = pending
@@ -506,7 +593,7 @@ def run(
     send: Callable[[httpx.Request], object],
     gate: GateHandle | None,
     sleep: Callable[[float], object],
-    report: Callable[[RetryEvent], object],
+    report: Callable[[Event], object],
 ) -> httpx.Response:
     """Drive ``flow`` in the calling thread: the sync clients' and transport's one loop.
 
@@ -516,7 +603,8 @@ def run(
             that the flow should judge (anything else propagates).
         gate: the gate's handle, when the flow reserves.
         sleep: the one sleep.
-        report: takes each retry event.
+        report: takes each event (:class:`RetryEvent`, :class:`RequestFinished`,
+            :class:`GaveUp`, :class:`GateChanged`).
 
     Returns:
         What the flow returns.
@@ -532,8 +620,7 @@ def run(
                 sleep(step.seconds)
                 step = next(flow)
             elif isinstance(step, Observe):
-                gate.observe(step.grant, step.observation)  # type: ignore[union-attr]
-                step = next(flow)
+                step = flow.send(gate.observe(step.grant, step.observation))  # type: ignore[union-attr]
             else:
                 report(step.event)
                 step = next(flow)
@@ -548,7 +635,7 @@ async def arun(
     send: Callable[[httpx.Request], Awaitable[object]],
     gate: GateHandle | None,
     sleep: Callable[[float], object],
-    report: Callable[[RetryEvent], object],
+    report: Callable[[Event], object],
 ) -> httpx.Response:
     """Drive ``flow`` on the event loop; see :func:`run`.
 
@@ -568,8 +655,8 @@ async def arun(
                     await slept
                 step = next(flow)
             elif isinstance(step, Observe):
-                await gate.aobserve(step.grant, step.observation)  # type: ignore[union-attr]
-                step = next(flow)
+                known = await gate.aobserve(step.grant, step.observation)  # type: ignore[union-attr]
+                step = flow.send(known)
             else:
                 reported = report(step.event)
                 if inspect.isawaitable(reported):
@@ -581,6 +668,33 @@ async def arun(
     except StopIteration as done:
         response: httpx.Response = done.value
         return response
+
+
+_OUTCOMES: Final = (
+    (RateLimited, "rate_limited"),
+    (RetriesExhausted, "retries_exhausted"),
+    (NotFound, "not_found"),
+    (Unauthorized, "unauthorized"),
+    (HTTPStatusError, "http_error"),
+    (UnsafeURL, "unsafe_url"),
+    (InvalidResponse, "invalid_response"),
+)
+_STATUS_OUTCOMES: Final = {401: "unauthorized", 404: "not_found", 429: "rate_limited"}
+
+
+def outcome_label(error: BitbucketError | None, response: httpx.Response | None) -> str:
+    """A request's end as a short, bounded label: ``"ok"`` or the kind of error."""
+    if error is not None:
+        for kind, label in _OUTCOMES:
+            if isinstance(error, kind):
+                return label
+        return "error"
+    status = 0 if response is None else response.status_code
+    if status < 400:  # noqa: PLR2004
+        return "ok"
+    if status >= 500 or status == 408:  # noqa: PLR2004
+        return "retries_exhausted"
+    return _STATUS_OUTCOMES.get(status, "http_error")
 
 
 def _hint_seconds(response: httpx.Response | None) -> float | None:
@@ -658,5 +772,6 @@ __all__ = [
     "Step",
     "arun",
     "failed_send",
+    "outcome_label",
     "run",
 ]

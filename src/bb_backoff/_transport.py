@@ -31,11 +31,12 @@ import base64
 import binascii
 import hashlib
 import threading
+from collections.abc import Iterable
 from typing import Final
 
 import httpx
 
-from ._events import OnRetry, RetryEvent, report_retry
+from ._events import OnRetry
 from ._flags import FlagCheck, FlagSource
 from ._flow import RequestFlow, arun, run
 from ._gate import AccountGate, GateHandle, resolve_gate
@@ -49,6 +50,7 @@ from ._timing import (
     default_now,
     default_sleep,
 )
+from .instrumentation._hooks import Hooks
 
 _FINAL_STATUS: Final = 400
 
@@ -101,6 +103,8 @@ class RetryTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         now: epoch seconds (to read HTTP-date hints).
         sleep: the sync wait (seconds).
         async_sleep: the async wait (seconds).
+        hooks: objects told of every retry, finished request, give-up and
+            gate change (see :mod:`bb_backoff.instrumentation`).
 
     Raises:
         ValueError: for an invalid argument; the message names it.
@@ -120,6 +124,7 @@ class RetryTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         now: Clock = default_now,
         sleep: SyncSleep = default_sleep,
         async_sleep: AsyncSleep = default_async_sleep,
+        hooks: Iterable[object] = (),
     ) -> None:
         if transport is not None and not isinstance(
             transport, httpx.BaseTransport | httpx.AsyncBaseTransport
@@ -140,14 +145,12 @@ class RetryTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         ):
             if not callable(function):
                 raise ValueError(f"{name} must be a callable")
-        if on_retry is not None and not callable(on_retry):
-            raise ValueError("on_retry must be a callable taking a RetryEvent")
         self._flag = FlagCheck(flag=flag, actor=actor)
         self.policy: Final = policy
         self.legacy_policy: Final = legacy_policy
         self.gate: Final = resolve_gate(gate)
         self._transport = transport
-        self._on_retry = on_retry
+        self._hooks = Hooks(hooks, on_retry)
         self._clock = clock
         self._now = now
         self._sleep = sleep
@@ -182,6 +185,8 @@ class RetryTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             gate=gate,
             follow_redirects=False,
             give_up_with_response=True,
+            observe=self._hooks.observe_requests(),
+            base_path="",
         )
 
     def _handle(self, account: str) -> GateHandle:
@@ -194,9 +199,6 @@ class RetryTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
                     handle = self.gate.bind(account, clock=self._clock, now=self._now)
                     self._handles[account] = handle
         return handle
-
-    def _report(self, event: RetryEvent) -> object:
-        return report_retry(event, self._on_retry)
 
     # -- sync ------------------------------------------------------------------------------
 
@@ -231,7 +233,7 @@ class RetryTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             return response
 
         flow = self._flow(request, on=self._flag.ask())
-        return run(flow.steps(), send=send, gate=flow.gate, sleep=self._sleep, report=self._report)
+        return run(flow.steps(), send=send, gate=flow.gate, sleep=self._sleep, report=self._hooks)
 
     def close(self) -> None:
         """Close the wrapped transport."""
@@ -269,7 +271,7 @@ class RetryTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
 
         flow = self._flow(request, on=await self._flag.ask_async())
         return await arun(
-            flow.steps(), send=send, gate=flow.gate, sleep=self._async_sleep, report=self._report
+            flow.steps(), send=send, gate=flow.gate, sleep=self._async_sleep, report=self._hooks
         )
 
     async def aclose(self) -> None:
