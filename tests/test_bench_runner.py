@@ -19,7 +19,7 @@ from bb_backoff._bench import (
     run_real,
     scenario_named,
 )
-from bb_backoff._bench._runner import _p95
+from bb_backoff._bench._runner import _percentile
 from bb_backoff._bench._scenarios import QUICK_SIZE
 
 FLAG_ON = contender_named("bb-backoff, flag on")
@@ -40,10 +40,13 @@ ROW_FIELDS = [
     "wasted",
     "calls_needed",
     "lost",
+    "complete",
     "duplicates",
     "items",
     "give_ups",
-    "p95",
+    "p99_request",
+    "longest_request",
+    "outage_calls",
     "clock",
 ]
 
@@ -82,6 +85,7 @@ def test_a_row_describes_the_run() -> None:
     assert row.time_ratio == pytest.approx(row.seconds / row.lower_bound)
     assert row.wasted == pytest.approx((row.calls - row.calls_needed) / row.calls_needed)
     assert (row.lost, row.duplicates, row.give_ups) == (0, 0, 0)
+    assert (row.complete, row.outage_calls) == (True, 0)
     assert row.rate_limited > 0
 
 
@@ -102,6 +106,28 @@ def test_the_legacy_contender_loses_items_in_quick_no_hint() -> None:
     row = run_one(QUICK["no-hint"], LEGACY, seed=0)
     assert row.lost > 0
     assert row.give_ups > 0
+
+
+def test_a_run_that_lost_items_is_incomplete_and_one_that_lost_none_complete() -> None:
+    rows = [run_one(QUICK["no-hint"], contender, seed=0) for contender in (FLAG_ON, LEGACY)]
+    assert [(row.lost > 0, row.complete) for row in rows] == [(False, True), (True, False)]
+
+
+def test_the_longest_request_of_a_client_that_waits_out_the_window_is_about_an_hour() -> None:
+    """Quick no-hint: 59 calls, 50 an hour; the calls past the quota wait for the window."""
+    row = run_one(QUICK["no-hint"], FLAG_ON, seed=0)
+    assert row.p99_request <= row.longest_request <= row.seconds
+    assert row.longest_request == pytest.approx(3600.0, rel=0.01)
+
+
+def test_the_longest_request_of_a_client_that_gives_up_is_its_retry_budget() -> None:
+    """The legacy policy: three attempts one second apart, then it gives up.
+
+    Two waits of 1 s, and three attempts of one call or two (a diff's redirect
+    and its target) at 0.1 s each.
+    """
+    row = run_one(QUICK["no-hint"], LEGACY, seed=0)
+    assert 2 * 1.0 + 3 * 0.1 <= row.longest_request <= 2 * 1.0 + 6 * 0.1
 
 
 def test_run_one_scaled_scales_the_window_and_the_bound_and_flag_on_stays_lossless() -> None:
@@ -165,13 +191,21 @@ def test_available_contenders_are_every_contender_in_this_venv() -> None:
     assert available_contenders() == list(CONTENDERS)
 
 
-# -- p95 ------------------------------------------------------------------------------------
+# -- percentiles ----------------------------------------------------------------------------
 
 
-def test_p95_is_the_value_at_the_95th_percentile_rank() -> None:
-    assert _p95([float(n) for n in range(100, 0, -1)]) == 95.0
-    assert _p95([1.0, 2.0]) == 2.0
-    assert _p95([]) == 0.0
+def test_percentile_is_the_value_at_the_nearest_rank() -> None:
+    descending = [float(n) for n in range(100, 0, -1)]
+    assert [_percentile(descending, share) for share in (0.95, 0.99, 1.0)] == [95.0, 99.0, 100.0]
+    assert _percentile([1.0, 2.0], 0.99) == 2.0
+    assert _percentile([3.0], 0.0) == 3.0
+    assert _percentile([], 0.99) == 0.0
+
+
+def test_a_row_refuses_to_be_complete_when_it_lost_items() -> None:
+    row = run_one(QUICK["no-hint"], LEGACY, seed=0)
+    with pytest.raises(ValueError, match="complete must be False when lost is 18"):
+        attrs.evolve(row, complete=True)
 
 
 # -- run_real ---------------------------------------------------------------------------------

@@ -26,10 +26,13 @@ ROW_KEYS = {
     "wasted",
     "calls_needed",
     "lost",
+    "complete",
     "duplicates",
     "items",
     "give_ups",
-    "p95",
+    "p99_request",
+    "longest_request",
+    "outage_calls",
     "clock",
 }
 
@@ -47,9 +50,9 @@ def test_bench_json_prints_one_object_per_scenario_and_policy(
     ]
     assert all(set(row) == ROW_KEYS for row in rows)
     flag_on = [r for r in rows if r["policy"].startswith("bb-backoff, flag on")]
-    assert [r["lost"] for r in flag_on] == [0, 0, 0, 0]
+    assert [(r["lost"], r["complete"]) for r in flag_on] == [(0, True)] * 4
     legacy = next(r for r in rows if r["policy"] == "bb-backoff, flag off (legacy)")
-    assert legacy["lost"] > 0
+    assert (legacy["lost"] > 0, legacy["complete"]) == (True, False)
 
 
 def test_bench_is_reproducible_from_the_seed(capsys: pytest.CaptureFixture[str]) -> None:

@@ -39,13 +39,21 @@ class Row:
         lower_bound: the lower bound in seconds.
         calls: requests the API received.
         rate_limited: of which answered 429.
-        wasted: calls that delivered nothing (429s, faults), as a share of the calls needed.
+        wasted: calls that delivered nothing (429s, faults, outage 503s,
+            repeats), as a share of the calls needed: above 1 when more calls
+            were wasted than a complete import needs.
         calls_needed: successful calls a complete import needs.
         lost: expected items that were not imported.
+        complete: whether every expected item was imported (``lost == 0``);
+            an incomplete run's time is that of an import that stopped early,
+            not of a fast one.
         duplicates: items imported more than once.
         items: items a complete import has.
         give_ups: requests that failed for good.
-        p95: 95th percentile of one request's duration (retries included), seconds.
+        p99_request: 99th percentile of one logical request's duration
+            (retries and waits included), seconds.
+        longest_request: the longest logical request, seconds.
+        outage_calls: calls that arrived during the scenario's full outage.
         clock: ``"virtual"`` or ``"real"``.
     """
 
@@ -61,11 +69,19 @@ class Row:
     wasted: float
     calls_needed: int
     lost: int
+    complete: bool = attrs.field(default=attrs.Factory(lambda row: row.lost == 0, takes_self=True))
     duplicates: int
     items: int
     give_ups: int
-    p95: float
+    p99_request: float
+    longest_request: float
+    outage_calls: int = 0
     clock: str = "virtual"
+
+    @complete.validator
+    def _complete_means_nothing_lost(self, _attribute: object, value: object) -> None:
+        if value is not (self.lost == 0):
+            raise ValueError(f"complete must be {self.lost == 0} when lost is {self.lost}")
 
     def as_dict(self) -> dict[str, Any]:
         """The row as plain JSON-ready values (an infinite ratio is ``None``).
@@ -79,11 +95,12 @@ class Row:
         return values
 
 
-def _p95(values: Sequence[float]) -> float:
+def _percentile(values: Sequence[float], share: float) -> float:
+    """The value at rank ``ceil(share * n)`` of the sorted values (nearest rank); 0 for none."""
     if not values:
         return 0.0
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)]
+    return ordered[max(0, min(len(ordered) - 1, math.ceil(share * len(ordered)) - 1))]
 
 
 def _mock_for(scenario: Scenario, seed: int, **timing: Any) -> MockBitbucket:
@@ -133,7 +150,9 @@ def _row(
         duplicates=outcome.state.duplicates(),
         items=sum(len(keys) for keys in expected.values()),
         give_ups=outcome.give_ups,
-        p95=_p95(outcome.latencies),
+        p99_request=_percentile(outcome.latencies, 0.99),
+        longest_request=max(outcome.latencies, default=0.0),
+        outage_calls=counters.outage_calls,
         clock=clock,
     )
 
