@@ -13,9 +13,9 @@ import attrs
 import httpx
 import pytest
 
-from bb_backoff import GITLAB_16_7, ExponentialBackoff, FixedRetry
+from bb_backoff import GITLAB_16_7, AccountGate, ExponentialBackoff, FixedRetry
 from bb_backoff._bench import CONTENDERS, Arena, Contender, contender_named
-from bb_backoff._bench._contenders import _scaled
+from bb_backoff._bench._contenders import _gate, _scaled
 from bb_backoff._bench._importer import AsyncFetcher, SyncFetcher
 from bb_backoff._bench._runner import BASE_URL
 from bb_backoff._bench._scenarios import QUICK_SIZE
@@ -83,6 +83,33 @@ def test_contender_named_finds_each_contender_and_refuses_an_unknown_name() -> N
     assert [contender_named(c.name) for c in CONTENDERS] == list(CONTENDERS)
     with pytest.raises(ValueError, match="unknown contender 'nobody'"):
         contender_named("nobody")
+
+
+# -- the gate ----------------------------------------------------------------------------
+
+
+def test_the_gate_knows_the_limit_only_when_the_arena_tells_it() -> None:
+    arena = virtual_arena(VirtualClock())
+    told = attrs.evolve(arena, configured_limit=50)
+    untold_gate, told_gate = _gate(arena, enabled=True), _gate(told, enabled=True)
+    assert isinstance(untold_gate, AccountGate)
+    assert isinstance(told_gate, AccountGate)
+    assert (untold_gate.limit, told_gate.limit) == (None, 50)
+    assert _gate(told, enabled=False) is False
+
+
+def test_the_gate_is_scaled_like_the_arena_and_seeded() -> None:
+    arena = attrs.evolve(virtual_arena(VirtualClock()), scale=0.01, seed=7)
+    gate = _gate(arena, enabled=True)
+    assert gate == AccountGate(
+        window=arena.mock.window,
+        probe_initial=0.01,
+        probe_max=3.0,
+        breaker_max=0.6,
+        probe_lease=0.6,
+        outage_budget=18.0,
+        seed=7,
+    )
 
 
 # -- patched ----------------------------------------------------------------------------
@@ -209,6 +236,12 @@ def test_scaled_refuses_a_policy_it_does_not_know() -> None:
 
 def fetch_user_async(contender: Contender, clock: VirtualClock) -> tuple[Any, MockBitbucket]:
     mock = MockBitbucket(size=QUICK_SIZE, latency=0.1, clock=clock.monotonic, now=clock.time)
+    return fetch_user_async_on(contender, clock, mock)
+
+
+def fetch_user_async_on(
+    contender: Contender, clock: VirtualClock, mock: MockBitbucket
+) -> tuple[Any, MockBitbucket]:
     arena = Arena(
         mock=mock, base_url=BASE_URL, seed=0, clock=clock, transport=mock.async_transport()
     )

@@ -10,6 +10,7 @@ import pytest
 from bb_backoff._bench import (
     CONTENDERS,
     SCENARIOS,
+    Contender,
     Row,
     Scenario,
     available_contenders,
@@ -21,11 +22,13 @@ from bb_backoff._bench import (
 )
 from bb_backoff._bench._runner import _percentile
 from bb_backoff._bench._scenarios import QUICK_SIZE
+from bb_backoff.testing import Faults
 
 FLAG_ON = contender_named("bb-backoff, flag on")
 LEGACY = contender_named("bb-backoff, flag off (legacy)")
 GITLAB = contender_named("GITLAB_16_7 preset")
 SYNC_FLAG_ON = contender_named("bb-backoff, flag on (sync)")
+TENACITY = contender_named("tenacity")
 QUICK = {scenario.name: scenario.quick() for scenario in SCENARIOS}
 ROW_FIELDS = [
     "scenario",
@@ -128,6 +131,36 @@ def test_the_longest_request_of_a_client_that_gives_up_is_its_retry_budget() -> 
     """
     row = run_one(QUICK["no-hint"], LEGACY, seed=0)
     assert 2 * 1.0 + 3 * 0.1 <= row.longest_request <= 2 * 1.0 + 6 * 0.1
+
+
+def test_the_gate_told_the_limit_never_meets_a_429() -> None:
+    told = run_one(QUICK["configured-limit"], FLAG_ON, seed=0)
+    learning = run_one(QUICK["no-hint"], FLAG_ON, seed=0)
+    assert (told.rate_limited, told.complete) == (0, True)
+    assert learning.rate_limited > 0
+
+
+def test_the_sync_gate_told_the_limit_never_meets_a_429_either() -> None:
+    told = run_one(QUICK["configured-limit"], SYNC_FLAG_ON, seed=0)
+    assert (told.rate_limited, told.complete) == (0, True)
+
+
+@pytest.mark.parametrize("contender", [TENACITY, LEGACY], ids=lambda c: c.name)
+def test_a_contender_without_a_gate_runs_configured_limit_as_no_hint(contender: Contender) -> None:
+    """The peers and the ungated rows have nowhere to put the limit: same run, same row."""
+    told = run_one(QUICK["configured-limit"], contender, seed=0)
+    untold = run_one(QUICK["no-hint"], contender, seed=0)
+    assert told == attrs.evolve(untold, scenario="configured-limit")
+
+
+def test_run_one_scaled_scales_the_outage_with_the_window() -> None:
+    # An outage from the start: the bound moves by its length, scaled like the window.
+    down = attrs.evolve(QUICK["no-hint"], faults=Faults(outage_start=0, outage_seconds=600))
+    row = run_one(down, FLAG_ON, seed=0, scale=0.01)
+    assert row.lower_bound == pytest.approx(0.01 * down.lower_bound(59))
+    # (600 s of outage, then one window of 3,600 s for the calls past the quota) x 0.01.
+    assert row.lower_bound == pytest.approx(42.0)
+    assert (row.complete, row.outage_calls > 0) == (True, True)
 
 
 def test_run_one_scaled_scales_the_window_and_the_bound_and_flag_on_stays_lossless() -> None:

@@ -55,6 +55,8 @@ class Arena:
         clock: the virtual clock, or ``None`` on real time.
         threads: the virtual thread scheduler for sync contenders, if any.
         transport: an in-process transport, or ``None`` for the network.
+        configured_limit: the limit the scenario tells the clients
+            (``AccountGate(limit=...)`` for our gated contenders), or ``None``.
     """
 
     mock: MockBitbucket
@@ -64,6 +66,7 @@ class Arena:
     clock: VirtualClock | None = None
     threads: VirtualThreads | None = None
     transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None = None
+    configured_limit: int | None = None
 
     def client_timing(self) -> dict[str, Any]:
         """The clock, now and (sync) sleep arguments for our clients."""
@@ -148,12 +151,17 @@ def _scaled(policy: RetryPolicy, scale: float) -> RetryPolicy:
 
 
 def _gate(arena: Arena, *, enabled: bool) -> AccountGate | bool:
-    """The account gate at the arena's time scale (seeded), or ``False`` for none."""
+    """The account gate at the arena's time scale (seeded), or ``False`` for none.
+
+    It knows the limit only when the scenario tells the clients
+    (``configured_limit``); otherwise it learns it, as a gate does by default.
+    """
     if not enabled:
         return False
     scale = arena.scale
     return AccountGate(
         window=arena.mock.window,
+        limit=arena.configured_limit,
         probe_initial=1.0 * scale,
         probe_max=300.0 * scale,
         breaker_max=60.0 * scale,

@@ -172,17 +172,15 @@ def run_one(
         contender: who imports.
         seed: seeds the dataset, the faults and every random source.
         workers: overrides the scenario's worker count.
-        scale: multiplies the window, the latency and every policy's time
-            settings (to mirror a scaled-down real-time run).
+        scale: multiplies the window, the latency, the faults' times and
+            every policy's time settings (to mirror a scaled-down real-time
+            run).
 
     Returns:
         The row for the table.
     """
     workers = workers or scenario.workers
-    if scale != 1.0:
-        scenario = attrs.evolve(
-            scenario, window=scenario.window * scale, latency=scenario.latency * scale
-        )
+    scenario = scenario.scaled(scale)
     # Peers draw their jitter from the global random source; seeding it makes
     # their runs repeatable too.
     random.seed(seed)
@@ -198,6 +196,7 @@ def run_one(
             clock=clock,
             threads=threads,
             transport=mock.transport(),
+            configured_limit=_configured_limit(scenario),
         )
         fetcher = _as_sync(contender.build(arena))
         with contender.patched(arena):
@@ -211,6 +210,7 @@ def run_one(
             scale=scale,
             clock=clock,
             transport=mock.async_transport(),
+            configured_limit=_configured_limit(scenario),
         )
 
         async def main() -> Outcome:
@@ -220,6 +220,11 @@ def run_one(
         with contender.patched(arena):
             outcome = run_virtual(main(), clock)
     return _row(scenario, contender, mock, outcome, workers=workers, clock="virtual")
+
+
+def _configured_limit(scenario: Scenario) -> int | None:
+    """The limit the scenario tells the clients, if it tells them one."""
+    return scenario.limit if scenario.configured_limit else None
 
 
 def _as_sync(fetcher: AsyncFetcher | SyncFetcher) -> SyncFetcher:
@@ -292,10 +297,16 @@ def run_real(
     workers = workers or scenario.workers
     random.seed(seed)
     # Real requests take real time already: no simulated latency.
-    scaled = attrs.evolve(scenario, window=scenario.window * scale, latency=0.0)
+    scaled = attrs.evolve(scenario.scaled(scale), latency=0.0)
     mock = _mock_for(scaled, seed)
     with serve_mock(mock) as base_url:
-        arena = Arena(mock=mock, base_url=base_url, seed=seed, scale=scale)
+        arena = Arena(
+            mock=mock,
+            base_url=base_url,
+            seed=seed,
+            scale=scale,
+            configured_limit=_configured_limit(scaled),
+        )
         outcome = asyncio.run(
             import_async(_as_async(contender.build(arena)), workers, default_clock)
         )
