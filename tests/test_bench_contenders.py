@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import random
 import sys
 import time
 import types
@@ -83,6 +84,23 @@ def test_contender_named_finds_each_contender_and_refuses_an_unknown_name() -> N
     assert [contender_named(c.name) for c in CONTENDERS] == list(CONTENDERS)
     with pytest.raises(ValueError, match="unknown contender 'nobody'"):
         contender_named("nobody")
+
+
+def test_the_contenders_are_the_documented_rows_in_table_order() -> None:
+    assert [contender.name for contender in CONTENDERS] == [
+        "bb-backoff, flag on",
+        "bb-backoff, flag on, no gate",
+        "bb-backoff, flag off (legacy)",
+        "GITLAB_16_7 preset",
+        "tenacity",
+        "tenacity, tuned for an hourly limit",
+        "stamina",
+        "stamina + Retry-After hook",
+        "backoff",
+        "httpx-retries",
+        "bb-backoff, flag on (sync)",
+        "urllib3 Retry (sync)",
+    ]
 
 
 # -- the gate ----------------------------------------------------------------------------
@@ -179,6 +197,7 @@ def test_patched_swaps_each_real_peers_time_and_puts_it_back(contender: Contende
 def test_the_peers_that_read_the_time_module_are_patched() -> None:
     assert {c.name: c.patches for c in PATCHING} == {
         "tenacity": ("tenacity",),
+        "tenacity, tuned for an hourly limit": ("tenacity",),
         "stamina": ("tenacity",),
         "stamina + Retry-After hook": ("tenacity",),
         "urllib3 Retry (sync)": ("urllib3.util.retry",),
@@ -298,3 +317,31 @@ def test_each_contenders_fetcher_gets_the_user_from_a_quick_mock_on_virtual_time
         assert user == bare.get("/user").json()
     assert (mock.counters.calls, mock.counters.ok) == (1, 1)
     assert clock.monotonic() == pytest.approx(0.1)
+
+
+def fetch_user_through_429s(contender: Contender, refusals: int) -> tuple[object, float]:
+    """GET /user after ``refusals`` scripted 429s: the user, or the error; and the time taken."""
+    random.seed(0)  # tenacity's jitter comes from the global random source
+    clock = VirtualClock()
+    mock = MockBitbucket(size=QUICK_SIZE, clock=clock.monotonic, now=clock.time)
+    mock.script(*[429] * refusals)
+    try:
+        user, _ = fetch_user_async_on(contender, clock, mock)
+    except httpx.HTTPStatusError as error:
+        return error.response.status_code, clock.monotonic()
+    return user["type"], clock.monotonic()
+
+
+def test_tenacity_gives_up_after_six_attempts_and_tuned_keeps_going() -> None:
+    defaults = contender_named("tenacity")
+    tuned = contender_named("tenacity, tuned for an hourly limit")
+    assert fetch_user_through_429s(defaults, 5)[0] == "user"
+    assert fetch_user_through_429s(defaults, 6)[0] == 429
+    assert fetch_user_through_429s(tuned, 40)[0] == "user"
+
+
+def test_tenacity_tuned_waits_up_to_300_s_between_attempts_where_the_defaults_stop_at_60() -> None:
+    tuned = contender_named("tenacity, tuned for an hourly limit")
+    outcome, seconds = fetch_user_through_429s(tuned, 40)
+    assert outcome == "user"
+    assert 40 * 60.0 < seconds <= 40 * 300.0

@@ -28,7 +28,9 @@ FLAG_ON = contender_named("bb-backoff, flag on")
 LEGACY = contender_named("bb-backoff, flag off (legacy)")
 GITLAB = contender_named("GITLAB_16_7 preset")
 SYNC_FLAG_ON = contender_named("bb-backoff, flag on (sync)")
+NO_GATE = contender_named("bb-backoff, flag on, no gate")
 TENACITY = contender_named("tenacity")
+TUNED_TENACITY = contender_named("tenacity, tuned for an hourly limit")
 QUICK = {scenario.name: scenario.quick() for scenario in SCENARIOS}
 ROW_FIELDS = [
     "scenario",
@@ -133,6 +135,16 @@ def test_the_longest_request_of_a_client_that_gives_up_is_its_retry_budget() -> 
     assert 2 * 1.0 + 3 * 0.1 <= row.longest_request <= 2 * 1.0 + 6 * 0.1
 
 
+def test_calls_during_the_outage_are_counted_in_the_row() -> None:
+    """Quick outage: the gate waits for the window through the outage; without it, requests
+    retry into the outage, give up and lose items."""
+    gated = run_one(QUICK["outage"], FLAG_ON, seed=0)
+    alone = run_one(QUICK["outage"], NO_GATE, seed=0)
+    assert (gated.outage_calls, gated.complete) == (0, True)
+    assert alone.outage_calls > 0
+    assert (alone.complete, alone.give_ups > 0) == (False, True)
+
+
 def test_the_gate_told_the_limit_never_meets_a_429() -> None:
     told = run_one(QUICK["configured-limit"], FLAG_ON, seed=0)
     learning = run_one(QUICK["no-hint"], FLAG_ON, seed=0)
@@ -145,12 +157,25 @@ def test_the_sync_gate_told_the_limit_never_meets_a_429_either() -> None:
     assert (told.rate_limited, told.complete) == (0, True)
 
 
-@pytest.mark.parametrize("contender", [TENACITY, LEGACY], ids=lambda c: c.name)
+@pytest.mark.parametrize("contender", [NO_GATE, TENACITY, LEGACY], ids=lambda c: c.name)
 def test_a_contender_without_a_gate_runs_configured_limit_as_no_hint(contender: Contender) -> None:
     """The peers and the ungated rows have nowhere to put the limit: same run, same row."""
     told = run_one(QUICK["configured-limit"], contender, seed=0)
     untold = run_one(QUICK["no-hint"], contender, seed=0)
     assert told == attrs.evolve(untold, scenario="configured-limit")
+
+
+def test_the_gate_spares_the_429s_the_same_policy_makes_without_it() -> None:
+    gated = run_one(QUICK["workers-128"], FLAG_ON, seed=0)
+    alone = run_one(QUICK["workers-128"], NO_GATE, seed=0)
+    assert (gated.complete, alone.complete) == (True, True)
+    assert gated.rate_limited < alone.rate_limited
+
+
+def test_tenacity_tuned_for_an_hourly_limit_completes_where_its_defaults_give_up() -> None:
+    tuned = run_one(QUICK["no-hint"], TUNED_TENACITY, seed=0)
+    defaults = run_one(QUICK["no-hint"], TENACITY, seed=0)
+    assert (tuned.complete, defaults.complete) == (True, False)
 
 
 def test_run_one_scaled_scales_the_outage_with_the_window() -> None:

@@ -50,7 +50,7 @@ def test_bench_json_prints_one_object_per_scenario_and_policy(
     ]
     assert all(set(row) == ROW_KEYS for row in rows)
     flag_on = [r for r in rows if r["policy"].startswith("bb-backoff, flag on")]
-    assert [(r["lost"], r["complete"]) for r in flag_on] == [(0, True)] * 4
+    assert [(r["lost"], r["complete"]) for r in flag_on] == [(0, True)] * 6
     legacy = next(r for r in rows if r["policy"] == "bb-backoff, flag off (legacy)")
     assert (legacy["lost"] > 0, legacy["complete"]) == (True, False)
 
