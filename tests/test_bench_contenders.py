@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import random
 import sys
 import time
 import types
@@ -13,9 +14,9 @@ import attrs
 import httpx
 import pytest
 
-from bb_backoff import GITLAB_16_7, ExponentialBackoff, FixedRetry
+from bb_backoff import GITLAB_16_7, AccountGate, ExponentialBackoff, FixedRetry
 from bb_backoff._bench import CONTENDERS, Arena, Contender, contender_named
-from bb_backoff._bench._contenders import _scaled
+from bb_backoff._bench._contenders import _gate, _scaled
 from bb_backoff._bench._importer import AsyncFetcher, SyncFetcher
 from bb_backoff._bench._runner import BASE_URL
 from bb_backoff._bench._scenarios import QUICK_SIZE
@@ -85,6 +86,50 @@ def test_contender_named_finds_each_contender_and_refuses_an_unknown_name() -> N
         contender_named("nobody")
 
 
+def test_the_contenders_are_the_documented_rows_in_table_order() -> None:
+    assert [contender.name for contender in CONTENDERS] == [
+        "bb-backoff, flag on",
+        "bb-backoff, flag on, no gate",
+        "bb-backoff, flag off (legacy)",
+        "GITLAB_16_7 preset",
+        "tenacity",
+        "tenacity, tuned for an hourly limit",
+        "stamina",
+        "stamina + Retry-After hook",
+        "backoff",
+        "httpx-retries",
+        "bb-backoff, flag on (sync)",
+        "urllib3 Retry (sync)",
+    ]
+
+
+# -- the gate ----------------------------------------------------------------------------
+
+
+def test_the_gate_knows_the_limit_only_when_the_arena_tells_it() -> None:
+    arena = virtual_arena(VirtualClock())
+    told = attrs.evolve(arena, configured_limit=50)
+    untold_gate, told_gate = _gate(arena, enabled=True), _gate(told, enabled=True)
+    assert isinstance(untold_gate, AccountGate)
+    assert isinstance(told_gate, AccountGate)
+    assert (untold_gate.limit, told_gate.limit) == (None, 50)
+    assert _gate(told, enabled=False) is False
+
+
+def test_the_gate_is_scaled_like_the_arena_and_seeded() -> None:
+    arena = attrs.evolve(virtual_arena(VirtualClock()), scale=0.01, seed=7)
+    gate = _gate(arena, enabled=True)
+    assert gate == AccountGate(
+        window=arena.mock.window,
+        probe_initial=0.01,
+        probe_max=3.0,
+        breaker_max=0.6,
+        probe_lease=0.6,
+        outage_budget=18.0,
+        seed=7,
+    )
+
+
 # -- patched ----------------------------------------------------------------------------
 
 
@@ -152,6 +197,7 @@ def test_patched_swaps_each_real_peers_time_and_puts_it_back(contender: Contende
 def test_the_peers_that_read_the_time_module_are_patched() -> None:
     assert {c.name: c.patches for c in PATCHING} == {
         "tenacity": ("tenacity",),
+        "tenacity, tuned for an hourly limit": ("tenacity",),
         "stamina": ("tenacity",),
         "stamina + Retry-After hook": ("tenacity",),
         "urllib3 Retry (sync)": ("urllib3.util.retry",),
@@ -209,6 +255,12 @@ def test_scaled_refuses_a_policy_it_does_not_know() -> None:
 
 def fetch_user_async(contender: Contender, clock: VirtualClock) -> tuple[Any, MockBitbucket]:
     mock = MockBitbucket(size=QUICK_SIZE, latency=0.1, clock=clock.monotonic, now=clock.time)
+    return fetch_user_async_on(contender, clock, mock)
+
+
+def fetch_user_async_on(
+    contender: Contender, clock: VirtualClock, mock: MockBitbucket
+) -> tuple[Any, MockBitbucket]:
     arena = Arena(
         mock=mock, base_url=BASE_URL, seed=0, clock=clock, transport=mock.async_transport()
     )
@@ -265,3 +317,31 @@ def test_each_contenders_fetcher_gets_the_user_from_a_quick_mock_on_virtual_time
         assert user == bare.get("/user").json()
     assert (mock.counters.calls, mock.counters.ok) == (1, 1)
     assert clock.monotonic() == pytest.approx(0.1)
+
+
+def fetch_user_through_429s(contender: Contender, refusals: int) -> tuple[object, float]:
+    """GET /user after ``refusals`` scripted 429s: the user, or the error; and the time taken."""
+    random.seed(0)  # tenacity's jitter comes from the global random source
+    clock = VirtualClock()
+    mock = MockBitbucket(size=QUICK_SIZE, clock=clock.monotonic, now=clock.time)
+    mock.script(*[429] * refusals)
+    try:
+        user, _ = fetch_user_async_on(contender, clock, mock)
+    except httpx.HTTPStatusError as error:
+        return error.response.status_code, clock.monotonic()
+    return user["type"], clock.monotonic()
+
+
+def test_tenacity_gives_up_after_six_attempts_and_tuned_keeps_going() -> None:
+    defaults = contender_named("tenacity")
+    tuned = contender_named("tenacity, tuned for an hourly limit")
+    assert fetch_user_through_429s(defaults, 5)[0] == "user"
+    assert fetch_user_through_429s(defaults, 6)[0] == 429
+    assert fetch_user_through_429s(tuned, 40)[0] == "user"
+
+
+def test_tenacity_tuned_waits_up_to_300_s_between_attempts_where_the_defaults_stop_at_60() -> None:
+    tuned = contender_named("tenacity, tuned for an hourly limit")
+    outcome, seconds = fetch_user_through_429s(tuned, 40)
+    assert outcome == "user"
+    assert 40 * 60.0 < seconds <= 40 * 300.0

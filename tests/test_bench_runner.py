@@ -10,6 +10,7 @@ import pytest
 from bb_backoff._bench import (
     CONTENDERS,
     SCENARIOS,
+    Contender,
     Row,
     Scenario,
     available_contenders,
@@ -19,13 +20,17 @@ from bb_backoff._bench import (
     run_real,
     scenario_named,
 )
-from bb_backoff._bench._runner import _p95
+from bb_backoff._bench._runner import _percentile
 from bb_backoff._bench._scenarios import QUICK_SIZE
+from bb_backoff.testing import Faults
 
 FLAG_ON = contender_named("bb-backoff, flag on")
 LEGACY = contender_named("bb-backoff, flag off (legacy)")
 GITLAB = contender_named("GITLAB_16_7 preset")
 SYNC_FLAG_ON = contender_named("bb-backoff, flag on (sync)")
+NO_GATE = contender_named("bb-backoff, flag on, no gate")
+TENACITY = contender_named("tenacity")
+TUNED_TENACITY = contender_named("tenacity, tuned for an hourly limit")
 QUICK = {scenario.name: scenario.quick() for scenario in SCENARIOS}
 ROW_FIELDS = [
     "scenario",
@@ -40,10 +45,13 @@ ROW_FIELDS = [
     "wasted",
     "calls_needed",
     "lost",
+    "complete",
     "duplicates",
     "items",
     "give_ups",
-    "p95",
+    "p99_request",
+    "longest_request",
+    "outage_calls",
     "clock",
 ]
 
@@ -82,6 +90,7 @@ def test_a_row_describes_the_run() -> None:
     assert row.time_ratio == pytest.approx(row.seconds / row.lower_bound)
     assert row.wasted == pytest.approx((row.calls - row.calls_needed) / row.calls_needed)
     assert (row.lost, row.duplicates, row.give_ups) == (0, 0, 0)
+    assert (row.complete, row.outage_calls) == (True, 0)
     assert row.rate_limited > 0
 
 
@@ -102,6 +111,81 @@ def test_the_legacy_contender_loses_items_in_quick_no_hint() -> None:
     row = run_one(QUICK["no-hint"], LEGACY, seed=0)
     assert row.lost > 0
     assert row.give_ups > 0
+
+
+def test_a_run_that_lost_items_is_incomplete_and_one_that_lost_none_complete() -> None:
+    rows = [run_one(QUICK["no-hint"], contender, seed=0) for contender in (FLAG_ON, LEGACY)]
+    assert [(row.lost > 0, row.complete) for row in rows] == [(False, True), (True, False)]
+
+
+def test_the_longest_request_of_a_client_that_waits_out_the_window_is_about_an_hour() -> None:
+    """Quick no-hint: 59 calls, 50 an hour; the calls past the quota wait for the window."""
+    row = run_one(QUICK["no-hint"], FLAG_ON, seed=0)
+    assert row.p99_request <= row.longest_request <= row.seconds
+    assert row.longest_request == pytest.approx(3600.0, rel=0.01)
+
+
+def test_the_longest_request_of_a_client_that_gives_up_is_its_retry_budget() -> None:
+    """The legacy policy: three attempts one second apart, then it gives up.
+
+    Two waits of 1 s, and three attempts of one call or two (a diff's redirect
+    and its target) at 0.1 s each.
+    """
+    row = run_one(QUICK["no-hint"], LEGACY, seed=0)
+    assert 2 * 1.0 + 3 * 0.1 <= row.longest_request <= 2 * 1.0 + 6 * 0.1
+
+
+def test_calls_during_the_outage_are_counted_in_the_row() -> None:
+    """Quick outage: the gate waits for the window through the outage; without it, requests
+    retry into the outage, give up and lose items."""
+    gated = run_one(QUICK["outage"], FLAG_ON, seed=0)
+    alone = run_one(QUICK["outage"], NO_GATE, seed=0)
+    assert (gated.outage_calls, gated.complete) == (0, True)
+    assert alone.outage_calls > 0
+    assert (alone.complete, alone.give_ups > 0) == (False, True)
+
+
+def test_the_gate_told_the_limit_never_meets_a_429() -> None:
+    told = run_one(QUICK["configured-limit"], FLAG_ON, seed=0)
+    learning = run_one(QUICK["no-hint"], FLAG_ON, seed=0)
+    assert (told.rate_limited, told.complete) == (0, True)
+    assert learning.rate_limited > 0
+
+
+def test_the_sync_gate_told_the_limit_never_meets_a_429_either() -> None:
+    told = run_one(QUICK["configured-limit"], SYNC_FLAG_ON, seed=0)
+    assert (told.rate_limited, told.complete) == (0, True)
+
+
+@pytest.mark.parametrize("contender", [NO_GATE, TENACITY, LEGACY], ids=lambda c: c.name)
+def test_a_contender_without_a_gate_runs_configured_limit_as_no_hint(contender: Contender) -> None:
+    """The peers and the ungated rows have nowhere to put the limit: same run, same row."""
+    told = run_one(QUICK["configured-limit"], contender, seed=0)
+    untold = run_one(QUICK["no-hint"], contender, seed=0)
+    assert told == attrs.evolve(untold, scenario="configured-limit")
+
+
+def test_the_gate_spares_the_429s_the_same_policy_makes_without_it() -> None:
+    gated = run_one(QUICK["workers-128"], FLAG_ON, seed=0)
+    alone = run_one(QUICK["workers-128"], NO_GATE, seed=0)
+    assert (gated.complete, alone.complete) == (True, True)
+    assert gated.rate_limited < alone.rate_limited
+
+
+def test_tenacity_tuned_for_an_hourly_limit_completes_where_its_defaults_give_up() -> None:
+    tuned = run_one(QUICK["no-hint"], TUNED_TENACITY, seed=0)
+    defaults = run_one(QUICK["no-hint"], TENACITY, seed=0)
+    assert (tuned.complete, defaults.complete) == (True, False)
+
+
+def test_run_one_scaled_scales_the_outage_with_the_window() -> None:
+    # An outage from the start: the bound moves by its length, scaled like the window.
+    down = attrs.evolve(QUICK["no-hint"], faults=Faults(outage_start=0, outage_seconds=600))
+    row = run_one(down, FLAG_ON, seed=0, scale=0.01)
+    assert row.lower_bound == pytest.approx(0.01 * down.lower_bound(59))
+    # (600 s of outage, then one window of 3,600 s for the calls past the quota) x 0.01.
+    assert row.lower_bound == pytest.approx(42.0)
+    assert (row.complete, row.outage_calls > 0) == (True, True)
 
 
 def test_run_one_scaled_scales_the_window_and_the_bound_and_flag_on_stays_lossless() -> None:
@@ -165,13 +249,21 @@ def test_available_contenders_are_every_contender_in_this_venv() -> None:
     assert available_contenders() == list(CONTENDERS)
 
 
-# -- p95 ------------------------------------------------------------------------------------
+# -- percentiles ----------------------------------------------------------------------------
 
 
-def test_p95_is_the_value_at_the_95th_percentile_rank() -> None:
-    assert _p95([float(n) for n in range(100, 0, -1)]) == 95.0
-    assert _p95([1.0, 2.0]) == 2.0
-    assert _p95([]) == 0.0
+def test_percentile_is_the_value_at_the_nearest_rank() -> None:
+    descending = [float(n) for n in range(100, 0, -1)]
+    assert [_percentile(descending, share) for share in (0.95, 0.99, 1.0)] == [95.0, 99.0, 100.0]
+    assert _percentile([1.0, 2.0], 0.99) == 2.0
+    assert _percentile([3.0], 0.0) == 3.0
+    assert _percentile([], 0.99) == 0.0
+
+
+def test_a_row_refuses_to_be_complete_when_it_lost_items() -> None:
+    row = run_one(QUICK["no-hint"], LEGACY, seed=0)
+    with pytest.raises(ValueError, match="complete must be False when lost is 18"):
+        attrs.evolve(row, complete=True)
 
 
 # -- run_real ---------------------------------------------------------------------------------

@@ -20,12 +20,12 @@ from hypothesis import strategies as st
 from bb_backoff._bench import SCENARIOS, Scenario, scenario_named
 from bb_backoff._bench._importer import PAGELEN
 from bb_backoff._bench._scenarios import QUICK_SIZE
-from bb_backoff.testing import Dataset, MockBitbucket
+from bb_backoff.testing import Dataset, Faults, MockBitbucket
 from bb_backoff.testing._ratelimit import RateLimiter
 
 # The calls a complete import of the default dataset makes (docs/benchmark.md).
 DEFAULT_CALLS_NEEDED = 1035
-NOT_FOR_THE_MOCK = {"name", "summary", "workers"}
+NOT_FOR_THE_MOCK = {"name", "summary", "workers", "configured_limit"}
 
 
 def ideal_import_seconds(scenario: Scenario, calls: int) -> float:
@@ -33,7 +33,8 @@ def ideal_import_seconds(scenario: Scenario, calls: int) -> float:
 
     Uses the mock's own rate limiter, so the answer is what the mock admits.
     Every worker sends its next call when its previous one is answered
-    (``latency`` later) or, if the window is full, at the instant it has room.
+    (``latency`` later) or, if the window is full, at the instant it has room;
+    it knows the outage and sends nothing during it.
     """
     limiter = RateLimiter(
         limit=scenario.limit,
@@ -45,8 +46,12 @@ def ideal_import_seconds(scenario: Scenario, calls: int) -> float:
     ready = [0.0] * scenario.workers
     made = 0
     finished = 0.0
+    outage_end = scenario.faults.outage_start + scenario.faults.outage_seconds
     while made < calls:
         at = heapq.heappop(ready)
+        if scenario.faults.in_outage(at):
+            heapq.heappush(ready, outage_end)
+            continue
         admission = limiter.admit("access-token", at)
         if admission.accepted:
             made += 1
@@ -123,6 +128,69 @@ def test_lower_bound_counts_the_other_consumers_in_whole_requests() -> None:
     assert shared.lower_bound(4) == pytest.approx(0.1)
 
 
+def test_an_outage_during_the_wait_for_the_window_does_not_move_the_lower_bound() -> None:
+    """The outage scenario: 32 workers spend the quota in seconds, long before minute 5."""
+    outage = scenario_named("outage")
+    assert outage.lower_bound(DEFAULT_CALLS_NEEDED) == 3600.0
+    assert outage.lower_bound(DEFAULT_CALLS_NEEDED) == pytest.approx(
+        ideal_import_seconds(outage, DEFAULT_CALLS_NEEDED), abs=1.0
+    )
+
+
+def test_an_outage_before_the_quota_is_spent_pushes_the_rest_of_the_calls_after_it() -> None:
+    # One worker, a call a second: 11 calls before the outage at 10.5 s, 89 after it ends.
+    slow = scenario(
+        limit=1000, workers=1, latency=1.0, faults=Faults(outage_start=10.5, outage_seconds=600)
+    )
+    assert slow.lower_bound(100) == 610.5 + 89
+    assert ideal_import_seconds(slow, 100) == 610.5 + 89
+
+
+def test_an_outage_from_the_start_delays_the_whole_import_by_its_length() -> None:
+    down = scenario(latency=0.1, workers=4, faults=Faults(outage_start=0, outage_seconds=600))
+    up = attrs.evolve(down, faults=Faults())
+    assert down.lower_bound(DEFAULT_CALLS_NEEDED) == 600.0 + up.lower_bound(DEFAULT_CALLS_NEEDED)
+
+
+def test_an_outage_starting_a_hair_after_zero_still_lets_the_first_calls_through() -> None:
+    # 5e-324 / 2 underflows to 0: the calls sent at 0 must still count as before the outage.
+    outage = Faults(outage_start=5e-324, outage_seconds=1.0)
+    hair = scenario(limit=1, window=2.0, workers=1, latency=0.0, faults=outage)
+    assert hair.lower_bound(1) == ideal_import_seconds(hair, 1) == 0.0
+
+
+def test_an_outage_starting_on_a_whole_number_of_latencies_allows_for_float_sums() -> None:
+    # Ten sums of 0.1 s land at 0.9999999999999999: an eleventh call fits before 1.0 s.
+    tie = scenario(
+        limit=11,
+        window=1.0,
+        workers=1,
+        latency=0.1,
+        faults=Faults(outage_start=1, outage_seconds=1),
+    )
+    assert ideal_import_seconds(tie, 11) == pytest.approx(1.1)
+    # The bound is the latency's, not pushed past the outage.
+    assert tie.lower_bound(11) == pytest.approx(1.1)
+
+
+def test_an_outage_after_the_import_can_finish_does_not_move_the_lower_bound() -> None:
+    late = scenario(latency=0.1, faults=Faults(outage_start=7200, outage_seconds=600))
+    assert late.lower_bound(DEFAULT_CALLS_NEEDED) == scenario(latency=0.1).lower_bound(
+        DEFAULT_CALLS_NEEDED
+    )
+
+
+def test_an_outage_longer_than_a_window_restarts_the_quotas_after_it() -> None:
+    # 10 an hour: one quota before the outage (60 s to 10,060 s); 25 calls after it
+    # need three quotas, two windows apart.
+    busy = scenario(
+        limit=10, workers=4, latency=0.1, faults=Faults(outage_start=60, outage_seconds=10_000)
+    )
+    assert busy.lower_bound(35) == 10_060.0 + 2 * 3600.0
+    # The last five calls take two rounds of the four workers.
+    assert ideal_import_seconds(busy, 35) == pytest.approx(10_060.0 + 2 * 3600.0 + 0.2)
+
+
 def test_lower_bound_of_a_share_leaving_one_request_is_that_of_a_quota_of_one() -> None:
     # 1 - 0.9 is 0.09999999999999998 in floats: 10 * that must still be one whole request.
     shared = scenario(limit=10, other_consumers=0.9)
@@ -144,6 +212,28 @@ def test_lower_bound_never_exceeds_what_an_ideal_client_needs(
     alone = scenario(limit=limit, window=float(window), workers=workers, latency=latency)
     ideal = ideal_import_seconds(alone, calls)
     assert alone.lower_bound(calls) <= ideal + 1e-9 * max(1.0, ideal)
+
+
+@given(
+    down=st.builds(
+        scenario,
+        limit=st.integers(min_value=1, max_value=60),
+        window=st.integers(min_value=1, max_value=7200).map(float),
+        workers=st.integers(min_value=1, max_value=8),
+        latency=st.sampled_from([0.0, 0.1, 0.5, 1.0, 30.0]),
+        faults=st.builds(
+            Faults,
+            outage_start=st.integers(min_value=0, max_value=10_000),
+            outage_seconds=st.integers(min_value=1, max_value=10_000),
+        ),
+    ),
+    calls=st.integers(min_value=0, max_value=250),
+)
+def test_lower_bound_with_an_outage_never_exceeds_what_an_ideal_client_needs(
+    down: Scenario, calls: int
+) -> None:
+    ideal = ideal_import_seconds(down, calls)
+    assert down.lower_bound(calls) <= ideal + 1e-9 * max(1.0, ideal)
 
 
 @given(
@@ -192,9 +282,29 @@ def test_the_documented_scenarios_are_the_table_in_order() -> None:
         "faults-5pct",
         "workers-8",
         "workers-32",
+        "workers-128",
         "multi-hour",
         "other-consumer",
+        "outage",
+        "configured-limit",
     ]
+
+
+def test_the_new_scenarios_have_their_workers_outage_and_told_limit() -> None:
+    shapes = {
+        s.name: (s.workers, s.faults, s.configured_limit, s.hint)
+        for s in SCENARIOS
+        if s.name in {"workers-128", "outage", "configured-limit"}
+    }
+    assert shapes == {
+        "workers-128": (128, Faults(), False, "none"),
+        "outage": (32, Faults(outage_start=300.0, outage_seconds=600.0), False, "none"),
+        "configured-limit": (4, Faults(), True, "none"),
+    }
+
+
+def test_only_the_configured_limit_scenario_tells_the_client_the_limit() -> None:
+    assert [s.name for s in SCENARIOS if s.configured_limit] == ["configured-limit"]
 
 
 @pytest.mark.parametrize("named", SCENARIOS, ids=lambda s: s.name)
@@ -223,6 +333,34 @@ def test_every_scenario_builds_a_mock_with_its_settings(named: Scenario) -> None
         named.faults,
         named.size,
         named.latency,
+    )
+
+
+# -- scaled ----------------------------------------------------------------------------
+
+
+def test_scaled_multiplies_every_time_of_the_scenario_and_nothing_else() -> None:
+    faults = Faults(server_error_rate=0.1, slow_seconds=10, outage_start=300, outage_seconds=600)
+    named = scenario(window=3600.0, latency=0.5, faults=faults, limit=400, workers=8)
+    assert named.scaled(0.25) == attrs.evolve(
+        named,
+        window=900.0,
+        latency=0.125,
+        faults=Faults(
+            server_error_rate=0.1, slow_seconds=2.5, outage_start=75.0, outage_seconds=150.0
+        ),
+    )
+
+
+def test_scaled_by_one_is_the_scenario_itself() -> None:
+    named = scenario_named("outage")
+    assert named.scaled(1.0) is named
+
+
+def test_scaling_the_outage_scenario_scales_its_lower_bound() -> None:
+    named = scenario_named("outage")
+    assert named.scaled(0.01).lower_bound(DEFAULT_CALLS_NEEDED) == pytest.approx(
+        named.lower_bound(DEFAULT_CALLS_NEEDED) * 0.01
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -10,8 +11,21 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bb_backoff._bench import CONTENDERS
-from bb_backoff._cli import main, schedule_table
+import bb_backoff
+from bb_backoff._bench import CONTENDERS, SCENARIOS
+from bb_backoff._cli import (
+    DEFAULT_RESULTS,
+    _HelpFormatter,
+    build_parser,
+    is_default_bench,
+    is_own_checkout,
+    main,
+    results_dir,
+    schedule_table,
+)
+
+ROOT = Path(__file__).parent.parent
+QUICK_BENCH = ["bench", "--quick", "--processes", "1", "--scenario", "workers-8"]
 
 ROW_KEYS = {
     "scenario",
@@ -26,10 +40,13 @@ ROW_KEYS = {
     "wasted",
     "calls_needed",
     "lost",
+    "complete",
     "duplicates",
     "items",
     "give_ups",
-    "p95",
+    "p99_request",
+    "longest_request",
+    "outage_calls",
     "clock",
 }
 
@@ -47,9 +64,9 @@ def test_bench_json_prints_one_object_per_scenario_and_policy(
     ]
     assert all(set(row) == ROW_KEYS for row in rows)
     flag_on = [r for r in rows if r["policy"].startswith("bb-backoff, flag on")]
-    assert [r["lost"] for r in flag_on] == [0, 0, 0, 0]
+    assert [(r["lost"], r["complete"]) for r in flag_on] == [(0, True)] * 6
     legacy = next(r for r in rows if r["policy"] == "bb-backoff, flag off (legacy)")
-    assert legacy["lost"] > 0
+    assert (legacy["lost"] > 0, legacy["complete"]) == (True, False)
 
 
 def test_bench_is_reproducible_from_the_seed(capsys: pytest.CaptureFixture[str]) -> None:
@@ -100,6 +117,218 @@ def test_bench_real_runs_against_the_served_mock_beside_virtual_time(
     assert ("bb-backoff, flag on", "virtual") in clocks
     flag_on = [r for r in rows if r["policy"].startswith("bb-backoff, flag on (")]
     assert [r["lost"] for r in flag_on] == [0, 0]
+
+
+# -- where bench writes -------------------------------------------------------------------
+
+
+def bench_args(*argv: str) -> argparse.Namespace:
+    return build_parser().parse_args(["bench", *argv])
+
+
+def fake_checkout(root: Path, name: str = "bb-backoff") -> Path:
+    """A directory shaped like this project's checkout; returns its package directory."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "pyproject.toml").write_text(f'[project]\nname = "{name}"\n')
+    package = root / "src" / "bb_backoff"
+    package.mkdir(parents=True)
+    return package.resolve()
+
+
+def test_the_default_run_from_the_root_of_its_own_checkout_writes_the_committed_results(
+    tmp_path: Path,
+) -> None:
+    package = fake_checkout(tmp_path)
+    assert results_dir(bench_args(), cwd=tmp_path, package=package) == DEFAULT_RESULTS
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--processes", "1"],
+        ["--seed", "0"],
+        [arg for scenario in SCENARIOS for arg in ("--scenario", scenario.name)],
+        ["--scale", "0.01"],
+    ],
+    ids=["processes", "seed-0", "every-scenario-in-order", "scale"],
+)
+def test_arguments_that_do_not_change_the_rows_keep_the_default_run(argv: list[str]) -> None:
+    assert is_default_bench(bench_args(*argv))
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--scenario", "no-hint"],
+        [arg for scenario in reversed(SCENARIOS) for arg in ("--scenario", scenario.name)],
+        ["--workers", "4"],
+        ["--seed", "1"],
+        ["--quick"],
+        ["--json"],
+        ["--real"],
+    ],
+    ids=["one-scenario", "reordered", "workers", "seed", "quick", "json", "real"],
+)
+def test_any_other_run_writes_nowhere_even_from_its_own_checkout(
+    argv: list[str], tmp_path: Path
+) -> None:
+    package = fake_checkout(tmp_path)
+    args = bench_args(*argv)
+    assert (is_default_bench(args), results_dir(args, cwd=tmp_path, package=package)) == (
+        False,
+        None,
+    )
+
+
+def test_the_default_run_outside_a_checkout_writes_nowhere(tmp_path: Path) -> None:
+    assert results_dir(bench_args(), cwd=tmp_path) is None
+
+
+def test_the_default_run_in_another_projects_checkout_writes_nowhere(tmp_path: Path) -> None:
+    package = fake_checkout(tmp_path, name="someone-else")
+    assert results_dir(bench_args(), cwd=tmp_path, package=package) is None
+
+
+def test_the_default_run_in_a_checkout_whose_code_is_not_running_writes_nowhere(
+    tmp_path: Path,
+) -> None:
+    fake_checkout(tmp_path / "clone")
+    elsewhere = fake_checkout(tmp_path / "installed")
+    assert results_dir(bench_args(), cwd=tmp_path / "clone", package=elsewhere) is None
+
+
+def test_a_broken_pyproject_is_not_a_checkout(tmp_path: Path) -> None:
+    package = fake_checkout(tmp_path)
+    (tmp_path / "pyproject.toml").write_text("[project\nname = ")
+    assert is_own_checkout(tmp_path, package) is False
+
+
+def test_output_given_is_where_any_run_writes(tmp_path: Path) -> None:
+    args = bench_args("--quick", "--json", "--output", str(tmp_path / "out"))
+    assert results_dir(args, cwd=tmp_path) == tmp_path / "out"
+
+
+@pytest.mark.skipif(
+    Path(bb_backoff.__file__).resolve().parent != (ROOT / "src" / "bb_backoff").resolve(),
+    reason="bb-backoff is not installed from this checkout (pip install -e)",
+)
+def test_this_repository_is_its_own_checkout_when_installed_editable() -> None:
+    assert is_own_checkout(ROOT)
+
+
+def test_a_partial_run_from_its_own_checkout_writes_no_file_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("bb_backoff._cli._PACKAGE_DIR", fake_checkout(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    assert main(QUICK_BENCH) == 0
+    captured = capsys.readouterr()
+    assert "| **workers-8** | bb-backoff, flag on |" in captured.out
+    assert "wrote no files: pass --output DIR" in captured.err
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["pyproject.toml", "src"]
+
+
+def test_a_run_outside_a_checkout_creates_no_results_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main([*QUICK_BENCH, "--json"]) == 0
+    json.loads(capsys.readouterr().out)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bench_json_with_output_writes_the_table_and_keeps_stdout_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([*QUICK_BENCH, "--json", "--output", str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    rows = json.loads(captured.out)
+    assert [row["scenario"] for row in rows] == ["workers-8"] * len(CONTENDERS)
+    assert (tmp_path / "table.md").read_text().startswith("| scenario | policy |")
+    assert captured.err.strip().endswith(
+        f"wrote {tmp_path / 'table.md'} and {tmp_path / 'chart.png'}"
+    )
+
+
+# -- the command's manners ------------------------------------------------------------------
+
+
+def test_version_prints_the_name_and_the_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert (exited.value.code, capsys.readouterr().out) == (
+        0,
+        f"bb-backoff {bb_backoff.__version__}\n",
+    )
+
+
+def test_a_closed_pipe_ends_the_command_quietly() -> None:
+    """`bb-backoff schedule | head -1`: the reader leaves after one line of many."""
+    command = [sys.executable, "-m", "bb_backoff", "schedule", "--retries", "3000"]
+    with subprocess.Popen(  # noqa: S603
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as process:
+        assert process.stdout is not None
+        assert process.stderr is not None
+        first = process.stdout.readline()
+        process.stdout.close()
+        errors = process.stderr.read()
+        status = process.wait(timeout=60)
+    assert first == "Waits in seconds (low / median / high) when the server sends no hint:\n"
+    assert (status, errors) == (1, "")
+
+
+def test_bench_help_lists_every_scenario(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["bench", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    names = ", ".join(scenario.name for scenario in SCENARIOS)
+    assert f"one of: {names}" in help_text
+
+
+def subcommand_parsers() -> dict[str, argparse.ArgumentParser]:
+    parser = build_parser()
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return {"": parser, **commands.choices}
+
+
+@pytest.mark.parametrize("command", ["", "bench", "schedule", "serve-mock"])
+def test_every_help_shows_the_default_of_every_option_that_takes_a_value(command: str) -> None:
+    parser = subcommand_parsers()[command]
+    formatter = _HelpFormatter(prog="bb-backoff")
+    undocumented = [
+        action.dest
+        for action in parser._actions
+        if action.option_strings
+        and action.nargs != 0
+        and "default" not in (formatter._get_help_string(action) or "")
+    ]
+    assert undocumented == []
+
+
+@pytest.mark.parametrize(
+    ("command", "shown"),
+    [
+        ("bench", "--seed SEED seeds the run (default: 0)"),
+        (
+            "bench",
+            "--scale SCALE --real: time scale, an hour becomes 3600 * SCALE s (default: 0.005)",
+        ),
+        (
+            "bench",
+            "--workers WORKERS override every scenario's workers (default: each scenario's own)",
+        ),
+        ("schedule", "--retries RETRIES waits to show (default: 10)"),
+        ("serve-mock", "--limit LIMIT requests per window (default: 1000)"),
+        ("serve-mock", "--host HOST address to listen on (default: 127.0.0.1)"),
+    ],
+)
+def test_help_shows_defaults_in_words(
+    command: str, shown: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    assert shown in " ".join(capsys.readouterr().out.split())
 
 
 def test_schedule_prints_the_side_by_side_table(capsys: pytest.CaptureFixture[str]) -> None:

@@ -9,6 +9,7 @@ import asyncio
 import math
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -834,6 +835,112 @@ def test_the_same_seed_draws_the_same_faults_and_another_seed_others() -> None:
     assert runs[0] != runs[2]
 
 
+# -- a full outage -----------------------------------------------------------------------
+
+OUTAGE = Faults(outage_start=10, outage_seconds=20)
+
+
+def statuses_at(mock: MockBitbucket, clock: VirtualClock, times: list[float]) -> list[int]:
+    """The status of a ``/user`` request at each of ``times`` (seconds on the clock)."""
+    statuses = []
+    with http(mock) as client:
+        for at in times:
+            clock.advance(at - clock.monotonic())
+            statuses.append(client.get("/user").status_code)
+    return statuses
+
+
+def test_an_outage_answers_503_from_its_start_until_its_end_and_not_outside() -> None:
+    mock, clock = make_mock(faults=OUTAGE)
+    assert statuses_at(mock, clock, [0, 9.9, 10, 20, 29.9, 30, 100]) == [
+        200,
+        200,
+        503,
+        503,
+        503,
+        200,
+        200,
+    ]
+
+
+def test_an_outage_503_is_the_html_page_of_a_proxy() -> None:
+    mock, clock = make_mock(faults=OUTAGE)
+    clock.advance(15)
+    with http(mock) as client:
+        response = client.get(f"{repo_path(mock)}/pullrequests")
+    assert (response.status_code, response.headers["Content-Type"]) == (503, "text/html")
+    assert b"503 Service Unavailable" in response.content
+
+
+def test_an_outage_is_timed_from_the_mocks_creation_not_from_zero() -> None:
+    clock = VirtualClock(start=1000.0)
+    mock = MockBitbucket(size=SMALL, faults=OUTAGE, clock=clock.monotonic, now=clock.time)
+    assert statuses_at(mock, clock, [1005, 1010, 1030]) == [200, 503, 200]
+
+
+def test_requests_during_an_outage_use_no_slot_of_the_rate_window() -> None:
+    mock, clock = make_mock(limit=2, faults=OUTAGE)
+    statuses = statuses_at(mock, clock, [10, 11, 12, 13, 14, 30, 30, 30])
+    assert statuses == [503, 503, 503, 503, 503, 200, 200, 429]
+    assert mock.counters.per_principal == {"access-token": 2}
+
+
+def test_an_outage_answers_before_authentication() -> None:
+    mock, clock = make_mock(faults=OUTAGE)
+    clock.advance(10)
+    with http(mock, None) as client:
+        assert client.get("/user").status_code == 503
+    assert (mock.counters.outage_calls, mock.counters.unauthorized) == (1, 0)
+
+
+def test_scripted_steps_come_before_an_outage() -> None:
+    mock, clock = make_mock(faults=OUTAGE)
+    clock.advance(10)
+    mock.script(404)
+    assert statuses_and_errors(mock, 2) == [404, 503]
+
+
+def test_the_token_endpoint_stays_up_during_an_outage() -> None:
+    mock, _ = make_mock(faults=Faults(outage_start=0, outage_seconds=60))
+    headers = {"X-Client": f"{mock.client_id}:{mock.client_secret}"}
+    with httpx.Client(transport=mock.transport(), headers=headers) as token_client:
+        assert refresh(token_client, mock.refresh_token).status_code == 200
+    assert statuses_and_errors(mock, 1) == [503]
+
+
+def test_outage_calls_are_their_own_outcome_so_the_outcomes_add_up_to_the_calls() -> None:
+    mock, clock = make_mock(limit=3, faults=OUTAGE)
+    statuses_at(mock, clock, [0, 10, 20, 30, 30, 30])
+    counters = mock.counters
+    assert counters == MockCounters(
+        calls=6,
+        ok=3,
+        rate_limited=1,
+        outage_calls=2,
+        per_principal={"access-token": 3},
+    )
+
+
+def test_an_outage_answer_takes_the_latency_and_times_out_beyond_the_read_timeout() -> None:
+    mock, clock = make_mock(faults=OUTAGE, latency=2.0)
+    clock.advance(10)
+    with http(mock) as client:
+        assert client.get("/user").status_code == 503
+        with pytest.raises(httpx.ReadTimeout):
+            client.get("/user", timeout=1.0)
+    assert clock.sleeps == [2.0, 1.0]
+    assert (mock.counters.outage_calls, mock.counters.timeouts) == (2, 0)
+
+
+def test_an_outage_takes_timedeltas_as_seconds() -> None:
+    faults = Faults(outage_start=timedelta(minutes=5), outage_seconds=timedelta(minutes=10))
+    assert faults == Faults(outage_start=300.0, outage_seconds=600.0)
+
+
+def test_no_outage_by_default() -> None:
+    assert [Faults().in_outage(elapsed) for elapsed in (0.0, 1.0, 1e9)] == [False, False, False]
+
+
 # -- scripted steps ---------------------------------------------------------------------
 
 
@@ -982,6 +1089,10 @@ def test_invalid_arguments_raise_value_error_naming_the_parameter(
         ({"timeout_rate": "0.1"}, "timeout_rate"),
         ({"slow_seconds": -1}, "slow_seconds"),
         ({"server_error_rate": 0.6, "slow_rate": 0.6}, "at most 1"),
+        ({"outage_start": -1}, "outage_start"),
+        ({"outage_start": math.nan}, "outage_start"),
+        ({"outage_seconds": math.inf}, "outage_seconds"),
+        ({"outage_seconds": "600"}, "outage_seconds"),
     ],
 )
 def test_invalid_faults_raise_value_error_naming_the_rate(

@@ -2,7 +2,11 @@
 
 ``bench``
     the main job: every policy and its peers import the mock's dataset in the
-    default scenarios, on virtual time; prints the table, writes the chart.
+    default scenarios, on virtual time; prints the table, and writes it with
+    a chart where ``--output`` says.  Without ``--output``, only the full
+    default run started from the root of this project's checkout writes, to
+    ``benchmarks/results/`` (the README's first line); any other run writes
+    nothing, so a partial run never rewrites the committed results.
 ``bench --real``
     the same against the mock served by uvicorn, in real time, with the
     window scaled down, beside the virtual results of the same runs.
@@ -11,7 +15,9 @@
 ``serve-mock``
     the mock API as a real HTTP server, for manual and integration use.
 
-Bad arguments get a message and exit status 2, never a traceback.
+Bad arguments get a message and exit status 2, never a traceback.  A closed
+pipe (``bb-backoff schedule | head -1``) ends the command quietly with exit
+status 1, as Python itself does on a broken pipe, without the traceback.
 """
 
 from __future__ import annotations
@@ -20,13 +26,16 @@ import argparse
 import math
 import os
 import sys
+import textwrap
 import threading
+import tomllib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
+from ._client import __version__
 from ._policy import (
     GITLAB_16_7,
     ExponentialBackoff,
@@ -40,6 +49,10 @@ if TYPE_CHECKING:
     from ._bench import Row
 
 DEFAULT_RESULTS: Final = Path("benchmarks") / "results"
+"""Where the full default ``bench`` run writes, relative to this project's checkout."""
+PROJECT_NAME: Final = "bb-backoff"
+# The package this command runs from: .../src/bb_backoff in a checkout.
+_PACKAGE_DIR: Final = Path(__file__).resolve().parent
 # bench --real: an hour becomes 3600 * 0.005 = 18 real seconds.
 DEFAULT_REAL_SCALE: Final = 0.005
 _REAL_CONTENDERS: Final = (
@@ -114,6 +127,83 @@ def _progress(total: int, *, quiet: bool) -> tuple[Callable[[Row], object], Call
     return (advance, bar.close)
 
 
+def is_own_checkout(directory: Path, package: Path | None = None) -> bool:
+    """Whether ``directory`` is the root of a bb-backoff checkout whose code this command runs.
+
+    Only such a run may refresh the checkout's committed results: a
+    ``bb-backoff`` installed from elsewhere would write another version's
+    numbers into it.  ``package``: the running package's directory (this
+    one's by default).
+    """
+    package = _PACKAGE_DIR if package is None else package
+    try:
+        with (directory / "pyproject.toml").open("rb") as file:
+            name = tomllib.load(file).get("project", {}).get("name")
+    except (OSError, tomllib.TOMLDecodeError):
+        return False
+    return name == PROJECT_NAME and (directory / "src" / "bb_backoff").resolve() == package
+
+
+def is_default_bench(args: argparse.Namespace) -> bool:
+    """Whether ``args`` ask for the full default benchmark, the one the committed results show.
+
+    ``--processes`` and ``--scale`` (``--real`` only) do not change the
+    rows; every other option does, or prints JSON instead of the table.
+    """
+    from ._bench._scenarios import SCENARIOS  # noqa: PLC0415
+
+    every = [scenario.name for scenario in SCENARIOS]
+    return (
+        args.scenario in ([], every)
+        and args.workers is None
+        and args.seed == 0
+        and not args.quick
+        and not args.json
+        and not args.real
+    )
+
+
+def results_dir(
+    args: argparse.Namespace, *, cwd: Path | None = None, package: Path | None = None
+) -> Path | None:
+    """Where ``bench`` writes ``table.md`` and ``chart.png``, or ``None`` for nowhere.
+
+    ``--output`` when given; else ``benchmarks/results`` for the full default
+    run from the root of this project's checkout; else nowhere.
+    """
+    if args.output is not None:
+        return Path(args.output)
+    here = Path.cwd() if cwd is None else cwd
+    if is_default_bench(args) and is_own_checkout(here, package):
+        return DEFAULT_RESULTS
+    return None
+
+
+def _write_results(rows: Sequence[Row], args: argparse.Namespace, bench: Any) -> None:
+    """Write the table and the chart where :func:`results_dir` says, and say where (stderr)."""
+    output = results_dir(args)
+    if output is None:
+        print(
+            "wrote no files: pass --output DIR to keep table.md and chart.png (only the full "
+            f"default run from the root of a {PROJECT_NAME} checkout refreshes {DEFAULT_RESULTS})",
+            file=sys.stderr,
+        )
+        return
+    output.mkdir(parents=True, exist_ok=True)
+    table = output / "table.md"
+    table.write_text(bench.markdown_table(rows) + "\n", encoding="utf-8")
+    try:
+        chart = bench.write_chart(rows, output / "chart.png")
+    except ImportError:
+        print(
+            f"wrote {table}; matplotlib is not installed: no chart (pip install "
+            "'bb-backoff[bench]')",
+            file=sys.stderr,
+        )
+    else:
+        print(f"wrote {table} and {chart}", file=sys.stderr)
+
+
 def _bench(args: argparse.Namespace) -> int:
     from . import _bench as bench  # noqa: PLC0415 (the mock and peers load only for bench)
 
@@ -141,20 +231,8 @@ def _bench(args: argparse.Namespace) -> int:
         )
     finally:
         close()
-    if args.json:
-        print(bench.json_rows(rows))
-        return 0
-    table = bench.markdown_table(rows)
-    print(table)
-    output: Path = args.output
-    output.mkdir(parents=True, exist_ok=True)
-    (output / "table.md").write_text(table + "\n", encoding="utf-8")
-    try:
-        chart = bench.write_chart(rows, output / "chart.png")
-    except ImportError:
-        print("\nmatplotlib is not installed: no chart (pip install 'bb-backoff[bench]')")
-    else:
-        print(f"\nwrote {output / 'table.md'} and {chart}")
+    print(bench.json_rows(rows) if args.json else bench.markdown_table(rows))
+    _write_results(rows, args, bench)
     return 0
 
 
@@ -209,10 +287,8 @@ def _bench_real(args: argparse.Namespace, bench: Any, scenarios: list[Any]) -> i
         for row in pair
         if row is not None
     ]
-    if args.json:
-        print(bench.json_rows(rows))
-    else:
-        print(bench.markdown_table(rows))
+    print(bench.json_rows(rows) if args.json else bench.markdown_table(rows))
+    _write_results(rows, args, bench)
     return 0
 
 
@@ -271,44 +347,83 @@ def _scenario_name(text: str) -> str:
     return text
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows every option's default, unless its help already says it in words.
+
+    Flags (no value) and options with no default value explain themselves in
+    their help instead of showing ``(default: None)``.  Lines never break
+    inside a hyphenated word, so scenario names stay whole.
+    """
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if "default" in text or action.nargs == 0 or action.default in (None, argparse.SUPPRESS):
+            return text
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line parser."""
+    from ._bench._scenarios import SCENARIOS  # noqa: PLC0415 (names for --help)
+
     parser = argparse.ArgumentParser(
         prog="bb-backoff",
         description="A flag-aware Bitbucket Cloud client with backoff, its mock and benchmark.",
+        formatter_class=_HelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"{PROJECT_NAME} {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     positive_int = _number(int)
     positive = _number(float)
 
     bench = commands.add_parser(
-        "bench", help="benchmark every policy and its peers on the mock API (virtual time)"
+        "bench",
+        help="benchmark every policy and its peers on the mock API (virtual time)",
+        description=(
+            "Every retry policy and its peers import the mock's dataset in each scenario, on "
+            "virtual time; prints the table (or JSON rows) and writes the table and a chart "
+            "where --output says."
+        ),
+        formatter_class=_HelpFormatter,
     )
+    names = ", ".join(scenario.name for scenario in SCENARIOS)
     bench.add_argument(
         "--scenario",
         action="append",
         default=[],
         type=_scenario_name,
         metavar="NAME",
-        help="run only this scenario (repeatable; default: all)",
+        help=f"run only this scenario (repeatable; default: all), one of: {names}",
     )
-    bench.add_argument("--workers", type=positive_int, help="override every scenario's workers")
-    bench.add_argument("--seed", type=_number(int, inclusive=True), default=0, help="default: 0")
-    bench.add_argument("--json", action="store_true", help="print the rows as JSON, nothing else")
+    bench.add_argument(
+        "--workers",
+        type=positive_int,
+        help="override every scenario's workers (default: each scenario's own)",
+    )
+    bench.add_argument("--seed", type=_number(int, inclusive=True), default=0, help="seeds the run")
+    bench.add_argument("--json", action="store_true", help="print the rows as JSON, not the table")
     bench.add_argument(
         "--quick", action="store_true", help="a twentieth of the dataset and quota (seconds)"
     )
     bench.add_argument(
         "--output",
         type=Path,
-        default=DEFAULT_RESULTS,
-        help=f"where table.md and chart.png go (default: {DEFAULT_RESULTS})",
+        metavar="DIR",
+        help=(
+            "where table.md and chart.png go. Default: "
+            f"{DEFAULT_RESULTS} for the full default run (every scenario, seed 0, no --workers, "
+            f"--quick, --json or --real) started from the root of a {PROJECT_NAME} checkout "
+            "running its own code; nowhere otherwise"
+        ),
     )
     bench.add_argument(
         "--processes",
         type=positive_int,
         default=min(2, os.cpu_count() or 1),
-        help="worker processes (default: up to 2)",
+        help="worker processes that share the runs",
     )
     bench.add_argument(
         "--real", action="store_true", help="against the uvicorn-served mock on real time"
@@ -317,26 +432,36 @@ def build_parser() -> argparse.ArgumentParser:
         "--scale",
         type=positive,
         default=DEFAULT_REAL_SCALE,
-        help=f"--real: time scale, an hour becomes 3600 * SCALE s (default: {DEFAULT_REAL_SCALE})",
+        help="--real: time scale, an hour becomes 3600 * SCALE s",
     )
     bench.set_defaults(run=_bench)
 
-    schedule = commands.add_parser("schedule", help="print the delay schedules of the policies")
-    schedule.add_argument("--retries", type=positive_int, default=10, help="default: 10")
+    schedule = commands.add_parser(
+        "schedule",
+        help="print the delay schedules of the policies",
+        description="The waits of the default, legacy and GitLab policies, side by side.",
+        formatter_class=_HelpFormatter,
+    )
+    schedule.add_argument("--retries", type=positive_int, default=10, help="waits to show")
     schedule.set_defaults(run=_schedule)
 
-    serve = commands.add_parser("serve-mock", help="run the mock API as an HTTP server")
-    serve.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1")
+    serve = commands.add_parser(
+        "serve-mock",
+        help="run the mock API as an HTTP server",
+        description="The mock Bitbucket Cloud API over real HTTP, until Ctrl-C.",
+        formatter_class=_HelpFormatter,
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
     serve.add_argument(
-        "--port", type=_number(int, inclusive=True), default=0, help="default: a free port"
+        "--port", type=_number(int, inclusive=True), default=0, help="port (0: a free one)"
     )
     serve.add_argument("--limit", type=positive_int, default=1000, help="requests per window")
-    serve.add_argument("--window", type=positive, default=3600.0, help="seconds (default: 3600)")
+    serve.add_argument("--window", type=positive, default=3600.0, help="the window, in seconds")
     serve.add_argument(
         "--hint",
         choices=["none", "retry-after", "retry-after-date", "reset"],
         default="none",
-        help="how 429s say when to come back (default: none, like Bitbucket)",
+        help="how 429s say when to come back (none is Bitbucket's usual)",
     )
     serve.add_argument("--seed", type=_number(int, inclusive=True), default=0, help="dataset seed")
     serve.set_defaults(run=_serve_mock)
@@ -349,7 +474,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if getattr(args, "port", 0) > 65535:  # noqa: PLR2004
         parser.error(f"argument --port: must be at most 65535, got {args.port}")
-    return int(args.run(args))
+    try:
+        status = int(args.run(args))
+        # Flush here, where a closed pipe can still be caught, not at exit.
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`bb-backoff schedule | head -1`): stop quietly.
+        # Point stdout at devnull, or Python's final flush reports the pipe.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    return status
 
 
 if __name__ == "__main__":  # pragma: no cover

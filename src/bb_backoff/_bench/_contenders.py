@@ -4,7 +4,9 @@ The peers are configured as their own documentation suggests for an HTTP
 API, wrapped around a bare httpx client that raises for error statuses:
 
 * tenacity: ``wait_random_exponential(min=1, max=60)``, ``stop_after_attempt(6)``,
-  retrying ``httpx.HTTPError`` (the widely copied API-client recipe);
+  retrying ``httpx.HTTPError`` (the widely copied API-client recipe), and
+  beside it as a careful user would tune it for an hourly limit:
+  ``wait_random_exponential(min=1, max=300)``, ``stop_after_attempt(500)``;
 * stamina: ``stamina.retry(on=httpx.HTTPError)`` with its defaults (10
   attempts, 45 s timeout, 0.1 s initial, 5 s max, 1 s jitter), and again with
   an ``on`` hook that returns ``Retry-After`` as the wait;
@@ -55,6 +57,8 @@ class Arena:
         clock: the virtual clock, or ``None`` on real time.
         threads: the virtual thread scheduler for sync contenders, if any.
         transport: an in-process transport, or ``None`` for the network.
+        configured_limit: the limit the scenario tells the clients
+            (``AccountGate(limit=...)`` for our gated contenders), or ``None``.
     """
 
     mock: MockBitbucket
@@ -64,6 +68,7 @@ class Arena:
     clock: VirtualClock | None = None
     threads: VirtualThreads | None = None
     transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None = None
+    configured_limit: int | None = None
 
     def client_timing(self) -> dict[str, Any]:
         """The clock, now and (sync) sleep arguments for our clients."""
@@ -148,12 +153,17 @@ def _scaled(policy: RetryPolicy, scale: float) -> RetryPolicy:
 
 
 def _gate(arena: Arena, *, enabled: bool) -> AccountGate | bool:
-    """The account gate at the arena's time scale (seeded), or ``False`` for none."""
+    """The account gate at the arena's time scale (seeded), or ``False`` for none.
+
+    It knows the limit only when the scenario tells the clients
+    (``configured_limit``); otherwise it learns it, as a gate does by default.
+    """
     if not enabled:
         return False
     scale = arena.scale
     return AccountGate(
         window=arena.mock.window,
+        limit=arena.configured_limit,
         probe_initial=1.0 * scale,
         probe_max=300.0 * scale,
         breaker_max=60.0 * scale,
@@ -273,17 +283,26 @@ def _http_async(
     )
 
 
-def _tenacity(arena: Arena) -> AsyncFetcher:
-    import tenacity  # noqa: PLC0415 (peers load only when measured)
+def _tenacity(*, max_wait: float, attempts: int) -> Callable[[Arena], AsyncFetcher]:
+    """tenacity's full-jitter exponential wait from 1 s up to ``max_wait`` s, ``attempts`` tries."""
 
-    peer = _PeerAsync(_http_async(arena))
-    peer.get = tenacity.retry(
-        wait=tenacity.wait_random_exponential(min=1 * arena.scale, max=60 * arena.scale),
-        stop=tenacity.stop_after_attempt(6),
-        retry=tenacity.retry_if_exception_type(httpx.HTTPError),
-        reraise=True,
-    )(peer._bare_get)  # noqa: SLF001
-    return peer
+    def build(arena: Arena) -> AsyncFetcher:
+        import tenacity  # noqa: PLC0415 (peers load only when measured)
+
+        scale = arena.scale
+        peer = _PeerAsync(_http_async(arena))
+        peer.get = tenacity.retry(
+            # The multiplier is the exponential's unit (1 s): scaled with the bounds.
+            wait=tenacity.wait_random_exponential(
+                multiplier=1 * scale, min=1 * scale, max=max_wait * scale
+            ),
+            stop=tenacity.stop_after_attempt(attempts),
+            retry=tenacity.retry_if_exception_type(httpx.HTTPError),
+            reraise=True,
+        )(peer._bare_get)  # noqa: SLF001
+        return peer
+
+    return build
 
 
 def _stamina(*, hook: bool) -> Callable[[Arena], AsyncFetcher]:
@@ -402,6 +421,12 @@ CONTENDERS: Final = (
         ours_async(flag=True, policy=lambda seed: ExponentialBackoff(seed=seed)),
     ),
     Contender(
+        "bb-backoff, flag on, no gate",
+        "async",
+        # What the account gate adds: the same policy, each request on its own.
+        ours_async(flag=True, policy=lambda seed: ExponentialBackoff(seed=seed), gate=False),
+    ),
+    Contender(
         "bb-backoff, flag off (legacy)",
         "async",
         ours_async(flag=False, policy=lambda _seed: FixedRetry()),
@@ -412,7 +437,20 @@ CONTENDERS: Final = (
         # GitLab's module has no account-wide coordination.
         ours_async(flag=True, policy=lambda seed: attrs.evolve(GITLAB_16_7, seed=seed), gate=False),
     ),
-    Contender("tenacity", "async", _tenacity, requires="tenacity", patches=("tenacity",)),
+    Contender(
+        "tenacity",
+        "async",
+        _tenacity(max_wait=60.0, attempts=6),
+        requires="tenacity",
+        patches=("tenacity",),
+    ),
+    Contender(
+        "tenacity, tuned for an hourly limit",
+        "async",
+        _tenacity(max_wait=300.0, attempts=500),
+        requires="tenacity",
+        patches=("tenacity",),
+    ),
     Contender("stamina", "async", _stamina(hook=False), requires="stamina", patches=("tenacity",)),
     Contender(
         "stamina + Retry-After hook",

@@ -20,8 +20,36 @@ COLUMNS: Final = (
     "wasted",
     "lost",
     "give-ups",
-    "p95 request",
+    "longest request",
 )
+INCOMPLETE: Final = "incomplete"
+"""What the ratio cell of a run that lost items says instead of a ratio."""
+COLUMN_LEGEND: Final = (
+    "Columns:",
+    "",
+    (
+        "- **time ÷ bound**: completion time over the lower bound (1 is ideal). "
+        f'"{INCOMPLETE}" when the import lost items: it stopped early because it gave up, '
+        "so its time says nothing about speed."
+    ),
+    (
+        "- **calls**: requests the API received, 429s, faults and outage 503s included "
+        '("n in the outage": how many arrived while the API was down).'
+    ),
+    "- **429s**: of those, the ones answered 429 (rate limited).",
+    (
+        "- **wasted**: calls that delivered nothing (429s, faults, outage 503s, repeats of "
+        "calls already made), as a share of the calls a complete import needs, which is why "
+        "it can exceed 100 %."
+    ),
+    "- **lost**: dataset items the import does not have (and their share of all items).",
+    "- **give-ups**: logical requests (a GET with all its retries) that failed for good.",
+    (
+        "- **longest request**: the longest single logical request, retries and waits "
+        "included: a request that waited out the hourly window shows about an hour."
+    ),
+)
+"""The legend of the table's columns, one markdown line each."""
 
 
 def _duration(seconds: float) -> str:
@@ -32,12 +60,22 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def _ratio(value: float) -> str:
-    return "∞" if math.isinf(value) else f"{value:.2f}"
+def _ratio(row: Row) -> str:
+    # A run that gave up finished early because it stopped, not because it
+    # was fast: a ratio would read as a win.
+    if not row.complete:
+        return INCOMPLETE
+    return "∞" if math.isinf(row.time_ratio) else f"{row.time_ratio:.2f}"
+
+
+def _calls(row: Row) -> str:
+    if row.outage_calls:
+        return f"{row.calls} ({row.outage_calls} in the outage)"
+    return str(row.calls)
 
 
 def markdown_table(rows: Sequence[Row]) -> str:
-    """The rows as one markdown table, with a legend of the scenarios."""
+    """The rows as one markdown table, with a legend of the scenarios and one of the columns."""
     lines = ["| " + " | ".join(COLUMNS) + " |", "|---|---|" + "---:|" * (len(COLUMNS) - 2)]
     previous = None
     for row in rows:
@@ -50,13 +88,13 @@ def markdown_table(rows: Sequence[Row]) -> str:
                 [
                     label,
                     row.policy,
-                    _ratio(row.time_ratio),
-                    str(row.calls),
+                    _ratio(row),
+                    _calls(row),
                     str(row.rate_limited),
                     f"{row.wasted:.0%}",
                     lost,
                     str(row.give_ups),
-                    _duration(row.p95),
+                    _duration(row.longest_request),
                 ]
             )
             + " |"
@@ -80,7 +118,7 @@ def markdown_table(rows: Sequence[Row]) -> str:
             f"{row.calls_needed} calls needed, {row.items} items, "
             f"lower bound {_duration(row.lower_bound)}."
         )
-    return "\n".join(lines + legend)
+    return "\n".join([*lines, *legend, "", *COLUMN_LEGEND])
 
 
 def json_rows(rows: Sequence[Row]) -> str:
@@ -113,7 +151,7 @@ def write_chart(rows: Sequence[Row], path: Path) -> Path:
     # fast: its time is not comparable, so the cell says "incomplete" instead.
     ratios = [
         [
-            table[p, s].time_ratio if (p, s) in table and table[p, s].lost == 0 else math.nan
+            table[p, s].time_ratio if (p, s) in table and table[p, s].complete else math.nan
             for s in scenarios
         ]
         for p in policies

@@ -39,13 +39,21 @@ class Row:
         lower_bound: the lower bound in seconds.
         calls: requests the API received.
         rate_limited: of which answered 429.
-        wasted: calls that delivered nothing (429s, faults), as a share of the calls needed.
+        wasted: calls that delivered nothing (429s, faults, outage 503s,
+            repeats), as a share of the calls needed: above 1 when more calls
+            were wasted than a complete import needs.
         calls_needed: successful calls a complete import needs.
         lost: expected items that were not imported.
+        complete: whether every expected item was imported (``lost == 0``);
+            an incomplete run's time is that of an import that stopped early,
+            not of a fast one.
         duplicates: items imported more than once.
         items: items a complete import has.
         give_ups: requests that failed for good.
-        p95: 95th percentile of one request's duration (retries included), seconds.
+        p99_request: 99th percentile of one logical request's duration
+            (retries and waits included), seconds.
+        longest_request: the longest logical request, seconds.
+        outage_calls: calls that arrived during the scenario's full outage.
         clock: ``"virtual"`` or ``"real"``.
     """
 
@@ -61,11 +69,19 @@ class Row:
     wasted: float
     calls_needed: int
     lost: int
+    complete: bool = attrs.field(default=attrs.Factory(lambda row: row.lost == 0, takes_self=True))
     duplicates: int
     items: int
     give_ups: int
-    p95: float
+    p99_request: float
+    longest_request: float
+    outage_calls: int = 0
     clock: str = "virtual"
+
+    @complete.validator
+    def _complete_means_nothing_lost(self, _attribute: object, value: object) -> None:
+        if value is not (self.lost == 0):
+            raise ValueError(f"complete must be {self.lost == 0} when lost is {self.lost}")
 
     def as_dict(self) -> dict[str, Any]:
         """The row as plain JSON-ready values (an infinite ratio is ``None``).
@@ -79,11 +95,12 @@ class Row:
         return values
 
 
-def _p95(values: Sequence[float]) -> float:
+def _percentile(values: Sequence[float], share: float) -> float:
+    """The value at rank ``ceil(share * n)`` of the sorted values (nearest rank); 0 for none."""
     if not values:
         return 0.0
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)]
+    return ordered[max(0, min(len(ordered) - 1, math.ceil(share * len(ordered)) - 1))]
 
 
 def _mock_for(scenario: Scenario, seed: int, **timing: Any) -> MockBitbucket:
@@ -133,7 +150,9 @@ def _row(
         duplicates=outcome.state.duplicates(),
         items=sum(len(keys) for keys in expected.values()),
         give_ups=outcome.give_ups,
-        p95=_p95(outcome.latencies),
+        p99_request=_percentile(outcome.latencies, 0.99),
+        longest_request=max(outcome.latencies, default=0.0),
+        outage_calls=counters.outage_calls,
         clock=clock,
     )
 
@@ -153,17 +172,15 @@ def run_one(
         contender: who imports.
         seed: seeds the dataset, the faults and every random source.
         workers: overrides the scenario's worker count.
-        scale: multiplies the window, the latency and every policy's time
-            settings (to mirror a scaled-down real-time run).
+        scale: multiplies the window, the latency, the faults' times and
+            every policy's time settings (to mirror a scaled-down real-time
+            run).
 
     Returns:
         The row for the table.
     """
     workers = workers or scenario.workers
-    if scale != 1.0:
-        scenario = attrs.evolve(
-            scenario, window=scenario.window * scale, latency=scenario.latency * scale
-        )
+    scenario = scenario.scaled(scale)
     # Peers draw their jitter from the global random source; seeding it makes
     # their runs repeatable too.
     random.seed(seed)
@@ -179,6 +196,7 @@ def run_one(
             clock=clock,
             threads=threads,
             transport=mock.transport(),
+            configured_limit=_configured_limit(scenario),
         )
         fetcher = _as_sync(contender.build(arena))
         with contender.patched(arena):
@@ -192,6 +210,7 @@ def run_one(
             scale=scale,
             clock=clock,
             transport=mock.async_transport(),
+            configured_limit=_configured_limit(scenario),
         )
 
         async def main() -> Outcome:
@@ -201,6 +220,11 @@ def run_one(
         with contender.patched(arena):
             outcome = run_virtual(main(), clock)
     return _row(scenario, contender, mock, outcome, workers=workers, clock="virtual")
+
+
+def _configured_limit(scenario: Scenario) -> int | None:
+    """The limit the scenario tells the clients, if it tells them one."""
+    return scenario.limit if scenario.configured_limit else None
 
 
 def _as_sync(fetcher: AsyncFetcher | SyncFetcher) -> SyncFetcher:
@@ -273,10 +297,16 @@ def run_real(
     workers = workers or scenario.workers
     random.seed(seed)
     # Real requests take real time already: no simulated latency.
-    scaled = attrs.evolve(scenario, window=scenario.window * scale, latency=0.0)
+    scaled = attrs.evolve(scenario.scaled(scale), latency=0.0)
     mock = _mock_for(scaled, seed)
     with serve_mock(mock) as base_url:
-        arena = Arena(mock=mock, base_url=base_url, seed=seed, scale=scale)
+        arena = Arena(
+            mock=mock,
+            base_url=base_url,
+            seed=seed,
+            scale=scale,
+            configured_limit=_configured_limit(scaled),
+        )
         outcome = asyncio.run(
             import_async(_as_async(contender.build(arena)), workers, default_clock)
         )

@@ -37,9 +37,12 @@ class Scenario:
         hint: how 429s say when to come back (see :class:`MockBitbucket`).
         token_headers: send the access-token ``X-RateLimit-*`` headers.
         other_consumers: share of the quota other tools on the account use.
-        faults: transient faults.
+        faults: transient faults, and a full outage (see :class:`Faults`).
         size: the dataset.
         latency: seconds every response takes.
+        configured_limit: the client is told the limit: our gated
+            contenders get ``AccountGate(limit=limit)``; the peers have no
+            such setting and run as in any other scenario.
     """
 
     name: str
@@ -53,6 +56,7 @@ class Scenario:
     faults: Faults = attrs.field(factory=Faults)
     size: DatasetSize = attrs.field(factory=DatasetSize)
     latency: float = DEFAULT_LATENCY
+    configured_limit: bool = False
 
     def quick(self) -> Scenario:
         """The same scenario at a twentieth of the size: a small dataset, a twentieth of the quota.
@@ -62,8 +66,22 @@ class Scenario:
         """
         return attrs.evolve(self, size=QUICK_SIZE, limit=max(1, self.limit // 20))
 
+    def scaled(self, scale: float) -> Scenario:
+        """The same scenario with every time in it (window, latency, faults) times ``scale``."""
+        if scale == 1.0:
+            return self
+        faults = attrs.evolve(
+            self.faults,
+            slow_seconds=self.faults.slow_seconds * scale,
+            outage_start=self.faults.outage_start * scale,
+            outage_seconds=self.faults.outage_seconds * scale,
+        )
+        return attrs.evolve(
+            self, window=self.window * scale, latency=self.latency * scale, faults=faults
+        )
+
     def lower_bound(self, calls_needed: int) -> float:
-        """The shortest possible import, in seconds, given the rate limit.
+        """The shortest possible import, in seconds, given the rate limit (and the outage).
 
         With a rolling window a client can spend the quota at once, then must
         wait a window for each further quota's worth: the last of ``N`` calls
@@ -72,15 +90,52 @@ class Scenario:
         ``floor(limit * share)`` slots).  When the quota is never exhausted,
         the latency of the calls, spread over the workers, is the bound
         instead.  With no quota at all, no import can finish: infinity.
+
+        A full outage lets no call through while it lasts.  The calls that
+        can be sent before it starts are at most a quota per window begun
+        before it, and at most one per worker per latency; the others are
+        sent after it ends, and the same two bounds apply to them from the
+        end of the outage.  The bound is the later of that and the bound
+        without the outage.  When the quota is spent before the outage
+        starts anyway (the ``outage`` scenario with 32 workers spends it in
+        seconds), the outage falls in a wait any client must make, and the
+        bound does not move.
         """
         # The epsilon keeps 10 * (1 - 0.9) from rounding down a whole request.
         taken = math.floor(self.limit * self.other_consumers + 1e-9)
         quota = self.limit - taken
         if quota <= 0:
             return math.inf
-        rate_bound = (math.ceil(calls_needed / quota) - 1) * self.window
-        latency_bound = math.ceil(calls_needed / self.workers) * self.latency
+        bound = self._calls_bound(calls_needed, quota)
+        start, length = self.faults.outage_start, self.faults.outage_seconds
+        if length <= 0 or calls_needed <= 0:
+            return bound
+        before = min(calls_needed, quota * _periods_begun(start, self.window))
+        if self.latency > 0:
+            before = min(before, self.workers * _periods_begun(start, self.latency))
+        after = calls_needed - before
+        if after <= 0:
+            return bound
+        return max(bound, start + length + self._calls_bound(after, quota))
+
+    def _calls_bound(self, calls: int, quota: int) -> float:
+        """The earliest the last of ``calls`` can start (rate) or end (latency), from 0."""
+        rate_bound = (math.ceil(calls / quota) - 1) * self.window
+        latency_bound = math.ceil(calls / self.workers) * self.latency
         return max(rate_bound, latency_bound)
+
+
+def _periods_begun(elapsed: float, period: float) -> int:
+    """How many periods of ``period`` seconds begin in ``[0, elapsed)``, rounding ties up.
+
+    A tie (``elapsed`` a whole number of periods) counts one more period: a
+    clock that adds up periods in floats may land a hair before ``elapsed``,
+    and a lower bound must allow for it.
+    """
+    if elapsed <= 0:
+        return 0
+    # Never fewer than one, even when a tiny elapsed / period underflows to 0.
+    return math.floor(elapsed / period * (1 + 1e-9)) + 1
 
 
 SCENARIOS: Final = (
@@ -115,6 +170,11 @@ SCENARIOS: Final = (
         workers=32,
     ),
     Scenario(
+        name="workers-128",
+        summary="128 concurrent workers sharing one token",
+        workers=128,
+    ),
+    Scenario(
         name="multi-hour",
         summary="a busy account, 400 requests an hour: the import needs three windows of quota",
         limit=400,
@@ -123,6 +183,24 @@ SCENARIOS: Final = (
         name="other-consumer",
         summary="another tool on the same account uses half of the quota",
         other_consumers=0.5,
+    ),
+    Scenario(
+        name="outage",
+        summary=(
+            "a 10-minute full outage (every request a 503) from minute 5, 32 workers; no call "
+            "gets through during it, so the bound sends what fits before it and the rest after "
+            "it (here the quota is spent before it: the outage falls in a wait every client makes)"
+        ),
+        workers=32,
+        faults=Faults(outage_start=300.0, outage_seconds=600.0),
+    ),
+    Scenario(
+        name="configured-limit",
+        summary=(
+            "the client is told the limit: the gated bb-backoff rows get "
+            "AccountGate(limit=<the limit>); the peers have no such setting"
+        ),
+        configured_limit=True,
     ),
 )
 """The default scenarios, in the table's order."""

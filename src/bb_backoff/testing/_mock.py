@@ -15,10 +15,11 @@ A request goes through these steps, in Bitbucket's order:
 
 1. a step queued with :meth:`MockBitbucket.script`, if one matches;
 2. the OAuth token endpoint, if the path is the token URL's;
-3. authentication (no principal: 401);
-4. the principal's rolling rate window (full: 429);
-5. a fault drawn from the seeded generator (5xx, reset, timeout, slow);
-6. the route: a resource, a page of a listing, a redirect, or 400/404/405
+3. a full outage, if one is on (every API request: 503 from the proxy);
+4. authentication (no principal: 401);
+5. the principal's rolling rate window (full: 429);
+6. a fault drawn from the seeded generator (5xx, reset, timeout, slow);
+7. the route: a resource, a page of a listing, a redirect, or 400/404/405
    (``_routes`` maps the paths to their replies).
 
 Rate windows are per principal: the workspace access token, the user (API
@@ -129,6 +130,13 @@ class Faults:
     one fault: one draw decides which, so the rates must sum to at most 1.
     Faulted requests count against the rate window, as they do at Bitbucket.
 
+    A full outage is not drawn: for ``outage_seconds`` from ``outage_start``
+    (both measured from the moment the mock was created, on its ``clock``),
+    every API request is answered 503 with the HTML body of a proxy, before
+    authentication and the rate window, so it uses no slot; such requests are
+    counted in :attr:`MockCounters.outage_calls`.  Scripted steps still come
+    first, and the OAuth token endpoint stays up.
+
     Args:
         server_error_rate: share of requests answered 500, 502 or 503 (the
             503 with an HTML body, as a proxy sends it; the others with the
@@ -141,13 +149,18 @@ class Faults:
         slow_rate: share of requests answered ``slow_seconds`` late.
         slow_seconds: the extra wait of a slow request, in seconds (or a
             :class:`~datetime.timedelta`).
+        outage_start: when the full outage begins, in seconds after the
+            mock was created (or a timedelta).
+        outage_seconds: how long the full outage lasts, in seconds (or a
+            timedelta); 0, the default, means no outage.
 
     The OAuth token endpoint meets no random faults; script them there
     (see :meth:`MockBitbucket.script`).
 
     Raises:
         ValueError: a rate outside 0..1, rates summing above 1, or a
-            negative ``slow_seconds``; the message names it.
+            negative or infinite ``slow_seconds``, ``outage_start`` or
+            ``outage_seconds``; the message names it.
     """
 
     server_error_rate: float = attrs.field(default=0.0, validator=_rate)
@@ -155,6 +168,8 @@ class Faults:
     timeout_rate: float = attrs.field(default=0.0, validator=_rate)
     slow_rate: float = attrs.field(default=0.0, validator=_rate)
     slow_seconds: float = attrs.field(default=10.0, converter=duration, validator=finite)
+    outage_start: float = attrs.field(default=0.0, converter=duration, validator=finite)
+    outage_seconds: float = attrs.field(default=0.0, converter=duration, validator=finite)
 
     def __attrs_post_init__(self) -> None:
         if self.total > 1:
@@ -168,6 +183,10 @@ class Faults:
         """The share of requests that meet some fault."""
         return self.server_error_rate + self.reset_rate + self.timeout_rate + self.slow_rate
 
+    def in_outage(self, elapsed: float) -> bool:
+        """Whether ``elapsed`` seconds after the mock's creation fall in the full outage."""
+        return self.outage_start <= elapsed < self.outage_start + self.outage_seconds
+
 
 @attrs.frozen
 class MockCounters:
@@ -175,7 +194,8 @@ class MockCounters:
 
     Every request lands in exactly one of ``ok``, ``rate_limited``,
     ``server_errors``, ``resets``, ``timeouts``, ``unauthorized``,
-    ``not_found`` and ``bad_requests``, so those add up to ``calls``.
+    ``not_found``, ``bad_requests`` and ``outage_calls``, so those add up to
+    ``calls``.
 
     Attributes:
         calls: every request the mock received, token refreshes included.
@@ -191,6 +211,10 @@ class MockCounters:
         not_found: answered 404.
         bad_requests: answered another 4xx (a bad ``pagelen``, 405, an
             ``invalid_grant``, ...).
+        outage_calls: API requests that arrived during the full outage (see
+            :class:`Faults`), answered 503 (or timed out, when the client's
+            read timeout is shorter than the latency); not in
+            ``server_errors``.
         other_consumer_calls: requests that other tools on the same accounts
             got through since the mock started (see ``other_consumers``); not
             part of ``calls``.
@@ -209,6 +233,7 @@ class MockCounters:
     refreshes: int = 0
     not_found: int = 0
     bad_requests: int = 0
+    outage_calls: int = 0
     other_consumer_calls: int = 0
     per_principal: dict[str, int] = attrs.field(factory=dict)
 
@@ -223,6 +248,10 @@ def _reset_reply() -> MockReply:
 
 def _timeout_reply(read_timeout: float) -> MockReply:
     return MockReply(504, fault="timeout", delay=read_timeout)
+
+
+def _unavailable_reply() -> MockReply:
+    return MockReply(_STATUS_UNAVAILABLE, (("Content-Type", "text/html"),), _HTML_503)
 
 
 # -- the mock -----------------------------------------------------------------------
@@ -397,12 +426,14 @@ class MockBitbucket:
 
         self._lock = threading.Lock()
         self._router = Router(self.dataset)
+        # The outage and the other consumers' schedule are timed from here.
+        self._started = clock()
         self._limiter = RateLimiter(
             limit=limit,
             window=window,
             other_share=self.other_consumers,
             count_rejected=self.count_rejected,
-            start=clock(),
+            start=self._started,
         )
         # String seeds keep the streams independent of each other and of the dataset's.
         self._fault_rng = random.Random(f"faults:{seed}")  # noqa: S311 (reproducible, not secret)
@@ -555,6 +586,7 @@ class MockBitbucket:
                 refreshes=counts["refreshes"],
                 not_found=counts["not_found"],
                 bad_requests=counts["bad_requests"],
+                outage_calls=counts["outage_calls"],
                 other_consumer_calls=self._limiter.other_calls,
                 per_principal=dict(self._per_principal),
             )
@@ -613,14 +645,27 @@ class MockBitbucket:
         with self._lock:
             # The clock is read under the lock so window entries stay in order across threads.
             monotonic, epoch = self._clock(), self._now()
-            reply = self._decide(request, monotonic, epoch, read_timeout)
-            self._tally(reply)
+            step = self._next_step(request)
+            # A full outage: the proxy in front of the API answers every API
+            # request before authentication and the rate window.
+            outage = (
+                step is None and request.is_api and self.faults.in_outage(monotonic - self._started)
+            )
+            if outage:
+                reply = self._in_time(_unavailable_reply(), self.latency, read_timeout)
+            else:
+                reply = self._decide(request, step, monotonic, epoch, read_timeout)
+            self._tally(reply, outage=outage)
             return reply
 
     def _decide(
-        self, request: _Request, monotonic: float, epoch: float, read_timeout: float | None
+        self,
+        request: _Request,
+        step: Step | None,
+        monotonic: float,
+        epoch: float,
+        read_timeout: float | None,
     ) -> MockReply:
-        step = self._next_step(request)
         if step is None:
             reply, extra_delay, timed_out = self._answer(request, monotonic, epoch)
         elif step == "timeout":
@@ -642,9 +687,12 @@ class MockBitbucket:
             if reply.fault == "reset":
                 return attrs.evolve(reply, delay=late)
             return attrs.evolve(reply, fault="timeout", delay=late)
-        delay = self.latency + extra_delay
+        return self._in_time(reply, self.latency + extra_delay, read_timeout)
+
+    @staticmethod
+    def _in_time(reply: MockReply, delay: float, read_timeout: float | None) -> MockReply:
+        """``reply`` after ``delay`` seconds, or a timeout if the client stops waiting first."""
         if reply.fault is None and read_timeout is not None and delay > read_timeout:
-            # Slower than the client waits: it gives up after its read timeout.
             return _timeout_reply(read_timeout)
         return attrs.evolve(reply, delay=delay)
 
@@ -676,11 +724,13 @@ class MockBitbucket:
             reply = self._router.route(get)
         return _with_headers(reply, rate_headers), extra_delay, fault == "timeout"
 
-    def _tally(self, reply: MockReply) -> None:
+    def _tally(self, reply: MockReply, *, outage: bool) -> None:
         counts = self._counts
         counts["calls"] += 1
         status = reply.status
-        if reply.fault is not None:
+        if outage:
+            counts["outage_calls"] += 1
+        elif reply.fault is not None:
             counts["resets" if reply.fault == "reset" else "timeouts"] += 1
         elif status < 400:  # noqa: PLR2004
             counts["ok"] += 1
@@ -796,7 +846,7 @@ class MockBitbucket:
         if draw < faults.server_error_rate:
             status = self._fault_rng.choice((500, 502, 503))
             if status == _STATUS_UNAVAILABLE:
-                return MockReply(status, (("Content-Type", "text/html"),), _HTML_503), 0.0
+                return _unavailable_reply(), 0.0
             return error_reply(status, _SERVER_ERROR_MESSAGES[status]), 0.0
         draw -= faults.server_error_rate
         if draw < faults.reset_rate:
