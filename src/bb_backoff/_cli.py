@@ -35,7 +35,6 @@ from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
-from ._client import __version__
 from ._policy import (
     GITLAB_16_7,
     ExponentialBackoff,
@@ -44,6 +43,7 @@ from ._policy import (
     RetryPolicy,
     ScheduleRow,
 )
+from ._version import __version__
 
 if TYPE_CHECKING:
     from ._bench import Row
