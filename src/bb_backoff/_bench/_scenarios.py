@@ -97,9 +97,8 @@ class Scenario:
         sent after it ends, and the same two bounds apply to them from the
         end of the outage.  The bound is the later of that and the bound
         without the outage.  When the quota is spent before the outage
-        starts anyway (the ``outage`` scenario with 32 workers spends it in
-        seconds), the outage falls in a wait any client must make, and the
-        bound does not move.
+        starts anyway, the outage falls in a wait any client must make, and
+        the bound does not move.
         """
         # The epsilon keeps 10 * (1 - 0.9) from rounding down a whole request.
         taken = math.floor(self.limit * self.other_consumers + 1e-9)
@@ -187,12 +186,14 @@ SCENARIOS: Final = (
     Scenario(
         name="outage",
         summary=(
-            "a 10-minute full outage (every request a 503) from minute 5, 32 workers; no call "
-            "gets through during it, so the bound sends what fits before it and the rest after "
-            "it (here the quota is spent before it: the outage falls in a wait every client makes)"
+            "a 10-minute full outage (every request a 503) two seconds into the import, 32 "
+            "workers, on an access token scaled to 5,000 requests an hour (so the import is "
+            "busy when the outage starts); no call gets through during it, so the bound sends "
+            "what fits before it and the rest after it"
         ),
         workers=32,
-        faults=Faults(outage_start=300.0, outage_seconds=600.0),
+        limit=5000,
+        faults=Faults(outage_start=2.0, outage_seconds=600.0),
     ),
     Scenario(
         name="configured-limit",
