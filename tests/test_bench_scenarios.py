@@ -129,7 +129,7 @@ def test_lower_bound_counts_the_other_consumers_in_whole_requests() -> None:
 
 
 def test_an_outage_during_the_wait_for_the_window_does_not_move_the_lower_bound() -> None:
-    """The outage scenario: 32 workers spend the quota in seconds, long before minute 5."""
+    """The outage scenario: the outage ends long before the hour the window makes every client wait."""
     outage = scenario_named("outage")
     assert outage.lower_bound(DEFAULT_CALLS_NEEDED) == 3600.0
     assert outage.lower_bound(DEFAULT_CALLS_NEEDED) == pytest.approx(
@@ -298,7 +298,7 @@ def test_the_new_scenarios_have_their_workers_outage_and_told_limit() -> None:
     }
     assert shapes == {
         "workers-128": (128, Faults(), False, "none"),
-        "outage": (32, Faults(outage_start=300.0, outage_seconds=600.0), False, "none"),
+        "outage": (32, Faults(outage_start=1.0, outage_seconds=600.0), False, "none"),
         "configured-limit": (4, Faults(), True, "none"),
     }
 

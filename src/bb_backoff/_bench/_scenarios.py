@@ -186,14 +186,12 @@ SCENARIOS: Final = (
     Scenario(
         name="outage",
         summary=(
-            "a 10-minute full outage (every request a 503) two seconds into the import, 32 "
-            "workers, on an access token scaled to 5,000 requests an hour (so the import is "
-            "busy when the outage starts); no call gets through during it, so the bound sends "
-            "what fits before it and the rest after it"
+            "a 10-minute full outage (every request a 503) one second into the import, while "
+            "32 workers are spending the quota; no call gets through during it, so the bound "
+            "sends what fits before it and the rest after it"
         ),
         workers=32,
-        limit=5000,
-        faults=Faults(outage_start=2.0, outage_seconds=600.0),
+        faults=Faults(outage_start=1.0, outage_seconds=600.0),
     ),
     Scenario(
         name="configured-limit",
