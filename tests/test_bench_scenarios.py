@@ -129,7 +129,7 @@ def test_lower_bound_counts_the_other_consumers_in_whole_requests() -> None:
 
 
 def test_an_outage_during_the_wait_for_the_window_does_not_move_the_lower_bound() -> None:
-    """The outage scenario: the outage ends long before the hour the window makes every client wait."""
+    """The outage scenario: the outage ends long before the hour every client waits for."""
     outage = scenario_named("outage")
     assert outage.lower_bound(DEFAULT_CALLS_NEEDED) == 3600.0
     assert outage.lower_bound(DEFAULT_CALLS_NEEDED) == pytest.approx(
