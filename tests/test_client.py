@@ -1338,3 +1338,22 @@ def test_limits_verify_and_proxy_reach_httpx(kind: str) -> None:
     pools = [getattr(transport, "_pool", None) for transport in client._http._mounts.values()]
     assert pools
     assert all(pool is not None and pool._max_connections == 3 for pool in pools)
+
+
+async def test_each_page_says_which_variant_served_it_and_after_how_many_attempts(
+    make_api: Callable[..., Api],
+) -> None:
+    flag = bb.FlipperFlag(boolean=True)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.params.get("page") == "2":
+            return httpx.Response(200, json={"values": [2]})
+        flag.disable()
+        return httpx.Response(200, json={"values": [1], "next": f"{BASE}/things?page=2"})
+
+    api = make_api(handler, flag=flag)
+    pages = await api.call("pages", "/things")
+    assert [(p.values, p.flag_variant, p.attempts) for p in pages] == [
+        ([1], "on", 1),
+        ([2], "off", 1),
+    ]

@@ -227,3 +227,13 @@ def test_two_httpx_clients_with_one_token_share_the_gate() -> None:
     # After the 429 taught a limit of two, each send waited for a slot: no more 429s.
     assert len(calls) == 6
     assert calls[3] >= 100.0
+
+
+def test_the_flag_variant_rides_on_every_response(kind: str) -> None:
+    clock = VirtualClock()
+    handler, _ = answers(*[httpx.Response(503)] * 5)
+    given_up = get(kind, handler, clock, flag=False)
+    assert (given_up.status_code, bb.flag_variant_of(given_up)) == (503, "off")
+    handler, _ = answers()
+    assert bb.flag_variant_of(get(kind, handler, clock)) == "on"
+    assert bb.flag_variant_of(httpx.Response(200)) is None

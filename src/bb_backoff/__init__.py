@@ -23,7 +23,7 @@ from ._exceptions import (
 from ._flags import FLAG_NAME, FlagSource, FlipperFlag, StaticFlag
 from ._gate import AccountGate, GateStore, MemoryStore
 from ._hints import Hint, hint_from_headers, parse_ratelimit_reset, parse_retry_after
-from ._pagination import Page
+from ._pagination import Page, flag_variant_of
 from ._policy import (
     GITLAB_16_7,
     Decision,
@@ -84,6 +84,7 @@ __all__ = [
     "UnsafeURL",
     "__version__",
     "classify",
+    "flag_variant_of",
     "hint_from_headers",
     "parse_ratelimit_reset",
     "parse_retry_after",

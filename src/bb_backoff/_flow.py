@@ -416,6 +416,7 @@ class RequestFlow:
         if decision.delay is None:
             if self.give_up_with_response:
                 if isinstance(result, httpx.Response):
+                    result.extensions[CONTEXT] = (self.variant, self.sent)
                     return result
                 raise result
             failure = self._give_up(decision, result)

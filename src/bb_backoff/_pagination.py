@@ -46,6 +46,9 @@ class Page:
         pagelen: the page length, if given.
         size: the total number of items, if given (often missing).
         url: the URL this page was fetched from.
+        flag_variant: ``"on"`` or ``"off"``: the flag's answer for this
+            page's request (each page asks the flag).
+        attempts: requests sent for this page (retries and redirects included).
     """
 
     values: list[Any]
@@ -55,6 +58,18 @@ class Page:
     pagelen: int | None = None
     size: int | None = None
     url: str = attrs.field(default="", repr=_redacted_repr)
+    flag_variant: str | None = None
+    attempts: int = 0
+
+
+def flag_variant_of(response: httpx.Response) -> str | None:
+    """The flag's answer for the request behind ``response``: ``"on"``, ``"off"``, or ``None``.
+
+    Works for the responses of :class:`~bb_backoff.RetryTransport` (any httpx
+    client) and of the clients' own requests.
+    """
+    context = response.extensions.get(CONTEXT)
+    return context[0] if context else None
 
 
 def request_context(response: httpx.Response) -> dict[str, Any]:
@@ -151,6 +166,8 @@ def read_page(guard: OriginGuard, data: Any, response: httpx.Response, seen: set
         pagelen=number("pagelen"),
         size=number("size"),
         url=url,
+        flag_variant=context["flag_variant"],
+        attempts=context["attempts"],
     )
 
 
