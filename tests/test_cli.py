@@ -264,7 +264,7 @@ def test_version_prints_the_name_and_the_version(capsys: pytest.CaptureFixture[s
 
 def test_a_closed_pipe_ends_the_command_quietly() -> None:
     """`bb-backoff schedule | head -1`: the reader leaves after one line of many."""
-    command = [sys.executable, "-m", "bb_backoff", "schedule", "--retries", "3000"]
+    command = [sys.executable, "-m", "bb_backoff", "schedule", "--retries", "1000"]
     with subprocess.Popen(  # noqa: S603
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     ) as process:
@@ -386,3 +386,24 @@ def test_bad_arguments_exit_non_zero_with_a_message_not_a_traceback(
     assert "usage: bb-backoff" in err
     assert message in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["schedule", "--retries", "100000000"],
+        ["schedule", "--retries", "0"],
+        ["bench", "--real", "--scale", "inf"],
+        ["bench", "--real", "--scale", "nan"],
+        ["bench", "--workers", "1000000"],
+    ],
+)
+def test_an_unbounded_or_absurd_argument_is_a_message_and_status_2(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "must be" in err

@@ -323,18 +323,35 @@ def _serve_mock(args: argparse.Namespace) -> int:
 # -- the parser -------------------------------------------------------------------------
 
 
-def _number(kind: type[int | float], *, minimum: float = 0, inclusive: bool = False) -> Any:
+def _number(
+    kind: type[int | float],
+    *,
+    minimum: float = 0,
+    inclusive: bool = False,
+    maximum: float = math.inf,
+) -> Any:
+    """An argparse type: a finite number above ``minimum`` and at most ``maximum``."""
+
     def parse(text: str) -> int | float:
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if math.isinf(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
         if math.isnan(value) or value < minimum or (value == minimum and not inclusive):
             bound = f">= {minimum:g}" if inclusive else f"> {minimum:g}"
             raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
+        if value > maximum:
+            raise argparse.ArgumentTypeError(f"must be at most {maximum:g}, got {text}")
         return value
 
     return parse
+
+
+MAX_SCHEDULE_RETRIES: Final = 1000
+"""``schedule --retries`` beyond this is refused: the table would be unreadable anyway."""
+MAX_WORKERS: Final = 10_000
 
 
 def _scenario_name(text: str) -> str:
@@ -400,7 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument(
         "--workers",
-        type=positive_int,
+        type=_number(int, maximum=MAX_WORKERS),
         help="override every scenario's workers (default: each scenario's own)",
     )
     bench.add_argument("--seed", type=_number(int, inclusive=True), default=0, help="seeds the run")
@@ -442,7 +459,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="The waits of the default, legacy and GitLab policies, side by side.",
         formatter_class=_HelpFormatter,
     )
-    schedule.add_argument("--retries", type=positive_int, default=10, help="waits to show")
+    schedule.add_argument(
+        "--retries",
+        type=_number(int, maximum=MAX_SCHEDULE_RETRIES),
+        default=10,
+        help="waits to show",
+    )
     schedule.set_defaults(run=_schedule)
 
     serve = commands.add_parser(
