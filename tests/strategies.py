@@ -1,4 +1,4 @@
-"""Hypothesis strategies shared by the policy, hint and timing tests.
+"""Hypothesis strategies shared by the policy, hint, timing and account-gate tests.
 
 The ranges are chosen so that ``initial * factor ** n`` stays finite for the
 sequences the property tests simulate (at most ``MAX_STEPS`` retries); the
@@ -13,11 +13,13 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any, Final
 
+import attrs
 from hypothesis import strategies as st
 
 from bb_backoff import Hint, Outcome
 from bb_backoff._hints import RATELIMIT_RESET, RETRY_AFTER
 from bb_backoff._policy import JitterMode
+from bb_backoff._window import ERROR, OK, RATE_LIMITED, Observation, WindowParams
 
 JITTER_MODES: Final[tuple[JitterMode, ...]] = (
     "full",
@@ -231,3 +233,102 @@ _NUMERIC: Final = st.text(alphabet="0123456789.-+e ", max_size=30)
 def header_values() -> st.SearchStrategy[str]:
     """Arbitrary header text, biased towards near-misses of numbers and HTTP-dates."""
     return st.one_of(st.text(max_size=100), _FRAGMENTED, _NUMERIC)
+
+
+# -- the account gate's window model ------------------------------------------------------
+#
+# A run is a start time, the settings, and a list of operations applied to a
+# model (and, in the differential test, to the Redis store alongside).  Time
+# moves by fractions of the window, and also lands exactly on the times the
+# model compares against (a grant's time, the probe's, the hold's end, the
+# lease's end, a window later), where a ``<`` mistaken for ``<=`` shows.
+
+
+@attrs.frozen
+class Advance:
+    """Let ``fraction`` of two windows pass."""
+
+    fraction: float
+
+
+ADVANCE_TARGETS: Final = ("at", "at+window", "probe_at", "hold_until", "lease_until")
+
+
+@attrs.frozen
+class AdvanceTo:
+    """Move time to a moment the model keeps (if it is ahead): see :data:`ADVANCE_TARGETS`.
+
+    ``index`` picks the grant for ``"at"`` and ``"at+window"``: 0 is the
+    latest, 1 the one before, and so on (modulo the grants so far).
+    """
+
+    target: str
+    index: int
+
+
+@attrs.frozen
+class ReserveOp:
+    """Reserve a send; ``cancel`` picks an earlier grant to drop first (as ``AdvanceTo.index``)."""
+
+    margin: float
+    cancel: int | None
+
+
+@attrs.frozen
+class ObserveOp:
+    """Report ``observation`` on an earlier GO or PROBE grant (as ``AdvanceTo.index``)."""
+
+    grant: int
+    observation: Observation
+    draw: float
+
+
+WindowOperation = Advance | AdvanceTo | ReserveOp | ObserveOp
+
+_UNIT: Final = st.floats(min_value=0.0, max_value=1.0, exclude_max=True)
+# Grants are picked counting from the latest: mostly one of the last few, as
+# a client answers the send it just made, sometimes any earlier one.
+_INDEX: Final = st.integers(min_value=0, max_value=2) | st.integers(min_value=0, max_value=1_000)
+
+
+@st.composite
+def window_params(draw: st.DrawFn) -> WindowParams:
+    """Gate settings small enough for a short run to reach every mode."""
+    window = draw(st.sampled_from([1.0, 10.0, 3600.0]) | st.floats(min_value=0.5, max_value=100))
+    initial = draw(st.floats(min_value=0.01, max_value=5.0))
+    return WindowParams(
+        window=window,
+        limit=draw(st.none() | st.integers(min_value=1, max_value=8)),
+        failure_threshold=draw(st.integers(min_value=1, max_value=4)),
+        probe_initial=initial,
+        probe_max=initial * draw(st.floats(min_value=1.0, max_value=100.0)),
+        breaker_max=initial * draw(st.floats(min_value=1.0, max_value=20.0)),
+        probe_lease=draw(st.floats(min_value=0.05, max_value=30.0)),
+        max_hold=draw(st.floats(min_value=0.1, max_value=3600.0)),
+    )
+
+
+_OBSERVATIONS: Final = st.builds(
+    Observation,
+    st.sampled_from([OK, RATE_LIMITED, RATE_LIMITED, ERROR]),
+    sent=st.booleans(),
+    hint=st.none() | st.none() | seconds(100.0) | st.just(math.inf),
+    header_limit=st.one_of(
+        *[st.none()] * 6, st.sampled_from([3, 5, 10]), st.integers(min_value=0, max_value=12)
+    ),
+    near=st.none() | st.booleans(),
+)
+_ADVANCES: Final = st.builds(Advance, st.floats(min_value=0.0, max_value=0.05) | _UNIT)
+_ADVANCES_TO: Final = st.builds(AdvanceTo, st.sampled_from(ADVANCE_TARGETS), _INDEX)
+_RESERVES: Final = st.builds(
+    ReserveOp,
+    st.sampled_from([0.0, 0.5]) | st.floats(min_value=0.0, max_value=2.0),
+    st.none() | st.none() | st.none() | _INDEX,
+)
+_OBSERVES: Final = st.builds(ObserveOp, _INDEX, _OBSERVATIONS, _UNIT)
+# Sends and answers come more often than the clock jumps, so that runs fill
+# the window, learn a limit and reach the probe and the breaker.
+WINDOW_OPERATIONS: Final[st.SearchStrategy[WindowOperation]] = st.one_of(
+    _RESERVES, _RESERVES, _RESERVES, _OBSERVES, _OBSERVES, _ADVANCES, _ADVANCES_TO
+)
+"""One operation on a window model (see :class:`Advance` and its siblings)."""

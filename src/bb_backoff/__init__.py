@@ -37,6 +37,7 @@ from ._policy import (
     StopReason,
     classify,
 )
+from ._redis import RedisStore
 from ._tenacity import TenacityStrategies
 from ._transport import RetryTransport
 from ._version import __version__
@@ -71,6 +72,7 @@ __all__ = [
     "PaginationError",
     "RateLimited",
     "Reason",
+    "RedisStore",
     "RetriesExhausted",
     "RetryEvent",
     "RetryHistory",

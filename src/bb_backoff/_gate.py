@@ -3,7 +3,7 @@
 :class:`AccountGate` is the configuration; the state lives in a
 :class:`GateStore`: in memory for one process (the default, shared by every
 client in the process that uses the same credential, API and clock), or in
-Redis for a fleet (:class:`~bb_backoff.redis.RedisStore`).  The rules the
+Redis for a fleet (:class:`~bb_backoff.RedisStore`).  The rules the
 state follows are in :mod:`._window`; a client holds a :class:`GateHandle`,
 its view of one account in one store.
 """
@@ -261,11 +261,29 @@ def _positive(_instance: object, field: attrs.Attribute[Any], value: float) -> N
         raise ValueError(f"{field.name} must be more than 0 seconds, got {value!r}")
 
 
+def _to_store(value: object) -> object:
+    """attrs converter: a Redis URL or a redis-py client becomes a :class:`RedisStore`."""
+    if isinstance(value, str) and value.startswith(("redis://", "rediss://", "unix://")):
+        from ._redis import RedisStore  # noqa: PLC0415 (imports this module; redis only when used)
+
+        return RedisStore(value)
+    if not isinstance(value, str | GateStore | None):
+        from ._redis import RedisStore, is_redis_client  # noqa: PLC0415
+
+        if is_redis_client(value):
+            return RedisStore(value)  # type: ignore[arg-type]
+    return value
+
+
 def _check_store(_instance: object, _field: attrs.Attribute[Any], value: object) -> None:
     if value is None:
         return
     if not isinstance(value, GateStore):
-        raise ValueError(f"store must be None or a GateStore, got {type(value).__name__}")
+        got = "a string that is not a Redis URL" if isinstance(value, str) else type(value).__name__
+        raise ValueError(
+            "store must be None, a GateStore (MemoryStore, RedisStore), a redis://, rediss:// "
+            f"or unix:// URL, or a redis-py client (redis.Redis, redis.asyncio.Redis), got {got}"
+        )
 
 
 @attrs.frozen
@@ -294,8 +312,10 @@ class AccountGate:
     Args:
         window: the rolling window (seconds or timedelta).
         limit: requests per window, if known (``None``: learn it).
-        store: where the model lives: ``None`` (this process's memory) or
-            a :class:`MemoryStore`.
+        store: where the model lives: ``None`` (this process's memory), a
+            :class:`MemoryStore`, a :class:`~bb_backoff.RedisStore`, or a
+            ``redis://`` URL or a redis-py client (``redis.Redis``,
+            ``redis.asyncio.Redis``) to make a ``RedisStore`` of.
         failure_threshold: errors in a row, across the account, that open
             the breaker.
         outage_budget: how long a request waits for the breaker to close
@@ -314,7 +334,7 @@ class AccountGate:
 
     window: float = attrs.field(default=3600.0, converter=duration, validator=_positive)
     limit: int | None = None
-    store: GateStore | None = attrs.field(default=None, validator=_check_store)
+    store: GateStore | None = attrs.field(default=None, converter=_to_store, validator=_check_store)
     failure_threshold: int = attrs.field(default=5, kw_only=True)
     outage_budget: float = attrs.field(
         default=1800.0, converter=duration, validator=unbounded_duration, kw_only=True

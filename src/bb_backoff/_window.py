@@ -503,7 +503,9 @@ class WindowModel:
                 return
             # The server let one more through: the window holds at least this much.
             held = self._count(now - params.window, now)
-            estimate = max(self.limit or 0, held)
+            # At least the probe itself fits, even when its answer came so
+            # late that its send has left the window: a limit is never 0.
+            estimate = max(self.limit or 0, held, 1)
             self.limit = min(estimate, ceiling) if ceiling is not None else estimate
             self.counted_until = -math.inf
         self.mode = MODEL
