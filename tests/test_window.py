@@ -410,3 +410,18 @@ def test_a_probe_wait_is_equal_jitter_below_the_cap_and_never_zero(
     assert base / 2 <= wait <= base
     assert 0 < wait <= cap
     assert math.isfinite(wait)
+
+
+def test_a_probe_answered_after_its_send_left_the_window_never_sets_the_limit_to_zero() -> None:
+    # Found by the Redis store's differential test: a new X-RateLimit-Limit
+    # resets the learned limit, and the late probe's send is no longer in the
+    # window, so the window "held" nothing; a limit of 0 stopped every send.
+    model = WindowModel()
+    answer(model, 0.0, reserve(model, 0.0), header_limit=3)
+    answer(model, 0.0, reserve(model, 0.0), RATE_LIMITED, hint=0.1)
+    assert model.mode == PROBING
+    probe = reserve(model, 20.0)
+    assert probe.kind == PROBE
+    answer(model, 20.0 + 2 * PARAMS.window, probe, header_limit=4)
+    assert (model.mode, model.limit) == (MODEL, 1)
+    assert reserve(model, 20.0 + 2 * PARAMS.window).kind == GO
