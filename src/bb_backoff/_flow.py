@@ -87,6 +87,9 @@ class Reserve:
         self.cancel = cancel
 
 
+_RESERVE: Final = Reserve(None)
+
+
 class Sleep:
     """Wait ``seconds``."""
 
@@ -294,7 +297,8 @@ class RequestFlow:
         gate = self.gate
         while True:
             if gate is not None:
-                grant = yield Reserve(None)
+                # An in-memory gate is asked in place: no I/O, so no step.
+                grant = gate.reserve() if gate.in_memory else (yield _RESERVE)
                 self.grant = grant
                 if grant.delay > 0 or grant.kind == WAIT or self.pending is not None:
                     yield from self._through_gate(gate, grant)

@@ -137,13 +137,12 @@ class Grant:
 
     __slots__ = ("at", "delay", "generation", "kind", "member", "reason")
 
-    def __init__(
+    def __init__(  # noqa: PLR0917 (positional: one is made per request)
         self,
         kind: str,
         delay: float,
         reason: str,
         generation: int,
-        *,
         member: object = None,
         at: float = 0.0,
     ) -> None:
@@ -352,7 +351,7 @@ class WindowModel:
             bisect.insort(log, (at, member), key=_time)
         else:
             log.append((at, member))
-        return Grant(GO, at - now, reason, self.generation, member=member, at=at)
+        return Grant(GO, at - now, reason, self.generation, member, at)
 
     def _reserve_probe(
         self, now: float, params: WindowParams, member: object, margin: float
