@@ -1,0 +1,15 @@
+"""The feature flag from OpenFeature: :class:`OpenFeatureFlag`.
+
+``pip install 'bb-backoff[openfeature]'``; the SDK is imported only when an
+:class:`OpenFeatureFlag` is built.  Give it to a client as ``flag=`` with the
+client's ``actor``: the actor is the targeting key.  See ``docs/flags.md``.
+
+An evaluation error (a missing flag, a provider that is not ready, a value
+that is not a boolean) raises :class:`FlagEvaluationError` inside the source:
+the client counts it in ``flag_errors``, logs a warning and uses the legacy
+policy, instead of reading the SDK's default as "off".
+"""
+
+from ._openfeature import FlagEvaluationError, OpenFeatureFlag
+
+__all__ = ["FlagEvaluationError", "OpenFeatureFlag"]
