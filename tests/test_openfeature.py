@@ -159,12 +159,59 @@ async def test_async_a_missing_flag_raises_flag_evaluation_error(install_flags: 
     assert caught.value.error_code == "FLAG_NOT_FOUND"
 
 
-def test_a_string_valued_flag_is_a_type_mismatch_not_on(install_flags: Install) -> None:
-    """A flag configured with string variants ("true") never switches the policy on."""
-    install_flags({FLAG_NAME: InMemoryFlag("on", {"on": "true", "off": "false"})})
+@pytest.mark.parametrize("truthy", ["true", 1])
+def test_a_flag_with_non_bool_variants_is_a_type_mismatch_not_on(
+    install_flags: Install, truthy: object
+) -> None:
+    """A flag configured with string or number variants ("true", 1) never switches it on."""
+    install_flags({FLAG_NAME: InMemoryFlag("on", {"on": truthy, "off": "false"})})
     with pytest.raises(FlagEvaluationError) as caught:
         OpenFeatureFlag().enabled(FLAG_NAME, ROLLED_OUT)
     assert caught.value.error_code == "TYPE_MISMATCH"
+
+
+def error_reason(
+    _flag: InMemoryFlag[bool], _context: EvaluationContext
+) -> FlagResolutionDetails[bool]:
+    """A provider that says True, but with reason ERROR and no error code."""
+    return FlagResolutionDetails(value=True, reason=Reason.ERROR)
+
+
+def test_an_error_reason_without_an_error_code_is_a_failure_even_with_value_true(
+    install_flags: Install,
+) -> None:
+    install_flags({FLAG_NAME: InMemoryFlag("on", {"on": True}, context_evaluator=error_reason)})
+    with pytest.raises(FlagEvaluationError) as caught:
+        OpenFeatureFlag().enabled(FLAG_NAME, ROLLED_OUT)
+    assert (caught.value.error_code, caught.value.error_message) == ("GENERAL", None)
+
+
+@pytest.mark.anyio
+async def test_async_an_error_reason_without_an_error_code_is_a_failure_even_with_value_true(
+    install_flags: Install,
+) -> None:
+    install_flags({FLAG_NAME: InMemoryFlag("on", {"on": True}, context_evaluator=error_reason)})
+    with pytest.raises(FlagEvaluationError) as caught:
+        await OpenFeatureFlag().enabled_async(FLAG_NAME, ROLLED_OUT)
+    assert caught.value.error_code == "GENERAL"
+
+
+def test_a_provider_that_raises_is_an_evaluation_error_carrying_its_message(
+    install_flags: Install, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(
+        _flag: InMemoryFlag[bool], _context: EvaluationContext
+    ) -> FlagResolutionDetails[bool]:
+        raise RuntimeError("flag service timed out")
+
+    caplog.set_level(logging.CRITICAL, logger="openfeature")  # the SDK logs the traceback
+    install_flags({FLAG_NAME: InMemoryFlag("on", {"on": True}, context_evaluator=broken)})
+    with pytest.raises(FlagEvaluationError) as caught:
+        OpenFeatureFlag().enabled(FLAG_NAME, ROLLED_OUT)
+    assert (caught.value.error_code, caught.value.error_message) == (
+        "GENERAL",
+        "flag service timed out",
+    )
 
 
 def test_a_provider_that_failed_to_start_is_an_evaluation_error(install_flags: Install) -> None:
