@@ -8,15 +8,19 @@ Waits are virtual: the inner tests assert on virtual time, never wall time.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from importlib.metadata import entry_points
+from pathlib import Path
 
 import pytest
 
 import bb_backoff.pytest_plugin
 
 pytest_plugins = ["pytester"]
+
+DOCS = Path(__file__).parent.parent / "docs" / "testing.md"
 
 # The inner suites run async tests on asyncio, as this project does.
 ASYNCIO = """
@@ -364,3 +368,22 @@ def test_options_the_plugin_owns_are_refused_naming_them(
 def test_the_marker_is_registered_for_strict_markers(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--markers")
     result.stdout.fnmatch_lines(["@pytest.mark.bb_backoff_mock(**options): MockBitbucket *"])
+
+
+# -- docs/testing.md -----------------------------------------------------------------
+
+
+def python_blocks(markdown: str) -> list[str]:
+    return re.findall(r"^```python\n(.*?)^```$", markdown, flags=re.DOTALL | re.MULTILINE)
+
+
+def test_every_example_in_the_testing_guide_passes_as_a_test_file(
+    pytester: pytest.Pytester,
+) -> None:
+    blocks = python_blocks(DOCS.read_text())
+    assert len(blocks) >= 4
+    for number, block in enumerate(blocks):
+        pytester.makepyfile(**{f"test_example_{number}": block})
+    result = pytester.runpytest("--strict-markers", "-W", "error")
+    outcomes = result.parseoutcomes()
+    assert set(outcomes) == {"passed"}, result.stdout.str()
