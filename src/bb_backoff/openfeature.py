@@ -2,7 +2,12 @@
 
 ``pip install 'bb-backoff[openfeature]'``; the SDK is imported only when an
 :class:`OpenFeatureFlag` is built.  Give it to a client as ``flag=`` with the
-client's ``actor``: the actor is the targeting key.  See ``docs/flags.md``.
+client's ``actor``: the actor is the targeting key::
+
+    from bb_backoff import BitbucketClient
+    from bb_backoff.openfeature import OpenFeatureFlag
+
+    client = BitbucketClient(auth=..., flag=OpenFeatureFlag(), actor="Project:123")
 
 An evaluation error (a missing flag, a provider that is not ready, a value
 that is not a boolean) raises :class:`FlagEvaluationError` inside the source:
