@@ -53,7 +53,7 @@ def test_the_plugin_is_loaded_in_this_projects_own_session(pytestconfig: pytest.
     assert pytestconfig.pluginmanager.get_plugin("bb_backoff") is bb_backoff.pytest_plugin
 
 
-def test_loading_the_plugin_leaves_the_testing_helpers_and_httpx_clients_unbuilt() -> None:
+def test_loading_the_plugin_leaves_the_testing_helpers_and_the_benchmark_unimported() -> None:
     """Every pytest run of a project that installs bb-backoff loads the plugin: keep it light."""
     code = (
         "import sys, bb_backoff.pytest_plugin; "
@@ -350,6 +350,7 @@ def test_async(async_bitbucket_client):
             ),
         ),
     ],
+    ids=["mock-options", "marker", "marker-positional", "client-options", "not-a-dict"],
 )
 def test_options_the_plugin_owns_are_refused_naming_them(
     pytester: pytest.Pytester, setup: str, message: str
