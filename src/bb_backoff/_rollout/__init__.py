@@ -1,9 +1,11 @@
 """The rollout report: did the error rate increase with the flag on? (used by the CLI only).
 
 Pure parts: :mod:`._stats` (the one-sided pooled two-proportion z-test and
-its verdict).
+its verdict) and :mod:`._counts` (what each variant did, and the hook that
+counts it).
 """
 
+from ._counts import VARIANTS, VariantCounts, VariantTally, total
 from ._stats import (
     DEFAULT_ALPHA,
     MIN_EXPECTED,
@@ -19,11 +21,15 @@ from ._stats import (
 __all__ = [
     "DEFAULT_ALPHA",
     "MIN_EXPECTED",
+    "VARIANTS",
     "Conclusion",
+    "VariantCounts",
+    "VariantTally",
     "Verdict",
     "ZTest",
     "enough_requests",
     "judge",
+    "total",
     "two_proportion_z_test",
     "upper_tail",
 ]
