@@ -2,10 +2,19 @@
 
 Pure parts: :mod:`._stats` (the one-sided pooled two-proportion z-test and
 its verdict), :mod:`._counts` (what each variant did, and the hook that
-counts it) and :mod:`._report` (rows, verdicts, markdown, JSON, chart).
+counts it), :mod:`._exposition` (the same counts from a Prometheus
+exposition) and :mod:`._report` (rows, verdicts, markdown, JSON, chart).
 """
 
 from ._counts import VARIANTS, VariantCounts, VariantTally, total
+from ._exposition import (
+    DEFAULT_TIMEOUT,
+    ExpositionError,
+    counts_between,
+    counts_from_exposition,
+    load_exposition,
+    metrics_report,
+)
 from ._report import (
     Imports,
     Report,
@@ -31,9 +40,11 @@ from ._stats import (
 
 __all__ = [
     "DEFAULT_ALPHA",
+    "DEFAULT_TIMEOUT",
     "MIN_EXPECTED",
     "VARIANTS",
     "Conclusion",
+    "ExpositionError",
     "Imports",
     "Report",
     "Row",
@@ -43,10 +54,14 @@ __all__ = [
     "Verdict",
     "ZTest",
     "build_report",
+    "counts_between",
+    "counts_from_exposition",
     "enough_requests",
     "json_report",
     "judge",
+    "load_exposition",
     "markdown",
+    "metrics_report",
     "overall",
     "total",
     "two_proportion_z_test",
