@@ -4,6 +4,10 @@ Pure parts: :mod:`._stats` (the one-sided pooled two-proportion z-test and
 its verdict), :mod:`._counts` (what each variant did, and the hook that
 counts it), :mod:`._exposition` (the same counts from a Prometheus
 exposition) and :mod:`._report` (rows, verdicts, markdown, JSON, chart).
+:mod:`._simulation` runs a simulated rollout on the mock API, on virtual
+time; it needs :mod:`bb_backoff.testing` and the benchmark's importer, so it
+is imported only by ``rollout-report --simulate``, and nothing in the
+library imports this package.
 """
 
 from ._counts import VARIANTS, VariantCounts, VariantTally, total
