@@ -141,19 +141,19 @@ def test_openmetrics_gives_the_same_counts_as_the_text_format() -> None:
 
 
 def test_samples_are_added_up_over_every_label_but_the_variant() -> None:
-    """A federated scrape: two instances of the importer."""
+    """Prometheus' /federate: two importer instances, untyped samples with timestamps."""
     text = """\
-# TYPE bb_backoff_requests_total counter
-bb_backoff_requests_total{instance="a",outcome="ok",variant="on"} 90
-bb_backoff_requests_total{instance="b",outcome="ok",variant="on"} 100
-bb_backoff_requests_total{instance="a",outcome="rate_limited",variant="on"} 4
-bb_backoff_requests_total{instance="b",outcome="not_found",variant="on"} 6
-bb_backoff_requests_total{instance="a",outcome="ok",variant="off"} 50
-# TYPE bb_backoff_retries_total counter
-bb_backoff_retries_total{instance="a",reason="rate_limit",variant="on"} 7
-bb_backoff_retries_total{instance="b",reason="server_error",variant="on"} 2
-# TYPE bb_backoff_gate_changes_total counter
-bb_backoff_gate_changes_total{mode="probe"} 3
+# TYPE bb_backoff_requests_total untyped
+bb_backoff_requests_total{instance="a",outcome="ok",variant="on"} 90 1700000000000
+bb_backoff_requests_total{instance="b",outcome="ok",variant="on"} 100 1700000000000
+bb_backoff_requests_total{instance="a",outcome="rate_limited",variant="on"} 4 1700000000000
+bb_backoff_requests_total{instance="b",outcome="not_found",variant="on"} 6 1700000000000
+bb_backoff_requests_total{instance="a",outcome="ok",variant="off"} 50 1700000000000
+# TYPE bb_backoff_retries_total untyped
+bb_backoff_retries_total{instance="a",reason="rate_limit",variant="on"} 7 1700000000000
+bb_backoff_retries_total{instance="b",reason="server_error",variant="on"} 2 1700000000000
+# TYPE bb_backoff_gate_changes_total untyped
+bb_backoff_gate_changes_total{instance="a",mode="probe"} 3 1700000000000
 """
     counts = counts_from_exposition(text)
     assert counts == {
