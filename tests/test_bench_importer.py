@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from bb_backoff._bench import ImportState, Task, import_async, import_sync
-from bb_backoff._bench._importer import PAGELEN, Outcome, initial_tasks
+from bb_backoff._bench._importer import PAGELEN, Outcome, initial_tasks, repository_task
 from bb_backoff._bench._scenarios import QUICK_SIZE
 from bb_backoff.testing import MockBitbucket, VirtualClock, VirtualThreads, run_virtual
 
@@ -377,3 +377,19 @@ def test_a_request_that_fails_for_good_loses_exactly_the_items_behind_it(
     assert missing(outcome.state, expected) == lost
     assert outcome.state.lost(expected) == sum(len(keys) for keys in lost.values())
     assert (outcome.give_ups, outcome.errors) == (1, collections.Counter({"Refused": 1}))
+
+
+def test_an_async_import_from_one_repository_task_imports_that_repository_alone() -> None:
+    """``start=[repository_task(name)]``: one GitLab project's import, no listing, no members."""
+    clock = VirtualClock()
+    mock = MockBitbucket(seed=0, size=QUICK_SIZE, latency=0.1, clock=clock.monotonic)
+    (repository,) = mock.dataset.repositories
+    start = [repository_task(repository.full_name)]
+    outcome = run_virtual(
+        import_async(AsyncMockFetcher(mock), WORKERS, clock.monotonic, start=start), clock
+    )
+    expected = {
+        kind: keys for kind, keys in mock.dataset.expected().items() if kind != "member" and keys
+    }
+    assert imported(outcome.state) == expected
+    assert outcome.give_ups == 0

@@ -14,6 +14,11 @@
     the delay schedules of the default, legacy and GitLab policies.
 ``serve-mock``
     the mock API as a real HTTP server, for manual and integration use.
+``rollout-report``
+    the evidence a rollout step asks for: requests, errors, 429s and give-ups
+    by flag variant, and whether the error rate increased with the flag on
+    (a one-sided two-proportion z-test); from a simulated rollout on the mock
+    (``--simulate``) or a deployment's Prometheus metrics (``--metrics``).
 
 Bad arguments get a message and exit status 2, never a traceback.  A closed
 pipe (``bb-backoff schedule | head -1``) ends the command quietly with exit
@@ -320,6 +325,193 @@ def _serve_mock(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- rollout-report -------------------------------------------------------------------
+
+DEFAULT_STEPS: Final = "0,25,50,100"
+# The options that only one source uses (``--simulate`` or ``--metrics``).
+_SIMULATE_ONLY: Final = ("steps", "projects", "limit", "seed")
+_METRICS_ONLY: Final = ("since", "timeout")
+
+
+def _rollout_report(args: argparse.Namespace) -> int:
+    """Print the rollout report; exit 1 when the metrics cannot be read, 2 for bad arguments."""
+    import importlib.util  # noqa: PLC0415
+
+    from . import _rollout as rollout  # noqa: PLC0415 (loaded for this command only)
+
+    source, other = (
+        ("--simulate", _METRICS_ONLY) if args.simulate else ("--metrics", _SIMULATE_ONLY)
+    )
+    stray = [f"--{name}" for name in other if getattr(args, name) is not None]
+    if stray:
+        args.fail(f"{', '.join(stray)} cannot be used with {source}")
+    needed = [("matplotlib", "--chart", "bench")] if args.chart is not None else []
+    if args.metrics is not None:
+        needed.append(("prometheus_client", "--metrics", "prometheus"))
+    for module, option, extra in needed:
+        if importlib.util.find_spec(module) is None:
+            print(
+                f"bb-backoff rollout-report: {option} needs {module}: "
+                f"pip install 'bb-backoff[{extra}]'",
+                file=sys.stderr,
+            )
+            return 1
+    if args.simulate:
+        from ._rollout import _simulation  # noqa: PLC0415 (the mock loads only for --simulate)
+
+        simulation = _simulation.Simulation(
+            projects=args.projects or _simulation.DEFAULT_PROJECTS,
+            limit=args.limit or _simulation.DEFAULT_LIMIT,
+            percentages=args.steps or _percentages(DEFAULT_STEPS),
+        )
+        report = _simulation.simulated_report(simulation, seed=args.seed or 0, alpha=args.alpha)
+    else:
+        try:
+            report = rollout.metrics_report(
+                args.metrics,
+                since=args.since,
+                timeout=args.timeout or rollout.DEFAULT_TIMEOUT,
+                alpha=args.alpha,
+            )
+        except rollout.ExpositionError as error:
+            print(f"bb-backoff rollout-report: {error}", file=sys.stderr)
+            return 1
+    print(rollout.json_report(report) if args.json else rollout.markdown(report))
+    if args.chart is not None:
+        rollout.write_chart(report, args.chart)
+        print(f"wrote {args.chart}", file=sys.stderr)
+    return 0
+
+
+def _add_rollout_report(commands: Any) -> None:
+    """Add ``rollout-report`` to the subcommands (an ``argparse`` subparsers action)."""
+    positive_int = _number(int)
+    positive = _number(float)
+    rollout = commands.add_parser(
+        "rollout-report",
+        help="error rates by flag variant, and whether the flag increased them",
+        description=(
+            "The evidence a rollout step asks for: per step and flag variant, the requests, "
+            "errors, 429s, give-ups and (simulated) import times, and a one-sided "
+            "two-proportion z-test of 'did the error rate increase with the flag on?' with "
+            "its p-value. An error is a logical request (a GET with its retries) whose "
+            "outcome is not 'ok'. From a simulated rollout on the mock API (--simulate) or "
+            "from a deployment's metrics (--metrics). Exit status 0 with a report, 1 when "
+            "the metrics cannot be read, 2 for bad arguments."
+        ),
+        formatter_class=_HelpFormatter,
+    )
+    source = rollout.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--simulate",
+        action="store_true",
+        help=(
+            "simulate the rollout: many projects import at once on the mock API (rate limit, "
+            "faults, another consumer), at each step's percentage of actors, on virtual time"
+        ),
+    )
+    source.add_argument(
+        "--metrics",
+        metavar="FILE_OR_URL",
+        help=(
+            "read a deployment's metrics (PrometheusHook's): a Prometheus exposition file, "
+            "- for standard input, or an http(s) URL such as http://host:9090/metrics "
+            "(no default: one of --simulate and --metrics is required)"
+        ),
+    )
+    rollout.add_argument(
+        "--steps",
+        type=_percentages,
+        help=(
+            f"--simulate: the steps, percent of actors, comma-separated (default: {DEFAULT_STEPS})"
+        ),
+    )
+    rollout.add_argument(
+        "--projects",
+        type=positive_int,
+        help="--simulate: projects importing at once, one repository each (default: 40)",
+    )
+    rollout.add_argument(
+        "--limit",
+        type=positive_int,
+        help=(
+            "--simulate: the account's requests per rolling hour (default: 1000, Bitbucket's; "
+            "lower it for a busy account)"
+        ),
+    )
+    rollout.add_argument(
+        "--seed",
+        type=_number(int, inclusive=True),
+        help="--simulate: seeds the run (default: 0)",
+    )
+    rollout.add_argument(
+        "--since",
+        metavar="FILE_OR_URL",
+        help=(
+            "--metrics: an earlier scrape of the same processes, taken when the step began; "
+            "the report covers what happened since (default: the counters' whole life)"
+        ),
+    )
+    rollout.add_argument(
+        "--timeout",
+        type=positive,
+        help="--metrics with a URL: seconds to wait for it (default: 10)",
+    )
+    rollout.add_argument(
+        "--alpha",
+        type=_alpha,
+        default=0.05,
+        help="the significance level: 'INCREASED' when the one-sided p-value is below it",
+    )
+    rollout.add_argument(
+        "--json", action="store_true", help="print the rows and the verdict as JSON, nothing else"
+    )
+    rollout.add_argument(
+        "--chart",
+        type=_png,
+        metavar="PATH",
+        help="write a chart of the report there, a .png (default: no chart, nothing written)",
+    )
+    rollout.set_defaults(run=_rollout_report, fail=rollout.error)
+
+
+def _percentages(text: str) -> tuple[float, ...]:
+    """``--steps``: comma-separated percentages of actors, each from 0 to 100, each once."""
+    steps: list[float] = []
+    for part in text.split(","):
+        try:
+            value = float(part)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{part.strip()!r} is not a number") from None
+        if not 0 <= value <= 100:  # noqa: PLR2004 (also refuses NaN)
+            raise argparse.ArgumentTypeError(f"a step must be from 0 to 100, got {part.strip()}")
+        if value in steps:
+            raise argparse.ArgumentTypeError(f"step {value:g} is given twice")
+        steps.append(value)
+    return tuple(steps)
+
+
+def _alpha(text: str) -> float:
+    """``--alpha``: a significance level above 0 and at most 0.5."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value <= 0.5:  # noqa: PLR2004 (also refuses NaN)
+        raise argparse.ArgumentTypeError(f"must be above 0 and at most 0.5, got {text}")
+    return value
+
+
+def _png(text: str) -> Path:
+    """``--chart``: a path ending in .png."""
+    path = Path(text)
+    if path.suffix.lower() != ".png":
+        raise argparse.ArgumentTypeError(
+            f"the chart is a PNG: the path must end in .png, got {text}"
+        )
+    return path
+
+
 # -- the parser -------------------------------------------------------------------------
 
 
@@ -487,6 +679,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--seed", type=_number(int, inclusive=True), default=0, help="dataset seed")
     serve.set_defaults(run=_serve_mock)
+
+    _add_rollout_report(commands)
     return parser
 
 

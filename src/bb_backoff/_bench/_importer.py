@@ -44,6 +44,15 @@ def initial_tasks() -> list[Task]:
     ]
 
 
+def repository_task(full_name: str) -> Task:
+    """Where the import of one repository (``"workspace/slug"``) starts: its GET.
+
+    The repository leads to its pull requests and issues, as in a whole
+    import; a GitLab project imports one repository this way.
+    """
+    return Task("repository", f"/repositories/{_path(full_name)}", (full_name,))
+
+
 def _listing(path: str, **params: str) -> str:
     pairs = {**params, "pagelen": str(PAGELEN)}
     query = "&".join(f"{key}={value}" for key, value in pairs.items())
@@ -218,12 +227,21 @@ class _Tally:
         self.errors[type(error).__name__] += 1
 
 
-async def import_async(fetcher: AsyncFetcher, workers: int, clock: Callable[[], float]) -> Outcome:
-    """Run a whole import with ``workers`` tasks sharing one queue."""
+async def import_async(
+    fetcher: AsyncFetcher,
+    workers: int,
+    clock: Callable[[], float],
+    start: Iterable[Task] | None = None,
+) -> Outcome:
+    """Run a whole import with ``workers`` tasks sharing one queue.
+
+    ``start``: the first tasks (default: :func:`initial_tasks`, the whole
+    workspace); one repository's task imports that repository alone.
+    """
     state = ImportState()
     tally = _Tally(clock)
     queue: asyncio.Queue[Task] = asyncio.Queue()
-    for task in initial_tasks():
+    for task in initial_tasks() if start is None else start:
         queue.put_nowait(task)
     started = clock()
 
