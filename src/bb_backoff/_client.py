@@ -39,8 +39,8 @@ from ._endpoints import Endpoints
 from ._events import OnRetry
 from ._exceptions import BitbucketError, redact_url
 from ._flags import FlagCheck, FlagSource
-from ._flow import RequestFlow, arun, run
-from ._gate import AccountGate, GateHandle, account_key, resolve_gate
+from ._flow import FlowSettings, RequestFlow, arun, run
+from ._gate import AccountGate, account_key, resolve_gate
 from ._origin import OriginGuard
 from ._pagination import Page, Pager, json_body
 from ._policy import ExponentialBackoff, FixedRetry, RetryPolicy
@@ -64,8 +64,6 @@ DEFAULT_TIMEOUT: Final = 30.0
 
 Auth: TypeAlias = BearerToken | BasicAuth | OAuth2
 Params: TypeAlias = Mapping[str, Any]
-# What a flag check selects: the policy, the variant's name, the gate (or none).
-_Variant: TypeAlias = tuple[RetryPolicy, str, GateHandle | None]
 
 _TEXT: Final = {"Accept": "text/plain, */*"}
 
@@ -138,8 +136,15 @@ class _BaseClient:
             else account_gate.bind(account_key(auth, self.base_url), clock=clock, now=now)
         )
         self._gate_handle = handle
-        self._on: _Variant = (policy, "on", handle)
-        self._off: _Variant = (legacy_policy, "off", None)
+        # What a flag check selects: the policy, the variant's name, the gate (or none).
+        common: dict[str, Any] = {
+            "actor": self.actor,
+            "clock": clock,
+            "now": now,
+            "base_path": self._base_path,
+        }
+        self._on = FlowSettings(policy, "on", gate=handle, **common)
+        self._off = FlowSettings(legacy_policy, "off", gate=None, **common)
 
     def __repr__(self) -> str:
         return (
@@ -187,25 +192,14 @@ class _BaseClient:
         """How many times the flag source failed (and the legacy policy was used)."""
         return self._flag_check.errors
 
-    def _ask_flag(self) -> _Variant:
+    def _ask_flag(self) -> FlowSettings:
         """Ask the flag once for this logical request ("off" if the source fails)."""
         return self._on if self._flag_check.ask() else self._off
 
     # -- events ------------------------------------------------------------------------
 
-    def _flow(self, request: httpx.Request, variant: _Variant) -> Any:
-        policy, name, gate = variant
-        return RequestFlow(
-            request,
-            policy,
-            name,
-            actor=self.actor,
-            clock=self._clock,
-            now=self._now,
-            gate=gate,
-            observe=self._hooks.observe_requests(),
-            base_path=self._base_path,
-        ).steps()
+    def _flow(self, request: httpx.Request, variant: FlowSettings) -> Any:
+        return RequestFlow(request, variant, observe=self._hooks.observe_requests()).steps()
 
 
 def _check_base_url(base_url: object) -> httpx.URL:
@@ -422,7 +416,7 @@ class BitbucketClient(_BaseClient, Endpoints[Any, str, Iterator[Any]]):
         return run(
             self._flow(request, variant),
             send=self._send_once,
-            gate=variant[2],
+            gate=variant.gate,
             sleep=self._sleep,
             report=self._hooks,
         )
@@ -557,7 +551,7 @@ class AsyncBitbucketClient(
         """Close the connections."""
         await self._http.aclose()
 
-    async def _ask_flag_async(self) -> _Variant:
+    async def _ask_flag_async(self) -> FlowSettings:
         return self._on if await self._flag_check.ask_async() else self._off
 
     async def _send(
@@ -573,7 +567,7 @@ class AsyncBitbucketClient(
         return await arun(
             self._flow(request, variant),
             send=self._send_once,
-            gate=variant[2],
+            gate=variant.gate,
             sleep=self._sleep,
             report=self._hooks,
         )

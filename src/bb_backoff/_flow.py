@@ -146,14 +146,14 @@ class _Attempts:
 _Pending: TypeAlias = tuple[Decision, Outcome, str | None]
 
 
-class RequestFlow:
-    """The steps of one logical request, to the response or the error to raise.
+class FlowSettings:
+    """What stays the same across the requests of one client under one flag variant.
 
-    Call :meth:`steps` for the generator a driver runs.
+    A client builds two (flag on, flag off) once, so a request's flow is
+    three fields to set, not twelve.
 
     Args:
-        request: the request, sent as many times as needed.
-        policy: the policy this request follows (chosen by the flag).
+        policy: the policy this variant follows.
         variant: ``"on"`` or ``"off"``, for errors and events.
         actor: the flag's actor, for events.
         clock: monotonic seconds.
@@ -166,12 +166,7 @@ class RequestFlow:
             response, return it instead of raising, and re-raise httpx's own
             error after a transport error (a transport, whose callers expect
             httpx's behaviour); the clients raise a :class:`BitbucketError`.
-        observe: emit a :class:`RequestFinished` when the request ends (only
-            when someone listens: it costs a clock read and a template).
         base_path: the API root's path, stripped from endpoint templates.
-
-    :class:`GaveUp` and :class:`GateChanged` are always emitted: they are
-    rare, and the client logs them.
     """
 
     __slots__ = (
@@ -181,23 +176,13 @@ class RequestFlow:
         "follow_redirects",
         "gate",
         "give_up_with_response",
-        "grant",
-        "logical",
         "now",
-        "observe",
-        "pending",
         "policy",
-        "redirects",
-        "request",
-        "sent",
-        "sent_at",
-        "state",
         "variant",
     )
 
     def __init__(
         self,
-        request: httpx.Request,
         policy: RetryPolicy,
         variant: str,
         *,
@@ -207,29 +192,66 @@ class RequestFlow:
         gate: GateHandle | None,
         follow_redirects: bool = True,
         give_up_with_response: bool = False,
-        observe: bool = False,
         base_path: str = "/2.0",
     ) -> None:
-        self.observe = observe
-        self.base_path = base_path
-        self.follow_redirects = follow_redirects
-        self.give_up_with_response = give_up_with_response
-        self.request = request
-        """The request to send now: the logical one, or a redirect's target."""
-        self.logical = request
-        """The request the caller asked for: errors and events name it."""
         self.policy = policy
         self.variant = variant
         self.actor = actor
         self.clock = clock
         self.now = now
         self.gate = gate
+        self.follow_redirects = follow_redirects
+        self.give_up_with_response = give_up_with_response
+        self.base_path = base_path
+
+
+# Shared by every flow until its first redirect (then a list of its own).
+_NO_REDIRECTS: Final[list[httpx.Response]] = []
+
+
+class RequestFlow:
+    """The steps of one logical request, to the response or the error to raise.
+
+    Call :meth:`steps` for the generator a driver runs.
+
+    Args:
+        request: the request, sent as many times as needed.
+        settings: what the client (or transport) fixed for this variant.
+        observe: emit a :class:`RequestFinished` when the request ends (only
+            when someone listens: it costs a clock read and a template).
+
+    :class:`GaveUp` and :class:`GateChanged` are always emitted: they are
+    rare, and the client logs them.
+    """
+
+    __slots__ = (
+        "grant",
+        "logical",
+        "observe",
+        "pending",
+        "redirects",
+        "request",
+        "sent",
+        "sent_at",
+        "settings",
+        "state",
+    )
+
+    def __init__(
+        self, request: httpx.Request, settings: FlowSettings, *, observe: bool = False
+    ) -> None:
+        self.settings = settings
+        self.observe = observe
+        self.request = request
+        """The request to send now: the logical one, or a redirect's target."""
+        self.logical = request
+        """The request the caller asked for: errors and events name it."""
         self.sent = 0
         self.sent_at = 0.0
         self.grant: Grant | None = None
         self.state: _Attempts | None = None
         self.pending: _Pending | None = None
-        self.redirects: list[httpx.Response] = []
+        self.redirects: list[httpx.Response] = _NO_REDIRECTS
 
     def steps(self) -> Flow:
         """The generator: yields steps, returns the successful response.
@@ -244,7 +266,7 @@ class RequestFlow:
 
     def _observed(self) -> Flow:
         """:meth:`_steps`, then a :class:`RequestFinished` whatever the end."""
-        started = self.clock()
+        started = self.settings.clock()
         try:
             response = yield from self._steps()
         except BitbucketError as error:
@@ -259,26 +281,26 @@ class RequestFlow:
         status = getattr(error, "status", None) if response is None else response.status_code
         state = self.state
         return RequestFinished(
-            variant=self.variant,
-            endpoint=endpoint_template(str(self.logical.url), self.base_path),
+            variant=self.settings.variant,
+            endpoint=endpoint_template(str(self.logical.url), self.settings.base_path),
             method=self.logical.method,
             status=status,
             attempts=self.sent,
             waited=0.0 if state is None else state.history.waited + state.breaker_waited,
-            elapsed=self.clock() - started,
+            elapsed=self.settings.clock() - started,
             outcome=outcome_label(error, response),
         )
 
     def _gave_up(self, error: BitbucketError) -> GaveUp:
         state = self._attempts()
         return GaveUp(
-            variant=self.variant,
-            endpoint=endpoint_template(str(self.logical.url), self.base_path),
+            variant=self.settings.variant,
+            endpoint=endpoint_template(str(self.logical.url), self.settings.base_path),
             method=self.logical.method,
             status=getattr(error, "status", None),
             attempts=self.sent,
             waited=state.history.waited + state.breaker_waited,
-            elapsed=self.clock() - state.started,
+            elapsed=self.settings.clock() - state.started,
             reason=getattr(error, "stop_reason", None) or "unknown",
             outcome=outcome_label(error, None),
         )
@@ -294,7 +316,8 @@ class RequestFlow:
             yield Emit(GateChanged(before, mode, getattr(knowledge, "limit", None)))
 
     def _steps(self) -> Flow:
-        gate = self.gate
+        settings = self.settings
+        gate, clock = settings.gate, settings.clock
         while True:
             if gate is not None:
                 # An in-memory gate is asked in place: no I/O, so no step.
@@ -302,23 +325,24 @@ class RequestFlow:
                 self.grant = grant
                 if grant.delay > 0 or grant.kind == WAIT or self.pending is not None:
                     yield from self._through_gate(gate, grant)
-                self.sent_at = self.clock()
+                self.sent_at = clock()
             result = yield Send(self.request)
             if not isinstance(result, BitbucketError):
                 self.sent += 1  # refused by the origin guard: nothing went out
             if isinstance(result, httpx.Response) and result.status_code < 400:  # noqa: PLR2004
                 if gate is not None and self.grant is not None:
-                    gate.round_trip(self.clock() - self.sent_at)
+                    gate.round_trip(clock() - self.sent_at)
                     news = gate.news(self.grant, result)
                     if news is not None:
                         yield from self._observe(gate, self.grant, news)
-                if result.status_code >= 300 and self.follow_redirects:  # noqa: PLR2004
+                if result.status_code >= 300 and settings.follow_redirects:  # noqa: PLR2004
                     # Redirects are followed here, not inside httpx, so that
                     # every hop passes the gate: each one spends the quota.
                     self._follow(result)
                     continue
-                result.history = self.redirects
-                result.extensions[CONTEXT] = (self.variant, self.sent)
+                if self.redirects:
+                    result.history = self.redirects
+                result.extensions[CONTEXT] = (settings.variant, self.sent)
                 return result
             delay = yield from self._failed(result)
             if isinstance(delay, httpx.Response):
@@ -342,12 +366,14 @@ class RequestFlow:
                 f"TooManyRedirects: more than {MAX_REDIRECTS} redirects in a row; stopping "
                 "instead of looping",
             )
+        if self.redirects is _NO_REDIRECTS:
+            self.redirects = []
         self.redirects.append(response)
         self.request = target
 
     def _attempts(self) -> _Attempts:
         if self.state is None:
-            self.state = _Attempts(self.clock())
+            self.state = _Attempts(self.settings.clock())
         return self.state
 
     def _through_gate(self, gate: GateHandle, first: Grant) -> Generator[Step, Any, None]:
@@ -377,9 +403,9 @@ class RequestFlow:
                 yield Emit(self._event(self.pending, delay))
                 self.pending = None
             floor = 0.0
-            before = self.clock()
+            before = self.settings.clock()
             yield Sleep(delay)
-            if delay > _NOTICEABLE and self.clock() - before < delay / 2:
+            if delay > _NOTICEABLE and self.settings.clock() - before < delay / 2:
                 # ``sleep`` did not move ``clock`` (a stubbed sleep in a test,
                 # say): the gate cannot pace on such a clock, so go now.
                 gate.clock_ignored_sleep()
@@ -400,7 +426,7 @@ class RequestFlow:
 
         Giving up raises, or returns the last response (``give_up_with_response``).
         """
-        gate, grant = self.gate, self.grant
+        gate, grant = self.settings.gate, self.grant
         outcome, error = yield from self._judge(result)
         # _judge raised for anything else.
         assert isinstance(result, httpx.Response | httpx.TransportError)  # noqa: S101
@@ -416,11 +442,11 @@ class RequestFlow:
             # The breaker's probe failed: the breaker spaces the next one, and
             # the request waits there without spending its own attempts.
             return None
-        decision = self.policy.decide(state.history, outcome)
+        decision = self.settings.policy.decide(state.history, outcome)
         if decision.delay is None:
-            if self.give_up_with_response:
+            if self.settings.give_up_with_response:
                 if isinstance(result, httpx.Response):
-                    result.extensions[CONTEXT] = (self.variant, self.sent)
+                    result.extensions[CONTEXT] = (self.settings.variant, self.sent)
                     return result
                 raise result
             failure = self._give_up(decision, result)
@@ -444,11 +470,11 @@ class RequestFlow:
         Returns:
             The outcome, and the transport error's class name, if any.
         """
-        request, gate, grant = self.request, self.gate, self.grant
+        request, gate, grant = self.request, self.settings.gate, self.grant
         if isinstance(result, httpx.Response):
-            outcome = outcome_of_response(result, self.now(), request.method)
+            outcome = outcome_of_response(result, self.settings.now(), request.method)
             if gate is not None and grant is not None:
-                gate.round_trip(self.clock() - self.sent_at)
+                gate.round_trip(self.settings.clock() - self.sent_at)
                 hint = None if outcome.hint is None else outcome.hint.seconds
                 yield from self._observe(
                     gate,
@@ -459,14 +485,14 @@ class RequestFlow:
         if isinstance(result, httpx.TransportError):
             maybe = outcome_of_error(request.method, result)
             if maybe is None:
-                raise _not_transient(result, self.logical, self.variant, self.sent)
+                raise _not_transient(result, self.logical, self.settings.variant, self.sent)
             if gate is not None and grant is not None:
                 yield from self._observe(
                     gate, grant, observation_of(None, None, sent=maybe.sent, hint=None)
                 )
             return maybe, type(result).__name__
         assert isinstance(result, Exception)  # noqa: S101 (the drivers send nothing else)
-        failure = failed_send(result, self.logical, self.variant, self.sent)
+        failure = failed_send(result, self.logical, self.settings.variant, self.sent)
         if failure is result:
             raise failure  # our own error (origin guard, OAuth): its cause stays its own
         raise failure from result
@@ -484,11 +510,11 @@ class RequestFlow:
                     f"({budget:.0f} s)",
                     stop_reason=StopReason.OUTAGE.value,
                     waited=state.history.waited + state.breaker_waited,
-                    elapsed=self.clock() - state.started,
+                    elapsed=self.settings.clock() - state.started,
                 )
             state.breaker_waited += delay
             return None
-        stop = gate_wait_stop(self.policy, state.history, delay, hint=grant.reason == HOLD)
+        stop = gate_wait_stop(self.settings.policy, state.history, delay, hint=grant.reason == HOLD)
         if stop is not None:
             why = (
                 f"the server asked the account to wait {delay:.0f} s, more than the policy's "
@@ -504,7 +530,7 @@ class RequestFlow:
                 f"rate limited: gave up at the account gate: {why}",
                 stop_reason=stop.value,
                 waited=state.history.waited,
-                elapsed=self.clock() - state.started,
+                elapsed=self.settings.clock() - state.started,
                 status=None if last is None else last.status_code,
                 error_message=message,
                 detail=detail,
@@ -525,16 +551,16 @@ class RequestFlow:
             delay=delay,
             retry_after=None if hint is None else hint.seconds,
             hint_source=None if hint is None else hint.source,
-            flag_variant=self.variant,
+            flag_variant=self.settings.variant,
             method=self.logical.method,
             url=redact_url(self.logical.url),
-            actor=self.actor,
+            actor=self.settings.actor,
             error=error,
         )
 
     def _error(self, kind: type[BitbucketError], message: str, **fields: Any) -> BitbucketError:
         fields.setdefault("attempts", self.sent)
-        return _context(kind, message, self.logical, self.variant, **fields)
+        return _context(kind, message, self.logical, self.settings.variant, **fields)
 
     def _give_up(self, decision: Decision, result: httpx.Response | Exception) -> BitbucketError:
         state = self._attempts()
@@ -542,7 +568,7 @@ class RequestFlow:
         status = None if response is None else response.status_code
         message, detail = (None, None) if response is None else error_envelope(response)
         history = decision.history
-        elapsed = self.clock() - state.started
+        elapsed = self.settings.clock() - state.started
         if decision.stop is StopReason.NOT_RETRYABLE:
             if response is None:
                 return self._error(
@@ -769,6 +795,7 @@ __all__ = [
     "MAX_REDIRECTS",
     "Emit",
     "Flow",
+    "FlowSettings",
     "Observe",
     "RequestFlow",
     "Reserve",

@@ -38,7 +38,7 @@ import httpx
 
 from ._events import OnRetry
 from ._flags import FlagCheck, FlagSource
-from ._flow import RequestFlow, arun, run
+from ._flow import FlowSettings, RequestFlow, arun, run
 from ._gate import AccountGate, GateHandle, resolve_gate
 from ._policy import ExponentialBackoff, FixedRetry, RetryPolicy
 from ._timing import (
@@ -175,8 +175,7 @@ class RetryTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         gate = None
         if on and self.gate is not None:
             gate = self._handle(request_account(request))
-        return RequestFlow(
-            request,
+        settings = FlowSettings(
             self.policy if on else self.legacy_policy,
             "on" if on else "off",
             actor=self._flag.actor,
@@ -185,9 +184,9 @@ class RetryTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             gate=gate,
             follow_redirects=False,
             give_up_with_response=True,
-            observe=self._hooks.observe_requests(),
             base_path="",
         )
+        return RequestFlow(request, settings, observe=self._hooks.observe_requests())
 
     def _handle(self, account: str) -> GateHandle:
         handle = self._handles.get(account)
@@ -233,7 +232,9 @@ class RetryTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             return response
 
         flow = self._flow(request, on=self._flag.ask())
-        return run(flow.steps(), send=send, gate=flow.gate, sleep=self._sleep, report=self._hooks)
+        return run(
+            flow.steps(), send=send, gate=flow.settings.gate, sleep=self._sleep, report=self._hooks
+        )
 
     def close(self) -> None:
         """Close the wrapped transport."""
@@ -271,7 +272,11 @@ class RetryTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
 
         flow = self._flow(request, on=await self._flag.ask_async())
         return await arun(
-            flow.steps(), send=send, gate=flow.gate, sleep=self._async_sleep, report=self._hooks
+            flow.steps(),
+            send=send,
+            gate=flow.settings.gate,
+            sleep=self._async_sleep,
+            report=self._hooks,
         )
 
     async def aclose(self) -> None:
