@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -340,6 +342,26 @@ def test_cache_seconds_is_configurable(
 def test_invalid_cache_seconds_raise_naming_it(value: Any) -> None:
     with pytest.raises(ValueError, match="cache_seconds"):
         FlipperFlag(cache_seconds=value)
+
+
+def test_a_rollback_by_the_command_in_another_process_reaches_this_one_after_the_cache_second(
+    redis_url: str, clock: VirtualClock
+) -> None:
+    with flag_on(redis_url, clock) as flag:
+        flag.enable_percentage_of_time(100)
+        assert flag.enabled(NAME, None) is True
+        command = [sys.executable, "-m", "bb_backoff", "flag", "set", NAME, "false"]
+        done = subprocess.run(  # noqa: S603 (our own interpreter and command)
+            [*command, "--store", redis_url],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert (done.returncode, done.stderr) == (0, "")
+        assert flag.enabled(NAME, None) is True  # this process still trusts its read
+        clock.advance(1.0)
+        assert flag.enabled(NAME, None) is False
 
 
 # -- through the clients -----------------------------------------------------------------------
