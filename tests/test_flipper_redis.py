@@ -860,3 +860,32 @@ def test_a_client_handed_in_is_described_without_its_password(redis_url: str) ->
         flag = FlipperFlag(store=client)
         assert SECRET not in repr(flag)
         assert "redis://127.0.0.1:" in repr(flag)
+
+
+# -- docs/flags.md: every example runs against a real server -----------------------------------
+
+
+def python_blocks(page: Path) -> list[str]:
+    blocks: list[str] = []
+    lines = page.read_text().splitlines()
+    inside: list[str] | None = None
+    for line in lines:
+        if inside is None and line.strip() == "```python":
+            inside = []
+        elif inside is not None and line.strip() == "```":
+            blocks.append("\n".join(inside))
+            inside = None
+        elif inside is not None:
+            inside.append(line)
+    return blocks
+
+
+def test_every_python_example_in_the_flags_page_runs(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BB_BACKOFF_FLAG_STORE", redis_url)
+    blocks = python_blocks(ROOT / "docs" / "flags.md")
+    assert len(blocks) >= 3
+    for number, block in enumerate(blocks):
+        namespace: dict[str, Any] = {"__name__": f"flags_md_{number}"}
+        exec(compile(block, f"docs/flags.md example {number + 1}", "exec"), namespace)  # noqa: S102
