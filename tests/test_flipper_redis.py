@@ -845,9 +845,18 @@ def test_the_password_never_appears_in_repr_errors_or_logs(
     assert "socket_timeout=0.5" in repr(flag)
 
 
-def test_a_bad_url_error_never_shows_the_password() -> None:
-    with pytest.raises(ValueError, match="not a valid Redis URL") as caught:
-        FlipperFlag(store=f"redis://:{SECRET}@127.0.0.1:notaport/0")
+@pytest.mark.parametrize(
+    "store",
+    [
+        f"redis://:{SECRET}@127.0.0.1:notaport/0",
+        f"user:{SECRET}@127.0.0.1:6379",
+        f"http://user:{SECRET}@127.0.0.1/0",
+        f"redis://127.0.0.1:notaport/0?password={SECRET}",
+    ],
+)
+def test_a_bad_url_error_never_shows_the_password(store: str) -> None:
+    with pytest.raises(ValueError, match="store") as caught:
+        FlipperFlag(store=store)
     assert SECRET not in str(caught.value)
 
 

@@ -170,6 +170,8 @@ def check_name(name: object) -> str:
 
 def _redact_url(url: str) -> str:
     """The URL with its password (in the user part or the query) replaced by ``***``."""
+    if "://" not in url:
+        return "<a string that is not a URL>"  # "user:pw@host" would parse as scheme "user"
     try:
         parts = urlsplit(url)
         query = parse_qsl(parts.query, keep_blank_values=True)
