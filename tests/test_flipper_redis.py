@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import socket
 import subprocess
 import sys
 import threading
@@ -534,6 +535,21 @@ def test_during_an_outage_redis_is_tried_once_per_cache_second_not_per_check(
     assert attempts == [0.0, 1.0, 2.0, 3.0, 4.0]
 
 
+def test_a_redis_that_accepts_but_never_answers_is_an_outage_not_a_hang(
+    clock: VirtualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="bb_backoff")
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        url = f"redis://127.0.0.1:{port}/0?socket_timeout=0.05&socket_connect_timeout=0.05"
+        with flag_on(url, clock) as flag:
+            assert flag.enabled(NAME, None) is False
+    (warning,) = records_about_the_store(caplog)
+    assert "Timeout" in warning.getMessage()
+
+
 def test_writes_to_an_unreachable_store_raise_flag_store_error_and_change_nothing(
     redis_url: str, clock: VirtualClock
 ) -> None:
@@ -822,6 +838,7 @@ def test_a_store_created_from_a_url_has_short_timeouts_that_the_url_may_override
     kwargs = [store._sync().connection_pool.connection_kwargs for store in (short, long)]
     assert [k["socket_timeout"] for k in kwargs] == [DEFAULT_TIMEOUT, 2.0]
     assert kwargs[0]["socket_connect_timeout"] == DEFAULT_TIMEOUT
+    assert kwargs[0]["retry"].get_retries() == 0  # a request never waits for a second try
     short.close()
     long.close()
 

@@ -51,7 +51,7 @@ ACTORS_PREFIX: Final = "actors/"
 GROUPS_PREFIX: Final = "groups/"
 
 DEFAULT_TIMEOUT: Final = 0.25
-"""Seconds to connect, and to wait for an answer, on a store made from a URL.
+"""Seconds to connect, and to wait for an answer, on a store made from a URL (no retries).
 
 A request asks the flag; it must not wait long for Redis.  A URL may set
 its own (``?socket_timeout=0.5&socket_connect_timeout=0.5``).
@@ -209,8 +209,9 @@ def _client_description(client: AnyRedis) -> tuple[str, list[str]]:
 
 
 def _client_options(retry: Retry | AsyncRetry) -> dict[str, Any]:
-    # One quick retry reconnects a pooled connection that a restart broke;
-    # no backoff: the caller is a request waiting for its flag.
+    # No retry: the caller is a request waiting for its flag, so it waits at
+    # most one connect and one answer timeout.  (A pooled connection that a
+    # restart broke is replaced when it is taken from the pool.)
     return {
         "socket_timeout": DEFAULT_TIMEOUT,
         "socket_connect_timeout": DEFAULT_TIMEOUT,
@@ -257,7 +258,7 @@ class RedisFlagStore:
                 )
             try:
                 self._sync_client = redis.Redis.from_url(
-                    store, **_client_options(Retry(NoBackoff(), 1))
+                    store, **_client_options(Retry(NoBackoff(), 0))
                 )
             except (ValueError, TypeError) as error:
                 raise ValueError(
@@ -353,7 +354,7 @@ class RedisFlagStore:
             client = self._loop_clients.get(loop)
             if client is None:
                 client = redis.asyncio.Redis.from_url(
-                    url, **_client_options(AsyncRetry(NoBackoff(), 1))
+                    url, **_client_options(AsyncRetry(NoBackoff(), 0))
                 )
                 self._loop_clients[loop] = client
             return client
