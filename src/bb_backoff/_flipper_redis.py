@@ -38,6 +38,7 @@ import redis
 import redis.asyncio
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
+from redis.connection import parse_url
 from redis.retry import Retry
 
 from ._flags import FlagStoreError
@@ -59,6 +60,8 @@ its own (``?socket_timeout=0.5&socket_connect_timeout=0.5``).
 _SCHEMES: Final = ("redis", "rediss", "unix")
 # Flipper's Typecast.to_boolean: these strings are true, anything else false.
 _TRUTHS: Final = frozenset({"true", "1"})
+# "scheme://user:password@": the user part ends at the last "@" before the host.
+_USERINFO: Final = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://)([^:@/?#]*):(.*)@(?=[^@]*$)")
 # Ruby's String#to_f: the longest leading decimal number, else 0.0.
 _RUBY_FLOAT: Final = re.compile(
     r"\s*([+-]?(?:\d+(?:_\d+)*(?:\.\d+(?:_\d+)*)?|\.\d+(?:_\d+)*)(?:[eE][+-]?\d+)?)"
@@ -168,35 +171,42 @@ def check_name(name: object) -> str:
 # -- describing a store without its secrets ---------------------------------------
 
 
+def _split_password(url: str) -> tuple[str, str | None]:
+    """``url`` with the password of its user part replaced by ``***``, and that password.
+
+    Done before ``urlsplit``, which cuts a password holding ``/``, ``?`` or
+    ``#`` short and would leave the rest of it in the path.
+    """
+    match = _USERINFO.match(url)
+    if match is None:
+        return url, None
+    scheme, user, password = match.groups()
+    return f"{scheme}{user}:***@{url[match.end() :]}", password
+
+
 def _redact_url(url: str) -> str:
     """The URL with its password (in the user part or the query) replaced by ``***``."""
     if "://" not in url:
         return "<a string that is not a URL>"  # "user:pw@host" would parse as scheme "user"
+    masked, _ = _split_password(url)
     try:
-        parts = urlsplit(url)
+        parts = urlsplit(masked)
         query = parse_qsl(parts.query, keep_blank_values=True)
     except ValueError:
         return "<an unparsable URL>"
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, host = netloc.rsplit("@", 1)
-        if ":" in userinfo:
-            userinfo = userinfo.split(":", 1)[0] + ":***"
-        netloc = f"{userinfo}@{host}"
-    masked = [(key, "***" if "password" in key.lower() else value) for key, value in query]
-    return urlunsplit((parts.scheme, netloc, parts.path, urlencode(masked, safe="*"), ""))
+    hidden = [(key, "***" if "password" in key.lower() else value) for key, value in query]
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(hidden, safe="*"), ""))
 
 
 def _url_secrets(url: str) -> list[str]:
+    """Every password the URL holds, to scrub from error messages."""
+    _, password = _split_password(url)
+    secrets = [] if not password else [password, unquote(password)]
     try:
-        parts = urlsplit(url)
-        query = parse_qsl(parts.query)
+        query = parse_qsl(urlsplit(url).query)
     except ValueError:
-        return []
-    secrets = [value for key, value in query if "password" in key.lower()]
-    if parts.password:
-        secrets += [parts.password, unquote(parts.password)]
-    return secrets
+        return secrets
+    return secrets + [value for key, value in query if "password" in key.lower()]
 
 
 def _client_description(client: AnyRedis) -> tuple[str, list[str]]:
@@ -256,15 +266,7 @@ class RedisFlagStore:
                     "store must be a redis://, rediss:// or unix:// URL or a redis-py client, "
                     f"got {self.description!r}"
                 )
-            try:
-                self._sync_client = redis.Redis.from_url(
-                    store, **_client_options(Retry(NoBackoff(), 0))
-                )
-            except (ValueError, TypeError) as error:
-                raise ValueError(
-                    f"store is not a valid Redis URL: {self.description!r} "
-                    f"({self._scrub(str(error))})"
-                ) from None
+            self._sync_client = self._client_from_url(store)
             self._url = store
         elif isinstance(store, redis.asyncio.Redis):
             self._async_client = store
@@ -277,6 +279,24 @@ class RedisFlagStore:
                 "store must be a redis:// URL, a redis.Redis or a redis.asyncio.Redis client, "
                 f"got {type(store).__name__}"
             )
+
+    def _client_from_url(self, url: str) -> redis.Redis:
+        # redis-py's message may quote a piece of the URL (a port, say), and
+        # a password holding "/", "?" or "#" gets cut into such pieces: the
+        # diagnosis comes from parsing the redacted URL, never the real one.
+        try:
+            parse_url(self.description)  # type: ignore[no-untyped-call]  # unannotated upstream
+        except (ValueError, TypeError) as error:
+            raise ValueError(
+                f"store is not a valid Redis URL: {self.description!r} ({error})"
+            ) from None
+        try:
+            return redis.Redis.from_url(url, **_client_options(Retry(NoBackoff(), 0)))
+        except (ValueError, TypeError):
+            raise ValueError(
+                f"store is not a valid Redis URL: {self.description!r} (percent-encode a "
+                "password that holds '/', '?', '#' or '@')"
+            ) from None
 
     def __repr__(self) -> str:
         return f"RedisFlagStore({self.description!r}, key_prefix={self.key_prefix!r})"
