@@ -1,4 +1,4 @@
-"""The bb-backoff command: bench, schedule and serve-mock; bad arguments exit cleanly."""
+"""The bb-backoff command: bench, schedule, serve-mock and flag; bad arguments exit cleanly."""
 
 from __future__ import annotations
 
@@ -6,10 +6,12 @@ import argparse
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+import redis
 
 import bb_backoff
 from bb_backoff._bench import CONTENDERS, SCENARIOS
@@ -23,6 +25,7 @@ from bb_backoff._cli import (
     results_dir,
     schedule_table,
 )
+from redis_server import free_port
 
 ROOT = Path(__file__).parent.parent
 QUICK_BENCH = ["bench", "--quick", "--processes", "1", "--scenario", "workers-8"]
@@ -407,3 +410,278 @@ def test_an_unbounded_or_absurd_argument_is_a_message_and_status_2(
     err = capsys.readouterr().err
     assert "Traceback" not in err
     assert "must be" in err
+
+
+# -- flag: the fleet-wide flag in Redis, as GitLab's chatops set it ------------------------------
+
+FLAG = "bitbucket_importer_exponential_backoff"
+
+
+@pytest.fixture
+def raw(redis_url: str) -> Iterator[redis.Redis]:
+    """A plain client on the flushed test database, to read the raw keys."""
+    with redis.Redis.from_url(redis_url, decode_responses=True) as client:
+        yield client
+
+
+def keyspace(client: redis.Redis) -> dict[str, object]:
+    """Every key and its value (sets and hashes as Python sets and dicts)."""
+    dump: dict[str, object] = {}
+    for key in client.keys("*"):
+        kind = client.type(key)
+        dump[str(key)] = client.smembers(key) if kind == "set" else client.hgetall(key)
+    return dump
+
+
+def flag_command(store: str, *argv: str) -> list[str]:
+    return ["flag", *argv, "--store", store]
+
+
+def test_flag_set_true_opens_the_boolean_gate_in_flippers_layout(
+    redis_url: str, raw: redis.Redis, capsys: pytest.CaptureFixture[str]
+) -> None:
+    raw.hset(FLAG, "percentage_of_actors", "50")
+    assert main(flag_command(redis_url, "set", FLAG, "true")) == 0
+    assert keyspace(raw) == {"flipper_features": {FLAG}, FLAG: {"boolean": "true"}}
+    out = capsys.readouterr().out
+    assert out.splitlines()[:2] == [f"{FLAG}: on", "  boolean: on"]
+
+
+def test_flag_set_false_is_the_rollback_deleting_the_hash_and_keeping_the_name(
+    redis_url: str, raw: redis.Redis, capsys: pytest.CaptureFixture[str]
+) -> None:
+    raw.sadd("flipper_features", FLAG)
+    raw.hset(FLAG, mapping={"boolean": "true", "actors/Project:1": "1", "percentage_of_time": "5"})
+    assert main(flag_command(redis_url, "set", FLAG, "false")) == 0
+    assert keyspace(raw) == {"flipper_features": {FLAG}}
+    assert capsys.readouterr().out.splitlines()[0] == f"{FLAG}: off"
+
+
+@pytest.mark.parametrize(
+    ("argv", "field", "written"),
+    [
+        (["25", "--actors"], "percentage_of_actors", "25"),
+        (["12.5", "--actors"], "percentage_of_actors", "12.5"),
+        (["10", "--random"], "percentage_of_time", "10"),
+        (["0", "--random"], "percentage_of_time", "0"),
+        (["100.0", "--actors"], "percentage_of_actors", "100"),
+    ],
+)
+def test_flag_set_percentages_with_actors_or_random_write_that_gate(
+    argv: list[str], field: str, written: str, redis_url: str, raw: redis.Redis
+) -> None:
+    assert main(flag_command(redis_url, "set", FLAG, *argv)) == 0
+    assert keyspace(raw) == {"flipper_features": {FLAG}, FLAG: {field: written}}
+
+
+def test_flag_set_true_and_false_for_one_actor(
+    redis_url: str, raw: redis.Redis, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(flag_command(redis_url, "set", FLAG, "true", "--actor", "Project:123")) == 0
+    assert main(flag_command(redis_url, "set", FLAG, "true", "--actor", "Group:45")) == 0
+    assert raw.hgetall(FLAG) == {"actors/Project:123": "1", "actors/Group:45": "1"}
+    assert "  actors: Group:45, Project:123" in capsys.readouterr().out
+    assert main(flag_command(redis_url, "set", FLAG, "false", "--actor", "Project:123")) == 0
+    assert raw.hgetall(FLAG) == {"actors/Group:45": "1"}
+
+
+def test_flag_get_prints_every_gate_and_what_it_cannot_evaluate(
+    redis_url: str, raw: redis.Redis, capsys: pytest.CaptureFixture[str]
+) -> None:
+    raw.sadd("flipper_features", FLAG)
+    raw.hset(
+        FLAG,
+        mapping={
+            "actors/Project:1": "1",
+            "percentage_of_actors": "25",
+            "percentage_of_time": "0.5",
+            "groups/admins": "1",
+        },
+    )
+    assert main(flag_command(redis_url, "get", FLAG)) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"{FLAG}: conditional",
+        "  boolean: off",
+        "  actors: Project:1",
+        "  percentage_of_actors: 25%",
+        "  percentage_of_time: 0.5%",
+        "  not evaluated by bb-backoff: groups/admins",
+    ]
+
+
+def test_flag_get_json_reports_the_gates(
+    redis_url: str, raw: redis.Redis, capsys: pytest.CaptureFixture[str]
+) -> None:
+    raw.sadd("flipper_features", FLAG)
+    raw.hset(FLAG, mapping={"boolean": "true", "actors/User:7": "1"})
+    assert main(flag_command(redis_url, "get", FLAG, "--json")) == 0
+    assert json.loads(capsys.readouterr().out) == {
+        "name": FLAG,
+        "store": redis_url,
+        "known": True,
+        "state": "on",
+        "boolean": True,
+        "actors": ["User:7"],
+        "percentage_of_actors": 0.0,
+        "percentage_of_time": 0.0,
+        "groups": [],
+        "ignored": [],
+    }
+
+
+def test_flag_get_of_an_unknown_feature_says_so_and_writes_nothing(
+    redis_url: str, raw: redis.Redis, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(flag_command(redis_url, "get", "no_such_flag")) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "no_such_flag: off (not in flipper_features)"
+    assert keyspace(raw) == {}
+
+
+def test_flag_delete_removes_the_name_from_the_set_and_the_hash(
+    redis_url: str, raw: redis.Redis, capsys: pytest.CaptureFixture[str]
+) -> None:
+    raw.sadd("flipper_features", FLAG, "other_flag")
+    raw.hset(FLAG, "boolean", "true")
+    assert main(flag_command(redis_url, "delete", FLAG)) == 0
+    assert keyspace(raw) == {"flipper_features": {"other_flag"}}
+    assert main(flag_command(redis_url, "delete", FLAG)) == 0  # again: nothing left, no error
+    out = capsys.readouterr().out.splitlines()
+    assert out == [
+        f"{FLAG}: removed from flipper_features; its hash is gone",
+        f"{FLAG}: was not in flipper_features; its hash is gone",
+    ]
+
+
+def test_flag_store_defaults_to_the_environment_variable(
+    redis_url: str, raw: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BB_BACKOFF_FLAG_STORE", redis_url)
+    assert main(["flag", "set", FLAG, "true"]) == 0
+    assert raw.hgetall(FLAG) == {"boolean": "true"}
+
+
+def test_flag_store_option_wins_over_the_environment_variable(
+    redis_url: str, raw: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BB_BACKOFF_FLAG_STORE", "redis://127.0.0.1:1/0")
+    assert main(flag_command(redis_url, "set", FLAG, "true")) == 0
+    assert raw.hgetall(FLAG) == {"boolean": "true"}
+
+
+def test_flag_key_prefix_namespaces_every_key_as_flipper_does(
+    redis_url: str, raw: redis.Redis
+) -> None:
+    assert main(flag_command(redis_url, "set", FLAG, "true", "--key-prefix", "gitlab:")) == 0
+    assert keyspace(raw) == {
+        "gitlab:flipper_features": {FLAG},
+        f"gitlab:{FLAG}": {"boolean": "true"},
+    }
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["set", FLAG, "150", "--actors"], "--actors takes a percentage from 0 to 100, got '150'"),
+        (["set", FLAG, "-1", "--random"], "--random takes a percentage from 0 to 100, got '-1'"),
+        (["set", FLAG, "nan", "--actors"], "takes a percentage from 0 to 100"),
+        (["set", FLAG, "inf", "--random"], "takes a percentage from 0 to 100"),
+        (["set", FLAG, "lots", "--actors"], "takes a percentage from 0 to 100, got 'lots'"),
+        (
+            ["set", FLAG, "true", "--actors"],
+            "--actors takes a percentage from 0 to 100, not 'true'",
+        ),
+        (["set", FLAG, "false", "--random"], "--random takes a percentage"),
+        (["set", FLAG, "abc"], "VALUE must be true, false or a percentage from 0 to 100"),
+        (["set", FLAG, "25"], "a percentage needs --actors"),
+        (["set", FLAG, "25", "--actor", "Project:1"], "--actor takes true or false"),
+        (["set", FLAG, "true", "--actor", " "], "--actor takes an actor id"),
+        (["set", FLAG, "25", "--actors", "--random"], "not allowed with argument"),
+        (["set", FLAG, "true", "--actors", "--actor", "X"], "not allowed with argument"),
+        (["set", "flipper_features", "true"], "the key of Flipper's set of features"),
+        (["set", "", "true"], "name must be a non-empty string"),
+        (["set", FLAG], "the following arguments are required: VALUE"),
+        (["unset", FLAG], "invalid choice"),
+    ],
+)
+def test_flag_bad_values_exit_2_with_a_message_and_leave_redis_untouched(
+    argv: list[str],
+    message: str,
+    redis_url: str,
+    raw: redis.Redis,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    raw.sadd("flipper_features", FLAG)
+    raw.hset(FLAG, mapping={"percentage_of_actors": "10", "actors/Project:1": "1"})
+    before = keyspace(raw)
+    with pytest.raises(SystemExit) as exited:
+        main(flag_command(redis_url, *argv))
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage: bb-backoff flag" in err
+    assert message in err
+    assert "Traceback" not in err
+    assert keyspace(raw) == before
+
+
+@pytest.mark.parametrize("store", ["http://127.0.0.1/0", "127.0.0.1:6379"])
+def test_flag_store_that_is_not_a_redis_url_exits_2(
+    store: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["flag", "get", FLAG, "--store", store])
+    assert exited.value.code == 2
+    assert "store must be a redis://" in capsys.readouterr().err
+
+
+def test_flag_without_a_store_exits_2_naming_the_option_and_the_variable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("BB_BACKOFF_FLAG_STORE", raising=False)
+    with pytest.raises(SystemExit) as exited:
+        main(["flag", "set", FLAG, "false"])
+    assert exited.value.code == 2
+    assert "pass --store URL or set BB_BACKOFF_FLAG_STORE" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv", [["set", FLAG, "false"], ["get", FLAG], ["get", FLAG, "--json"], ["delete", FLAG]]
+)
+def test_flag_unreachable_store_exits_1_with_a_clear_message_no_traceback_no_password(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = f"redis://:hunter2-secret@127.0.0.1:{free_port()}/0"
+    assert main(flag_command(store, *argv)) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("bb-backoff flag: flag store redis://:***@127.0.0.1:")
+    assert "Connection refused" in captured.err
+    assert "Traceback" not in captured.err
+    assert "hunter2-secret" not in captured.err
+
+
+def test_flag_unreachable_store_from_a_real_process_has_no_traceback() -> None:
+    store = f"redis://127.0.0.1:{free_port()}/0"
+    command = [sys.executable, "-m", "bb_backoff", "flag", "set", FLAG, "false", "--store", store]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)  # noqa: S603
+    assert done.returncode == 1
+    assert done.stderr.startswith("bb-backoff flag: ")
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("verb", ["set", "get", "delete"])
+def test_flag_help_shows_the_default_of_every_option_that_takes_a_value(verb: str) -> None:
+    (flag_verbs,) = [
+        action
+        for action in subcommand_parsers()["flag"]._actions
+        if isinstance(action, argparse._SubParsersAction)
+    ]
+    parser = flag_verbs.choices[verb]
+    formatter = _HelpFormatter(prog="bb-backoff flag")
+    undocumented = [
+        action.dest
+        for action in parser._actions
+        if action.option_strings
+        and action.nargs != 0
+        and "default" not in (formatter._get_help_string(action) or "")
+    ]
+    assert undocumented == []

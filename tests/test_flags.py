@@ -14,6 +14,7 @@ import threading
 import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -327,6 +328,60 @@ def test_invalid_actor_ids_raise_naming_actor(actor: Any) -> None:
     with pytest.raises(ValueError, match=r"^actor must be a non-empty id string"):
         flag.disable_actor(actor)
     assert flag.actors == frozenset()
+
+
+@pytest.mark.parametrize("value", [-1, float("nan"), float("inf"), 60.001, "1", None, True])
+def test_invalid_cache_seconds_raise_naming_it(value: Any) -> None:
+    with pytest.raises(ValueError, match=r"^cache_seconds must be"):
+        FlipperFlag(cache_seconds=value)
+
+
+@pytest.mark.parametrize("value", [0, 0.5, 60, timedelta(seconds=2)])
+def test_cache_seconds_from_0_to_60_are_accepted_as_seconds_or_timedelta(value: Any) -> None:
+    FlipperFlag(cache_seconds=value)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"key_prefix": "gitlab:"}, r"^key_prefix needs a store"),
+        ({"clock": 3.0}, r"^clock must be a callable"),
+    ],
+)
+def test_store_options_without_a_store_are_refused_naming_them(
+    options: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        FlipperFlag(**options)
+
+
+# -- in memory: the store's methods are harmless -------------------------------------
+
+
+def test_in_memory_remove_closes_every_gate() -> None:
+    flag = FlipperFlag(boolean=True, actors=["Project:1"], percentage_of_time=50)
+    flag.remove()
+    assert (flag.boolean, flag.actors, flag.percentage_of_time) == (False, frozenset(), 0.0)
+
+
+@pytest.mark.anyio
+async def test_in_memory_enabled_async_answers_as_enabled() -> None:
+    flag = FlipperFlag(actors=["Project:1"])
+    answers = [await flag.enabled_async(FLAG_NAME, actor) for actor in ["Project:1", "User:2"]]
+    assert answers == [True, False]
+    assert await flag.enabled_async("some_other_flag", "Project:1") is False
+
+
+@pytest.mark.anyio
+async def test_in_memory_refresh_close_and_context_managers_do_nothing() -> None:
+    flag = FlipperFlag(boolean=True)
+    flag.refresh()
+    with flag as same:
+        assert same is flag
+    async with flag as again:
+        assert again is flag
+    await flag.aclose()
+    assert flag.enabled(FLAG_NAME, None) is True
 
 
 # -- thread safety ---------------------------------------------------------------

@@ -20,7 +20,7 @@ from ._exceptions import (
     Unauthorized,
     UnsafeURL,
 )
-from ._flags import FLAG_NAME, FlagSource, FlipperFlag, StaticFlag
+from ._flags import FLAG_NAME, FlagSource, FlagStoreError, FlipperFlag, StaticFlag
 from ._gate import AccountGate, GateStore, MemoryStore
 from ._hints import Hint, hint_from_headers, parse_ratelimit_reset, parse_retry_after
 from ._pagination import Page, flag_variant_of
@@ -57,6 +57,7 @@ __all__ = [
     "ExponentialBackoff",
     "FixedRetry",
     "FlagSource",
+    "FlagStoreError",
     "FlipperFlag",
     "GateStore",
     "HTTPStatusError",

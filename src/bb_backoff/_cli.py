@@ -105,6 +105,196 @@ def _schedule(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- flag ----------------------------------------------------------------------------
+
+FLAG_STORE_ENV: Final = "BB_BACKOFF_FLAG_STORE"
+"""The environment variable ``flag --store`` defaults to."""
+
+
+def _flag_percentage(text: str) -> float | None:
+    """``text`` as a percentage 0-100, or ``None`` when it is no finite number in range."""
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) and 0 <= value <= 100 else None  # noqa: PLR2004
+
+
+def _flag_change(args: argparse.Namespace) -> Callable[[Any], Any] | None:
+    """What ``flag set`` writes, as a call on the store; ``None`` for get and delete.
+
+    Every bad combination is refused here, before the store is touched.
+    """
+    if args.flag_command != "set":
+        return None
+    parser: argparse.ArgumentParser = args.flag_parser
+    fail = parser.error
+    name, text = args.name, args.value.strip().lower()
+    switch = {"true": True, "false": False}.get(text)
+    if args.actor is not None:
+        if not args.actor.strip():
+            fail("--actor takes an actor id like Project:123")
+        if switch is None:
+            fail(f"--actor takes true or false (on or off for that actor), got {args.value!r}")
+        return (
+            (lambda store: store.enable_actor(name, args.actor))
+            if switch
+            else (lambda store: store.disable_actor(name, args.actor))
+        )
+    if args.actors or args.random:
+        option, gate = ("--actors", "percentage_of_actors")
+        if args.random:
+            option, gate = ("--random", "percentage_of_time")
+        if switch is not None:
+            fail(f"{option} takes a percentage from 0 to 100, not {args.value!r}")
+        percentage = _flag_percentage(text)
+        if percentage is None:
+            fail(f"{option} takes a percentage from 0 to 100, got {args.value!r}")
+        return lambda store: store.set_percentage(name, gate, percentage)
+    if switch is None:
+        if _flag_percentage(text) is not None:
+            fail(
+                f"a percentage needs --actors (percentage of actors) or --random (percentage "
+                f"of time): flag set {name} {args.value} --actors"
+            )
+        fail(f"VALUE must be true, false or a percentage from 0 to 100, got {args.value!r}")
+    return (lambda store: store.enable(name)) if switch else (lambda store: store.disable(name))
+
+
+def _flag_state(read: Any) -> str:
+    """Flipper's summary of a feature: on, off or conditional."""
+    if read.boolean or read.percentage_of_time >= 100:  # noqa: PLR2004
+        return "on"
+    if read.actors or read.percentage_of_actors or read.percentage_of_time or read.unevaluated:
+        return "conditional"
+    return "off"
+
+
+def _flag_report(args: argparse.Namespace, store: Any, read: Any, *, known: bool) -> None:
+    if args.flag_command == "get" and args.json:
+        import json  # noqa: PLC0415 (only this verb prints JSON)
+
+        report = {
+            "name": args.name,
+            "store": store.description,
+            "known": known,
+            "state": _flag_state(read),
+            "boolean": read.boolean,
+            "actors": sorted(read.actors),
+            "percentage_of_actors": read.percentage_of_actors,
+            "percentage_of_time": read.percentage_of_time,
+            "groups": sorted(read.groups),
+            "ignored": list(read.ignored),
+        }
+        print(json.dumps(report, indent=2))
+        return
+    where = "" if known else f" (not in {store.features_key})"
+    print(f"{args.name}: {_flag_state(read)}{where}")
+    print(f"  boolean: {'on' if read.boolean else 'off'}")
+    print(f"  actors: {', '.join(sorted(read.actors)) or 'none'}")
+    print(f"  percentage_of_actors: {read.percentage_of_actors:g}%")
+    print(f"  percentage_of_time: {read.percentage_of_time:g}%")
+    if read.unevaluated:
+        print(f"  not evaluated by bb-backoff: {', '.join(read.unevaluated)}")
+
+
+def _flag(args: argparse.Namespace) -> int:
+    """``flag set|get|delete``: the fleet-wide flag in Redis, as GitLab's chatops set it."""
+    parser: argparse.ArgumentParser = args.flag_parser
+    url: str | None = args.store or os.environ.get(FLAG_STORE_ENV)
+    if not url:
+        parser.error(f"no flag store: pass --store URL or set {FLAG_STORE_ENV}")
+    change = _flag_change(args)
+    try:
+        from ._flipper_redis import RedisFlagStore, check_name  # noqa: PLC0415 (optional)
+    except ImportError:
+        print("bb-backoff flag needs redis-py: pip install 'bb-backoff[redis]'", file=sys.stderr)
+        return 1
+    from ._flags import FlagStoreError  # noqa: PLC0415
+
+    try:
+        check_name(args.name)
+        store = RedisFlagStore(url, key_prefix=args.key_prefix)
+    except ValueError as error:
+        parser.error(str(error))
+    try:
+        if args.flag_command == "delete":
+            known = store.remove(args.name)
+            what = "removed from" if known else "was not in"
+            print(f"{args.name}: {what} {store.features_key}; its hash is gone")
+            return 0
+        read = store.read(args.name) if change is None else change(store)
+        _flag_report(args, store, read, known=store.is_known(args.name))
+    except FlagStoreError as error:
+        print(f"bb-backoff flag: {error}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    return 0
+
+
+def _add_flag_command(commands: Any) -> None:
+    """Register ``flag`` and its verbs."""
+    flag = commands.add_parser(
+        "flag",
+        help="read or change the fleet-wide feature flag (Redis, in Ruby Flipper's layout)",
+        description=(
+            "The flag shared by every process (and a Ruby Flipper) through Redis, changed "
+            "as GitLab's chatops change it; processes see a change within a second."
+        ),
+        formatter_class=_HelpFormatter,
+    )
+    verbs = flag.add_subparsers(dest="flag_command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--store", metavar="URL", help=f"the Redis URL (default: ${FLAG_STORE_ENV})"
+    )
+    common.add_argument(
+        "--key-prefix",
+        default="",
+        metavar="PREFIX",
+        help="prefix of every key, as Flipper's key_prefix (default: none)",
+    )
+    change = verbs.add_parser(
+        "set",
+        parents=[common],
+        help="change a gate: true, false, N --actors, N --random, true|false --actor ID",
+        description=(
+            "true opens the boolean gate; false is the rollback (every gate closes: the "
+            "feature's hash is deleted, its name stays known); N --actors: percentage of "
+            "actors; N --random: percentage of time; true|false --actor ID: one actor."
+        ),
+        formatter_class=_HelpFormatter,
+    )
+    change.add_argument(
+        "name", metavar="NAME", help="the feature, e.g. bitbucket_importer_exponential_backoff"
+    )
+    change.add_argument("value", metavar="VALUE", help="true, false, or a percentage 0-100")
+    how = change.add_mutually_exclusive_group()
+    how.add_argument("--actors", action="store_true", help="VALUE is a percentage of actors")
+    how.add_argument("--random", action="store_true", help="VALUE is a percentage of time")
+    how.add_argument(
+        "--actor",
+        metavar="ID",
+        help="VALUE (true|false) is for this actor only (default: none, VALUE is for everyone)",
+    )
+    change.set_defaults(run=_flag, flag_parser=change)
+    get = verbs.add_parser(
+        "get", parents=[common], help="print a feature's gates", formatter_class=_HelpFormatter
+    )
+    get.add_argument("name", metavar="NAME", help="the feature")
+    get.add_argument("--json", action="store_true", help="print them as JSON")
+    get.set_defaults(run=_flag, flag_parser=get)
+    delete = verbs.add_parser(
+        "delete",
+        parents=[common],
+        help="forget a feature: out of flipper_features, its hash deleted",
+        formatter_class=_HelpFormatter,
+    )
+    delete.add_argument("name", metavar="NAME", help="the feature")
+    delete.set_defaults(run=_flag, flag_parser=delete)
+
+
 # -- bench ---------------------------------------------------------------------------
 
 
@@ -658,6 +848,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="waits to show",
     )
     schedule.set_defaults(run=_schedule)
+    _add_flag_command(commands)
 
     serve = commands.add_parser(
         "serve-mock",
