@@ -225,6 +225,15 @@ def test_redact_url_removes_userinfo() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    "url",
+    ["user:s3cret@127.0.0.1:6379/0", ":s3cret@127.0.0.1:6379", "//user:s3cret@host/x"],
+)
+def test_redact_url_removes_userinfo_written_without_a_scheme(url: str) -> None:
+    # A Redis address is often written this way; the password must not show.
+    assert "s3cret" not in redact_url(url)
+
+
 def test_redact_url_accepts_httpx_urls() -> None:
     url = httpx.URL("https://user:hunter2@api.bitbucket.org/2.0/user?access_token=abc123")
     redacted = redact_url(url)

@@ -42,7 +42,9 @@ _UNPARSEABLE: Final = "<unparseable URL>"
 _REDACTED: Final = "[redacted]"
 # "scheme://...:...@": userinfo with a password that urlsplit may cut short
 # when the password holds "/", "?" or "#".
-_USERINFO: Final = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://)[^@]*?:[^@]*@")
+# ``user:password@`` after an optional ``scheme://`` (or ``//``): written
+# without a scheme (``user:pw@host:6379``) it is still a credential.
+_USERINFO: Final = re.compile(r"^((?:[A-Za-z][A-Za-z0-9+.\-]*:)?//)?[^@]*?:[^@]*@")
 MESSAGE_LIMIT: Final = 1000
 """Characters of an error message kept; the rest is summarised."""
 TEXT_LIMIT: Final = 500
@@ -90,7 +92,7 @@ def redact_url(url: object) -> str:
     text = str(url)
     match = _USERINFO.match(text)
     if match is not None:
-        text = match.group(1) + text[match.end() :]
+        text = (match.group(1) or "") + text[match.end() :]
     try:
         parts = urlsplit(text)
     except ValueError:
