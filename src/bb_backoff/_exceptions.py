@@ -40,9 +40,8 @@ _SECRET_MARKERS: Final = (
 _SECRET_NAMES: Final = frozenset({"code", "pass"})
 _UNPARSEABLE: Final = "<unparseable URL>"
 _REDACTED: Final = "[redacted]"
-# "scheme://...:...@": userinfo with a password that urlsplit may cut short
-# when the password holds "/", "?" or "#".
-# ``user:password@`` after an optional ``scheme://`` (or ``//``): written
+# ``user:password@`` (which urlsplit may cut short when the password holds
+# "/", "?" or "#") after an optional ``scheme://`` (or ``//``): written
 # without a scheme (``user:pw@host:6379``) it is still a credential.
 _USERINFO: Final = re.compile(r"^((?:[A-Za-z][A-Za-z0-9+.\-]*:)?//)?[^@]*?:[^@]*@")
 MESSAGE_LIMIT: Final = 1000
