@@ -2,7 +2,8 @@
 
 Every variant sends the same GET to the same in-process transport and parses
 the JSON body, so the difference is what the wrapper adds: the flag check,
-the status check, the origin guard.  Rounds of the variants are interleaved,
+the status check, the origin guard, and (flag on, by default) the account
+gate in memory.  Rounds of the variants are interleaved,
 so a noisy neighbour slows them all alike; the figure per variant is the
 median over rounds of the mean time per request.
 
@@ -52,6 +53,7 @@ async def measure_async(requests: int, rounds: int) -> dict[str, float]:
     transport = httpx.MockTransport(handler)
     bare = httpx.AsyncClient(transport=transport)
     ours = bb.AsyncBitbucketClient(transport=transport)
+    ours_ungated = bb.AsyncBitbucketClient(transport=transport, gate=False)
     ours_off = bb.AsyncBitbucketClient(transport=transport, flag=bb.FlipperFlag())
     retrying = tenacity.AsyncRetrying(stop=tenacity.stop_after_attempt(3))
 
@@ -66,7 +68,8 @@ async def measure_async(requests: int, rounds: int) -> dict[str, float]:
 
     variants: dict[str, Callable[[], Awaitable[object]]] = {
         "httpx.AsyncClient.get + json": bare_get,
-        "AsyncBitbucketClient.get (flag on, static)": lambda: ours.get("/user"),
+        "AsyncBitbucketClient.get (flag on, memory gate)": lambda: ours.get("/user"),
+        "AsyncBitbucketClient.get (flag on, gate=False)": lambda: ours_ungated.get("/user"),
         "AsyncBitbucketClient.get (FlipperFlag off)": lambda: ours_off.get("/user"),
         "tenacity AsyncRetrying around httpx": tenacity_get,
     }
@@ -78,6 +81,7 @@ async def measure_async(requests: int, rounds: int) -> dict[str, float]:
             samples[name].append(await timed(call, requests))
     await bare.aclose()
     await ours.aclose()
+    await ours_ungated.aclose()
     await ours_off.aclose()
     return {name: statistics.median(values) for name, values in samples.items()}
 
@@ -85,10 +89,15 @@ async def measure_async(requests: int, rounds: int) -> dict[str, float]:
 def measure_sync(requests: int, rounds: int) -> dict[str, float]:
     """Median seconds per request of each sync variant."""
     transport = httpx.MockTransport(handler)
-    with httpx.Client(transport=transport) as bare, bb.BitbucketClient(transport=transport) as ours:
+    with (
+        httpx.Client(transport=transport) as bare,
+        bb.BitbucketClient(transport=transport) as ours,
+        bb.BitbucketClient(transport=transport, gate=False) as ungated,
+    ):
         variants: dict[str, Callable[[], object]] = {
             "httpx.Client.get + json": lambda: bare.get(URL).json(),
-            "BitbucketClient.get (flag on, static)": lambda: ours.get("/user"),
+            "BitbucketClient.get (flag on, memory gate)": lambda: ours.get("/user"),
+            "BitbucketClient.get (flag on, gate=False)": lambda: ungated.get("/user"),
         }
         samples: dict[str, list[float]] = {name: [] for name in variants}
         for call in variants.values():
