@@ -34,7 +34,7 @@ from bb_backoff.testing import (
     run_virtual,
 )
 from bb_backoff.testing._dataset import ITEM_KINDS
-from bb_backoff.testing._mock import RATE_LIMIT_BODY
+from bb_backoff.testing._ratelimit import RATE_LIMIT_BODY
 
 API = "https://api.bitbucket.org/2.0"
 TOKEN_URL = "https://bitbucket.org/site/oauth2/access_token"

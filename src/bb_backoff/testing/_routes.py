@@ -19,84 +19,26 @@ sorts, and wraps one page in Bitbucket's envelope with opaque page links.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Callable
-from typing import Any, Final, Literal, TypeAlias
+from typing import Any, Final, TypeAlias
 from urllib.parse import unquote, urlencode
 
 import attrs
-import httpx
 
 from .._endpoints import PAGELEN_MAX, PULL_REQUEST_PAGELEN_MAX
 from ._dataset import PULL_REQUEST_STATES, Account, Comment, Dataset, Issue, PullRequest, Repository
+from ._replies import TEXT_CONTENT_TYPE, MockReply, error_reply, json_reply
 
 DEFAULT_PAGELEN: Final = 10
 """Bitbucket's page length when a request names none."""
-JSON_CONTENT_TYPE: Final = "application/json; charset=utf-8"
-"""The ``Content-Type`` of JSON replies."""
 
 _ROLES: Final = frozenset({"member", "contributor", "admin", "owner"})
 _DIGITS: Final = re.compile(r"[0-9]{1,9}")
 _STATUS_NOT_FOUND: Final = 404
-_TEXT: Final = "text/plain; charset=utf-8"
 
-Fault: TypeAlias = Literal["reset", "timeout"]
-Headers: TypeAlias = tuple[tuple[str, str], ...]
 Query: TypeAlias = list[tuple[str, str]]
-
-
-@attrs.frozen
-class MockReply:
-    """What the mock does with one request: the core's decision, before any I/O.
-
-    Attributes:
-        status: the HTTP status (not sent when ``fault`` is set in a transport).
-        headers: the response headers, without ``Content-Length`` (the
-            driver adds it).
-        body: the response body.
-        reason: the reason phrase, when it is not the standard one.
-        delay: seconds to wait before answering or failing.
-        fault: ``None`` to answer; ``"reset"`` to drop the connection after
-            ``delay``; ``"timeout"`` for a request the client gives up on.  A
-            transport waits ``delay`` (the read timeout), then raises
-            :class:`httpx.ReadTimeout`; the ASGI app, which cannot know the
-            client's timeout, waits ``delay`` and then answers.
-    """
-
-    status: int
-    headers: Headers = ()
-    body: bytes = b""
-    reason: bytes | None = None
-    delay: float = 0.0
-    fault: Fault | None = None
-
-    def header(self, name: str) -> str | None:
-        """The first header called ``name`` (any case), or ``None``."""
-        name = name.lower()
-        return next((value for key, value in self.headers if key.lower() == name), None)
-
-    def to_httpx(self, request: httpx.Request) -> httpx.Response:
-        """This reply as the :class:`httpx.Response` to ``request``."""
-        extensions = {} if self.reason is None else {"reason_phrase": self.reason}
-        return httpx.Response(
-            self.status,
-            headers=list(self.headers),
-            content=self.body,
-            extensions=extensions,
-            request=request,
-        )
-
-
-def json_reply(status: int, value: Any, *extra: tuple[str, str]) -> MockReply:
-    body = json.dumps(value, separators=(",", ":")).encode()
-    return MockReply(status, (("Content-Type", JSON_CONTENT_TYPE), *extra), body)
-
-
-def error_reply(status: int, message: str, *extra: tuple[str, str]) -> MockReply:
-    """Bitbucket's error envelope."""
-    return json_reply(status, {"type": "error", "error": {"message": message}}, *extra)
 
 
 class _Refused(Exception):
@@ -316,7 +258,7 @@ class Router:
             f"{pull_request.diff_spec(repository.full_name)}"
             f"?from_pullrequest_id={pull_request.id}"
         )
-        return MockReply(302, (("Location", target), ("Content-Type", _TEXT)))
+        return MockReply(302, (("Location", target), ("Content-Type", TEXT_CONTENT_TYPE)))
 
     @_route(f"{_REPO}/diff/{_SEGMENT}/([^/:]+):([0-9a-fA-F]+)%0[dD]([0-9a-fA-F]+)")
     def diff(self, _get: Get, arguments: list[str]) -> MockReply:
@@ -325,7 +267,7 @@ class Router:
         pull_request = self._diffs.get((slug, source.lower(), destination.lower()))
         if (spec_workspace, spec_slug) != (workspace, slug) or pull_request is None:
             raise _not_found("Diff not found")
-        return MockReply(200, (("Content-Type", _TEXT),), pull_request.diff.encode())
+        return MockReply(200, (("Content-Type", TEXT_CONTENT_TYPE),), pull_request.diff.encode())
 
     @_route(f"{_REPO}/issues")
     def issues(self, get: Get, arguments: list[str]) -> MockReply:
