@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from bb_backoff._bench import ImportState, Task, import_async, import_sync
-from bb_backoff._bench._importer import PAGELEN, Outcome, initial_tasks
+from bb_backoff._bench._importer import PAGELEN, ImportResult, initial_tasks
 from bb_backoff._bench._scenarios import QUICK_SIZE
 from bb_backoff.testing import MockBitbucket, VirtualClock, VirtualThreads, run_virtual
 
@@ -85,13 +85,13 @@ class SyncMockFetcher:
         self.http.close()
 
 
-def run_async_import(mock_seed: int = 0, drop: Callable[[str], bool] = never) -> Outcome:
+def run_async_import(mock_seed: int = 0, drop: Callable[[str], bool] = never) -> ImportResult:
     clock = VirtualClock()
     mock = MockBitbucket(seed=mock_seed, size=QUICK_SIZE, latency=0.1, clock=clock.monotonic)
     return run_virtual(import_async(AsyncMockFetcher(mock, drop), WORKERS, clock.monotonic), clock)
 
 
-def run_sync_import(mock_seed: int = 0, drop: Callable[[str], bool] = never) -> Outcome:
+def run_sync_import(mock_seed: int = 0, drop: Callable[[str], bool] = never) -> ImportResult:
     clock = VirtualClock()
     threads = VirtualThreads(clock)
     mock = MockBitbucket(
@@ -290,22 +290,22 @@ def test_duplicates_count_the_extra_copies_of_items_imported_more_than_once() ->
 
 @pytest.mark.parametrize("mode", IMPORTS)
 def test_an_import_collects_exactly_the_mocks_dataset(mode: str) -> None:
-    outcome = IMPORTS[mode]()
+    result = IMPORTS[mode]()
     expected = quick_mock().dataset.expected()
-    assert imported(outcome.state) == {kind: keys for kind, keys in expected.items() if keys}
-    assert (outcome.state.lost(expected), outcome.state.duplicates()) == (0, 0)
-    assert (outcome.give_ups, outcome.errors) == (0, collections.Counter())
+    assert imported(result.state) == {kind: keys for kind, keys in expected.items() if keys}
+    assert (result.state.lost(expected), result.state.duplicates()) == (0, 0)
+    assert (result.give_ups, result.errors) == (0, collections.Counter())
 
 
 @pytest.mark.parametrize("mode", IMPORTS)
 def test_an_import_times_every_logical_request_once(mode: str) -> None:
-    outcome = IMPORTS[mode]()
+    result = IMPORTS[mode]()
     dataset = quick_mock().dataset
     diffs = len(dataset.expected()["diff"])
     others = dataset.requests_needed(PAGELEN) - 2 * diffs
     # Every call takes 0.1 s; a diff is one logical request of two calls, the
     # redirect and its target.
-    latencies = collections.Counter(round(latency, 9) for latency in outcome.latencies)
+    latencies = collections.Counter(round(latency, 9) for latency in result.latencies)
     assert latencies == {0.1: others, 0.2: diffs}
 
 
@@ -372,8 +372,8 @@ def test_a_request_that_fails_for_good_loses_exactly_the_items_behind_it(
     mode: str, scenario: Callable[[], tuple[Callable[[str], bool], dict[str, set[Any]]]]
 ) -> None:
     drop, lost = scenario()
-    outcome = IMPORTS[mode](drop=drop)
+    result = IMPORTS[mode](drop=drop)
     expected = quick_mock().dataset.expected()
-    assert missing(outcome.state, expected) == lost
-    assert outcome.state.lost(expected) == sum(len(keys) for keys in lost.values())
-    assert (outcome.give_ups, outcome.errors) == (1, collections.Counter({"Refused": 1}))
+    assert missing(result.state, expected) == lost
+    assert result.state.lost(expected) == sum(len(keys) for keys in lost.values())
+    assert (result.give_ups, result.errors) == (1, collections.Counter({"Refused": 1}))

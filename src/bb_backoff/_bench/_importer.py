@@ -168,7 +168,7 @@ def _path(full_name: str) -> str:
 
 
 @attrs.define
-class Outcome:
+class ImportResult:
     """How one import went, by the shared clock."""
 
     state: ImportState
@@ -218,7 +218,9 @@ class _Tally:
         self.errors[type(error).__name__] += 1
 
 
-async def import_async(fetcher: AsyncFetcher, workers: int, clock: Callable[[], float]) -> Outcome:
+async def import_async(
+    fetcher: AsyncFetcher, workers: int, clock: Callable[[], float]
+) -> ImportResult:
     """Run a whole import with ``workers`` tasks sharing one queue."""
     state = ImportState()
     tally = _Tally(clock)
@@ -255,12 +257,12 @@ async def import_async(fetcher: AsyncFetcher, workers: int, clock: Callable[[], 
             running.cancel()
         await asyncio.gather(*pool, return_exceptions=True)
         await fetcher.aclose()
-    return Outcome(state, clock() - started, tally.latencies, tally.give_ups, tally.errors)
+    return ImportResult(state, clock() - started, tally.latencies, tally.give_ups, tally.errors)
 
 
 def import_sync(
     fetcher: SyncFetcher, workers: int, clock: Callable[[], float], threads: VirtualThreads
-) -> Outcome:
+) -> ImportResult:
     """Run a whole import with ``workers`` threads taking turns on virtual time."""
     state = ImportState()
     tally = _Tally(clock)
@@ -293,7 +295,7 @@ def import_sync(
         threads.run([worker] * workers)
     finally:
         fetcher.close()
-    return Outcome(state, clock() - started, tally.latencies, tally.give_ups, tally.errors)
+    return ImportResult(state, clock() - started, tally.latencies, tally.give_ups, tally.errors)
 
 
 def _enqueue(put: Callable[[Task], object], tasks: Iterable[Task]) -> None:
