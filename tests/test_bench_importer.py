@@ -119,10 +119,10 @@ def quick_mock() -> MockBitbucket:
 # -- initial tasks --------------------------------------------------------------------
 
 
-def test_an_import_starts_with_the_user_and_the_repositories_the_token_is_a_member_of() -> None:
+def test_an_import_starts_with_the_user_and_the_workspaces_the_token_reaches() -> None:
     assert initial_tasks() == [
         Task("user", "/user"),
-        Task("repositories", "/repositories?role=member&sort=created_on&pagelen=50"),
+        Task("workspaces", "/user/workspaces?pagelen=50"),
     ]
 
 
@@ -135,20 +135,30 @@ def test_the_user_leads_nowhere_and_records_nothing() -> None:
     assert imported(state) == {}
 
 
-def test_repositories_lead_to_each_repository_and_to_its_workspace_members_once() -> None:
+def access(slug: str) -> dict[str, Any]:
+    return {"type": "workspace_access", "workspace": {"type": "workspace_base", "slug": slug}}
+
+
+def test_workspaces_lead_to_each_ones_repositories_and_members_once() -> None:
     state = ImportState()
-    listing = Task("repositories", "/repositories?role=member")
-    first_page = {"values": [{"full_name": "acme/widget"}, {"full_name": "acme/gadget"}]}
-    second_page = {"values": [{"full_name": "acme/gizmo"}, {"full_name": "other co/tool"}]}
-    assert state.follow(listing, first_page) == [
-        Task("repository", "/repositories/acme/widget", ("acme/widget",)),
+    listing = Task("workspaces", "/user/workspaces?pagelen=50")
+    assert state.follow(listing, {"values": [access("acme"), access("other co")]}) == [
+        Task("repositories", "/repositories/acme?role=member&sort=created_on&pagelen=50"),
         Task("members", "/workspaces/acme/members?pagelen=50"),
-        Task("repository", "/repositories/acme/gadget", ("acme/gadget",)),
-    ]
-    assert state.follow(listing, second_page) == [
-        Task("repository", "/repositories/acme/gizmo", ("acme/gizmo",)),
-        Task("repository", "/repositories/other%20co/tool", ("other co/tool",)),
+        Task("repositories", "/repositories/other%20co?role=member&sort=created_on&pagelen=50"),
         Task("members", "/workspaces/other%20co/members?pagelen=50"),
+    ]
+    assert state.follow(listing, {"values": [access("acme")]}) == []
+    assert imported(state) == {}
+
+
+def test_repositories_lead_to_each_repository() -> None:
+    state = ImportState()
+    listing = Task("repositories", "/repositories/acme?role=member")
+    page = {"values": [{"full_name": "acme/widget"}, {"full_name": "other co/tool"}]}
+    assert state.follow(listing, page) == [
+        Task("repository", "/repositories/acme/widget", ("acme/widget",)),
+        Task("repository", "/repositories/other%20co/tool", ("other co/tool",)),
     ]
     assert imported(state) == {}
 
@@ -233,6 +243,7 @@ def test_members_are_recorded_by_account_id() -> None:
 @pytest.mark.parametrize(
     ("kind", "context"),
     [
+        ("workspaces", ()),
         ("repositories", ()),
         ("pull_requests", ("acme/widget",)),
         ("issues", ("acme/widget",)),
@@ -352,6 +363,12 @@ def lose_an_issues_comments() -> tuple[Callable[[str], bool], dict[str, set[Any]
     return (lambda url: f"/issues/{number}/comments?" in url, {"issue_comment": comments})
 
 
+def lose_the_repository_listing() -> tuple[Callable[[str], bool], dict[str, set[Any]]]:
+    expected = quick_mock().dataset.expected()
+    behind = {kind: keys for kind, keys in expected.items() if kind != "member" and keys}
+    return (lambda url: url.startswith("/repositories/acme?"), behind)
+
+
 def lose_the_members() -> tuple[Callable[[str], bool], dict[str, set[Any]]]:
     expected = quick_mock().dataset.expected()
     return (lambda url: "/members?" in url, {"member": expected["member"]})
@@ -365,6 +382,7 @@ def lose_the_members() -> tuple[Callable[[str], bool], dict[str, set[Any]]]:
         lose_a_pull_requests_comments,
         lose_the_pull_request_listing,
         lose_an_issues_comments,
+        lose_the_repository_listing,
         lose_the_members,
     ],
 )
