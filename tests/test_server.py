@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import subprocess
 import sys
 import time
@@ -14,6 +15,7 @@ import pytest
 
 from bb_backoff import BitbucketClient, OAuth2Tokens
 from bb_backoff.testing import DatasetSize, Faults, MockBitbucket, VirtualClock, serve_mock
+from bb_backoff.testing._server import _listener
 
 TINY = DatasetSize(
     repositories=1,
@@ -226,3 +228,12 @@ def test_importing_the_testing_package_does_not_import_uvicorn() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "False"
+
+
+def test_the_listener_hands_tcp_nodelay_to_the_connections_it_accepts() -> None:
+    listener = _listener("127.0.0.1", 0)
+    listener.listen()
+    with listener, socket.create_connection(listener.getsockname()[:2]):
+        accepted, _ = listener.accept()
+        with accepted:
+            assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
