@@ -1,7 +1,11 @@
-"""The mock over real HTTP: the ASGI app on virtual time, and serve_mock in (brief) real time."""
+"""The mock over real HTTP: the ASGI app on virtual time, serve_mock in (brief) real time.
+
+Also the serve-mock command's options (its parser and the mock they build).
+"""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import socket
 import subprocess
@@ -14,6 +18,7 @@ import httpx
 import pytest
 
 from bb_backoff import BitbucketClient, OAuth2Tokens
+from bb_backoff._cli import _served_mock, build_parser, main
 from bb_backoff.testing import DatasetSize, Faults, MockBitbucket, VirtualClock, serve_mock
 from bb_backoff.testing._server import _listener
 
@@ -237,3 +242,133 @@ def test_the_listener_hands_tcp_nodelay_to_the_connections_it_accepts() -> None:
         accepted, _ = listener.accept()
         with accepted:
             assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+
+
+# -- the serve-mock command ------------------------------------------------------------------
+
+
+def serve_mock_args(*argv: str) -> argparse.Namespace:
+    return build_parser().parse_args(["serve-mock", *argv])
+
+
+def test_serve_mock_options_build_the_mock_they_describe() -> None:
+    args = serve_mock_args(
+        *("--limit", "7", "--window", "60", "--hint", "reset", "--seed", "4"),
+        *("--token-headers", "--json-429", "--latency", "0.25"),
+        *("--server-error-rate", "0.1", "--reset-rate", "0.2", "--timeout-rate", "0.05"),
+        *("--slow-rate", "0.15", "--slow-seconds", "3", "--outage-start", "30"),
+        *("--outage-seconds", "90"),
+    )
+    mock = _served_mock(args)
+    assert (mock.limit, mock.window, mock.hint, mock.dataset.seed) == (7, 60.0, "reset", 4)
+    assert (mock.token_headers, mock.json_429, mock.latency) == (True, True, 0.25)
+    assert mock.faults == Faults(
+        server_error_rate=0.1,
+        reset_rate=0.2,
+        timeout_rate=0.05,
+        slow_rate=0.15,
+        slow_seconds=3,
+        outage_start=30,
+        outage_seconds=90,
+    )
+
+
+def test_serve_mock_defaults_are_bitbuckets_usual() -> None:
+    mock = _served_mock(serve_mock_args())
+    assert (mock.limit, mock.window, mock.hint, mock.token_headers, mock.json_429) == (
+        1000,
+        3600.0,
+        "none",
+        False,
+        False,
+    )
+    assert (mock.faults, mock.latency) == (Faults(), 0.0)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--window", "inf"], "argument --window: must be a finite number, got inf"),
+        (["--window", "1e999"], "argument --window: must be a finite number, got 1e999"),
+        (["--window", "-1"], "argument --window: must be > 0, got -1"),
+        (["--window", "nan"], "argument --window: must be > 0, got nan"),
+        (["--window", "soon"], "argument --window: 'soon' is not a number"),
+        (["--limit", "0"], "argument --limit: must be > 0, got 0"),
+        (["--latency", "-0.5"], "argument --latency: must be >= 0, got -0.5"),
+        (["--latency", "inf"], "argument --latency: must be a finite number, got inf"),
+        (["--slow-seconds", "nan"], "argument --slow-seconds: must be >= 0, got nan"),
+        (["--outage-seconds=-inf"], "argument --outage-seconds: must be >= 0, got -inf"),
+        (["--reset-rate", "1.5"], "argument --reset-rate: must be a share from 0 to 1, got 1.5"),
+        (["--server-error-rate", "-0.1"], "argument --server-error-rate: must be >= 0"),
+        (["--timeout-rate", "nan"], "argument --timeout-rate: must be >= 0, got nan"),
+    ],
+)
+def test_serve_mock_refuses_a_bad_number_with_a_message_and_status_2(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["serve-mock", *argv])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2
+    assert message in err
+    assert "Traceback" not in err
+
+
+def test_serve_mock_refuses_fault_rates_summing_above_1_with_status_2(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["serve-mock", "--reset-rate", "0.6", "--slow-rate", "0.5"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bb-backoff serve-mock: error: faults: ")
+    assert "must be at most 1, got 1.1" in err
+    assert "Traceback" not in err
+
+
+def test_serve_mock_serves_its_options_and_logs_one_secret_free_line_per_request() -> None:
+    command = [
+        *(sys.executable, "-m", "bb_backoff", "serve-mock", "--limit", "2"),
+        *("--json-429", "--token-headers", "--oauth"),
+    ]
+    with subprocess.Popen(  # noqa: S603 (our own interpreter and module)
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as server:
+        try:
+            assert server.stdout is not None
+            lines = dict(server.stdout.readline().strip().split(": ", 1) for _ in range(6))
+            base_url, token = lines["base_url"], lines["token"]
+            client_id, client_secret = lines["oauth client"].split()
+            with httpx.Client(base_url=base_url, timeout=10) as client:
+                bearer = {"Authorization": f"Bearer {token}"}
+                first = client.get("/repositories/acme", headers=bearer)
+                client.get("/user", headers=bearer)
+                refused = client.get(f"/user?access_token={token}", headers=bearer)
+                refreshed = client.post(
+                    lines["oauth token url"],
+                    data={
+                        "grant_type": "refresh_token",
+                        "refresh_token": lines["oauth refresh token"],
+                    },
+                    auth=(client_id, client_secret),
+                )
+                oauth = {"Authorization": f"Bearer {refreshed.json()['access_token']}"}
+                as_consumer = client.get("/user", headers=oauth)
+        finally:
+            server.terminate()
+            _, err = server.communicate(timeout=10)
+    assert first.headers["X-RateLimit-Limit"] == "2"
+    assert (refused.status_code, refused.headers["Content-Type"]) == (
+        429,
+        "application/json; charset=utf-8",
+    )
+    assert refused.json()["error"]["message"] == "Rate limit for this resource has been exceeded"
+    assert (refreshed.status_code, as_consumer.status_code) == (200, 200)
+    log = err.splitlines()
+    assert log[:5] == [
+        "GET /2.0/repositories/acme 200 access-token",
+        "GET /2.0/user 200 access-token",
+        "GET /2.0/user?access_token=[redacted] 429 access-token",
+        "POST /site/oauth2/access_token 200 consumer",
+        "GET /2.0/user 200 consumer",
+    ]
+    assert token not in err
+    assert client_secret not in err

@@ -28,7 +28,7 @@ from urllib.parse import quote
 
 import httpx
 
-from .._exceptions import redact_url
+from .._exceptions import printable, redact_url
 from .._timing import AsyncSleep, SyncSleep
 from ._replies import MockReply
 
@@ -72,7 +72,7 @@ def access_line(method: str, target: str, reply: MockReply) -> str:
     ``"user"``, ``"consumer"`` or ``"-"``).
     """
     outcome = reply.fault or str(reply.status)
-    return f"{method} {redact_url(target)} {outcome} {reply.principal or '-'}"
+    return f"{printable(method, 16)} {redact_url(target)} {outcome} {reply.principal or '-'}"
 
 
 def _read_timeout(request: httpx.Request) -> float:
