@@ -1,6 +1,7 @@
 """The mock over real HTTP: the ASGI app on virtual time, serve_mock in (brief) real time.
 
-Also the serve-mock command's options (its parser and the mock they build).
+Also the serve-mock command's options (its parser and the mock they build),
+and a real third-party client (atlassian-python-api) walking a served mock.
 """
 
 from __future__ import annotations
@@ -233,6 +234,76 @@ def test_importing_the_testing_package_does_not_import_uvicorn() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "False"
+
+
+# -- a real third-party client: atlassian-python-api (requests) on the served mock ------------
+
+WALKED = DatasetSize(
+    repositories=2,
+    pull_requests=12,
+    comments_per_pull_request=2,
+    issues=3,
+    comments_per_issue=2,
+    members=4,
+)
+
+
+@pytest.mark.parametrize("credentials", ["access token", "api token"])
+def test_atlassian_python_api_walks_workspaces_repositories_pull_requests_and_issues(
+    credentials: str,
+) -> None:
+    from atlassian.bitbucket.cloud import Cloud  # noqa: PLC0415 (a test-only dependency)
+
+    mock = MockBitbucket(size=WALKED, seed=3)
+    dataset = mock.dataset
+    auth: dict[str, str] = (
+        {"token": mock.access_token}
+        if credentials == "access token"
+        else {"username": mock.email, "password": mock.api_token}
+    )
+    with serve_mock(mock) as base_url:
+        # The library is typed only in part: its constructors and helpers are not.
+        cloud = Cloud(url=base_url.removesuffix("/2.0"), **auth)  # type: ignore[no-untyped-call]
+        (workspace,) = cloud.workspaces.each()
+        assert (workspace.slug, workspace.uuid, workspace.name) == (
+            "acme",
+            dataset.workspace_uuid,
+            "Acme",
+        )
+        members = [member.user["account_id"] for member in workspace.members.each()]
+        assert members == [member.account_id for member in dataset.members]
+        repositories = list(workspace.repositories.each())
+        assert [r.slug for r in repositories] == [r.slug for r in dataset.repositories]
+        for repository, expected in zip(repositories, dataset.repositories, strict=True):
+            # Pull requests: each() lists the open ones, then GETs each (reviews ride on the GET).
+            walked = {pr.id: pr for pr in repository.pullrequests.each()}
+            opened = {pr.id: pr for pr in expected.pull_requests if pr.state == "OPEN"}
+            assert walked.keys() == opened.keys()
+            for number, pull_request in walked.items():
+                truth = opened[number]
+                assert pull_request.author.account_id == truth.author.account_id
+                assert [r.account_id for r in pull_request.reviewers()] == [
+                    r.account_id for r in truth.reviewers
+                ]
+                reviewers = {
+                    p.user.account_id for p in pull_request.participants() if p.is_reviewer
+                }
+                assert reviewers == {r.account_id for r in truth.reviewers}
+                assert [c.raw for c in pull_request.comments()] == [c.text for c in truth.comments]
+                assert pull_request.diff() == truth.diff
+            issues = list(repository.issues.each())
+            assert [(i.id, i.title) for i in issues] == [(i.id, i.title) for i in expected.issues]
+            for issue in expected.issues:
+                path = f"repositories/{expected.full_name}/issues/{issue.id}/comments"
+                paged = cloud._get_paged(path)  # type: ignore[no-untyped-call]
+                comments = [c["id"] for c in paged]
+                assert comments == [c.id for c in issue.comments]
+        assert cloud.repositories.get("acme", dataset.repositories[1].slug).name == (
+            dataset.repositories[1].slug
+        )
+        assert not cloud.workspaces.exists("globex")
+    assert mock.counters.calls == mock.counters.ok + mock.counters.not_found
+    assert mock.counters.not_found == 1
 
 
 def test_the_listener_hands_tcp_nodelay_to_the_connections_it_accepts() -> None:
