@@ -6,6 +6,7 @@ Everything runs on a VirtualClock: waits are recorded, never slept.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import threading
 from collections.abc import Iterator
@@ -1158,6 +1159,96 @@ def test_counters_are_a_snapshot(mock: MockBitbucket, client: httpx.Client) -> N
     before = mock.counters
     client.get("/user")
     assert (before.calls, mock.counters.calls) == (0, 1)
+
+
+# -- bad input: every request gets Bitbucket's 4xx, is counted, and nothing raises -------------
+
+
+@pytest.mark.parametrize(
+    "host", ["bad host", "a/b", "user@api.bitbucket.org", "api.bitbucket.org:99999", "", "[zz]"]
+)
+def test_a_bad_host_header_is_400_with_the_error_envelope_and_counted(
+    mock: MockBitbucket, host: str
+) -> None:
+    headers = {"Host": host, "Authorization": mock.bearer().authorization()}
+    reply = mock.respond("GET", f"{API}/user", headers)
+    assert (reply.status, reply.header("Content-Type")) == (400, "application/json; charset=utf-8")
+    assert reply.body == (
+        b'{"type":"error","error":{"message":"Bad Request",'
+        b'"detail":"The request\'s URL or Host header is not valid"}}'
+    )
+    counters = mock.counters
+    assert (counters.calls, counters.bad_requests, counters.per_principal) == (1, 1, {})
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["ftp://api.bitbucket.org/2.0/user", "http:///2.0/user", "http://[::1/2.0/user", "user", ""],
+)
+def test_a_url_no_http_server_would_take_is_400_and_counted(mock: MockBitbucket, url: str) -> None:
+    assert mock.respond("GET", url, {"Authorization": mock.bearer().authorization()}).status == 400
+    assert (mock.counters.calls, mock.counters.bad_requests) == (1, 1)
+
+
+def test_a_host_with_a_port_or_an_ipv6_address_is_fine(mock: MockBitbucket) -> None:
+    bearer = mock.bearer().authorization()
+    for origin in ("http://127.0.0.1:8080", "http://[::1]:8080", "https://mock.test"):
+        host = origin.partition("://")[2]
+        reply = mock.respond("GET", f"{origin}/2.0/user", {"Host": host, "Authorization": bearer})
+        assert reply.status == 200
+
+
+def test_a_bug_inside_the_mock_is_a_counted_500_and_never_escapes_a_transport(
+    mock: MockBitbucket, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(_get: object) -> None:
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(mock._router, "route", broken)
+    with caplog.at_level(logging.ERROR, logger="bb_backoff.testing"), http(mock) as client:
+        response = client.get("/user", params={"access_token": "s3cret"})
+
+    async def via_async() -> int:
+        async with httpx.AsyncClient(
+            transport=mock.async_transport(),
+            base_url=API,
+            headers={"Authorization": mock.bearer().authorization()},
+        ) as client:
+            return (await client.get("/user")).status_code
+
+    assert (response.status_code, asyncio.run(via_async())) == (500, 500)
+    assert response.json()["error"] == {
+        "message": "Something went wrong",
+        "detail": "KeyError inside the mock: a bug in the mock",
+    }
+    counters = mock.counters
+    assert (counters.calls, counters.server_errors, counters.per_principal) == (
+        2,
+        2,
+        {"access-token": 2},
+    )
+    assert "the mock failed on GET" in caplog.text
+    assert "s3cret" not in caplog.text
+
+
+def test_a_request_refused_before_its_route_uses_its_slot_and_is_counted_once(
+    mock: MockBitbucket,
+) -> None:
+    """Every request the window admitted is in per_principal and in exactly one outcome."""
+    with http(mock) as client:
+        statuses = [
+            client.get("/repositories/acme", params={"sort": "links"}).status_code,
+            client.post("/user").status_code,
+            client.get("/repositories").status_code,
+            client.get("/repositories/acme", params={"pagelen": "x"}).status_code,
+        ]
+    counters = mock.counters
+    assert statuses == [400, 405, 410, 400]
+    assert (counters.calls, counters.bad_requests, counters.per_principal) == (
+        4,
+        4,
+        {"access-token": 4},
+    )
 
 
 # -- determinism and arguments -------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import socket
 import subprocess
 import sys
@@ -128,6 +129,46 @@ def test_the_asgi_app_completes_the_lifespan_protocol() -> None:
 
     asyncio.run(virtual_mock()[0].asgi_app()({"type": "lifespan"}, receive, send))
     assert [m["type"] for m in sent] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+
+
+def test_the_asgi_app_answers_a_bad_host_header_400_and_counts_it() -> None:
+    mock, _ = virtual_mock()
+    for host in (b"a/b", b"user@mock.test", b"mock.test:123456", b""):
+        headers = [(b"host", host), *authorized(mock)[1:]]
+        status, _, body, _ = Exchange(mock.asgi_app(), "/2.0/user", headers=headers).run()
+        assert (status, json.loads(body)["error"]["message"]) == (400, "Bad Request")
+    assert (mock.counters.calls, mock.counters.bad_requests) == (4, 4)
+
+
+def test_the_asgi_app_refuses_a_websocket_and_counts_nothing() -> None:
+    mock, _ = virtual_mock()
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "websocket.connect"}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(dict(message))
+
+    scope = {"type": "websocket", "path": "/2.0/user", "headers": []}
+    asyncio.run(mock.asgi_app()(scope, receive, send))
+    assert sent == [{"type": "websocket.close", "code": 1008}]
+    assert mock.counters.calls == 0
+
+
+def test_the_access_log_has_one_line_per_request_without_secrets_or_line_breaks() -> None:
+    mock, _ = virtual_mock()
+    lines: list[str] = []
+    app = mock.asgi_app(access_log=lines.append)
+    Exchange(app, "/2.0/user?client_secret=hush&page=1", headers=authorized(mock)).run()
+    Exchange(app, "/2.0/user", method="G\nET").run()
+    Exchange(app, "/site/oauth2/access_token").run()
+    assert lines == [
+        "GET /2.0/user?client_secret=[redacted]&page=1 200 access-token",
+        "G\\nET /2.0/user 401 -",
+        "GET /site/oauth2/access_token 405 -",
+    ]
+    assert not any(mock.access_token in line for line in lines)
 
 
 # -- serve_mock: a real uvicorn server on a free port -------------------------------------------

@@ -177,7 +177,17 @@ class Accounts:
         return _unauthorized()
 
     def token_endpoint(self, method: str, headers: Mapping[str, str], body: bytes) -> MockReply:
-        """Answer a request to the OAuth token endpoint; a 200 is a refresh, and rotates."""
+        """Answer a request to the OAuth token endpoint; a 200 is a refresh, and rotates.
+
+        A reply to the consumer's own client credentials says so
+        (``principal="consumer"``); a 405 or a 401 was nobody's.
+        """
+        reply = self._token_reply(method, headers, body)
+        if reply.status in {405, STATUS_UNAUTHORIZED}:
+            return reply
+        return attrs.evolve(reply, principal="consumer")
+
+    def _token_reply(self, method: str, headers: Mapping[str, str], body: bytes) -> MockReply:
         if method != "POST":
             return json_reply(
                 405,

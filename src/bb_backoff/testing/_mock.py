@@ -185,16 +185,19 @@ def _check_step(step: object) -> Step:
     )
 
 
+def _valid_host(host: str) -> bool:
+    """Whether ``host`` is ``name[:port]`` or ``[ipv6][:port]``, as a ``Host`` header must be."""
+    match = _HOST.fullmatch(host)
+    return match is not None and (match.group(2) is None or int(match.group(2)) <= _MAX_PORT)
+
+
 def _origin(parts: SplitResult) -> str | None:
     """``scheme://host[:port]`` of a request, without userinfo; ``None`` for a bad one."""
     if parts.scheme.lower() not in {"http", "https"}:
         return None
     # Credentials in the URL are never echoed into links.
     host = parts.netloc.rpartition("@")[2]
-    match = _HOST.fullmatch(host)
-    if match is None or (match.group(2) is not None and int(match.group(2)) > _MAX_PORT):
-        return None
-    return f"{parts.scheme.lower()}://{host}"
+    return f"{parts.scheme.lower()}://{host}" if _valid_host(host) else None
 
 
 def _bad_request(detail: str) -> MockReply:
@@ -508,19 +511,23 @@ class MockBitbucket:
         except ValueError:
             return _bad_request("The request's URL or Host header is not valid")
         origin = _origin(parts)
-        if origin is None:
+        pairs = headers.items() if isinstance(headers, Mapping) else ()
+        lowered = {str(name).lower(): str(value) for name, value in pairs}
+        # A server reads the Host header as sent: "a/b" or "user@a" is no host, even
+        # when the URL a driver built from it happens to parse.
+        host = lowered.get("host")
+        if origin is None or (host is not None and not _valid_host(host)):
             return _bad_request("The request's URL or Host header is not valid")
         path = parts.path or "/"
         base = self._base_path
         is_api = path == base or path.startswith(base + "/")
-        pairs = headers.items() if isinstance(headers, Mapping) else ()
         return _Request(
             method=str(method).upper(),
             path=(path[len(base) :] or "/") if is_api else path,
             is_api=is_api,
             api=f"{origin}{base}",
             query=parse_qsl(parts.query, keep_blank_values=True),
-            headers={str(name).lower(): str(value) for name, value in pairs},
+            headers=lowered,
             body=bytes(body) if isinstance(body, bytes | bytearray | memoryview) else b"",
         )
 
@@ -582,7 +589,7 @@ class MockBitbucket:
                 reply = self._accounts.token_endpoint(request.method, request.headers, request.body)
                 if reply.status == 200:  # noqa: PLR2004
                     self._counts["refreshes"] += 1
-                return attrs.evolve(reply, principal="consumer"), 0.0, False
+                return reply, 0.0, False
             return error_reply(_STATUS_NOT_FOUND, "Resource not found"), 0.0, False
         principal = self._accounts.authenticate(request.headers, monotonic)
         if isinstance(principal, MockReply):
