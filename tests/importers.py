@@ -1,9 +1,10 @@
 """Importers for tests: GitLab's import order through the client's helpers, sync and async.
 
-An importer built the way GitLab's is (repositories, then pull requests with
-comments and diffs, issues with comments, workspace members), with several
-workers sharing one client; each returns the items it imported, counted, so a
-test can check that every item arrived exactly once.
+An importer built the way GitLab's is (the workspaces the account reaches, each
+one's repositories and members, then pull requests with comments and diffs,
+issues with comments), with several workers sharing one client; each returns
+the items it imported, counted, so a test can check that every item arrived
+exactly once.
 """
 
 from __future__ import annotations
@@ -58,11 +59,10 @@ def import_sync(client: bb.BitbucketClient, threads: VirtualThreads, workers: in
 
     def start() -> None:
         client.user()
-        workspaces = set()
-        for found in client.repos():
-            jobs.append(functools.partial(repository, found["full_name"]))
-            workspaces.add(found["full_name"].split("/")[0])
-        for workspace in workspaces:
+        for access in client.workspaces():
+            workspace = access["workspace"]["slug"]
+            for found in client.repos(workspace):
+                jobs.append(functools.partial(repository, found["full_name"]))
             for membership in client.workspace_members(workspace):
                 items["member", membership["user"]["account_id"]] += 1
 
@@ -116,11 +116,10 @@ async def import_async(client: bb.AsyncBitbucketClient, workers: int) -> Items:
 
     async def start() -> None:
         await client.user()
-        workspaces = set()
-        async for found in client.repos():
-            queue.put_nowait(functools.partial(repository, found["full_name"]))
-            workspaces.add(found["full_name"].split("/")[0])
-        for workspace in workspaces:
+        async for access in client.workspaces():
+            workspace = access["workspace"]["slug"]
+            async for found in client.repos(workspace):
+                queue.put_nowait(functools.partial(repository, found["full_name"]))
             async for membership in client.workspace_members(workspace):
                 items["member", membership["user"]["account_id"]] += 1
 

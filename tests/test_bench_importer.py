@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from bb_backoff._bench import ImportState, Task, import_async, import_sync
-from bb_backoff._bench._importer import PAGELEN, Outcome, initial_tasks, repository_task
+from bb_backoff._bench._importer import PAGELEN, ImportResult, initial_tasks, repository_task
 from bb_backoff._bench._scenarios import QUICK_SIZE
 from bb_backoff.testing import MockBitbucket, VirtualClock, VirtualThreads, run_virtual
 
@@ -85,13 +85,13 @@ class SyncMockFetcher:
         self.http.close()
 
 
-def run_async_import(mock_seed: int = 0, drop: Callable[[str], bool] = never) -> Outcome:
+def run_async_import(mock_seed: int = 0, drop: Callable[[str], bool] = never) -> ImportResult:
     clock = VirtualClock()
     mock = MockBitbucket(seed=mock_seed, size=QUICK_SIZE, latency=0.1, clock=clock.monotonic)
     return run_virtual(import_async(AsyncMockFetcher(mock, drop), WORKERS, clock.monotonic), clock)
 
 
-def run_sync_import(mock_seed: int = 0, drop: Callable[[str], bool] = never) -> Outcome:
+def run_sync_import(mock_seed: int = 0, drop: Callable[[str], bool] = never) -> ImportResult:
     clock = VirtualClock()
     threads = VirtualThreads(clock)
     mock = MockBitbucket(
@@ -119,10 +119,10 @@ def quick_mock() -> MockBitbucket:
 # -- initial tasks --------------------------------------------------------------------
 
 
-def test_an_import_starts_with_the_user_and_the_repositories_the_token_is_a_member_of() -> None:
+def test_an_import_starts_with_the_user_and_the_workspaces_the_token_reaches() -> None:
     assert initial_tasks() == [
         Task("user", "/user"),
-        Task("repositories", "/repositories?role=member&sort=created_on&pagelen=50"),
+        Task("workspaces", "/user/workspaces?pagelen=50"),
     ]
 
 
@@ -135,20 +135,30 @@ def test_the_user_leads_nowhere_and_records_nothing() -> None:
     assert imported(state) == {}
 
 
-def test_repositories_lead_to_each_repository_and_to_its_workspace_members_once() -> None:
+def access(slug: str) -> dict[str, Any]:
+    return {"type": "workspace_access", "workspace": {"type": "workspace_base", "slug": slug}}
+
+
+def test_workspaces_lead_to_each_ones_repositories_and_members_once() -> None:
     state = ImportState()
-    listing = Task("repositories", "/repositories?role=member")
-    first_page = {"values": [{"full_name": "acme/widget"}, {"full_name": "acme/gadget"}]}
-    second_page = {"values": [{"full_name": "acme/gizmo"}, {"full_name": "other co/tool"}]}
-    assert state.follow(listing, first_page) == [
-        Task("repository", "/repositories/acme/widget", ("acme/widget",)),
+    listing = Task("workspaces", "/user/workspaces?pagelen=50")
+    assert state.follow(listing, {"values": [access("acme"), access("other co")]}) == [
+        Task("repositories", "/repositories/acme?role=member&sort=created_on&pagelen=50"),
         Task("members", "/workspaces/acme/members?pagelen=50"),
-        Task("repository", "/repositories/acme/gadget", ("acme/gadget",)),
-    ]
-    assert state.follow(listing, second_page) == [
-        Task("repository", "/repositories/acme/gizmo", ("acme/gizmo",)),
-        Task("repository", "/repositories/other%20co/tool", ("other co/tool",)),
+        Task("repositories", "/repositories/other%20co?role=member&sort=created_on&pagelen=50"),
         Task("members", "/workspaces/other%20co/members?pagelen=50"),
+    ]
+    assert state.follow(listing, {"values": [access("acme")]}) == []
+    assert imported(state) == {}
+
+
+def test_repositories_lead_to_each_repository() -> None:
+    state = ImportState()
+    listing = Task("repositories", "/repositories/acme?role=member")
+    page = {"values": [{"full_name": "acme/widget"}, {"full_name": "other co/tool"}]}
+    assert state.follow(listing, page) == [
+        Task("repository", "/repositories/acme/widget", ("acme/widget",)),
+        Task("repository", "/repositories/other%20co/tool", ("other co/tool",)),
     ]
     assert imported(state) == {}
 
@@ -233,6 +243,7 @@ def test_members_are_recorded_by_account_id() -> None:
 @pytest.mark.parametrize(
     ("kind", "context"),
     [
+        ("workspaces", ()),
         ("repositories", ()),
         ("pull_requests", ("acme/widget",)),
         ("issues", ("acme/widget",)),
@@ -290,22 +301,22 @@ def test_duplicates_count_the_extra_copies_of_items_imported_more_than_once() ->
 
 @pytest.mark.parametrize("mode", IMPORTS)
 def test_an_import_collects_exactly_the_mocks_dataset(mode: str) -> None:
-    outcome = IMPORTS[mode]()
+    result = IMPORTS[mode]()
     expected = quick_mock().dataset.expected()
-    assert imported(outcome.state) == {kind: keys for kind, keys in expected.items() if keys}
-    assert (outcome.state.lost(expected), outcome.state.duplicates()) == (0, 0)
-    assert (outcome.give_ups, outcome.errors) == (0, collections.Counter())
+    assert imported(result.state) == {kind: keys for kind, keys in expected.items() if keys}
+    assert (result.state.lost(expected), result.state.duplicates()) == (0, 0)
+    assert (result.give_ups, result.errors) == (0, collections.Counter())
 
 
 @pytest.mark.parametrize("mode", IMPORTS)
 def test_an_import_times_every_logical_request_once(mode: str) -> None:
-    outcome = IMPORTS[mode]()
+    result = IMPORTS[mode]()
     dataset = quick_mock().dataset
     diffs = len(dataset.expected()["diff"])
     others = dataset.requests_needed(PAGELEN) - 2 * diffs
     # Every call takes 0.1 s; a diff is one logical request of two calls, the
     # redirect and its target.
-    latencies = collections.Counter(round(latency, 9) for latency in outcome.latencies)
+    latencies = collections.Counter(round(latency, 9) for latency in result.latencies)
     assert latencies == {0.1: others, 0.2: diffs}
 
 
@@ -352,6 +363,12 @@ def lose_an_issues_comments() -> tuple[Callable[[str], bool], dict[str, set[Any]
     return (lambda url: f"/issues/{number}/comments?" in url, {"issue_comment": comments})
 
 
+def lose_the_repository_listing() -> tuple[Callable[[str], bool], dict[str, set[Any]]]:
+    expected = quick_mock().dataset.expected()
+    behind = {kind: keys for kind, keys in expected.items() if kind != "member" and keys}
+    return (lambda url: url.startswith("/repositories/acme?"), behind)
+
+
 def lose_the_members() -> tuple[Callable[[str], bool], dict[str, set[Any]]]:
     expected = quick_mock().dataset.expected()
     return (lambda url: "/members?" in url, {"member": expected["member"]})
@@ -365,6 +382,7 @@ def lose_the_members() -> tuple[Callable[[str], bool], dict[str, set[Any]]]:
         lose_a_pull_requests_comments,
         lose_the_pull_request_listing,
         lose_an_issues_comments,
+        lose_the_repository_listing,
         lose_the_members,
     ],
 )
@@ -372,11 +390,11 @@ def test_a_request_that_fails_for_good_loses_exactly_the_items_behind_it(
     mode: str, scenario: Callable[[], tuple[Callable[[str], bool], dict[str, set[Any]]]]
 ) -> None:
     drop, lost = scenario()
-    outcome = IMPORTS[mode](drop=drop)
+    result = IMPORTS[mode](drop=drop)
     expected = quick_mock().dataset.expected()
-    assert missing(outcome.state, expected) == lost
-    assert outcome.state.lost(expected) == sum(len(keys) for keys in lost.values())
-    assert (outcome.give_ups, outcome.errors) == (1, collections.Counter({"Refused": 1}))
+    assert missing(result.state, expected) == lost
+    assert result.state.lost(expected) == sum(len(keys) for keys in lost.values())
+    assert (result.give_ups, result.errors) == (1, collections.Counter({"Refused": 1}))
 
 
 def test_an_async_import_from_one_repository_task_imports_that_repository_alone() -> None:

@@ -655,12 +655,7 @@ async def test_a_listing_resumed_part_way_through_is_not_reported_short(
 @pytest.mark.parametrize(
     ("method", "args", "path", "params"),
     [
-        (
-            "repos",
-            (),
-            "/2.0/repositories",
-            {"role": "member", "sort": "created_on", "pagelen": "50"},
-        ),
+        ("workspaces", (), "/2.0/user/workspaces", {"pagelen": "50"}),
         (
             "repos",
             ("ws",),

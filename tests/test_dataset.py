@@ -174,10 +174,11 @@ def test_requests_needed_follows_the_importer_flow_on_a_hand_counted_dataset() -
         comments_per_issue=0,
         members=1,
     )
-    # /user, repositories page, members page, then for the repository: its GET,
-    # the pull-request page, per pull request an (empty) comment page and the
-    # diff's two calls, the issue page, and the issue's (empty) comment page.
-    assert Dataset.generate(0, size).requests_needed() == 1 + 1 + 1 + 1 + 1 + 2 * 3 + 1 + 1
+    # /user, the workspaces page, the workspace's repositories page, members
+    # page, then for the repository: its GET, the pull-request page, per pull
+    # request an (empty) comment page and the diff's two calls, the issue page,
+    # and the issue's (empty) comment page.
+    assert Dataset.generate(0, size).requests_needed() == 1 + 1 + 1 + 1 + 1 + 1 + 2 * 3 + 1 + 1
 
 
 def test_requests_needed_counts_one_call_per_page() -> None:
@@ -190,7 +191,7 @@ def test_requests_needed_counts_one_call_per_page() -> None:
         members=25,
     )
     dataset = Dataset.generate(0, size)
-    fixed = 1 + 1 + 1 + 120 * 3 + 1  # /user, repo page, repo GET, per PR, issue page
+    fixed = 1 + 1 + 1 + 1 + 120 * 3 + 1  # /user, workspaces, repos, repo GET, per PR, issues
     # Pull-request listings stop at 50 a page even when 100 is asked for.
     assert dataset.requests_needed(pagelen=100) == fixed + 1 + 3
     assert dataset.requests_needed(pagelen=50) == fixed + 1 + 3

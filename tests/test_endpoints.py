@@ -1,10 +1,21 @@
-"""Endpoint paths and page-length caps (the helpers are exercised in test_client.py)."""
+"""Endpoint paths and page-length caps (the helpers are exercised in test_client.py).
+
+``repos()`` without a workspace walks ``/user/workspaces``: its walk is
+pinned here on both clients.
+"""
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
+import httpx
 import pytest
 
+import bb_backoff as bb
 from bb_backoff import _endpoints as endpoints
+
+BASE = "https://api.bitbucket.org/2.0"
 
 
 @pytest.mark.parametrize(
@@ -37,10 +48,96 @@ def test_listing_endpoints_carry_the_importer_parameters() -> None:
         "/repositories/ws/repo/pullrequests",
         {"pagelen": 50, "state": "ALL", "sort": "created_on"},
     )
-    assert endpoints.repos(None, "member", 50) == (
-        "/repositories",
+    assert endpoints.repos("ws", "member", 50) == (
+        "/repositories/ws",
         {"pagelen": 50, "sort": "created_on", "role": "member"},
     )
+    assert endpoints.user_workspaces(50) == ("/user/workspaces", {"pagelen": 50})
     assert (
         endpoints.pull_request_diff("ws", "repo", 7) == "/repositories/ws/repo/pullrequests/7/diff"
     )
+
+
+# -- repos() without a workspace: /user/workspaces, then each workspace's listing -----------
+
+
+def access(slug: str | None, uuid: str | None = None) -> dict[str, Any]:
+    workspace = {"type": "workspace_base", "slug": slug, "uuid": uuid}
+    return {"type": "workspace_access", "administrator": False, "workspace": workspace}
+
+
+class Workspaces:
+    """Serves /user/workspaces (two pages, one workspace repeated) and each one's repositories."""
+
+    def __init__(self, rows: list[dict[str, Any]]) -> None:
+        self.rows = rows
+        self.paths: list[str] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path.removeprefix("/2.0")
+        self.paths.append(request.url.raw_path.decode().removeprefix("/2.0"))
+        if path == "/user/workspaces":
+            if request.url.params.get("page") == "2":
+                return httpx.Response(200, json={"values": self.rows[1:]})
+            return httpx.Response(
+                200,
+                json={"values": self.rows[:1], "next": f"{BASE}/user/workspaces?pagelen=50&page=2"},
+            )
+        workspace = path.removeprefix("/repositories/")
+        names = [f"{workspace}/one", f"{workspace}/two"]
+        return httpx.Response(200, json={"values": [{"full_name": name} for name in names]})
+
+
+ROWS = [access("acme"), access("globex"), access("acme"), access(None, "{1234}")]
+WALKED = ["acme/one", "acme/two", "globex/one", "globex/two", "{1234}/one", "{1234}/two"]
+REQUESTS = [
+    "/user/workspaces?pagelen=50",
+    "/repositories/acme?pagelen=50&sort=created_on&role=member",
+    "/user/workspaces?pagelen=50&page=2",
+    "/repositories/globex?pagelen=50&sort=created_on&role=member",
+    "/repositories/%7B1234%7D?pagelen=50&sort=created_on&role=member",
+]
+
+
+def test_sync_repos_walks_user_workspaces_then_each_workspace_once() -> None:
+    handler = Workspaces(ROWS)
+    with bb.BitbucketClient(
+        auth=bb.BearerToken("t"), transport=httpx.MockTransport(handler)
+    ) as client:
+        walked = [repository["full_name"] for repository in client.repos()]
+    assert (walked, handler.paths) == (WALKED, REQUESTS)
+
+
+def test_async_repos_walks_user_workspaces_then_each_workspace_once() -> None:
+    handler = Workspaces(ROWS)
+
+    async def walk() -> list[str]:
+        async with bb.AsyncBitbucketClient(
+            auth=bb.BearerToken("t"), transport=httpx.MockTransport(handler)
+        ) as client:
+            return [repository["full_name"] async for repository in client.repos()]
+
+    assert (asyncio.run(walk()), handler.paths) == (WALKED, REQUESTS)
+
+
+def test_repos_of_every_workspace_sends_nothing_until_iterated_and_checks_pagelen_first() -> None:
+    handler = Workspaces(ROWS)
+    with bb.BitbucketClient(
+        auth=bb.BearerToken("t"), transport=httpx.MockTransport(handler)
+    ) as client:
+        client.repos()
+        with pytest.raises(ValueError, match="pagelen"):
+            client.repos(pagelen=101)
+    assert handler.paths == []
+
+
+@pytest.mark.parametrize("row", [access(None), {"workspace": "acme"}, "acme", {"workspace": {}}])
+def test_a_user_workspaces_row_naming_no_workspace_is_an_invalid_response(row: object) -> None:
+    handler = Workspaces([row])  # type: ignore[list-item]
+    with (
+        bb.BitbucketClient(
+            auth=bb.BearerToken("t"), transport=httpx.MockTransport(handler)
+        ) as client,
+        pytest.raises(bb.InvalidResponse, match="names no workspace"),
+    ):
+        list(client.repos())

@@ -6,6 +6,7 @@ Everything runs on a VirtualClock: waits are recorded, never slept.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import threading
 from collections.abc import Iterator
@@ -34,7 +35,7 @@ from bb_backoff.testing import (
     run_virtual,
 )
 from bb_backoff.testing._dataset import ITEM_KINDS
-from bb_backoff.testing._mock import RATE_LIMIT_BODY
+from bb_backoff.testing._ratelimit import RATE_LIMIT_BODY
 
 API = "https://api.bitbucket.org/2.0"
 TOKEN_URL = "https://bitbucket.org/site/oauth2/access_token"
@@ -110,20 +111,77 @@ def test_user_is_the_user_for_basic_and_oauth_and_the_tokens_bot_for_the_access_
     assert bot["account_id"] != user.account_id
 
 
-def test_repositories_with_a_role_lists_every_repository_oldest_first(
+def test_user_workspaces_lists_the_workspace_the_caller_reaches_as_workspace_access(
+    mock: MockBitbucket,
+) -> None:
+    dataset = mock.dataset
+    with http(mock, "basic") as client:
+        body = client.get("/user/workspaces").json()
+    assert set(body) == {"values", "page", "pagelen", "size"}
+    (access,) = body["values"]
+    assert (access["type"], access["administrator"]) == ("workspace_access", True)
+    workspace = access["workspace"]
+    assert (workspace["type"], workspace["slug"], workspace["uuid"], workspace["name"]) == (
+        "workspace_base",
+        "acme",
+        dataset.workspace_uuid,
+        "Acme",
+    )
+    assert workspace["links"]["self"]["href"] == f"{API}/workspaces/acme"
+    with http(mock) as client:
+        (bot_access,) = client.get("/user/workspaces").json()["values"]
+    assert bot_access["administrator"] is False
+
+
+@pytest.mark.parametrize("identifier", ["acme", "uuid"])
+def test_a_workspace_has_its_payload_by_slug_or_uuid(
+    client: httpx.Client, mock: MockBitbucket, identifier: str
+) -> None:
+    dataset = mock.dataset
+    name = dataset.workspace_uuid if identifier == "uuid" else identifier
+    body = client.get(f"/workspaces/{name}").json()
+    assert body == dataset.workspace_json(API)
+    assert (body["type"], body["slug"], body["is_private"]) == ("workspace", "acme", True)
+    links = {key: link["href"] for key, link in body["links"].items()}
+    assert links["repositories"] == f"{API}/repositories/acme"
+    assert links["members"] == f"{API}/workspaces/acme/members"
+    assert client.get(f"/repositories/{name}").json()["size"] == 2
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        ("/repositories", {"role": "member", "sort": "created_on"}),
+        ("/repositories", {}),
+        ("/workspaces", {"role": "member"}),
+        ("/user/permissions/workspaces", {}),
+        ("/user/permissions/repositories", {}),
+    ],
+)
+def test_the_removed_cross_workspace_listings_are_410_gone_with_the_error_envelope(
+    client: httpx.Client, mock: MockBitbucket, path: str, params: dict[str, str]
+) -> None:
+    response = client.get(path, params=params)
+    body = response.json()
+    assert (response.status_code, body["type"]) == (410, "error")
+    assert body["error"]["message"] == "This API is no longer supported."
+    assert f"GET /2.0{path} was removed (CHANGE-2770)" in body["error"]["detail"]
+    assert "/2.0/user/workspaces" in body["error"]["detail"]
+    counters = mock.counters
+    assert (counters.calls, counters.bad_requests) == (1, 1)
+
+
+def test_a_workspaces_repositories_with_a_role_list_every_repository_oldest_first(
     client: httpx.Client, mock: MockBitbucket
 ) -> None:
-    body = client.get("/repositories", params={"role": "member", "sort": "created_on"}).json()
+    params = {"role": "member", "sort": "created_on"}
+    body = client.get("/repositories/acme", params=params).json()
     assert [r["full_name"] for r in body["values"]] == [
         r.full_name for r in mock.dataset.repositories
     ]
     assert body["values"][0]["type"] == "repository"
-
-
-def test_repositories_without_a_role_are_the_public_ones_and_the_mocks_are_private(
-    client: httpx.Client,
-) -> None:
-    assert client.get("/repositories").json()["values"] == []
+    response = client.get("/repositories/acme", params={"role": "visitor"})
+    assert (response.status_code, error_message(response)) == (400, "Invalid role: visitor")
 
 
 def test_a_workspaces_repositories_are_listed_and_an_unknown_workspace_is_404(
@@ -254,6 +312,65 @@ def test_sorting_by_a_field_the_items_lack_is_400(client: httpx.Client) -> None:
     )
 
 
+@pytest.mark.parametrize("sort", ["links", "-links", "author", "workspace.slug", "-", "Created_on"])
+def test_sorting_by_a_field_that_is_no_sortable_value_is_400_never_a_500(
+    client: httpx.Client, mock: MockBitbucket, sort: str
+) -> None:
+    for path in ("/repositories/acme", f"{repo_path(mock)}/pullrequests", "/user/workspaces"):
+        response = client.get(path, params={"sort": sort})
+        assert (response.status_code, error_message(response)) == (
+            400,
+            f"Invalid sort field: {sort}",
+        )
+    assert mock.counters.server_errors == 0
+
+
+def test_sorting_by_a_field_that_is_null_on_some_items_puts_the_nulls_last(
+    client: httpx.Client, mock: MockBitbucket
+) -> None:
+    issue = next(i for i in mock.dataset.repositories[0].issues if len(i.comments) > 1)
+    path = f"{repo_path(mock)}/issues/{issue.id}/comments"
+    ascending = client.get(path, params={"sort": "updated_on"})
+    descending = client.get(path, params={"sort": "-updated_on"})
+    assert (ascending.status_code, descending.status_code) == (200, 200)
+    assert [c["id"] for c in ascending.json()["values"]] == [c.id for c in issue.comments]
+
+
+def test_a_pull_request_names_its_reviewers_and_participants_as_its_own_get_does(
+    client: httpx.Client, mock: MockBitbucket
+) -> None:
+    repository = mock.dataset.repositories[0]
+    pull_request = next(pr for pr in repository.pull_requests if pr.reviews and pr.comments)
+    body = client.get(f"{repo_path(mock)}/pullrequests/{pull_request.id}").json()
+    assert [r["account_id"] for r in body["reviewers"]] == [
+        r.account_id for r in pull_request.reviewers
+    ]
+    roles = {p["user"]["account_id"]: p["role"] for p in body["participants"]}
+    commenters = {c.author.account_id for c in pull_request.comments}
+    reviewers = {r.account_id for r in pull_request.reviewers}
+    assert roles == {
+        **dict.fromkeys(commenters, "PARTICIPANT"),
+        **dict.fromkeys(reviewers, "REVIEWER"),
+    }
+    for participant in body["participants"]:
+        assert participant["type"] == "participant"
+        assert participant["approved"] == (participant["state"] == "approved")
+        assert participant["state"] in {"approved", "changes_requested", None}
+
+
+def test_a_pull_request_listing_leaves_reviews_out_unless_fields_adds_them(
+    client: httpx.Client, mock: MockBitbucket
+) -> None:
+    path = f"{repo_path(mock)}/pullrequests"
+    plain = client.get(path, params={"state": "ALL"}).json()["values"]
+    assert not any("reviewers" in pr or "participants" in pr for pr in plain)
+    fields = "+values.reviewers,+values.participants"
+    added = client.get(path, params={"state": "ALL", "fields": fields}).json()["values"]
+    assert all("reviewers" in pr and "participants" in pr for pr in added)
+    only = client.get(path, params={"state": "ALL", "fields": "+values.reviewers"}).json()
+    assert all("reviewers" in pr and "participants" not in pr for pr in only["values"])
+
+
 # -- pages --------------------------------------------------------------------------------
 
 
@@ -333,7 +450,9 @@ def test_a_page_beyond_the_end_is_404_and_an_empty_listing_has_an_empty_first_pa
 ) -> None:
     beyond = client.get("/workspaces/acme/members", params={"page": 2})
     assert (beyond.status_code, error_message(beyond)) == (404, "Invalid page")
-    empty = client.get("/repositories").json()
+    repository = mock.dataset.repositories[0]
+    silent = next(pr for pr in repository.pull_requests if not pr.comments)
+    empty = client.get(f"{repo_path(mock)}/pullrequests/{silent.id}/comments").json()
     assert (empty["values"], empty["size"], "next" in empty) == ([], 0, False)
 
 
@@ -1040,6 +1159,96 @@ def test_counters_are_a_snapshot(mock: MockBitbucket, client: httpx.Client) -> N
     before = mock.counters
     client.get("/user")
     assert (before.calls, mock.counters.calls) == (0, 1)
+
+
+# -- bad input: every request gets Bitbucket's 4xx, is counted, and nothing raises -------------
+
+
+@pytest.mark.parametrize(
+    "host", ["bad host", "a/b", "user@api.bitbucket.org", "api.bitbucket.org:99999", "", "[zz]"]
+)
+def test_a_bad_host_header_is_400_with_the_error_envelope_and_counted(
+    mock: MockBitbucket, host: str
+) -> None:
+    headers = {"Host": host, "Authorization": mock.bearer().authorization()}
+    reply = mock.respond("GET", f"{API}/user", headers)
+    assert (reply.status, reply.header("Content-Type")) == (400, "application/json; charset=utf-8")
+    assert reply.body == (
+        b'{"type":"error","error":{"message":"Bad Request",'
+        b'"detail":"The request\'s URL or Host header is not valid"}}'
+    )
+    counters = mock.counters
+    assert (counters.calls, counters.bad_requests, counters.per_principal) == (1, 1, {})
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["ftp://api.bitbucket.org/2.0/user", "http:///2.0/user", "http://[::1/2.0/user", "user", ""],
+)
+def test_a_url_no_http_server_would_take_is_400_and_counted(mock: MockBitbucket, url: str) -> None:
+    assert mock.respond("GET", url, {"Authorization": mock.bearer().authorization()}).status == 400
+    assert (mock.counters.calls, mock.counters.bad_requests) == (1, 1)
+
+
+def test_a_host_with_a_port_or_an_ipv6_address_is_fine(mock: MockBitbucket) -> None:
+    bearer = mock.bearer().authorization()
+    for origin in ("http://127.0.0.1:8080", "http://[::1]:8080", "https://mock.test"):
+        host = origin.partition("://")[2]
+        reply = mock.respond("GET", f"{origin}/2.0/user", {"Host": host, "Authorization": bearer})
+        assert reply.status == 200
+
+
+def test_a_bug_inside_the_mock_is_a_counted_500_and_never_escapes_a_transport(
+    mock: MockBitbucket, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(_get: object) -> None:
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(mock._router, "route", broken)
+    with caplog.at_level(logging.ERROR, logger="bb_backoff.testing"), http(mock) as client:
+        response = client.get("/user", params={"access_token": "s3cret"})
+
+    async def via_async() -> int:
+        async with httpx.AsyncClient(
+            transport=mock.async_transport(),
+            base_url=API,
+            headers={"Authorization": mock.bearer().authorization()},
+        ) as client:
+            return (await client.get("/user")).status_code
+
+    assert (response.status_code, asyncio.run(via_async())) == (500, 500)
+    assert response.json()["error"] == {
+        "message": "Something went wrong",
+        "detail": "KeyError inside the mock: a bug in the mock",
+    }
+    counters = mock.counters
+    assert (counters.calls, counters.server_errors, counters.per_principal) == (
+        2,
+        2,
+        {"access-token": 2},
+    )
+    assert "the mock failed on GET" in caplog.text
+    assert "s3cret" not in caplog.text
+
+
+def test_a_request_refused_before_its_route_uses_its_slot_and_is_counted_once(
+    mock: MockBitbucket,
+) -> None:
+    """Every request the window admitted is in per_principal and in exactly one outcome."""
+    with http(mock) as client:
+        statuses = [
+            client.get("/repositories/acme", params={"sort": "links"}).status_code,
+            client.post("/user").status_code,
+            client.get("/repositories").status_code,
+            client.get("/repositories/acme", params={"pagelen": "x"}).status_code,
+        ]
+    counters = mock.counters
+    assert statuses == [400, 405, 410, 400]
+    assert (counters.calls, counters.bad_requests, counters.per_principal) == (
+        4,
+        4,
+        {"access-token": 4},
+    )
 
 
 # -- determinism and arguments -------------------------------------------------------------

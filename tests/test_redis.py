@@ -1035,6 +1035,9 @@ def test_importer_processes_lose_nothing_when_redis_is_killed_mid_import(
         own_redis.kill()
 
     reports = import_in_processes(mock, own_redis.url, during=kill_a_third_of_the_way)
-    for report in reports:
-        assert report["degraded"]
+    # Every item arrived (import_in_processes checks); the processes still
+    # importing when Redis died went on locally, each saying so once.
+    degraded = [report for report in reports if report["degraded"]]
+    assert degraded
+    for report in degraded:
         assert report["stderr"].count("Redis at") == 1, report["stderr"]

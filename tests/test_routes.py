@@ -149,3 +149,48 @@ def test_following_next_links_visits_every_member_once_in_ceil_size_over_pagelen
 def test_a_listing_without_pagelen_has_the_default_page_length(router: Router) -> None:
     page = body(router.route(get("/workspaces/acme/members")))
     assert (page["pagelen"], len(page["values"])) == (DEFAULT_PAGELEN, DEFAULT_PAGELEN)
+
+
+def listing_paths() -> list[str]:
+    repository = DATASET.repositories[0]
+    pull_request = next(pr for pr in repository.pull_requests if pr.comments)
+    issue = next(issue for issue in repository.issues if issue.comments)
+    base = f"/repositories/{repository.full_name}"
+    return [
+        "/user/workspaces",
+        "/workspaces/acme/members",
+        "/repositories/acme",
+        f"{base}/pullrequests",
+        f"{base}/issues",
+        f"{base}/pullrequests/{pull_request.id}/comments",
+        f"{base}/issues/{issue.id}/comments",
+    ]
+
+
+@pytest.mark.parametrize("path", listing_paths())
+def test_a_listing_sorts_by_each_scalar_field_of_its_items_and_refuses_the_others(
+    router: Router, path: str
+) -> None:
+    """A listing sorts by its items' top-level strings, numbers and booleans, nulls last.
+
+    A field null on every item may be a date or an object (an unassigned
+    issue's ``assignee``): it is sortable or refused, never a 500.
+    """
+    items = body(router.route(get(path, [("state", "ALL"), ("pagelen", "50")])))["values"]
+    fields = {field for item in items for field in item} - {"type"}
+    for field in sorted(fields):
+        values = [item[field] for item in items]
+        reply = router.route(get(path, [("state", "ALL"), ("pagelen", "50"), ("sort", field)]))
+        if all(value is None for value in values):
+            assert reply.status in {200, 400}, field
+        elif all(value is None or isinstance(value, str | int | float) for value in values):
+            assert reply.status == 200, field
+            ranked = [item[field] for item in body(reply)["values"]]
+            present = [value for value in ranked if value is not None]
+            assert present == sorted(present), field
+            assert ranked == present + [None] * (len(ranked) - len(present)), field
+        else:
+            assert (reply.status, body(reply)["error"]["message"]) == (
+                400,
+                f"Invalid sort field: {field}",
+            )

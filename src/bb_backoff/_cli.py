@@ -13,7 +13,9 @@
 ``schedule``
     the delay schedules of the default, legacy and GitLab policies.
 ``serve-mock``
-    the mock API as a real HTTP server, for manual and integration use.
+    the mock API as a real HTTP server, for manual and integration use: its
+    rate limit, 429 style, faults and OAuth credentials are options, and it
+    logs one line per request on stderr.
 ``rollout-report``
     the evidence a rollout step asks for: requests, errors, 429s and give-ups
     by flag variant, and whether the error rate increased with the flag on
@@ -37,6 +39,7 @@ import tomllib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import urlsplit
 
 import attrs
 
@@ -52,6 +55,7 @@ from ._version import __version__
 
 if TYPE_CHECKING:
     from ._bench import Row
+    from .testing import MockBitbucket
 
 DEFAULT_RESULTS: Final = Path("benchmarks") / "results"
 """Where the full default ``bench`` run writes, relative to this project's checkout."""
@@ -490,22 +494,64 @@ def _bench_real(args: argparse.Namespace, bench: Any, scenarios: list[Any]) -> i
 # -- serve-mock ----------------------------------------------------------------------
 
 
+def _served_mock(args: argparse.Namespace) -> MockBitbucket:
+    """The mock the ``serve-mock`` options describe.
+
+    Raises:
+        ValueError: what the options cannot check one by one (the fault rates' sum).
+    """
+    from .testing import Faults, MockBitbucket  # noqa: PLC0415
+
+    faults = Faults(
+        server_error_rate=args.server_error_rate,
+        reset_rate=args.reset_rate,
+        timeout_rate=args.timeout_rate,
+        slow_rate=args.slow_rate,
+        slow_seconds=args.slow_seconds,
+        outage_start=args.outage_start,
+        outage_seconds=args.outage_seconds,
+    )
+    return MockBitbucket(
+        seed=args.seed,
+        limit=args.limit,
+        window=args.window,
+        hint=args.hint,
+        token_headers=args.token_headers,
+        json_429=args.json_429,
+        faults=faults,
+        latency=args.latency,
+    )
+
+
 def _serve_mock(args: argparse.Namespace) -> int:
     try:
         import uvicorn  # noqa: F401, PLC0415 (checked here for a clear message)
     except ImportError:
         print("serve-mock needs uvicorn: pip install 'bb-backoff[mock]'", file=sys.stderr)
         return 1
-    from .testing import MockBitbucket, serve_mock  # noqa: PLC0415
+    from .testing import serve_mock  # noqa: PLC0415
 
-    mock = MockBitbucket(seed=args.seed, limit=args.limit, window=args.window, hint=args.hint)
-    with serve_mock(mock, host=args.host, port=args.port) as base_url:
+    try:
+        mock = _served_mock(args)
+    except ValueError as error:
+        print(f"bb-backoff serve-mock: error: {error}", file=sys.stderr)
+        return 2
+
+    def log(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    with serve_mock(mock, host=args.host, port=args.port, access_log=log) as base_url:
         print(f"base_url: {base_url}")
         print(f"token: {mock.access_token}")
         print(f"basic: {mock.email} {mock.api_token}")
+        if args.oauth:
+            origin = base_url.removesuffix(urlsplit(mock.base_url).path)
+            print(f"oauth client: {mock.client_id} {mock.client_secret}")
+            print(f"oauth refresh token: {mock.refresh_token}")
+            print(f"oauth token url: {origin}{urlsplit(mock.token_url).path}")
         print(
             f"rate limit: {args.limit} requests per {args.window:g} s (rolling), "
-            f"429 hint: {args.hint}; Ctrl-C stops",
+            f"429 hint: {args.hint}; one line per request on stderr; Ctrl-C stops",
             flush=True,
         )
         try:
@@ -702,6 +748,76 @@ def _png(text: str) -> Path:
     return path
 
 
+def _share(text: str) -> float:
+    value: float = _number(float, inclusive=True)(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"must be a share from 0 to 1, got {text}")
+    return value
+
+
+def _serve_mock_options(serve: argparse.ArgumentParser) -> None:
+    seconds = _number(float, inclusive=True)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument(
+        "--port", type=_number(int, inclusive=True), default=0, help="port (0: a free one)"
+    )
+    serve.add_argument("--limit", type=_number(int), default=1000, help="requests per window")
+    serve.add_argument(
+        "--window", type=_number(float), default=3600.0, help="the window, in seconds"
+    )
+    serve.add_argument(
+        "--hint",
+        choices=["none", "retry-after", "retry-after-date", "reset"],
+        default="none",
+        help="how 429s say when to come back (none is Bitbucket's usual)",
+    )
+    serve.add_argument(
+        "--token-headers",
+        action="store_true",
+        help="send X-RateLimit-Limit, -Resource and -NearLimit on access-token requests",
+    )
+    serve.add_argument(
+        "--json-429",
+        action="store_true",
+        help="answer 429 with the JSON error envelope, not Bitbucket's usual plain text",
+    )
+    serve.add_argument(
+        "--oauth",
+        action="store_true",
+        help="also print the OAuth consumer, its refresh token and the served token URL",
+    )
+    serve.add_argument("--seed", type=_number(int, inclusive=True), default=0, help="dataset seed")
+    serve.add_argument("--latency", type=seconds, default=0.0, help="seconds every answer takes")
+    faults = serve.add_argument_group("faults", "drawn per request; the rates sum to at most 1")
+    faults.add_argument(
+        "--server-error-rate", type=_share, default=0.0, help="share answered 500, 502 or 503"
+    )
+    faults.add_argument(
+        "--reset-rate", type=_share, default=0.0, help="share of connections dropped mid-answer"
+    )
+    faults.add_argument(
+        "--timeout-rate",
+        type=_share,
+        default=0.0,
+        help="share answered only after --slow-seconds (a client's read timeout fires first)",
+    )
+    faults.add_argument(
+        "--slow-rate", type=_share, default=0.0, help="share answered --slow-seconds late"
+    )
+    faults.add_argument(
+        "--slow-seconds", type=seconds, default=10.0, help="how late a slow answer comes"
+    )
+    faults.add_argument(
+        "--outage-start",
+        type=seconds,
+        default=0.0,
+        help="seconds after start when every API request starts getting 503",
+    )
+    faults.add_argument(
+        "--outage-seconds", type=seconds, default=0.0, help="how long the outage lasts (0: none)"
+    )
+
+
 # -- the parser -------------------------------------------------------------------------
 
 
@@ -856,19 +972,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="The mock Bitbucket Cloud API over real HTTP, until Ctrl-C.",
         formatter_class=_HelpFormatter,
     )
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    serve.add_argument(
-        "--port", type=_number(int, inclusive=True), default=0, help="port (0: a free one)"
-    )
-    serve.add_argument("--limit", type=positive_int, default=1000, help="requests per window")
-    serve.add_argument("--window", type=positive, default=3600.0, help="the window, in seconds")
-    serve.add_argument(
-        "--hint",
-        choices=["none", "retry-after", "retry-after-date", "reset"],
-        default="none",
-        help="how 429s say when to come back (none is Bitbucket's usual)",
-    )
-    serve.add_argument("--seed", type=_number(int, inclusive=True), default=0, help="dataset seed")
+    _serve_mock_options(serve)
     serve.set_defaults(run=_serve_mock)
 
     _add_rollout_report(commands)

@@ -7,9 +7,11 @@ call from these functions, so the sync and async helpers cannot drift apart.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, cast
 from urllib.parse import quote, urlsplit
+
+from ._exceptions import InvalidResponse
 
 DEFAULT_PAGELEN: Final = 50
 """The page length GitLab's importer asks for."""
@@ -129,15 +131,54 @@ def repo(workspace: str, repo_slug: str) -> str:
     return _repo(workspace, repo_slug)
 
 
-def repos(workspace: str | None, role: str | None, pagelen: int) -> tuple[str, dict[str, Any]]:
-    """``/repositories?role=member&sort=created_on`` or ``/repositories/{workspace}``."""
-    path = (
-        "/repositories"
-        if workspace is None
-        else f"/repositories/{_segment('workspace', workspace)}"
-    )
+def user_workspaces(pagelen: int) -> tuple[str, dict[str, Any]]:
+    """``/user/workspaces``: the workspaces the caller can reach, one ``workspace_access`` each."""
+    return _listing("/user/workspaces", pagelen)
+
+
+def repos(workspace: str, role: str | None, pagelen: int) -> tuple[str, dict[str, Any]]:
+    """``/repositories/{workspace}?role=member&sort=created_on``."""
     extra = {"role": role} if role is not None else {}
-    return _listing(path, pagelen, sort="created_on", **extra)
+    return _listing(
+        f"/repositories/{_segment('workspace', workspace)}", pagelen, sort="created_on", **extra
+    )
+
+
+def workspace_slug(access: object) -> str:
+    """The workspace a ``/user/workspaces`` row names: its slug, else its UUID in braces.
+
+    Raises:
+        InvalidResponse: the row names no workspace.
+    """
+    workspace = access.get("workspace", access) if isinstance(access, dict) else None
+    if isinstance(workspace, dict):
+        for key in ("slug", "uuid"):
+            value = workspace.get(key)
+            if isinstance(value, str) and value:
+                return value
+    raise InvalidResponse("a /user/workspaces row names no workspace (no slug or uuid)")
+
+
+def _each_workspace(workspaces: Iterator[Any], listing: Callable[[str], Any]) -> Iterator[Any]:
+    seen: set[str] = set()
+    for access in workspaces:
+        slug = workspace_slug(access)
+        # Listings may repeat an item: each workspace is listed once.
+        if slug not in seen:
+            seen.add(slug)
+            yield from listing(slug)
+
+
+async def _each_workspace_async(
+    workspaces: AsyncIterator[Any], listing: Callable[[str], Any]
+) -> AsyncIterator[Any]:
+    seen: set[str] = set()
+    async for access in workspaces:
+        slug = workspace_slug(access)
+        if slug not in seen:
+            seen.add(slug)
+            async for item in listing(slug):
+                yield item
 
 
 def user() -> str:
@@ -214,6 +255,14 @@ class Endpoints(Generic[_JsonT, _TextT, _ItemsT]):
         """One repository."""
         return self.get(repo(workspace, repo_slug))
 
+    def workspaces(self, *, pagelen: int = DEFAULT_PAGELEN) -> _ItemsT:
+        """The workspaces the account can reach (``/user/workspaces``).
+
+        Each item is a ``workspace_access``: ``{"administrator": bool,
+        "workspace": {"slug": ..., "uuid": ..., ...}}``.
+        """
+        return self.paginate(*user_workspaces(pagelen))
+
     def repos(
         self,
         workspace: str | None = None,
@@ -221,8 +270,36 @@ class Endpoints(Generic[_JsonT, _TextT, _ItemsT]):
         role: str | None = "member",
         pagelen: int = DEFAULT_PAGELEN,
     ) -> _ItemsT:
-        """Repositories by the account's role (``None``: all it can see), or one workspace's."""
-        return self.paginate(*repos(workspace, role, pagelen))
+        """One workspace's repositories, or those of every workspace the account reaches.
+
+        Atlassian removed the cross-workspace ``GET /2.0/repositories``
+        (CHANGE-2770), so without ``workspace`` this walks ``/user/workspaces``
+        and lists ``/repositories/{workspace}`` for each workspace in turn,
+        as GitLab's importer does: one more listing per workspace.
+
+        Args:
+            workspace: the workspace's slug (or UUID in braces); ``None``
+                for every workspace the account reaches.
+            role: keep the repositories on which the account has this role
+                (``"member"``, ``"contributor"``, ``"admin"``, ``"owner"``);
+                ``None`` for all it can see.
+            pagelen: items per page, 1 to 100.
+
+        Raises:
+            ValueError: a bad ``workspace`` or ``pagelen``, naming it.
+            InvalidResponse: (while iterating) a ``/user/workspaces`` row
+                names no workspace.
+        """
+        if workspace is not None:
+            return self.paginate(*repos(workspace, role, pagelen))
+        workspaces = self.workspaces(pagelen=pagelen)
+
+        def listing(slug: str) -> _ItemsT:
+            return self.paginate(*repos(slug, role, pagelen))
+
+        if isinstance(workspaces, AsyncIterator):
+            return cast("_ItemsT", _each_workspace_async(workspaces, listing))
+        return cast("_ItemsT", _each_workspace(cast("Iterator[Any]", workspaces), listing))
 
     def user(self) -> _JsonT:
         """The authenticated account."""

@@ -1,6 +1,8 @@
 """The benchmark's workload: an importer in the shape of GitLab's Bitbucket Cloud importer.
 
-The import is a graph of tasks discovered as it goes: the repository list
+The import is a graph of tasks discovered as it goes: the workspace list
+(``/user/workspaces``: Atlassian removed the cross-workspace repository list)
+yields each workspace's repository and member lists, the repository list
 yields repositories, a repository yields its pull-request and issue lists, a
 pull request yields its comments and diff, and every listing yields its next
 page.  :class:`ImportState` is the pure part (what a fetched body means and
@@ -37,11 +39,8 @@ class Task:
 
 
 def initial_tasks() -> list[Task]:
-    """Where an import starts: who am I, and which repositories."""
-    return [
-        Task("user", "/user"),
-        Task("repositories", f"/repositories?role=member&sort=created_on&pagelen={PAGELEN}"),
-    ]
+    """Where an import starts: who am I, and which workspaces I reach."""
+    return [Task("user", "/user"), Task("workspaces", _listing("/user/workspaces"))]
 
 
 def repository_task(full_name: str) -> Task:
@@ -83,16 +82,26 @@ class ImportState:
     def _on_user(self, _task: Task, _body: Any) -> list[Task]:
         return []
 
-    def _on_repositories(self, _task: Task, body: Any) -> list[Task]:
+    def _on_workspaces(self, _task: Task, body: Any) -> list[Task]:
         tasks = []
-        for repository in body["values"]:
-            full_name = repository["full_name"]
-            tasks.append(Task("repository", f"/repositories/{_path(full_name)}", (full_name,)))
-            workspace = full_name.split("/")[0]
+        for access in body["values"]:
+            workspace = access["workspace"]["slug"]
+            # A listing may repeat a row: each workspace is imported once.
             if workspace not in self._workspaces:
                 self._workspaces.add(workspace)
-                tasks.append(Task("members", _listing(f"/workspaces/{quote(workspace)}/members")))
+                segment = quote(workspace, safe="")
+                tasks.append(
+                    Task(
+                        "repositories",
+                        _listing(f"/repositories/{segment}", role="member", sort="created_on"),
+                    )
+                )
+                tasks.append(Task("members", _listing(f"/workspaces/{segment}/members")))
         return tasks
+
+    def _on_repositories(self, _task: Task, body: Any) -> list[Task]:
+        names = [repository["full_name"] for repository in body["values"]]
+        return [Task("repository", f"/repositories/{_path(name)}", (name,)) for name in names]
 
     def _on_repository(self, task: Task, body: Any) -> list[Task]:
         (full_name,) = task.context
@@ -177,7 +186,7 @@ def _path(full_name: str) -> str:
 
 
 @attrs.define
-class Outcome:
+class ImportResult:
     """How one import went, by the shared clock."""
 
     state: ImportState
@@ -232,7 +241,7 @@ async def import_async(
     workers: int,
     clock: Callable[[], float],
     start: Iterable[Task] | None = None,
-) -> Outcome:
+) -> ImportResult:
     """Run a whole import with ``workers`` tasks sharing one queue.
 
     ``start``: the first tasks (default: :func:`initial_tasks`, the whole
@@ -273,12 +282,12 @@ async def import_async(
             running.cancel()
         await asyncio.gather(*pool, return_exceptions=True)
         await fetcher.aclose()
-    return Outcome(state, clock() - started, tally.latencies, tally.give_ups, tally.errors)
+    return ImportResult(state, clock() - started, tally.latencies, tally.give_ups, tally.errors)
 
 
 def import_sync(
     fetcher: SyncFetcher, workers: int, clock: Callable[[], float], threads: VirtualThreads
-) -> Outcome:
+) -> ImportResult:
     """Run a whole import with ``workers`` threads taking turns on virtual time."""
     state = ImportState()
     tally = _Tally(clock)
@@ -311,7 +320,7 @@ def import_sync(
         threads.run([worker] * workers)
     finally:
         fetcher.close()
-    return Outcome(state, clock() - started, tally.latencies, tally.give_ups, tally.errors)
+    return ImportResult(state, clock() - started, tally.latencies, tally.give_ups, tally.errors)
 
 
 def _enqueue(put: Callable[[Task], object], tasks: Iterable[Task]) -> None:

@@ -19,7 +19,7 @@ import attrs
 from .._timing import default_clock
 from ..testing import MockBitbucket, VirtualClock, VirtualThreads, run_virtual, serve_mock
 from ._contenders import CONTENDERS, Arena, Contender, contender_named
-from ._importer import PAGELEN, AsyncFetcher, Outcome, SyncFetcher, import_async, import_sync
+from ._importer import PAGELEN, AsyncFetcher, ImportResult, SyncFetcher, import_async, import_sync
 from ._scenarios import Scenario
 
 BASE_URL: Final = "https://api.bitbucket.org/2.0"
@@ -122,7 +122,7 @@ def _row(
     scenario: Scenario,
     contender: Contender,
     mock: MockBitbucket,
-    outcome: Outcome,
+    result: ImportResult,
     *,
     workers: int,
     clock: str,
@@ -137,8 +137,8 @@ def _row(
         mode=contender.mode,
         workers=workers,
         # No bound (no rate limit, no latency) or no quota: the ratio means nothing.
-        time_ratio=outcome.seconds / bound if 0 < bound < math.inf else math.inf,
-        seconds=outcome.seconds,
+        time_ratio=result.seconds / bound if 0 < bound < math.inf else math.inf,
+        seconds=result.seconds,
         lower_bound=bound,
         calls=counters.calls,
         rate_limited=counters.rate_limited,
@@ -146,12 +146,12 @@ def _row(
         # already counted as needed (a retried diff repeats its redirect).
         wasted=(counters.calls - min(counters.ok, needed)) / needed,
         calls_needed=needed,
-        lost=outcome.state.lost(expected),
-        duplicates=outcome.state.duplicates(),
+        lost=result.state.lost(expected),
+        duplicates=result.state.duplicates(),
         items=sum(len(keys) for keys in expected.values()),
-        give_ups=outcome.give_ups,
-        p99_request=_percentile(outcome.latencies, 0.99),
-        longest_request=max(outcome.latencies, default=0.0),
+        give_ups=result.give_ups,
+        p99_request=_percentile(result.latencies, 0.99),
+        longest_request=max(result.latencies, default=0.0),
         outage_calls=counters.outage_calls,
         clock=clock,
     )
@@ -200,7 +200,7 @@ def run_one(
         )
         fetcher = _as_sync(contender.build(arena))
         with contender.patched(arena):
-            outcome = import_sync(fetcher, workers, clock.monotonic, threads)
+            result = import_sync(fetcher, workers, clock.monotonic, threads)
     else:
         mock = _mock_for(scenario, seed, clock=clock.monotonic, now=clock.time)
         arena = Arena(
@@ -213,13 +213,13 @@ def run_one(
             configured_limit=_configured_limit(scenario),
         )
 
-        async def main() -> Outcome:
+        async def main() -> ImportResult:
             fetcher = _as_async(contender.build(arena))
             return await import_async(fetcher, workers, clock.monotonic)
 
         with contender.patched(arena):
-            outcome = run_virtual(main(), clock)
-    return _row(scenario, contender, mock, outcome, workers=workers, clock="virtual")
+            result = run_virtual(main(), clock)
+    return _row(scenario, contender, mock, result, workers=workers, clock="virtual")
 
 
 def _configured_limit(scenario: Scenario) -> int | None:
@@ -307,7 +307,7 @@ def run_real(
             scale=scale,
             configured_limit=_configured_limit(scaled),
         )
-        outcome = asyncio.run(
+        result = asyncio.run(
             import_async(_as_async(contender.build(arena)), workers, default_clock)
         )
-    return _row(scaled, contender, mock, outcome, workers=workers, clock="real")
+    return _row(scaled, contender, mock, result, workers=workers, clock="real")

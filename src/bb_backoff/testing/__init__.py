@@ -8,8 +8,9 @@ rate limits and faults; :func:`serve_mock` serves it over real HTTP (needs
 
 from ._clock import VirtualClock
 from ._dataset import Dataset, DatasetSize
-from ._mock import Faults, MockBitbucket, MockCounters
-from ._routes import MockReply
+from ._faults import Faults
+from ._mock import MockBitbucket, MockCounters
+from ._replies import MockReply
 from ._server import serve_mock
 from ._virtual import VirtualEventLoop, VirtualThreads, run_virtual
 

@@ -25,6 +25,8 @@ HTML_BASE: Final = "https://bitbucket.org"
 
 PULL_REQUEST_STATES: Final = ("OPEN", "MERGED", "DECLINED", "SUPERSEDED")
 """Every pull-request state; ``state=ALL`` asks for all of them."""
+REVIEW_STATES: Final = ("approved", "changes_requested", None)
+"""A reviewer's verdict on a pull request, as a participant's ``state`` says it."""
 
 # Weights that look like a real repository's history: most pull requests merged.
 _STATE_WEIGHTS: Final = (15, 65, 15, 5)
@@ -159,6 +161,7 @@ class Account:
             "links": {
                 "self": _href(f"{api}/users/{self.uuid}"),
                 "html": _href(f"{HTML_BASE}/{self.uuid}/"),
+                "avatar": _href(f"{HTML_BASE}/account/{self.nickname}/avatar/"),
             },
         }
 
@@ -195,6 +198,8 @@ class PullRequest:
         destination_hash: the destination commit (40 hex digits).
         comments: its comments, oldest first.
         diff: its unified diff.
+        reviews: its reviewers, each with its verdict (one of
+            :data:`REVIEW_STATES`); never the author.
     """
 
     id: int
@@ -207,6 +212,35 @@ class PullRequest:
     destination_hash: str
     comments: tuple[Comment, ...]
     diff: str
+    reviews: tuple[tuple[Account, str | None], ...] = ()
+
+    @property
+    def reviewers(self) -> tuple[Account, ...]:
+        """The accounts asked to review it."""
+        return tuple(account for account, _verdict in self.reviews)
+
+    def participants_json(self, api: str) -> list[dict[str, Any]]:
+        """The ``participants`` list: the reviewers, then everyone else who commented.
+
+        A participant's ``participated_on`` is the time of its last comment
+        (a reviewer who never commented: the pull request's last activity,
+        or ``null`` if it has not given a verdict).
+        """
+        last_comment: dict[Account, float] = {}
+        for comment in self.comments:
+            last_comment[comment.author] = comment.created_on
+        activity = _last_activity(self.created_on, self.comments)
+        participants = []
+        for account, verdict in self.reviews:
+            when = last_comment.get(account, activity if verdict is not None else None)
+            participants.append(_participant(account, "REVIEWER", verdict, when, api))
+        reviewers = set(self.reviewers)
+        participants += (
+            _participant(account, "PARTICIPANT", None, when, api)
+            for account, when in last_comment.items()
+            if account not in reviewers
+        )
+        return participants
 
     def diff_spec(self, full_name: str) -> str:
         """The diff path's last part: ``ws/repo:{source}%0D{destination}`` (12-digit hashes).
@@ -309,12 +343,22 @@ class Repository:
             "links": {"self": _href(f"{api}/repositories/{self.full_name}")},
         }
 
-    def pull_request_json(self, pull_request: PullRequest, api: str) -> dict[str, Any]:
-        """One pull request's payload (``{"type": "pullrequest", ...}``)."""
+    def pull_request_json(
+        self, pull_request: PullRequest, api: str, *, reviews: bool = True
+    ) -> dict[str, Any]:
+        """One pull request's payload (``{"type": "pullrequest", ...}``).
+
+        Args:
+            pull_request: the pull request.
+            api: the API base the links point at.
+            reviews: include ``reviewers`` and ``participants``, as the
+                pull request's own GET does; listings leave them out unless
+                asked with ``fields=+values.reviewers,+values.participants``.
+        """
         base = f"{api}/repositories/{self.full_name}/pullrequests/{pull_request.id}"
         repository = self.summary(api)
         closed = pull_request.state in {"MERGED", "DECLINED", "SUPERSEDED"}
-        return {
+        payload: dict[str, Any] = {
             "type": "pullrequest",
             "id": pull_request.id,
             "title": pull_request.title,
@@ -343,6 +387,10 @@ class Repository:
                 "diff": _href(f"{base}/diff"),
             },
         }
+        if reviews:
+            payload["reviewers"] = [account.to_json(api) for account in pull_request.reviewers]
+            payload["participants"] = pull_request.participants_json(api)
+        return payload
 
     def pull_request_comment_json(
         self, pull_request: PullRequest, comment: Comment, api: str
@@ -424,6 +472,19 @@ class Repository:
         }
 
 
+def _participant(
+    account: Account, role: str, verdict: str | None, when: float | None, api: str
+) -> dict[str, Any]:
+    return {
+        "type": "participant",
+        "user": account.to_json(api),
+        "role": role,
+        "approved": verdict == "approved",
+        "state": verdict,
+        "participated_on": None if when is None else timestamp(when),
+    }
+
+
 def _content(raw: str) -> dict[str, str]:
     return {"type": "rendered", "raw": raw, "markup": "markdown", "html": f"<p>{raw}</p>"}
 
@@ -481,6 +542,8 @@ class Dataset:
         # A string seed keeps this stream independent of the fault stream a
         # mock with the same seed draws from.
         rng = random.Random(f"dataset:{seed}")  # noqa: S311 (reproducible test data, not secrets)
+        # Reviews draw from a stream of their own, so adding them changed no other value.
+        reviews = random.Random(f"reviews:{seed}")  # noqa: S311 (ditto)
         members = tuple(_account(rng, index) for index in range(size.members))
         slugs = _unique_slugs(rng, size.repositories)
         created = _HISTORY_START
@@ -490,6 +553,7 @@ class Dataset:
             repositories.append(
                 _repository(
                     rng,
+                    reviews,
                     workspace=WORKSPACE_SLUG,
                     slug=slug,
                     created_on=created,
@@ -513,6 +577,60 @@ class Dataset:
             if repository.slug == slug:
                 return repository
         return None
+
+    @property
+    def workspace_name(self) -> str:
+        """The workspace's display name (``"Acme"``)."""
+        return self.workspace.capitalize()
+
+    def workspace_json(self, api: str) -> dict[str, Any]:
+        """The workspace's payload (``{"type": "workspace", ...}``), as its own GET answers."""
+        base = f"{api}/workspaces/{self.workspace}"
+        return {
+            "type": "workspace",
+            "uuid": self.workspace_uuid,
+            "name": self.workspace_name,
+            "slug": self.workspace,
+            "is_private": True,
+            "is_privacy_enforced": False,
+            "created_on": timestamp(_HISTORY_START),
+            "updated_on": timestamp(
+                max((r.updated_on for r in self.repositories), default=_HISTORY_START)
+            ),
+            "links": {
+                "self": _href(base),
+                "html": _href(f"{HTML_BASE}/{self.workspace}/"),
+                "avatar": _href(f"{HTML_BASE}/workspaces/{self.workspace}/avatar/"),
+                "members": _href(f"{base}/members"),
+                "owners": _href(f"{base}/members?q=permission%3D%22owner%22"),
+                "projects": _href(f"{base}/projects"),
+                "repositories": _href(f"{api}/repositories/{self.workspace}"),
+                "snippets": _href(f"{api}/snippets/{self.workspace}"),
+            },
+        }
+
+    def workspace_access_json(self, api: str, *, administrator: bool) -> dict[str, Any]:
+        """One row of ``/user/workspaces`` (``{"type": "workspace_access", ...}``).
+
+        Args:
+            api: the API base the links point at.
+            administrator: whether the caller administers the workspace.
+        """
+        return {
+            "type": "workspace_access",
+            "administrator": administrator,
+            "workspace": {
+                "type": "workspace_base",
+                "uuid": self.workspace_uuid,
+                "name": self.workspace_name,
+                "slug": self.workspace,
+                "links": {
+                    "self": _href(f"{api}/workspaces/{self.workspace}"),
+                    "html": _href(f"{HTML_BASE}/{self.workspace}/"),
+                    "avatar": _href(f"{HTML_BASE}/workspaces/{self.workspace}/avatar/"),
+                },
+            },
+        }
 
     def member_json(self, member: Account, api: str) -> dict[str, Any]:
         """One workspace membership's payload (``{"type": "workspace_membership", ...}``)."""
@@ -559,8 +677,9 @@ class Dataset:
     def requests_needed(self, pagelen: int = 50) -> int:
         """The successful HTTP calls a complete import makes, at the least.
 
-        The importer's flow: ``/user``; the ``/repositories?role=member``
-        listing; per repository its GET, the pull-request listing
+        The importer's flow: ``/user``; the ``/user/workspaces`` listing
+        (one workspace); its ``/repositories/{workspace}`` listing; per
+        repository its GET, the pull-request listing
         (``state=ALL``), per pull request its comment listing and its diff (two
         calls: the redirect and its target), the issue listing, per issue its
         comment listing; and the workspace's member listing.  A listing costs
@@ -581,7 +700,9 @@ class Dataset:
         if not 1 <= pagelen <= PAGELEN_MAX:
             raise ValueError(f"pagelen must be from 1 to {PAGELEN_MAX}, got {pagelen}")
         pull_request_pagelen = min(pagelen, PULL_REQUEST_PAGELEN_MAX)
-        calls = 1 + _pages(len(self.repositories), pagelen) + _pages(len(self.members), pagelen)
+        workspaces = _pages(1, pagelen)
+        calls = 1 + workspaces + _pages(len(self.repositories), pagelen)
+        calls += _pages(len(self.members), pagelen)
         for repository in self.repositories:
             calls += 1 + _pages(len(repository.pull_requests), pull_request_pagelen)
             for pull_request in repository.pull_requests:
@@ -655,8 +776,22 @@ def _diff(rng: random.Random, pull_request_id: int) -> str:
     return "".join(parts)
 
 
+def _reviews(
+    rng: random.Random, state: str, author: Account, members: tuple[Account, ...]
+) -> tuple[tuple[Account, str | None], ...]:
+    candidates = [member for member in members if member != author]
+    chosen = rng.sample(candidates, rng.randint(0, min(2, len(candidates))))
+    # Merged pull requests were approved; closed ones were not.
+    verdicts: tuple[str | None, ...] = {
+        "MERGED": ("approved",),
+        "OPEN": REVIEW_STATES,
+    }.get(state, ("changes_requested", None))
+    return tuple((reviewer, rng.choice(verdicts)) for reviewer in chosen)
+
+
 def _repository(
     rng: random.Random,
+    review_rng: random.Random,
     *,
     workspace: str,
     slug: str,
@@ -689,6 +824,10 @@ def _repository(
                 ),
                 diff=_diff(rng, number),
             )
+        )
+        drawn = pull_requests[-1]
+        pull_requests[-1] = attrs.evolve(
+            drawn, reviews=_reviews(review_rng, drawn.state, drawn.author, members)
         )
     milestones = tuple(f"v{major}.{minor}" for major in (1, 2) for minor in range(3))
     issues = []

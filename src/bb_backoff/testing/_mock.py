@@ -7,46 +7,44 @@ headers, body) into a :class:`MockReply`: the status, headers and body to
 send, how long to wait before sending them, and whether to fail the
 connection instead.  It reads the injected clocks and changes the mock's
 state (rate windows, OAuth tokens, counters) under one lock, but never
-sleeps and never touches a socket.  Three thin drivers do the I/O: the sync
-httpx transport (waits with ``sleep``), the async transport and the ASGI app
-(wait with ``async_sleep``), so all three behave alike.
+sleeps, never touches a socket and never raises: every request, however
+malformed, gets a reply and lands in exactly one counter.  Thin drivers
+(``_drivers``) do the I/O: httpx handlers under ``httpx.MockTransport``
+(sync and async) and an ASGI app, so all of them behave alike.
 
 A request goes through these steps, in Bitbucket's order:
 
-1. a step queued with :meth:`MockBitbucket.script`, if one matches;
-2. the OAuth token endpoint, if the path is the token URL's;
-3. a full outage, if one is on (every API request: 503 from the proxy);
-4. authentication (no principal: 401);
-5. the principal's rolling rate window (full: 429);
-6. a fault drawn from the seeded generator (5xx, reset, timeout, slow);
-7. the route: a resource, a page of a listing, a redirect, or 400/404/405
-   (``_routes`` maps the paths to their replies).
+1. its URL: a ``Host`` that is no host, or a scheme that is not HTTP, is 400;
+2. a step queued with :meth:`MockBitbucket.script`, if one matches;
+3. the OAuth token endpoint, if the path is the token URL's (``_accounts``);
+4. a full outage, if one is on (every API request: 503 from the proxy);
+5. authentication (no principal: 401; ``_accounts``);
+6. the principal's rolling rate window (full: 429; ``_ratelimit``);
+7. a fault drawn from the seeded generator (5xx, reset, timeout, slow;
+   ``_faults``);
+8. the route: a resource, a page of a listing, a redirect, or the 4xx
+   Bitbucket gives (``_routes`` maps the paths to their replies).
 
-Rate windows are per principal: the workspace access token, the user (API
-token with email) and the OAuth consumer each get ``limit`` requests per
-``window`` seconds (``_ratelimit`` keeps the windows and the share of other
-consumers).
+An exception inside any step is the mock's own bug: it is answered 500
+with Bitbucket's error envelope and counted, never raised.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import inspect
-import math
+import logging
 import random
-import string
+import re
 import threading
 from collections import Counter
 from collections.abc import Callable, Mapping
-from email.utils import formatdate
 from typing import Final, TypeAlias
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import SplitResult, parse_qsl, urlsplit
 
 import attrs
 import httpx
 
 from .._auth import TOKEN_URL, BasicAuth, BearerToken, OAuth2, OAuth2Tokens
+from .._exceptions import redact_url
 from .._timing import (
     AsyncSleep,
     Clock,
@@ -55,137 +53,34 @@ from .._timing import (
     default_clock,
     default_now,
     default_sleep,
-    duration,
-    finite,
     to_seconds,
 )
-from ._dataset import Account, Dataset, DatasetSize
-from ._ratelimit import RateLimiter
-from ._routes import (
-    JSON_CONTENT_TYPE,
-    Fault,
-    Get,
-    Headers,
-    MockReply,
-    Query,
-    Router,
-    error_reply,
-    json_reply,
+from ._accounts import STATUS_UNAUTHORIZED, Accounts, Principal
+from ._dataset import Dataset, DatasetSize
+from ._drivers import AccessLog, HTTPXHandlers, MockASGIApp
+from ._faults import (
+    SERVER_ERROR_MESSAGES,
+    Faults,
+    draw_fault,
+    reset_reply,
+    timeout_reply,
+    unavailable_reply,
 )
-from ._server import MockASGIApp
+from ._ratelimit import HINT_MODES, STATUS_TOO_MANY, RateLimiter, RateLimitStyle
+from ._replies import MockReply, error_reply, with_headers
+from ._routes import Get, Query, Router
 
-HINT_MODES: Final = ("none", "retry-after", "retry-after-date", "reset")
-"""The values of ``MockBitbucket(hint=...)``."""
-RATE_LIMIT_BODY: Final = b"Rate limit for this resource has been exceeded"
-"""Bitbucket's plain-text 429 body (46 bytes)."""
-RATE_LIMIT_REASON: Final = b"Unknown Status Code"
-"""The reason phrase Bitbucket's 429s often carry."""
-OAUTH_TOKEN_LIFETIME: Final = 7200.0
-"""Seconds an OAuth access token lives."""
-EXPIRED_MESSAGE: Final = (
-    "Access token expired. Use your refresh token to obtain a new access token."
-)
-"""The 401 message for an expired OAuth access token."""
-DEFAULT_READ_TIMEOUT: Final = 5.0
-"""Seconds a transport waits on a timeout fault when the request sets no read timeout."""
-ACCESS_TOKEN_PRINCIPAL: Final = "access-token"  # noqa: S105 (a label, not a secret)
-"""The :attr:`MockCounters.per_principal` key of the workspace access token."""
+logger: Final = logging.getLogger("bb_backoff.testing")
 
-# X-RateLimit-NearLimit turns true when fewer than this share of the limit remain.
-_NEAR_LIMIT_SHARE: Final = 0.2
-_STATUS_UNAUTHORIZED: Final = 401
+_STATUS_BAD_REQUEST: Final = 400
 _STATUS_NOT_FOUND: Final = 404
-_STATUS_TOO_MANY: Final = 429
 _STATUS_SERVER_ERROR: Final = 500
-_STATUS_UNAVAILABLE: Final = 503
-_HTML_503: Final = (
-    b"<html><body><h1>503 Service Unavailable</h1>\n"
-    b"No server is available to handle this request.\n</body></html>\n"
-)
-_SERVER_ERROR_MESSAGES: Final = {
-    500: "Internal server error",
-    502: "Bad gateway",
-    503: "Service unavailable",
-    504: "Gateway timeout",
-}
-# A reset over a real socket sends the start of a body that never finishes.
-_RESET_BODY: Final = b'{"type": "pullrequest", "id": 1, "title": "'
-_SCOPES: Final = "account repository pullrequest issue"
-_SECRET_ALPHABET: Final = string.ascii_letters + string.digits
+# A host name, an IPv4 address or a bracketed IPv6 address, and an optional port.
+_HOST: Final = re.compile(r"([A-Za-z0-9_.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::([0-9]{1,5}))?")
+_MAX_PORT: Final = 65535
 
 Step: TypeAlias = int | str | httpx.Response
 """A scripted step: an error status (400-599), ``"reset"``, ``"timeout"`` or a response."""
-
-
-def _rate(_instance: object, field: attrs.Attribute[float], value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
-        raise ValueError(f"{field.name} must be a probability from 0 to 1, got {value!r}")
-
-
-@attrs.frozen
-class Faults:
-    """Faults the mock injects, each drawn per request from the seeded generator.
-
-    A request that passed authentication and its rate window meets at most
-    one fault: one draw decides which, so the rates must sum to at most 1.
-    Faulted requests count against the rate window, as they do at Bitbucket.
-
-    A full outage is not drawn: for ``outage_seconds`` from ``outage_start``
-    (both measured from the moment the mock was created, on its ``clock``),
-    every API request is answered 503 with the HTML body of a proxy, before
-    authentication and the rate window, so it uses no slot; such requests are
-    counted in :attr:`MockCounters.outage_calls`.  Scripted steps still come
-    first, and the OAuth token endpoint stays up.
-
-    Args:
-        server_error_rate: share of requests answered 500, 502 or 503 (the
-            503 with an HTML body, as a proxy sends it; the others with the
-            JSON error envelope).
-        reset_rate: share of connections dropped without a response.
-        timeout_rate: share of requests never answered in time: a transport
-            waits the request's read timeout and raises
-            :class:`httpx.ReadTimeout`; the ASGI app answers after
-            ``slow_seconds``.
-        slow_rate: share of requests answered ``slow_seconds`` late.
-        slow_seconds: the extra wait of a slow request, in seconds (or a
-            :class:`~datetime.timedelta`).
-        outage_start: when the full outage begins, in seconds after the
-            mock was created (or a timedelta).
-        outage_seconds: how long the full outage lasts, in seconds (or a
-            timedelta); 0, the default, means no outage.
-
-    The OAuth token endpoint meets no random faults; script them there
-    (see :meth:`MockBitbucket.script`).
-
-    Raises:
-        ValueError: a rate outside 0..1, rates summing above 1, or a
-            negative or infinite ``slow_seconds``, ``outage_start`` or
-            ``outage_seconds``; the message names it.
-    """
-
-    server_error_rate: float = attrs.field(default=0.0, validator=_rate)
-    reset_rate: float = attrs.field(default=0.0, validator=_rate)
-    timeout_rate: float = attrs.field(default=0.0, validator=_rate)
-    slow_rate: float = attrs.field(default=0.0, validator=_rate)
-    slow_seconds: float = attrs.field(default=10.0, converter=duration, validator=finite)
-    outage_start: float = attrs.field(default=0.0, converter=duration, validator=finite)
-    outage_seconds: float = attrs.field(default=0.0, converter=duration, validator=finite)
-
-    def __attrs_post_init__(self) -> None:
-        if self.total > 1:
-            raise ValueError(
-                "faults: server_error_rate + reset_rate + timeout_rate + slow_rate "
-                f"must be at most 1, got {self.total!r}"
-            )
-
-    @property
-    def total(self) -> float:
-        """The share of requests that meet some fault."""
-        return self.server_error_rate + self.reset_rate + self.timeout_rate + self.slow_rate
-
-    def in_outage(self, elapsed: float) -> bool:
-        """Whether ``elapsed`` seconds after the mock's creation fall in the full outage."""
-        return self.outage_start <= elapsed < self.outage_start + self.outage_seconds
 
 
 @attrs.frozen
@@ -198,10 +93,12 @@ class MockCounters:
     ``calls``.
 
     Attributes:
-        calls: every request the mock received, token refreshes included.
+        calls: every request the mock received, token refreshes and
+            malformed requests included.
         ok: answered 2xx or 3xx (each diff redirect is one).
         rate_limited: answered 429.
-        server_errors: answered 5xx.
+        server_errors: answered 5xx (drawn or scripted faults, and the
+            mock's own failures, which are bugs).
         resets: connections dropped.
         timeouts: requests that timed out: timeout faults, and answers
             slower than the client's read timeout.
@@ -209,8 +106,8 @@ class MockCounters:
             client credentials).
         refreshes: successful OAuth token refreshes (also in ``ok``).
         not_found: answered 404.
-        bad_requests: answered another 4xx (a bad ``pagelen``, 405, an
-            ``invalid_grant``, ...).
+        bad_requests: answered another 4xx (a bad ``pagelen``, a bad
+            ``Host``, 405, 410 for a removed endpoint, an ``invalid_grant``, ...).
         outage_calls: API requests that arrived during the full outage (see
             :class:`Faults`), answered 503 (or timed out, when the client's
             read timeout is shorter than the latency); not in
@@ -238,25 +135,6 @@ class MockCounters:
     per_principal: dict[str, int] = attrs.field(factory=dict)
 
 
-def _with_headers(reply: MockReply, extra: Headers) -> MockReply:
-    return attrs.evolve(reply, headers=reply.headers + extra) if extra else reply
-
-
-def _reset_reply() -> MockReply:
-    return MockReply(200, (("Content-Type", JSON_CONTENT_TYPE),), _RESET_BODY, fault="reset")
-
-
-def _timeout_reply(read_timeout: float) -> MockReply:
-    return MockReply(504, fault="timeout", delay=read_timeout)
-
-
-def _unavailable_reply() -> MockReply:
-    return MockReply(_STATUS_UNAVAILABLE, (("Content-Type", "text/html"),), _HTML_503)
-
-
-# -- the mock -----------------------------------------------------------------------
-
-
 @attrs.frozen
 class _Request:
     method: str
@@ -267,13 +145,6 @@ class _Request:
     query: Query
     headers: dict[str, str]
     body: bytes
-
-
-@attrs.frozen
-class _Principal:
-    key: str
-    account: Account
-    is_access_token: bool = False
 
 
 def _check_arguments(
@@ -314,25 +185,34 @@ def _check_step(step: object) -> Step:
     )
 
 
-def _basic_credentials(authorization: str) -> tuple[str | None, str | None]:
-    scheme, _, encoded = authorization.partition(" ")
-    if scheme.lower() != "basic":
-        return None, None
-    try:
-        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
-        return None, None
-    user, separator, password = decoded.partition(":")
-    return (user, password) if separator else (None, None)
+def _valid_host(host: str) -> bool:
+    """Whether ``host`` is ``name[:port]`` or ``[ipv6][:port]``, as a ``Host`` header must be."""
+    match = _HOST.fullmatch(host)
+    return match is not None and (match.group(2) is None or int(match.group(2)) <= _MAX_PORT)
+
+
+def _origin(parts: SplitResult) -> str | None:
+    """``scheme://host[:port]`` of a request, without userinfo; ``None`` for a bad one."""
+    if parts.scheme.lower() not in {"http", "https"}:
+        return None
+    # Credentials in the URL are never echoed into links.
+    host = parts.netloc.rpartition("@")[2]
+    return f"{parts.scheme.lower()}://{host}" if _valid_host(host) else None
+
+
+def _bad_request(detail: str) -> MockReply:
+    return error_reply(_STATUS_BAD_REQUEST, "Bad Request", detail=detail)
 
 
 class MockBitbucket:
     """An in-process Bitbucket Cloud API 2.0 with rate limits, faults and a seeded dataset.
 
     Reach it through :meth:`transport` (sync httpx), :meth:`async_transport`,
-    or :meth:`asgi_app` / :func:`~bb_backoff.testing.serve_mock` (a real HTTP
-    server).  It issues its own credentials: :meth:`bearer`, :meth:`basic`
-    and :meth:`oauth2` hand them to a client.
+    :meth:`handler` / :meth:`async_handler` (for ``httpx.MockTransport`` or a
+    respx side effect), or :meth:`asgi_app` /
+    :func:`~bb_backoff.testing.serve_mock` (a real HTTP server).  It issues
+    its own credentials: :meth:`bearer`, :meth:`basic` and :meth:`oauth2`
+    hand them to a client.
 
     Args:
         seed: seeds the dataset, the credentials and the fault draws; the
@@ -426,6 +306,9 @@ class MockBitbucket:
 
         self._lock = threading.Lock()
         self._router = Router(self.dataset)
+        self._style = RateLimitStyle(
+            limit=limit, hint=hint, json_429=self.json_429, token_headers=self.token_headers
+        )
         # The outage and the other consumers' schedule are timed from here.
         self._started = clock()
         self._limiter = RateLimiter(
@@ -437,30 +320,23 @@ class MockBitbucket:
         )
         # String seeds keep the streams independent of each other and of the dataset's.
         self._fault_rng = random.Random(f"faults:{seed}")  # noqa: S311 (reproducible, not secret)
-        self._secret_rng = random.Random(f"credentials:{seed}")  # noqa: S311 (fake credentials)
         self._counts: Counter[str] = Counter()
         self._per_principal: Counter[str] = Counter()
         self._script: list[tuple[str | None, Step]] = []
+        self._accounts = Accounts(self.dataset, seed, clock, now)
+        self._handlers = HTTPXHandlers(self.respond, sleep, async_sleep)
 
-        workspace = self.dataset.workspace
-        self.access_token: Final = "ATCTT3xFfGN0" + self._secret(48)
+        accounts = self._accounts
+        self.access_token: Final = accounts.access_token
         """A workspace access token (Bearer); it has its own rate window."""
-        self.email: Final = f"{self.dataset.user.nickname}@example.com"
+        self.email: Final = accounts.email
         """The user's Atlassian account email, for HTTP basic with :attr:`api_token`."""
-        self.api_token: Final = "ATATT3xFfGF0" + self._secret(48)
+        self.api_token: Final = accounts.api_token
         """The user's Atlassian API token."""
-        self.client_id: Final = self._secret(18)
+        self.client_id: Final = accounts.client_id
         """The OAuth consumer's key; OAuth calls count against the consumer."""
-        self.client_secret: Final = self._secret(32)
+        self.client_secret: Final = accounts.client_secret
         """The OAuth consumer's secret."""
-        # /user with the access token answers with the token's bot account.
-        self._bot = Account(
-            account_id=f"557058:{self._secret(32)}",
-            uuid="{" + self._secret(32) + "}",
-            display_name=f"{workspace} access token",
-            nickname=f"{workspace}-access-token",
-        )
-        self._start_oauth()
 
     def __repr__(self) -> str:
         return (
@@ -470,41 +346,23 @@ class MockBitbucket:
 
     # -- credentials ------------------------------------------------------------
 
-    def _secret(self, length: int) -> str:
-        return "".join(self._secret_rng.choice(_SECRET_ALPHABET) for _ in range(length))
-
-    def _start_oauth(self) -> None:
-        self._refresh_token = self._secret(40)
-        self._spent_refresh_tokens: set[str] = set()
-        # An OAuth access token works until it expires, refreshed or not.
-        self._oauth_issued: dict[str, float] = {}
-        self._oauth_access_token = ""
-        self._oauth_expires_at = 0.0
-        self._issue_oauth_access_token()
-
-    def _issue_oauth_access_token(self) -> None:
-        token = self._secret(64)
-        issued = self._clock()
-        horizon = issued - OAUTH_TOKEN_LIFETIME
-        self._oauth_issued = {t: at for t, at in self._oauth_issued.items() if at > horizon}
-        self._oauth_issued[token] = issued
-        self._oauth_access_token = token
-        self._oauth_expires_at = self._now() + OAUTH_TOKEN_LIFETIME
-
     @property
     def refresh_token(self) -> str:
         """The OAuth refresh token that works now; it rotates on every refresh."""
-        return self._refresh_token
+        with self._lock:
+            return self._accounts.refresh_token
 
     @property
     def oauth_access_token(self) -> str:
         """The newest OAuth access token (Bearer); it lives 7,200 s."""
-        return self._oauth_access_token
+        with self._lock:
+            return self._accounts.oauth_access_token
 
     @property
     def oauth_expires_at(self) -> float:
         """When :attr:`oauth_access_token` expires, in epoch seconds (by ``now``)."""
-        return self._oauth_expires_at
+        with self._lock:
+            return self._accounts.oauth_expires_at
 
     def bearer(self) -> BearerToken:
         """The workspace access token, as client credentials."""
@@ -529,14 +387,8 @@ class MockBitbucket:
                 token path, like ``"http://127.0.0.1:54321/site/oauth2/access_token"``.
         """
         with self._lock:
-            return OAuth2(
-                client_id=self.client_id,
-                client_secret=self.client_secret,
-                refresh_token=self._refresh_token,
-                access_token=self._oauth_access_token,
-                expires_at=self._oauth_expires_at,
-                token_url=self.token_url if token_url is None else token_url,
-                on_refresh=on_refresh,
+            return self._accounts.oauth2(
+                on_refresh, self.token_url if token_url is None else token_url
             )
 
     # -- scripting and counters ----------------------------------------------------
@@ -611,15 +463,16 @@ class MockBitbucket:
     ) -> MockReply:
         """Decide the answer to one request: the core every driver shares.
 
-        It never sleeps and does no I/O: the caller waits ``reply.delay``,
-        then answers, drops the connection or times out (see
-        :class:`MockReply`).  Use it to drive the mock from another HTTP
-        library.
+        It never sleeps, does no I/O and never raises: the caller waits
+        ``reply.delay``, then answers, drops the connection or times out
+        (see :class:`MockReply`).  Use it to drive the mock from another
+        HTTP library.
 
         Args:
             method: the HTTP method.
             url: the absolute URL, percent-encoded as sent.  Links in the
-                answer use its origin, so a served mock links to itself.
+                answer use its origin, so a served mock links to itself; an
+                origin that is no ``http(s)://host[:port]`` is answered 400.
             headers: the request headers, in any case.
             body: the request body (the token endpoint reads a form).
             read_timeout: the client's read timeout in seconds, when the
@@ -630,33 +483,64 @@ class MockBitbucket:
         Returns:
             The reply.
         """
-        parts = urlsplit(url)
-        path = parts.path or "/"
-        is_api = path == self._base_path or path.startswith(self._base_path + "/")
-        request = _Request(
-            method=method.upper(),
-            path=(path[len(self._base_path) :] or "/") if is_api else path,
-            is_api=is_api,
-            api=f"{parts.scheme}://{parts.netloc}{self._base_path}",
-            query=parse_qsl(parts.query, keep_blank_values=True),
-            headers={name.lower(): value for name, value in (headers or {}).items()},
-            body=body,
-        )
         with self._lock:
-            # The clock is read under the lock so window entries stay in order across threads.
-            monotonic, epoch = self._clock(), self._now()
-            step = self._next_step(request)
-            # A full outage: the proxy in front of the API answers every API
-            # request before authentication and the rate window.
-            outage = (
-                step is None and request.is_api and self.faults.in_outage(monotonic - self._started)
-            )
-            if outage:
-                reply = self._in_time(_unavailable_reply(), self.latency, read_timeout)
-            else:
-                reply = self._decide(request, step, monotonic, epoch, read_timeout)
+            outage = False
+            try:
+                request = self._parse(method, url, headers, body)
+                if isinstance(request, MockReply):
+                    reply = self._in_time(request, self.latency, read_timeout)
+                else:
+                    reply, outage = self._steps(request, read_timeout)
+            except Exception as error:
+                # The mock answers every request: its own bug becomes a counted 500.
+                logger.exception("the mock failed on %s %s", method, redact_url(url))
+                reply = error_reply(
+                    _STATUS_SERVER_ERROR,
+                    "Something went wrong",
+                    detail=f"{type(error).__name__} inside the mock: a bug in the mock",
+                )
             self._tally(reply, outage=outage)
             return reply
+
+    def _parse(
+        self, method: object, url: object, headers: object, body: object
+    ) -> _Request | MockReply:
+        """The request in the core's terms, or the 400 for a URL no server would take."""
+        try:
+            parts = urlsplit(str(url))
+        except ValueError:
+            return _bad_request("The request's URL or Host header is not valid")
+        origin = _origin(parts)
+        pairs = headers.items() if isinstance(headers, Mapping) else ()
+        lowered = {str(name).lower(): str(value) for name, value in pairs}
+        # A server reads the Host header as sent: "a/b" or "user@a" is no host, even
+        # when the URL a driver built from it happens to parse.
+        host = lowered.get("host")
+        if origin is None or (host is not None and not _valid_host(host)):
+            return _bad_request("The request's URL or Host header is not valid")
+        path = parts.path or "/"
+        base = self._base_path
+        is_api = path == base or path.startswith(base + "/")
+        return _Request(
+            method=str(method).upper(),
+            path=(path[len(base) :] or "/") if is_api else path,
+            is_api=is_api,
+            api=f"{origin}{base}",
+            query=parse_qsl(parts.query, keep_blank_values=True),
+            headers=lowered,
+            body=bytes(body) if isinstance(body, bytes | bytearray | memoryview) else b"",
+        )
+
+    def _steps(self, request: _Request, read_timeout: float | None) -> tuple[MockReply, bool]:
+        """The reply, and whether the full outage answered it."""
+        # The clock is read under the lock so window entries stay in order across threads.
+        monotonic, epoch = self._clock(), self._now()
+        step = self._next_step(request)
+        # A full outage: the proxy in front of the API answers every API
+        # request before authentication and the rate window.
+        if step is None and request.is_api and self.faults.in_outage(monotonic - self._started):
+            return self._in_time(unavailable_reply(), self.latency, read_timeout), True
+        return self._decide(request, step, monotonic, epoch, read_timeout), False
 
     def _decide(
         self,
@@ -674,15 +558,15 @@ class MockBitbucket:
             if read_timeout is None:
                 reply = self._answer(request, monotonic, epoch)[0]
             else:
-                reply = _timeout_reply(read_timeout)
+                reply = timeout_reply(read_timeout)
         else:
-            principal = self._authenticate(request.headers, monotonic)
+            principal = self._accounts.authenticate(request.headers, monotonic)
             reply = self._scripted(step, request, principal, monotonic, epoch)
             extra_delay, timed_out = 0.0, False
 
         if timed_out:
             if read_timeout is not None:
-                return _timeout_reply(read_timeout)
+                return timeout_reply(read_timeout)
             late = self.latency + self.faults.slow_seconds
             if reply.fault == "reset":
                 return attrs.evolve(reply, delay=late)
@@ -693,7 +577,7 @@ class MockBitbucket:
     def _in_time(reply: MockReply, delay: float, read_timeout: float | None) -> MockReply:
         """``reply`` after ``delay`` seconds, or a timeout if the client stops waiting first."""
         if reply.fault is None and read_timeout is not None and delay > read_timeout:
-            return _timeout_reply(read_timeout)
+            return timeout_reply(read_timeout)
         return attrs.evolve(reply, delay=delay)
 
     def _answer(
@@ -702,27 +586,33 @@ class MockBitbucket:
         """Normal handling: the reply, the extra delay of a slow fault, and whether it timed out."""
         if not request.is_api:
             if request.path == self._token_path:
-                return self._token_endpoint(request), 0.0, False
+                reply = self._accounts.token_endpoint(request.method, request.headers, request.body)
+                if reply.status == 200:  # noqa: PLR2004
+                    self._counts["refreshes"] += 1
+                return reply, 0.0, False
             return error_reply(_STATUS_NOT_FOUND, "Resource not found"), 0.0, False
-        principal = self._authenticate(request.headers, monotonic)
+        principal = self._accounts.authenticate(request.headers, monotonic)
         if isinstance(principal, MockReply):
             return principal, 0.0, False
         admission = self._limiter.admit(principal.key, monotonic)
-        rate_headers = self._rate_headers(principal, request.path, admission.used)
+        rate_headers = self._style.headers(
+            access_token=principal.is_access_token, path=request.path, used=admission.used
+        )
         if not admission.accepted:
-            return self._rate_limited(admission.wait, epoch, rate_headers), 0.0, False
+            refused = self._style.refusal(admission.wait, epoch, rate_headers)
+            return attrs.evolve(refused, principal=principal.kind), 0.0, False
         self._per_principal[principal.key] += 1
 
-        fault, extra_delay = self._draw_fault()
+        fault, extra_delay = draw_fault(self.faults, self._fault_rng)
         if isinstance(fault, MockReply) or fault == "reset":
-            reply = _reset_reply() if fault == "reset" else fault
-            return _with_headers(reply, rate_headers), 0.0, False
-        if request.method != "GET":
+            reply = reset_reply() if fault == "reset" else fault
+        elif request.method != "GET":
             reply = error_reply(405, f"Method {request.method} not allowed", ("Allow", "GET"))
         else:
             get = Get(request.path, request.query, request.api, principal.account)
             reply = self._router.route(get)
-        return _with_headers(reply, rate_headers), extra_delay, fault == "timeout"
+        reply = attrs.evolve(with_headers(reply, rate_headers), principal=principal.kind)
+        return reply, extra_delay, fault == "timeout"
 
     def _tally(self, reply: MockReply, *, outage: bool) -> None:
         counts = self._counts
@@ -732,15 +622,15 @@ class MockBitbucket:
             counts["outage_calls"] += 1
         elif reply.fault is not None:
             counts["resets" if reply.fault == "reset" else "timeouts"] += 1
-        elif status < 400:  # noqa: PLR2004
+        elif status < _STATUS_BAD_REQUEST:
             counts["ok"] += 1
         elif status >= _STATUS_SERVER_ERROR:
             counts["server_errors"] += 1
         else:
             bucket = {
-                _STATUS_UNAUTHORIZED: "unauthorized",
+                STATUS_UNAUTHORIZED: "unauthorized",
                 _STATUS_NOT_FOUND: "not_found",
-                _STATUS_TOO_MANY: "rate_limited",
+                STATUS_TOO_MANY: "rate_limited",
             }
             counts[bucket.get(status, "bad_requests")] += 1
 
@@ -755,7 +645,7 @@ class MockBitbucket:
         self,
         step: Step,
         request: _Request,
-        principal: _Principal | MockReply,
+        principal: Principal | MockReply,
         monotonic: float,
         epoch: float,
     ) -> MockReply:
@@ -773,219 +663,59 @@ class MockBitbucket:
                 step.status_code, headers, content, reason=step.extensions.get("reason_phrase")
             )
         if step == "reset":
-            return _reset_reply()
+            return reset_reply()
         assert isinstance(step, int)  # noqa: S101 (checked when queued)
-        known = principal if isinstance(principal, _Principal) else None
+        known = principal if isinstance(principal, Principal) else None
+        kind = None if known is None else known.kind
         # A scripted answer reports the window as full: it stands in for a refusal.
-        rate_headers = () if known is None else self._rate_headers(known, request.path, self.limit)
-        if step == _STATUS_TOO_MANY:
+        rate_headers = (
+            ()
+            if known is None
+            else self._style.headers(
+                access_token=known.is_access_token, path=request.path, used=self.limit
+            )
+        )
+        if step == STATUS_TOO_MANY:
             wait = self._limiter.oldest_wait(None if known is None else known.key, monotonic)
-            return self._rate_limited(wait, epoch, rate_headers)
-        message = _SERVER_ERROR_MESSAGES.get(step, "Scripted error")
-        return _with_headers(error_reply(step, message), rate_headers)
-
-    def _authenticate(self, headers: dict[str, str], monotonic: float) -> _Principal | MockReply:
-        authorization = headers.get("authorization", "")
-        scheme, _, token = authorization.partition(" ")
-        token = token.strip()
-        if scheme.lower() == "bearer":
-            if token == self.access_token:
-                return _Principal(ACCESS_TOKEN_PRINCIPAL, self._bot, is_access_token=True)
-            issued = self._oauth_issued.get(token)
-            if issued is not None:
-                if monotonic - issued >= OAUTH_TOKEN_LIFETIME:
-                    return error_reply(_STATUS_UNAUTHORIZED, EXPIRED_MESSAGE)
-                return _Principal(f"consumer:{self.client_id}", self.dataset.user)
-        elif _basic_credentials(authorization) == (self.email, self.api_token):
-            return _Principal(f"user:{self.email}", self.dataset.user)
-        return error_reply(
-            _STATUS_UNAUTHORIZED,
-            "Invalid or missing credentials",
-            ("WWW-Authenticate", 'Basic realm="Bitbucket.org HTTP"'),
-        )
-
-    def _rate_headers(self, principal: _Principal, path: str, used: int) -> Headers:
-        if not (
-            self.token_headers
-            and principal.is_access_token
-            and (path == "/repositories" or path.startswith("/repositories/"))
-        ):
-            return ()
-        remaining = max(0, self.limit - used)
-        near = remaining < _NEAR_LIMIT_SHARE * self.limit or self.limit == 0
-        return (
-            ("X-RateLimit-Limit", str(self.limit)),
-            ("X-RateLimit-Resource", "api"),
-            ("X-RateLimit-NearLimit", "true" if near else "false"),
-        )
-
-    def _rate_limited(self, wait: float, epoch: float, extra: Headers) -> MockReply:
-        seconds = max(1, math.ceil(wait))
-        hint: Headers = ()
-        if self.hint == "retry-after":
-            hint = (("Retry-After", str(seconds)),)
-        elif self.hint == "retry-after-date":
-            # Rounded up to the second, so the date never undercuts the real wait.
-            hint = (("Retry-After", formatdate(math.ceil(epoch + wait), usegmt=True)),)
-        elif self.hint == "reset":
-            hint = (("X-RateLimit-Reset", str(seconds)),)
-        if self.json_429:
-            body = error_reply(_STATUS_TOO_MANY, RATE_LIMIT_BODY.decode())
-        else:
-            body = MockReply(_STATUS_TOO_MANY, (("Content-Type", "text/plain"),), RATE_LIMIT_BODY)
-        return MockReply(
-            _STATUS_TOO_MANY, body.headers + hint + extra, body.body, reason=RATE_LIMIT_REASON
-        )
-
-    def _draw_fault(self) -> tuple[MockReply | Fault | None, float]:
-        """One draw per request: the fault, if any, and the extra delay it brings."""
-        faults = self.faults
-        if not faults.total:
-            return None, 0.0
-        draw = self._fault_rng.random()
-        if draw < faults.server_error_rate:
-            status = self._fault_rng.choice((500, 502, 503))
-            if status == _STATUS_UNAVAILABLE:
-                return _unavailable_reply(), 0.0
-            return error_reply(status, _SERVER_ERROR_MESSAGES[status]), 0.0
-        draw -= faults.server_error_rate
-        if draw < faults.reset_rate:
-            return "reset", 0.0
-        draw -= faults.reset_rate
-        if draw < faults.timeout_rate:
-            return "timeout", 0.0
-        draw -= faults.timeout_rate
-        return None, faults.slow_seconds if draw < faults.slow_rate else 0.0
-
-    def _token_endpoint(self, request: _Request) -> MockReply:
-        if request.method != "POST":
-            return json_reply(
-                405,
-                {"error": "invalid_request", "error_description": "Use POST"},
-                ("Allow", "POST"),
-            )
-        client = _basic_credentials(request.headers.get("authorization", ""))
-        if client != (self.client_id, self.client_secret):
-            return json_reply(
-                _STATUS_UNAUTHORIZED,
-                {
-                    "error": "invalid_client",
-                    "error_description": "Invalid OAuth client credentials",
-                },
-            )
-        form = dict(parse_qsl(request.body.decode("utf-8", "replace"), keep_blank_values=True))
-        if form.get("grant_type") != "refresh_token":
-            return json_reply(
-                400,
-                {
-                    "error": "unsupported_grant_type",
-                    "error_description": "The mock supports grant_type=refresh_token only",
-                },
-            )
-        presented = form.get("refresh_token", "")
-        if presented != self._refresh_token:
-            description = (
-                "Refresh token already used: refresh tokens rotate on every refresh"
-                if presented in self._spent_refresh_tokens
-                else "Invalid refresh_token"
-            )
-            return json_reply(400, {"error": "invalid_grant", "error_description": description})
-        self._spent_refresh_tokens.add(presented)
-        self._refresh_token = self._secret(40)
-        self._issue_oauth_access_token()
-        self._counts["refreshes"] += 1
-        return json_reply(
-            200,
-            {
-                "access_token": self._oauth_access_token,
-                "refresh_token": self._refresh_token,
-                "expires_in": int(OAUTH_TOKEN_LIFETIME),
-                "token_type": "bearer",
-                "scopes": _SCOPES,
-                "state": "refresh_token",
-            },
-        )
+            return attrs.evolve(self._style.refusal(wait, epoch, rate_headers), principal=kind)
+        # A scripted 503 is the JSON envelope: the HTML one is the proxy's, drawn or in an outage.
+        message = SERVER_ERROR_MESSAGES.get(step, "Scripted error")
+        return attrs.evolve(with_headers(error_reply(step, message), rate_headers), principal=kind)
 
     # -- drivers ------------------------------------------------------------------
 
-    def transport(self) -> httpx.BaseTransport:
-        """A sync httpx transport into the mock; it waits with ``sleep``.
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        """Answer an httpx request, waiting with ``sleep``: ``httpx.MockTransport(mock.handler)``.
+
+        Raises:
+            httpx.RemoteProtocolError: a reset fault.
+            httpx.ReadTimeout: a timeout fault, after the read timeout.
+        """
+        return self._handlers.handler(request)
+
+    async def async_handler(self, request: httpx.Request) -> httpx.Response:
+        """The async twin of :meth:`handler`; it waits with ``async_sleep``."""
+        return await self._handlers.async_handler(request)
+
+    def transport(self) -> httpx.MockTransport:
+        """A sync httpx transport into the mock: ``httpx.MockTransport`` over :meth:`handler`.
 
         Thread-safe: the threads of a client may share it.
         """
-        return _SyncTransport(self.respond, self._sleep)
+        return httpx.MockTransport(self._handlers.handler)
 
-    def async_transport(self) -> httpx.AsyncBaseTransport:
-        """An async httpx transport into the mock; it waits with ``async_sleep``."""
-        return _AsyncTransport(self.respond, self._async_sleep)
+    def async_transport(self) -> httpx.MockTransport:
+        """An async httpx transport: ``httpx.MockTransport`` over :meth:`async_handler`."""
+        return httpx.MockTransport(self._handlers.async_handler)
 
-    def asgi_app(self) -> MockASGIApp:
+    def asgi_app(self, *, access_log: AccessLog | None = None) -> MockASGIApp:
         """The mock as a raw ASGI 3 application; it waits with ``async_sleep``.
 
         Serve it with :func:`~bb_backoff.testing.serve_mock`, or with any
         ASGI server.
+
+        Args:
+            access_log: called with one line per request (method, target with
+                secrets redacted, status, principal kind; never a credential).
         """
-        return MockASGIApp(self.respond, self._async_sleep)
-
-
-Respond: TypeAlias = Callable[..., MockReply]
-
-
-def _read_timeout(request: httpx.Request) -> float:
-    timeout = request.extensions.get("timeout")
-    read = timeout.get("read") if isinstance(timeout, dict) else None
-    return float(read) if read is not None else DEFAULT_READ_TIMEOUT
-
-
-def _failure(reply: MockReply, request: httpx.Request) -> httpx.TransportError | None:
-    if reply.fault == "reset":
-        return httpx.RemoteProtocolError(
-            "Server disconnected without sending a response.", request=request
-        )
-    if reply.fault == "timeout":
-        return httpx.ReadTimeout("The read operation timed out", request=request)
-    return None
-
-
-class _SyncTransport(httpx.BaseTransport):
-    def __init__(self, respond: Respond, sleep: SyncSleep) -> None:
-        self._respond = respond
-        self._sleep = sleep
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        reply = self._respond(
-            request.method,
-            str(request.url),
-            request.headers,
-            request.read(),
-            read_timeout=_read_timeout(request),
-        )
-        if reply.delay > 0:
-            self._sleep(reply.delay)
-        failure = _failure(reply, request)
-        if failure is not None:
-            raise failure
-        return reply.to_httpx(request)
-
-
-class _AsyncTransport(httpx.AsyncBaseTransport):
-    def __init__(self, respond: Respond, sleep: AsyncSleep) -> None:
-        self._respond = respond
-        self._sleep = sleep
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        reply = self._respond(
-            request.method,
-            str(request.url),
-            request.headers,
-            await request.aread(),
-            read_timeout=_read_timeout(request),
-        )
-        if reply.delay > 0:
-            slept = self._sleep(reply.delay)
-            if inspect.isawaitable(slept):
-                await slept
-        failure = _failure(reply, request)
-        if failure is not None:
-            raise failure
-        return reply.to_httpx(request)
+        return MockASGIApp(self.respond, self._async_sleep, access_log)

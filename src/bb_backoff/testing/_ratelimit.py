@@ -1,4 +1,4 @@
-"""Bitbucket's rolling rate windows: one per principal, shared with other consumers.
+"""Bitbucket's rolling rate windows, and the 429s and rate headers the mock sends.
 
 Each principal gets ``limit`` requests per ``window`` seconds, and a request
 holds its slot for exactly ``window`` seconds.  Other tools sharing an
@@ -10,15 +10,34 @@ up: it takes the next slot that frees, before any later arrival, so the
 other tools always get their share (as persistent tools do) and an importer
 cannot win their slots through a rounding tie.
 
+:class:`RateLimitStyle` is what a client sees of all that: the 429 (plain
+text as Bitbucket usually sends it, or the JSON envelope), its hint, and the
+``X-RateLimit-*`` headers of access tokens.
+
 Pure: the caller passes the time of every check and serializes the calls
 (:class:`~bb_backoff.testing.MockBitbucket` holds its lock around them).
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
+from email.utils import formatdate
+from typing import Final
 
 import attrs
+
+from ._replies import Headers, MockReply, error_reply
+
+HINT_MODES: Final = ("none", "retry-after", "retry-after-date", "reset")
+"""The values of ``MockBitbucket(hint=...)``."""
+RATE_LIMIT_BODY: Final = b"Rate limit for this resource has been exceeded"
+"""Bitbucket's plain-text 429 body (46 bytes)."""
+RATE_LIMIT_REASON: Final = b"Unknown Status Code"
+"""The reason phrase Bitbucket's 429s often carry."""
+STATUS_TOO_MANY: Final = 429
+# X-RateLimit-NearLimit turns true when fewer than this share of the limit remain.
+_NEAR_LIMIT_SHARE: Final = 0.2
 
 
 @attrs.frozen
@@ -127,3 +146,56 @@ class RateLimiter:
         if not entries:
             return 1.0
         return max(1.0, entries[0] + self.window - now)
+
+
+@attrs.frozen
+class RateLimitStyle:
+    """How the mock tells a client about its rate window: the 429s and the rate headers.
+
+    Attributes:
+        limit: requests per window per principal.
+        hint: one of :data:`HINT_MODES`.
+        json_429: 429s carry the JSON error envelope instead of plain text.
+        token_headers: access-token requests under ``/repositories`` get
+            ``X-RateLimit-Limit``, ``-Resource`` and ``-NearLimit``.
+    """
+
+    limit: int
+    hint: str
+    json_429: bool
+    token_headers: bool
+
+    def headers(self, *, access_token: bool, path: str, used: int) -> Headers:
+        """The ``X-RateLimit-*`` headers for a request, with ``used`` requests in its window."""
+        if not (
+            self.token_headers
+            and access_token
+            and (path == "/repositories" or path.startswith("/repositories/"))
+        ):
+            return ()
+        remaining = max(0, self.limit - used)
+        near = remaining < _NEAR_LIMIT_SHARE * self.limit or self.limit == 0
+        return (
+            ("X-RateLimit-Limit", str(self.limit)),
+            ("X-RateLimit-Resource", "api"),
+            ("X-RateLimit-NearLimit", "true" if near else "false"),
+        )
+
+    def refusal(self, wait: float, epoch: float, extra: Headers = ()) -> MockReply:
+        """The 429 for a request that must wait ``wait`` seconds; ``epoch`` is now, for dates."""
+        seconds = max(1, math.ceil(wait))
+        hint: Headers = ()
+        if self.hint == "retry-after":
+            hint = (("Retry-After", str(seconds)),)
+        elif self.hint == "retry-after-date":
+            # Rounded up to the second, so the date never undercuts the real wait.
+            hint = (("Retry-After", formatdate(math.ceil(epoch + wait), usegmt=True)),)
+        elif self.hint == "reset":
+            hint = (("X-RateLimit-Reset", str(seconds)),)
+        if self.json_429:
+            body = error_reply(STATUS_TOO_MANY, RATE_LIMIT_BODY.decode())
+        else:
+            body = MockReply(STATUS_TOO_MANY, (("Content-Type", "text/plain"),), RATE_LIMIT_BODY)
+        return MockReply(
+            STATUS_TOO_MANY, body.headers + hint + extra, body.body, reason=RATE_LIMIT_REASON
+        )

@@ -7,96 +7,57 @@ Theory of operation
 window and the fault draw, as a :class:`Get`.  The router owns no lock, reads
 no clock, never sleeps and does no I/O: the same dataset and the same
 :class:`Get` always give the same :class:`MockReply` (a resource, a page of a
-listing, a redirect, or a 400 or 404 in Bitbucket's error envelope).
+listing, a redirect, or a 4xx in Bitbucket's error envelope: 400 for a bad
+parameter, 404 for what does not exist, 410 for the cross-workspace
+listings Atlassian removed).
 
 Handlers register with :func:`_route` for the raw, still percent-encoded
 paths their pattern fully matches; the path segments are decoded only after
 matching.  A handler that refuses a request raises :class:`_Refused`, which
 :meth:`Router.route` turns into its reply.  Every listing goes through
 :meth:`Router._listing`, which checks ``pagelen`` against the endpoint's cap,
-sorts, and wraps one page in Bitbucket's envelope with opaque page links.
+sorts by one of the fields the endpoint declares sortable, and wraps one page
+in Bitbucket's envelope with opaque page links.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Callable
-from typing import Any, Final, Literal, TypeAlias
+from typing import Any, Final, TypeAlias
 from urllib.parse import unquote, urlencode
 
 import attrs
-import httpx
 
 from .._endpoints import PAGELEN_MAX, PULL_REQUEST_PAGELEN_MAX
 from ._dataset import PULL_REQUEST_STATES, Account, Comment, Dataset, Issue, PullRequest, Repository
+from ._replies import TEXT_CONTENT_TYPE, MockReply, error_reply, json_reply
 
 DEFAULT_PAGELEN: Final = 10
 """Bitbucket's page length when a request names none."""
-JSON_CONTENT_TYPE: Final = "application/json; charset=utf-8"
-"""The ``Content-Type`` of JSON replies."""
 
 _ROLES: Final = frozenset({"member", "contributor", "admin", "owner"})
 _DIGITS: Final = re.compile(r"[0-9]{1,9}")
 _STATUS_NOT_FOUND: Final = 404
-_TEXT: Final = "text/plain; charset=utf-8"
+_STATUS_GONE: Final = 410
+# The fields each listing sorts by: its items' top-level scalar fields.
+_REPOSITORY_SORTS: Final = frozenset(
+    {"created_on", "updated_on", "full_name", "name", "slug", "uuid", "is_private", "scm"}
+    | {"has_issues"}
+)
+_PULL_REQUEST_SORTS: Final = frozenset(
+    {"id", "title", "description", "state", "created_on", "updated_on", "comment_count"}
+    | {"task_count", "close_source_branch"}
+)
+_PULL_REQUEST_COMMENT_SORTS: Final = frozenset({"id", "created_on", "updated_on", "deleted"})
+_ISSUE_SORTS: Final = frozenset(
+    {"id", "title", "state", "kind", "priority", "votes", "created_on", "updated_on"}
+)
+_ISSUE_COMMENT_SORTS: Final = frozenset({"id", "created_on", "updated_on"})
+_WORKSPACE_ACCESS_SORTS: Final = frozenset({"administrator"})
 
-Fault: TypeAlias = Literal["reset", "timeout"]
-Headers: TypeAlias = tuple[tuple[str, str], ...]
 Query: TypeAlias = list[tuple[str, str]]
-
-
-@attrs.frozen
-class MockReply:
-    """What the mock does with one request: the core's decision, before any I/O.
-
-    Attributes:
-        status: the HTTP status (not sent when ``fault`` is set in a transport).
-        headers: the response headers, without ``Content-Length`` (the
-            driver adds it).
-        body: the response body.
-        reason: the reason phrase, when it is not the standard one.
-        delay: seconds to wait before answering or failing.
-        fault: ``None`` to answer; ``"reset"`` to drop the connection after
-            ``delay``; ``"timeout"`` for a request the client gives up on.  A
-            transport waits ``delay`` (the read timeout), then raises
-            :class:`httpx.ReadTimeout`; the ASGI app, which cannot know the
-            client's timeout, waits ``delay`` and then answers.
-    """
-
-    status: int
-    headers: Headers = ()
-    body: bytes = b""
-    reason: bytes | None = None
-    delay: float = 0.0
-    fault: Fault | None = None
-
-    def header(self, name: str) -> str | None:
-        """The first header called ``name`` (any case), or ``None``."""
-        name = name.lower()
-        return next((value for key, value in self.headers if key.lower() == name), None)
-
-    def to_httpx(self, request: httpx.Request) -> httpx.Response:
-        """This reply as the :class:`httpx.Response` to ``request``."""
-        extensions = {} if self.reason is None else {"reason_phrase": self.reason}
-        return httpx.Response(
-            self.status,
-            headers=list(self.headers),
-            content=self.body,
-            extensions=extensions,
-            request=request,
-        )
-
-
-def json_reply(status: int, value: Any, *extra: tuple[str, str]) -> MockReply:
-    body = json.dumps(value, separators=(",", ":")).encode()
-    return MockReply(status, (("Content-Type", JSON_CONTENT_TYPE), *extra), body)
-
-
-def error_reply(status: int, message: str, *extra: tuple[str, str]) -> MockReply:
-    """Bitbucket's error envelope."""
-    return json_reply(status, {"type": "error", "error": {"message": message}}, *extra)
 
 
 class _Refused(Exception):
@@ -172,6 +133,33 @@ def _route(pattern: str) -> Callable[[_Handler], _Handler]:
     return register
 
 
+def _gone(endpoint: str, instead: str) -> _Refused:
+    """The 410 for a cross-workspace listing Atlassian removed (CHANGE-2770)."""
+    return _Refused(
+        error_reply(
+            _STATUS_GONE,
+            "This API is no longer supported.",
+            detail=f"{endpoint} was removed (CHANGE-2770): {instead}.",
+        )
+    )
+
+
+_REVIEW_FIELDS: Final = ("reviewers", "participants")
+
+
+def _added_review_fields(query: Query) -> tuple[str, ...]:
+    """The review fields a listing's ``fields=+values.reviewers,...`` adds back."""
+    asked = {part.strip() for name, value in query if name == "fields" for part in value.split(",")}
+    return tuple(field for field in _REVIEW_FIELDS if f"+values.{field}" in asked)
+
+
+def _without_review_fields(payload: dict[str, Any], *, keep: tuple[str, ...]) -> dict[str, Any]:
+    # Listings leave out reviewers and participants unless the request adds them.
+    return {
+        name: value for name, value in payload.items() if name not in _REVIEW_FIELDS or name in keep
+    }
+
+
 _SEGMENT: Final = "([^/]+)"
 _REPO: Final = f"/repositories/{_SEGMENT}/{_SEGMENT}"
 
@@ -211,37 +199,74 @@ class Router:
                     return refused.reply
         return error_reply(_STATUS_NOT_FOUND, f"No such endpoint: {path}")
 
+    def _is_workspace(self, identifier: str) -> bool:
+        """Whether ``identifier`` names the workspace: its slug, or its UUID in braces."""
+        dataset = self.dataset
+        return identifier in {dataset.workspace, dataset.workspace_uuid}
+
     def _repository(self, workspace: str, slug: str) -> Repository:
-        repository = self._by_slug.get(slug) if workspace == self.dataset.workspace else None
+        repository = self._by_slug.get(slug) if self._is_workspace(workspace) else None
         if repository is None:
             raise _not_found(f"Repository {workspace}/{slug} not found")
         return repository
 
     def _workspace(self, workspace: str) -> None:
-        if workspace != self.dataset.workspace:
+        if not self._is_workspace(workspace):
             raise _not_found(f"No workspace with identifier '{workspace}'.")
 
     @_route("/user")
     def user(self, get: Get, _arguments: list[str]) -> MockReply:
         return json_reply(200, get.account.to_json(get.api))
 
-    @_route("/repositories")
-    def repositories(self, get: Get, _arguments: list[str]) -> MockReply:
-        role = _last(get.query, "role")
-        if role is not None and role not in _ROLES:
-            raise _bad_request(f"Invalid role: {role}")
-        # Without a role this is every public repository; the mock's are all private.
-        chosen = self.dataset.repositories if role is not None else ()
+    @_route("/user/workspaces")
+    def user_workspaces(self, get: Get, _arguments: list[str]) -> MockReply:
+        dataset = self.dataset
+        # The workspace's first member (the user) administers it; the access token's bot does not.
+        administrator = get.account == dataset.user
         return self._listing(
-            get, ("repositories", bool(chosen)), lambda: [r.to_json(get.api) for r in chosen]
+            get,
+            ("user-workspaces", administrator),
+            lambda: [dataset.workspace_access_json(get.api, administrator=administrator)],
+            sortable=_WORKSPACE_ACCESS_SORTS,
         )
+
+    @_route("/repositories")
+    def repositories(self, _get: Get, _arguments: list[str]) -> MockReply:
+        raise _gone(
+            "GET /2.0/repositories",
+            "list the workspaces with GET /2.0/user/workspaces, "
+            "then each one's repositories with GET /2.0/repositories/{workspace}",
+        )
+
+    @_route("/workspaces")
+    def workspaces(self, _get: Get, _arguments: list[str]) -> MockReply:
+        raise _gone("GET /2.0/workspaces", "use GET /2.0/user/workspaces")
+
+    @_route("/user/permissions/([^/]+)")
+    def user_permissions(self, _get: Get, arguments: list[str]) -> MockReply:
+        raise _gone(
+            f"GET /2.0/user/permissions/{arguments[0]}",
+            "use GET /2.0/user/workspaces, then the workspace-scoped endpoints",
+        )
+
+    @_route(f"/workspaces/{_SEGMENT}")
+    def workspace(self, get: Get, arguments: list[str]) -> MockReply:
+        self._workspace(arguments[0])
+        return json_reply(200, self.dataset.workspace_json(get.api))
 
     @_route(f"/repositories/{_SEGMENT}")
     def workspace_repositories(self, get: Get, arguments: list[str]) -> MockReply:
         self._workspace(arguments[0])
+        role = _last(get.query, "role")
+        if role is not None and role not in _ROLES:
+            raise _bad_request(f"Invalid role: {role}")
+        # The user and the access token hold every role on every repository of the workspace.
         repositories = self.dataset.repositories
         return self._listing(
-            get, ("repositories", True), lambda: [r.to_json(get.api) for r in repositories]
+            get,
+            ("repositories",),
+            lambda: [r.to_json(get.api) for r in repositories],
+            sortable=_REPOSITORY_SORTS,
         )
 
     @_route(f"/workspaces/{_SEGMENT}/members")
@@ -249,7 +274,10 @@ class Router:
         self._workspace(arguments[0])
         dataset = self.dataset
         return self._listing(
-            get, ("members",), lambda: [dataset.member_json(m, get.api) for m in dataset.members]
+            get,
+            ("members",),
+            lambda: [dataset.member_json(m, get.api) for m in dataset.members],
+            sortable=frozenset(),
         )
 
     @_route(_REPO)
@@ -268,15 +296,19 @@ class Router:
                 states.update(PULL_REQUEST_STATES if wanted == "ALL" else (wanted,))
         # As at Bitbucket: only open pull requests unless the request says otherwise.
         chosen = frozenset(states or {"OPEN"})
+        added = _added_review_fields(get.query)
         return self._listing(
             get,
-            ("pullrequests", repository.slug, tuple(sorted(chosen))),
+            ("pullrequests", repository.slug, tuple(sorted(chosen)), added),
             lambda: [
-                repository.pull_request_json(pull_request, get.api)
+                _without_review_fields(
+                    repository.pull_request_json(pull_request, get.api), keep=added
+                )
                 for pull_request in repository.pull_requests
                 if pull_request.state in chosen
             ],
             cap=PULL_REQUEST_PAGELEN_MAX,
+            sortable=_PULL_REQUEST_SORTS,
         )
 
     def _pull_request(self, arguments: list[str]) -> tuple[Repository, PullRequest]:
@@ -299,6 +331,7 @@ class Router:
                 repository.pull_request_comment_json(pull_request, comment, get.api)
                 for comment in pull_request.comments
             ],
+            sortable=_PULL_REQUEST_COMMENT_SORTS,
         )
 
     @_route(f"{_REPO}/pullrequests/{_SEGMENT}/comments/{_SEGMENT}")
@@ -316,7 +349,7 @@ class Router:
             f"{pull_request.diff_spec(repository.full_name)}"
             f"?from_pullrequest_id={pull_request.id}"
         )
-        return MockReply(302, (("Location", target), ("Content-Type", _TEXT)))
+        return MockReply(302, (("Location", target), ("Content-Type", TEXT_CONTENT_TYPE)))
 
     @_route(f"{_REPO}/diff/{_SEGMENT}/([^/:]+):([0-9a-fA-F]+)%0[dD]([0-9a-fA-F]+)")
     def diff(self, _get: Get, arguments: list[str]) -> MockReply:
@@ -325,7 +358,7 @@ class Router:
         pull_request = self._diffs.get((slug, source.lower(), destination.lower()))
         if (spec_workspace, spec_slug) != (workspace, slug) or pull_request is None:
             raise _not_found("Diff not found")
-        return MockReply(200, (("Content-Type", _TEXT),), pull_request.diff.encode())
+        return MockReply(200, (("Content-Type", TEXT_CONTENT_TYPE),), pull_request.diff.encode())
 
     @_route(f"{_REPO}/issues")
     def issues(self, get: Get, arguments: list[str]) -> MockReply:
@@ -334,6 +367,7 @@ class Router:
             get,
             ("issues", repository.slug),
             lambda: [repository.issue_json(issue, get.api) for issue in repository.issues],
+            sortable=_ISSUE_SORTS,
         )
 
     def _issue(self, arguments: list[str]) -> tuple[Repository, Issue]:
@@ -354,6 +388,7 @@ class Router:
             lambda: [
                 repository.issue_comment_json(issue, comment, get.api) for comment in issue.comments
             ],
+            sortable=_ISSUE_COMMENT_SORTS,
         )
 
     @_route(f"{_REPO}/issues/{_SEGMENT}/comments/{_SEGMENT}")
@@ -368,9 +403,16 @@ class Router:
         key: tuple[Any, ...],
         render: Callable[[], list[dict[str, Any]]],
         *,
+        sortable: frozenset[str],
         cap: int = PAGELEN_MAX,
     ) -> MockReply:
-        """One page of a listing in Bitbucket's envelope, with opaque page links."""
+        """One page of a listing in Bitbucket's envelope, with opaque page links.
+
+        ``sortable`` names the top-level fields ``sort`` may name: fields
+        whose values are strings, numbers, booleans or null.  Any other
+        field (``links``, ``author``, a dotted path, a field the items lack)
+        is 400, as at Bitbucket.
+        """
         pagelen = _positive(_last(get.query, "pagelen"), "pagelen", DEFAULT_PAGELEN)
         if pagelen > cap:
             raise _bad_request("Invalid pagelen")
@@ -381,9 +423,14 @@ class Router:
         sort = _last(get.query, "sort")
         if sort:
             field = sort.removeprefix("-")
-            if not all(field in item for item in items):
+            if field not in sortable:
                 raise _bad_request(f"Invalid sort field: {sort}")
-            items = sorted(items, key=lambda item: item[field], reverse=sort.startswith("-"))
+            # Nulls sort last (first when descending) instead of failing to compare.
+            items = sorted(
+                items,
+                key=lambda item: (item.get(field) is None, item.get(field)),
+                reverse=sort.startswith("-"),
+            )
         pages = max(1, math.ceil(len(items) / pagelen))
         if page > pages:
             raise _not_found("Invalid page")
