@@ -296,6 +296,9 @@ def test_run_real_imports_from_the_served_mock_with_the_window_scaled() -> None:
 # (one real fleet run is in test_cli.py: bench --real --importers, through the command)
 
 
+UNSTAGGERED = "stagger must be finite and at least 0 seconds, got "
+
+
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
@@ -305,6 +308,20 @@ def test_run_real_imports_from_the_served_mock_with_the_window_scaled() -> None:
         ({"importers": 2.0}, "importers must be an integer, got 2.0"),
         ({"importers": 2, "workers": 0}, "workers must be a positive integer, got 0"),
         ({"importers": 2, "workers": False}, "workers must be a positive integer, got False"),
+        (
+            {"importers": 2, "stagger": -1.0},
+            "stagger must be finite and at least 0 seconds, got -1.0",
+        ),
+        (
+            {"importers": 2, "stagger": math.inf},
+            "stagger must be finite and at least 0 seconds, got inf",
+        ),
+        (
+            {"importers": 2, "stagger": math.nan},
+            "stagger must be finite and at least 0 seconds, got nan",
+        ),
+        ({"importers": 2, "stagger": True}, "stagger must be seconds (a number), got True"),
+        ({"importers": 2, "stagger": "1"}, "stagger must be seconds (a number), got '1'"),
     ],
 )
 def test_run_fleet_refuses_bad_counts_naming_them_before_starting_anything(
@@ -326,6 +343,10 @@ def test_a_fleet_rows_policy_says_how_many_processes_workers_and_where_the_model
     )
     assert fleet_label(1, 2, shared=False) == (
         "bb-backoff, flag on: 1 processes x 2 workers, an in-memory gate per process"
+    )
+    assert fleet_label(4, 8, shared=False, stagger=400.0) == (
+        "bb-backoff, flag on: 4 processes x 8 workers joining 400 s apart, an in-memory gate "
+        "per process"
     )
 
 

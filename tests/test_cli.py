@@ -128,20 +128,25 @@ def test_bench_real_runs_against_the_served_mock_beside_virtual_time(
 def test_bench_importers_run_a_fleet_through_redis_and_without_it(
     redis_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Two processes of two workers on the quick dataset, an hour scaled to 0.36 s."""
+    """Two processes of two workers on the quick dataset, an hour scaled to 0.36 s.
+
+    The second process joins 100 s (0.01 s scaled) after the first.
+    """
     import redis  # noqa: PLC0415 (installed: the fixture checked)
 
     with redis.Redis.from_url(redis_url) as client:
         client.config_resetstat()
         argv = ["bench", "--real", "--quick", "--json", "--scale", "0.0001"]
-        assert main([*argv, "--importers", "2", "--workers", "2", "--redis", redis_url]) == 0
+        fleet = ["--importers", "2", "--workers", "2", "--stagger", "100", "--redis", redis_url]
+        assert main([*argv, *fleet]) == 0
         reservations = client.info("commandstats")["cmdstat_evalsha"]["calls"]
         leftover = client.keys("bb_backoff_bench_*")
     captured = capsys.readouterr()
     rows = json.loads(captured.out)
+    fleet_of_two = "bb-backoff, flag on: 2 processes x 2 workers joining 100 s apart"
     assert [row["policy"] for row in rows] == [
-        "bb-backoff, flag on: 2 processes x 2 workers, one account gate in Redis (real)",
-        "bb-backoff, flag on: 2 processes x 2 workers, an in-memory gate per process (real)",
+        f"{fleet_of_two}, one account gate in Redis (real)",
+        f"{fleet_of_two}, an in-memory gate per process (real)",
     ]
     for row in rows:
         assert set(row) == ROW_KEYS
@@ -161,7 +166,7 @@ def test_bench_importers_run_a_fleet_through_redis_and_without_it(
     # The Redis row's every request was reserved through Redis; the run's keys are gone.
     assert reservations >= rows[0]["calls"]
     assert leftover == []
-    assert "2 importer processes x 2 workers on one token" in captured.err
+    assert "2 importer processes x 2 workers on one token, joining 100 s apart" in captured.err
 
 
 @pytest.mark.parametrize(
@@ -169,6 +174,9 @@ def test_bench_importers_run_a_fleet_through_redis_and_without_it(
     [
         (["--importers", "2"], "--importers needs --real"),
         (["--real", "--redis", "redis://127.0.0.1:6379/0"], "--redis needs --importers"),
+        (["--real", "--stagger", "60"], "--stagger needs --importers"),
+        (["--real", "--importers", "2", "--stagger", "-1"], "must be >= 0"),
+        (["--real", "--importers", "2", "--stagger", "inf"], "must be a finite number"),
         (["--real", "--importers", "0"], "must be > 0"),
         (["--real", "--importers", "65"], "must be at most 64"),
         (["--real", "--importers", "two"], "is not a number"),

@@ -216,6 +216,8 @@ def _bench(args: argparse.Namespace) -> int:
         args.bench_parser.error("--importers needs --real (importer processes run on real time)")
     if args.redis is not None and args.importers is None:
         args.bench_parser.error("--redis needs --importers (only importer processes share it)")
+    if args.stagger and args.importers is None:
+        args.bench_parser.error("--stagger needs --importers (it spaces importer processes)")
 
     scenarios = [bench.scenario_named(name) for name in args.scenario] or list(bench.SCENARIOS)
     if args.quick:
@@ -318,11 +320,13 @@ def _bench_fleet(args: argparse.Namespace, bench: Any, scenarios: list[Any]) -> 
             )
             return 2
         workers = args.workers or "/".join(sorted({str(s.workers) for s in scenarios}))
+        joining = f", joining {args.stagger:g} s apart (scaled)" if args.stagger else ""
         where = "a private redis-server" if args.redis is None else "the Redis given"
         print(
             f"Real time against uvicorn on 127.0.0.1, windows scaled by {args.scale:g}: "
-            f"{args.importers} importer processes x {workers} workers on one token, their gates "
-            f"on {where} ({redact_url(url)}), then each gate in its own process's memory.",
+            f"{args.importers} importer processes x {workers} workers on one token{joining}, "
+            f"their gates on {where} ({redact_url(url)}), then each gate in its own process's "
+            "memory.",
             file=sys.stderr,
         )
         rows = [
@@ -335,6 +339,7 @@ def _bench_fleet(args: argparse.Namespace, bench: Any, scenarios: list[Any]) -> 
                 importers=args.importers,
                 workers=args.workers,
                 redis_url=url,
+                stagger=args.stagger,
             )
         ]
     print(bench.json_rows(rows) if args.json else bench.markdown_table(rows))
@@ -529,6 +534,16 @@ def build_parser() -> argparse.ArgumentParser:
         help=(
             "--importers: the Redis their gates share, redis://host:port/db (default: a private "
             "redis-server on a free port, when redis-server is on PATH)"
+        ),
+    )
+    bench.add_argument(
+        "--stagger",
+        type=_number(float, inclusive=True),
+        default=0.0,
+        metavar="SECONDS",
+        help=(
+            "--importers: process i joins i * SECONDS after the first (the scenario's seconds, "
+            "scaled like the window); 0 starts them all at once"
         ),
     )
     bench.set_defaults(run=_bench, bench_parser=bench)

@@ -16,6 +16,7 @@ import asyncio
 import collections
 import concurrent.futures
 import contextlib
+import inspect
 import logging
 import math
 import multiprocessing
@@ -38,7 +39,7 @@ from .._client import AsyncBitbucketClient
 from .._exceptions import redact_url
 from .._gate import AccountGate, MemoryStore
 from .._policy import ExponentialBackoff, RetryPolicy
-from .._timing import default_clock
+from .._timing import default_async_sleep, default_clock
 from ..testing import MockBitbucket, VirtualClock, VirtualThreads, run_virtual, serve_mock
 from ._contenders import CONTENDERS, Arena, Contender, _gate, _scaled, contender_named
 from ._importer import (
@@ -388,7 +389,9 @@ def run_real(
 # gate's store differs between the two imports of a run: one model in Redis
 # for every process, or one in each process's memory.  The processes are
 # started once and import both times; the clock runs from the first task put
-# to the last task done, so starting Python is not counted.
+# to the last task done, so starting Python is not counted.  With a stagger,
+# process i joins i staggers after that start: a fleet whose processes come
+# and go, where a process's own memory knows nothing of what the others spent.
 
 MAX_IMPORTERS: Final = 64
 """The most importer processes :func:`run_fleet` starts."""
@@ -515,10 +518,14 @@ def _await_answer(client: Any, server: subprocess.Popen[bytes], port: int) -> No
         raise RedisUnavailable(f"redis-server on port {port} exited with status {status}")
 
 
-def fleet_label(importers: int, workers: int, *, shared: bool) -> str:
-    """The policy column of a fleet row: who imported, and where their gates kept the model."""
+def fleet_label(importers: int, workers: int, *, shared: bool, stagger: float = 0.0) -> str:
+    """The policy column of a fleet row: who imported, and where their gates kept the model.
+
+    ``stagger``: seconds between the processes' joins, in the scenario's time.
+    """
     gates = "one account gate in Redis" if shared else "an in-memory gate per process"
-    return f"bb-backoff, flag on: {importers} processes x {workers} workers, {gates}"
+    joining = f" joining {stagger:g} s apart" if stagger else ""
+    return f"bb-backoff, flag on: {importers} processes x {workers} workers{joining}, {gates}"
 
 
 @attrs.frozen(kw_only=True)
@@ -538,6 +545,8 @@ class _Round:
     redis_url: str | None = attrs.field(repr=False)
     redis_prefix: str
     workers: int
+    # Real seconds after the start before this process's workers begin.
+    delay: float
 
 
 @attrs.frozen(kw_only=True)
@@ -568,23 +577,33 @@ Message = tuple[str, int, Any]
 
 def _importer_process(
     index: int,
-    rounds: ProcessQueue[_Round | None],
+    rounds: ProcessQueue[_Round | float | None],
     tasks: JoinableQueue[Task | None],
     messages: ProcessQueue[Message],
 ) -> None:
     """One importer process: imports each round it is given, until it is given ``None``."""
     try:
         while (given := rounds.get()) is not None:
-            messages.put(("report", index, asyncio.run(_import_round(given, tasks, messages))))
+            assert isinstance(given, _Round)  # noqa: S101 (a start time comes only after ready)
+            report = asyncio.run(_import_round(given, rounds, tasks, messages))
+            messages.put(("report", index, report))
     except BaseException:
         messages.put(("error", index, traceback.format_exc()))
         raise
 
 
 async def _import_round(
-    given: _Round, tasks: JoinableQueue[Task | None], messages: ProcessQueue[Message]
+    given: _Round,
+    rounds: ProcessQueue[_Round | float | None],
+    tasks: JoinableQueue[Task | None],
+    messages: ProcessQueue[Message],
 ) -> _Report:
-    """Import with ``given.workers`` workers from the fleet's queue until each meets a ``None``."""
+    """Import with ``given.workers`` workers from the fleet's queue until each meets a ``None``.
+
+    The workers begin ``given.delay`` seconds after the start the parent
+    sends once every process is ready (a monotonic time: one clock for
+    every process of the machine).
+    """
     store: Any = MemoryStore()
     if given.redis_url is not None:
         from .._redis import RedisStore  # noqa: PLC0415 (redis-py only for the Redis round)
@@ -633,6 +652,11 @@ async def _import_round(
 
     messages.put(("ready", given.index, None))
     try:
+        started = await loop.run_in_executor(waiting, rounds.get)
+        assert isinstance(started, float)  # noqa: S101 (the parent sends the start after ready)
+        pause = default_async_sleep(max(0.0, started + given.delay - default_clock()))
+        if inspect.isawaitable(pause):
+            await pause
         await asyncio.gather(*(worker() for _ in range(given.workers)))
     finally:
         waiting.shutdown(wait=False, cancel_futures=True)
@@ -652,7 +676,9 @@ class _Fleet:
         context = multiprocessing.get_context("spawn")
         self.tasks: JoinableQueue[Task | None] = context.JoinableQueue()
         self.messages: ProcessQueue[Message] = context.Queue()
-        self.rounds: list[ProcessQueue[_Round | None]] = [context.Queue() for _ in range(importers)]
+        self.rounds: list[ProcessQueue[_Round | float | None]] = [
+            context.Queue() for _ in range(importers)
+        ]
         self.processes: list[SpawnProcess] = [
             context.Process(
                 target=_importer_process,
@@ -673,10 +699,15 @@ class _Fleet:
         seed: int,
         scale: float,
         workers: int,
+        stagger: float,
         redis_url: str | None,
         redis_prefix: str,
     ) -> Row:
-        """One import of ``scenario`` (already scaled) by every process; its row."""
+        """One import of ``scenario`` (already scaled) by every process; its row.
+
+        ``stagger`` is in the scenario's time: process ``i`` begins
+        ``i * stagger * scale`` real seconds after the start.
+        """
         importers = len(self.processes)
         mock = _mock_for(scenario, seed)
         with serve_mock(mock) as base_url:
@@ -702,11 +733,14 @@ class _Fleet:
                         redis_url=redis_url,
                         redis_prefix=redis_prefix,
                         workers=workers,
+                        delay=index * stagger * scale,
                     )
                 )
             for _ in range(importers):
                 self._receive("ready", _START_TIMEOUT)
             started = default_clock()
+            for channel in self.rounds:
+                channel.put(started)
             for task in initial_tasks():
                 self.tasks.put(task)
             threading.Thread(target=self._await_done, name="bb-backoff-fleet", daemon=True).start()
@@ -721,7 +755,7 @@ class _Fleet:
             for kind, counter in report.items.items():
                 state.items[kind].update(counter)
         fallbacks = sum(report.fallbacks for report in reports)
-        policy = fleet_label(importers, workers, shared=redis_url is not None)
+        policy = fleet_label(importers, workers, shared=redis_url is not None, stagger=stagger)
         if fallbacks:
             policy += f" (fell back to local state {fallbacks} times)"
         return _row_of(
@@ -804,6 +838,7 @@ def run_fleet(
     importers: int,
     redis_url: str,
     workers: int | None = None,
+    stagger: float = 0.0,
 ) -> list[Row]:
     """One import by a fleet of importer processes on one token, with and without Redis.
 
@@ -820,13 +855,18 @@ def run_fleet(
     under a prefix of the run's own, deleted after), then with each
     process's gate in its own memory, as without Redis.
 
+    ``stagger`` (seconds in the scenario's time, scaled like the window)
+    spaces the processes' joins: process ``i`` begins ``i * stagger`` after
+    the first, and finds the others' sends in the window, which only a
+    shared model tells it about.  0 (the default): all at once.
+
     Returns:
         The two rows, Redis first.  ``workers`` in a row counts every
         worker of the fleet; a row whose processes fell back to local
         state (Redis too slow or down) says so in its ``policy``.
 
     Raises:
-        ValueError: ``importers`` or ``workers`` out of range, or a dataset
+        ValueError: ``importers``, ``workers`` or ``stagger`` out of range, or a dataset
             of more than one page of repositories (each process remembers
             only the workspaces it saw, so members would be listed twice).
         RuntimeError: an importer process failed or died.
@@ -838,6 +878,10 @@ def run_fleet(
     workers = scenario.workers if workers is None else workers
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    if isinstance(stagger, bool) or not isinstance(stagger, int | float):
+        raise ValueError(f"stagger must be seconds (a number), got {stagger!r}")
+    if not 0 <= stagger < math.inf:
+        raise ValueError(f"stagger must be finite and at least 0 seconds, got {stagger!r}")
     if scenario.size.repositories > PAGELEN:
         raise ValueError(
             f"scenario {scenario.name!r} has {scenario.size.repositories} repositories: a fleet "
@@ -854,6 +898,7 @@ def run_fleet(
                 seed=seed,
                 scale=scale,
                 workers=workers,
+                stagger=stagger,
                 redis_url=url,
                 redis_prefix=prefix,
             )
