@@ -904,6 +904,10 @@ def run_fleet(
             )
             for url in (redis_url, None)
         ]
+    except BaseException:
+        # Interrupted or failed: the processes may be mid-import, stop them at once.
+        fleet.failed = True
+        raise
     finally:
         fleet.stop()
         _forget(redis_url, prefix)
