@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import re
+from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
@@ -11,11 +14,16 @@ from bb_backoff._bench import (
     CONTENDERS,
     SCENARIOS,
     Contender,
+    RedisUnavailable,
     Row,
     Scenario,
     available_contenders,
+    check_redis,
     contender_named,
+    fleet_label,
+    private_redis,
     run_all,
+    run_fleet,
     run_one,
     run_real,
     scenario_named,
@@ -23,6 +31,7 @@ from bb_backoff._bench import (
 from bb_backoff._bench._runner import _percentile
 from bb_backoff._bench._scenarios import QUICK_SIZE
 from bb_backoff.testing import Faults
+from redis_server import free_port, require_redis
 
 FLAG_ON = contender_named("bb-backoff, flag on")
 LEGACY = contender_named("bb-backoff, flag off (legacy)")
@@ -283,3 +292,95 @@ def test_run_real_imports_from_the_served_mock_with_the_window_scaled() -> None:
     # No simulated latency on real time: the bound is the scaled window alone.
     assert row.lower_bound == pytest.approx(3600 * 0.0002)
     assert row.seconds >= row.lower_bound
+
+
+# -- run_fleet and its Redis ----------------------------------------------------------------
+# (one real fleet run is in test_cli.py: bench --real --importers, through the command)
+
+
+UNSTAGGERED = "stagger must be finite and at least 0 seconds, got "
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"importers": 0}, "importers must be from 1 to 64, got 0"),
+        ({"importers": 65}, "importers must be from 1 to 64, got 65"),
+        ({"importers": True}, "importers must be an integer, got True"),
+        ({"importers": 2.0}, "importers must be an integer, got 2.0"),
+        ({"importers": 2, "workers": 0}, "workers must be a positive integer, got 0"),
+        ({"importers": 2, "workers": False}, "workers must be a positive integer, got False"),
+        (
+            {"importers": 2, "stagger": -1.0},
+            "stagger must be finite and at least 0 seconds, got -1.0",
+        ),
+        (
+            {"importers": 2, "stagger": math.inf},
+            "stagger must be finite and at least 0 seconds, got inf",
+        ),
+        (
+            {"importers": 2, "stagger": math.nan},
+            "stagger must be finite and at least 0 seconds, got nan",
+        ),
+        ({"importers": 2, "stagger": True}, "stagger must be seconds (a number), got True"),
+        ({"importers": 2, "stagger": "1"}, "stagger must be seconds (a number), got '1'"),
+    ],
+)
+def test_run_fleet_refuses_bad_counts_naming_them_before_starting_anything(
+    arguments: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        run_fleet(QUICK["no-hint"], 0, 0.0001, redis_url="redis://127.0.0.1:1/0", **arguments)
+
+
+def test_run_fleet_refuses_a_repository_listing_of_more_than_one_page() -> None:
+    many = attrs.evolve(QUICK["no-hint"], size=attrs.evolve(QUICK_SIZE, repositories=51))
+    with pytest.raises(ValueError, match="has 51 repositories: a fleet run lists at most 50"):
+        run_fleet(many, 0, 0.0001, importers=2, redis_url="redis://127.0.0.1:1/0")
+
+
+def test_a_fleet_rows_policy_says_how_many_processes_workers_and_where_the_model_lives() -> None:
+    assert fleet_label(4, 8, shared=True) == (
+        "bb-backoff, flag on: 4 processes x 8 workers, one account gate in Redis"
+    )
+    assert fleet_label(1, 2, shared=False) == (
+        "bb-backoff, flag on: 1 processes x 2 workers, an in-memory gate per process"
+    )
+    assert fleet_label(4, 8, shared=False, stagger=400.0) == (
+        "bb-backoff, flag on: 4 processes x 8 workers joining 400 s apart, an in-memory gate "
+        "per process"
+    )
+
+
+def test_check_redis_accepts_a_redis_that_answers(redis_url: str) -> None:
+    check_redis(redis_url)
+
+
+def test_check_redis_refuses_a_silent_one_without_showing_its_password() -> None:
+    port = free_port()
+    with pytest.raises(RedisUnavailable) as refused:
+        check_redis(f"redis://:hunter2@127.0.0.1:{port}/0")
+    message = str(refused.value)
+    assert message.startswith(f"Redis at redis://127.0.0.1:{port}/0 does not answer (")
+    assert "hunter2" not in message
+
+
+def test_a_private_redis_answers_while_the_block_runs_and_is_gone_after() -> None:
+    import redis  # noqa: PLC0415
+
+    require_redis()
+    with private_redis() as url:
+        assert url.startswith("redis://127.0.0.1:")
+        with redis.Redis.from_url(url) as client:
+            assert client.ping()
+    with pytest.raises(RedisUnavailable, match="does not answer"):
+        check_redis(url)
+
+
+def test_without_redis_server_on_path_a_private_redis_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(RedisUnavailable) as refused, private_redis():
+        pass  # pragma: no cover (never entered)
+    assert str(refused.value) == "redis-server is not on PATH"

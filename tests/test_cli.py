@@ -14,9 +14,11 @@ import pytest
 import redis
 
 import bb_backoff
+from bb_backoff import _bench
 from bb_backoff._bench import CONTENDERS, SCENARIOS
 from bb_backoff._cli import (
     DEFAULT_RESULTS,
+    MAX_IMPORTERS,
     _HelpFormatter,
     build_parser,
     is_default_bench,
@@ -120,6 +122,115 @@ def test_bench_real_runs_against_the_served_mock_beside_virtual_time(
     assert ("bb-backoff, flag on", "virtual") in clocks
     flag_on = [r for r in rows if r["policy"].startswith("bb-backoff, flag on (")]
     assert [r["lost"] for r in flag_on] == [0, 0]
+
+
+# -- bench --real --importers: a fleet of importer processes ------------------------------
+
+
+def test_bench_importers_run_a_fleet_through_redis_and_without_it(
+    redis_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two processes of two workers on the quick dataset, an hour scaled to 0.36 s.
+
+    The second process joins 100 s (0.01 s scaled) after the first.
+    """
+    import redis  # noqa: PLC0415 (installed: the fixture checked)
+
+    with redis.Redis.from_url(redis_url) as client:
+        client.config_resetstat()
+        argv = ["bench", "--real", "--quick", "--json", "--scale", "0.0001"]
+        fleet = ["--importers", "2", "--workers", "2", "--stagger", "100", "--redis", redis_url]
+        assert main([*argv, *fleet]) == 0
+        reservations = client.info("commandstats")["cmdstat_evalsha"]["calls"]
+        leftover = client.keys("bb_backoff_bench_*")
+    captured = capsys.readouterr()
+    rows = json.loads(captured.out)
+    fleet_of_two = "bb-backoff, flag on: 2 processes x 2 workers joining 100 s apart"
+    assert [row["policy"] for row in rows] == [
+        f"{fleet_of_two}, one account gate in Redis (real)",
+        f"{fleet_of_two}, an in-memory gate per process (real)",
+    ]
+    for row in rows:
+        assert set(row) == ROW_KEYS
+        assert (row["scenario"], row["mode"], row["workers"], row["clock"]) == (
+            "no-hint",
+            "async",
+            4,
+            "real",
+        )
+        assert (row["lost"], row["complete"], row["duplicates"], row["give_ups"]) == (0, True, 0, 0)
+        # The quick dataset: 60 calls (the import starts from /user/workspaces),
+        # 81 items; 50 calls a window, so the bound is one window.
+        assert (row["calls_needed"], row["items"]) == (60, 81)
+        assert row["lower_bound"] == pytest.approx(3600 * 0.0001)
+        assert row["seconds"] >= row["lower_bound"]
+        assert row["time_ratio"] == pytest.approx(row["seconds"] / row["lower_bound"])
+        assert row["calls"] >= row["calls_needed"]
+    # The Redis row's every request was reserved through Redis; the run's keys are gone.
+    assert reservations >= rows[0]["calls"]
+    assert leftover == []
+    assert "2 importer processes x 2 workers on one token, joining 100 s apart" in captured.err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--importers", "2"], "--importers needs --real"),
+        (["--real", "--redis", "redis://127.0.0.1:6379/0"], "--redis needs --importers"),
+        (["--real", "--stagger", "60"], "--stagger needs --importers"),
+        (["--real", "--importers", "2", "--stagger", "-1"], "must be >= 0"),
+        (["--real", "--importers", "2", "--stagger", "inf"], "must be a finite number"),
+        (["--real", "--importers", "0"], "must be > 0"),
+        (["--real", "--importers", "65"], "must be at most 64"),
+        (["--real", "--importers", "two"], "is not a number"),
+        (
+            ["--real", "--importers", "2", "--redis", "http://user:hunter2@127.0.0.1/"],
+            "must be a redis://, rediss:// or unix:// URL, got 'http://127.0.0.1/'",
+        ),
+    ],
+)
+def test_bench_importers_and_redis_are_refused_with_a_message_and_status_2(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["bench", *argv])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage: bb-backoff bench" in err
+    assert message in err
+    assert "hunter2" not in err
+    assert "Traceback" not in err
+
+
+def test_bench_importers_without_redis_server_on_path_is_an_error_with_status_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert main(["bench", "--real", "--quick", "--importers", "2"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == (
+        "bb-backoff bench: error: --importers needs Redis: redis-server is not on PATH; pass "
+        "--redis URL, or put redis-server on PATH (apt-get install redis-server) for a private "
+        "one\n"
+    )
+
+
+def test_bench_importers_with_a_redis_that_does_not_answer_is_an_error_without_its_password(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    url = f"redis://:hunter2@127.0.0.1:{free_port()}/0"
+    assert main(["bench", "--real", "--quick", "--importers", "2", "--redis", url]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(
+        f"bb-backoff bench: error: --importers needs Redis: Redis at "
+        f"redis://127.0.0.1:{url.rsplit(':', 1)[1]} does not answer (ConnectionError: "
+    )
+    assert "hunter2" not in err
+
+
+def test_the_command_and_the_runner_cap_importers_alike() -> None:
+    assert _bench.MAX_IMPORTERS == MAX_IMPORTERS
 
 
 # -- where bench writes -------------------------------------------------------------------

@@ -10,6 +10,9 @@
 ``bench --real``
     the same against the mock served by uvicorn, in real time, with the
     window scaled down, beside the virtual results of the same runs.
+``bench --real --importers N``
+    one import by N importer processes on one token, their account gates
+    sharing one model in Redis, then each keeping its own: what sharing buys.
 ``schedule``
     the delay schedules of the default, legacy and GitLab policies.
 ``serve-mock``
@@ -30,6 +33,7 @@ status 1, as Python itself does on a broken pipe, without the traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import sys
@@ -43,6 +47,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
+from ._exceptions import redact_url
 from ._policy import (
     GITLAB_16_7,
     ExponentialBackoff,
@@ -406,6 +411,13 @@ def _write_results(rows: Sequence[Row], args: argparse.Namespace, bench: Any) ->
 def _bench(args: argparse.Namespace) -> int:
     from . import _bench as bench  # noqa: PLC0415 (the mock and peers load only for bench)
 
+    if args.importers is not None and not args.real:
+        args.bench_parser.error("--importers needs --real (importer processes run on real time)")
+    if args.redis is not None and args.importers is None:
+        args.bench_parser.error("--redis needs --importers (only importer processes share it)")
+    if args.stagger and args.importers is None:
+        args.bench_parser.error("--stagger needs --importers (it spaces importer processes)")
+
     scenarios = [bench.scenario_named(name) for name in args.scenario] or list(bench.SCENARIOS)
     if args.quick:
         scenarios = [scenario.quick() for scenario in scenarios]
@@ -446,6 +458,8 @@ def _bench_real(args: argparse.Namespace, bench: Any, scenarios: list[Any]) -> i
         scenarios = [bench.scenario_named("no-hint")]
         if args.quick:
             scenarios = [scenario.quick() for scenario in scenarios]
+    if args.importers is not None:
+        return _bench_fleet(args, bench, scenarios)
     contenders = [
         c for c in bench.available_contenders() if c.name in _REAL_CONTENDERS and c.mode == "async"
     ]
@@ -486,6 +500,47 @@ def _bench_real(args: argparse.Namespace, bench: Any, scenarios: list[Any]) -> i
         for row in pair
         if row is not None
     ]
+    print(bench.json_rows(rows) if args.json else bench.markdown_table(rows))
+    _write_results(rows, args, bench)
+    return 0
+
+
+def _bench_fleet(args: argparse.Namespace, bench: Any, scenarios: list[Any]) -> int:
+    """``--importers``: one import by a fleet of processes, through Redis and without it."""
+    with contextlib.ExitStack() as stack:
+        try:
+            url = args.redis or stack.enter_context(bench.private_redis())
+            bench.check_redis(url)
+        except bench.RedisUnavailable as error:
+            print(
+                f"bb-backoff bench: error: --importers needs Redis: {error}; pass --redis URL, "
+                "or put redis-server on PATH (apt-get install redis-server) for a private one",
+                file=sys.stderr,
+            )
+            return 2
+        workers = args.workers or "/".join(sorted({str(s.workers) for s in scenarios}))
+        joining = f", joining {args.stagger:g} s apart (scaled)" if args.stagger else ""
+        where = "a private redis-server" if args.redis is None else "the Redis given"
+        print(
+            f"Real time against uvicorn on 127.0.0.1, windows scaled by {args.scale:g}: "
+            f"{args.importers} importer processes x {workers} workers on one token{joining}, "
+            f"their gates on {where} ({redact_url(url)}), then each gate in its own process's "
+            "memory.",
+            file=sys.stderr,
+        )
+        rows = [
+            attrs.evolve(row, policy=f"{row.policy} ({row.clock})")
+            for scenario in scenarios
+            for row in bench.run_fleet(
+                scenario,
+                args.seed,
+                args.scale,
+                importers=args.importers,
+                workers=args.workers,
+                redis_url=url,
+                stagger=args.stagger,
+            )
+        ]
     print(bench.json_rows(rows) if args.json else bench.markdown_table(rows))
     _write_results(rows, args, bench)
     return 0
@@ -850,6 +905,17 @@ def _number(
 MAX_SCHEDULE_RETRIES: Final = 1000
 """``schedule --retries`` beyond this is refused: the table would be unreadable anyway."""
 MAX_WORKERS: Final = 10_000
+MAX_IMPORTERS: Final = 64
+"""``bench --importers`` beyond this is refused (as the runner does): a process each."""
+
+
+def _redis_url(text: str) -> str:
+    """An argparse type: a Redis URL (checked for its scheme here, for an answer later)."""
+    if not text.startswith(("redis://", "rediss://", "unix://")):
+        raise argparse.ArgumentTypeError(
+            f"must be a redis://, rediss:// or unix:// URL, got {redact_url(text)!r}"
+        )
+    return text
 
 
 def _scenario_name(text: str) -> str:
@@ -949,7 +1015,36 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_REAL_SCALE,
         help="--real: time scale, an hour becomes 3600 * SCALE s",
     )
-    bench.set_defaults(run=_bench)
+    bench.add_argument(
+        "--importers",
+        type=_number(int, maximum=MAX_IMPORTERS),
+        metavar="N",
+        help=(
+            "--real: instead of the contenders, N importer processes (--workers each) on one "
+            "token import one dataset, their gates first sharing one Redis, then each in its "
+            "own memory (default: no such run)"
+        ),
+    )
+    bench.add_argument(
+        "--redis",
+        type=_redis_url,
+        metavar="URL",
+        help=(
+            "--importers: the Redis their gates share, redis://host:port/db (default: a private "
+            "redis-server on a free port, when redis-server is on PATH)"
+        ),
+    )
+    bench.add_argument(
+        "--stagger",
+        type=_number(float, inclusive=True),
+        default=0.0,
+        metavar="SECONDS",
+        help=(
+            "--importers: process i joins i * SECONDS after the first (the scenario's seconds, "
+            "scaled like the window); 0 starts them all at once"
+        ),
+    )
+    bench.set_defaults(run=_bench, bench_parser=bench)
 
     schedule = commands.add_parser(
         "schedule",

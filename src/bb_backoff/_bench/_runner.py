@@ -3,23 +3,61 @@
 Each run builds a fresh mock and a fresh virtual clock from the seed, so a
 row depends on nothing but (scenario, contender, seed, workers); runs are
 spread over worker processes and come back in order.
+
+:func:`run_real` repeats a run against the mock served by uvicorn on real
+time; :func:`run_fleet` runs one import with several importer processes on
+one token, their account gates sharing one model in Redis or each keeping
+its own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import concurrent.futures
+import contextlib
+import inspect
+import logging
 import math
 import multiprocessing
+import queue
 import random
-from collections.abc import Callable, Sequence
-from typing import Any, Final
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
-from .._timing import default_clock
+from .._auth import BearerToken
+from .._client import AsyncBitbucketClient
+from .._exceptions import redact_url
+from .._gate import AccountGate, MemoryStore
+from .._policy import ExponentialBackoff, RetryPolicy
+from .._timing import default_async_sleep, default_clock
 from ..testing import MockBitbucket, VirtualClock, VirtualThreads, run_virtual, serve_mock
-from ._contenders import CONTENDERS, Arena, Contender, contender_named
-from ._importer import PAGELEN, AsyncFetcher, ImportResult, SyncFetcher, import_async, import_sync
+from ._contenders import CONTENDERS, Arena, Contender, _gate, _scaled, contender_named
+from ._importer import (
+    PAGELEN,
+    AsyncFetcher,
+    ImportResult,
+    ImportState,
+    SyncFetcher,
+    Task,
+    import_async,
+    import_sync,
+    initial_tasks,
+)
+
+if TYPE_CHECKING:
+    from multiprocessing.context import SpawnProcess
+    from multiprocessing.queues import JoinableQueue
+    from multiprocessing.queues import Queue as ProcessQueue
 from ._scenarios import Scenario
 
 BASE_URL: Final = "https://api.bitbucket.org/2.0"
@@ -127,18 +165,45 @@ def _row(
     workers: int,
     clock: str,
 ) -> Row:
+    return _row_of(
+        scenario,
+        mock,
+        result.state,
+        policy=contender.name,
+        mode=contender.mode,
+        seconds=result.seconds,
+        latencies=result.latencies,
+        give_ups=result.give_ups,
+        workers=workers,
+        clock=clock,
+    )
+
+
+def _row_of(
+    scenario: Scenario,
+    mock: MockBitbucket,
+    state: ImportState,
+    *,
+    policy: str,
+    mode: str,
+    seconds: float,
+    latencies: Sequence[float],
+    give_ups: int,
+    workers: int,
+    clock: str,
+) -> Row:
     needed = mock.dataset.requests_needed(PAGELEN)
     expected = mock.dataset.expected()
     bound = attrs.evolve(scenario, workers=workers).lower_bound(needed)
     counters = mock.counters
     return Row(
         scenario=scenario.name,
-        policy=contender.name,
-        mode=contender.mode,
+        policy=policy,
+        mode=mode,
         workers=workers,
         # No bound (no rate limit, no latency) or no quota: the ratio means nothing.
-        time_ratio=result.seconds / bound if 0 < bound < math.inf else math.inf,
-        seconds=result.seconds,
+        time_ratio=seconds / bound if 0 < bound < math.inf else math.inf,
+        seconds=seconds,
         lower_bound=bound,
         calls=counters.calls,
         rate_limited=counters.rate_limited,
@@ -146,12 +211,12 @@ def _row(
         # already counted as needed (a retried diff repeats its redirect).
         wasted=(counters.calls - min(counters.ok, needed)) / needed,
         calls_needed=needed,
-        lost=result.state.lost(expected),
-        duplicates=result.state.duplicates(),
+        lost=state.lost(expected),
+        duplicates=state.duplicates(),
         items=sum(len(keys) for keys in expected.values()),
-        give_ups=result.give_ups,
-        p99_request=_percentile(result.latencies, 0.99),
-        longest_request=max(result.latencies, default=0.0),
+        give_ups=give_ups,
+        p99_request=_percentile(latencies, 0.99),
+        longest_request=max(latencies, default=0.0),
         outage_calls=counters.outage_calls,
         clock=clock,
     )
@@ -311,3 +376,538 @@ def run_real(
             import_async(_as_async(contender.build(arena)), workers, default_clock)
         )
     return _row(scaled, contender, mock, result, workers=workers, clock="real")
+
+
+# -- a fleet of importer processes -------------------------------------------------------
+#
+# Theory of operation.  One served mock, one token, N importer processes of W
+# async workers each.  The import's tasks travel through one queue shared by
+# the processes (the fleet's job queue): the parent puts the first tasks,
+# and whoever fetches a page puts the tasks it leads to, so the repositories,
+# pull requests and issues are split between the processes as they are
+# found, the way a fleet of job workers splits an import.  Only the account
+# gate's store differs between the two imports of a run: one model in Redis
+# for every process, or one in each process's memory.  The processes are
+# started once and import both times; the clock runs from the first task put
+# to the last task done, so starting Python is not counted.  With a stagger,
+# process i joins i staggers after that start: a fleet whose processes come
+# and go, where a process's own memory knows nothing of what the others spent.
+
+MAX_IMPORTERS: Final = 64
+"""The most importer processes :func:`run_fleet` starts."""
+# Seconds for the importer processes to start (or report), and for a redis-server.
+_START_TIMEOUT: Final = 120.0
+_REDIS_START_TIMEOUT: Final = 10.0
+# Seconds between checks that every importer process still lives.
+_LIVENESS_POLL: Final = 0.5
+# How the Redis store's warning that it fell back to local state begins.
+_FALLBACK_WARNING: Final = "Redis at"
+
+
+class RedisUnavailable(RuntimeError):
+    """The fleet's Redis cannot be used: redis-py or redis-server missing, or no answer."""
+
+
+def check_redis(url: str) -> None:
+    """Make sure ``url`` is a Redis that answers, before importer processes rely on it.
+
+    The Redis store falls back to each process's memory when Redis does not
+    answer, which would turn the shared-gate import into the other one
+    without a word: hence this check first.
+
+    Raises:
+        RedisUnavailable: redis-py is not installed, or ``url`` does not
+            answer PING within 2 s (the message never shows the password).
+    """
+    try:
+        import redis  # noqa: PLC0415 (the optional dependency, only for a fleet run)
+    except ImportError:
+        raise RedisUnavailable(
+            "the redis package is not installed (pip install 'bb-backoff[redis]')"
+        ) from None
+    try:
+        with redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2) as client:
+            client.ping()
+    except (redis.RedisError, OSError, ValueError) as error:
+        message = f"{type(error).__name__}: {error}"
+        password = _password_of(url)
+        if password:
+            message = message.replace(password, "[redacted]")
+        raise RedisUnavailable(f"Redis at {redact_url(url)} does not answer ({message})") from None
+
+
+def _password_of(url: str) -> str | None:
+    from urllib.parse import urlsplit  # noqa: PLC0415
+
+    try:
+        return urlsplit(url).password
+    except ValueError:
+        return None
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def private_redis() -> Iterator[str]:
+    """A redis-server of the run's own on a free port of 127.0.0.1, stopped when the block ends.
+
+    It keeps nothing on disk (no snapshots, no append-only file) and runs in
+    a temporary directory.
+
+    Yields:
+        Its URL, ``redis://127.0.0.1:<port>/0``.
+
+    Raises:
+        RedisUnavailable: ``redis-server`` is not on PATH, redis-py is not
+            installed, or the server did not answer within 10 s.
+    """
+    executable = shutil.which("redis-server")
+    if executable is None:
+        raise RedisUnavailable("redis-server is not on PATH")
+    try:
+        import redis  # noqa: PLC0415 (the optional dependency, only for a fleet run)
+    except ImportError:
+        raise RedisUnavailable(
+            "the redis package is not installed (pip install 'bb-backoff[redis]')"
+        ) from None
+    with tempfile.TemporaryDirectory(prefix="bb-backoff-redis-") as directory:
+        port = _free_port()
+        command = [executable, "--port", str(port), "--bind", "127.0.0.1"]
+        command += ["--save", "", "--appendonly", "no", "--dir", directory]
+        server = subprocess.Popen(  # noqa: S603 (redis-server from PATH, fixed arguments)
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        url = f"redis://127.0.0.1:{port}/0"
+        try:
+            client = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+            with client:
+                _await_answer(client, server, port)
+            yield url
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+
+
+def _await_answer(client: Any, server: subprocess.Popen[bytes], port: int) -> None:
+    """Return once ``client`` gets an answer to PING; raise if ``server`` exits or is too slow."""
+    import redis  # noqa: PLC0415
+
+    deadline = default_clock() + _REDIS_START_TIMEOUT
+    while True:
+        with contextlib.suppress(redis.ConnectionError):
+            if client.ping():
+                return
+        try:
+            # Waiting for the server to exit is also how to pause between tries.
+            status = server.wait(timeout=0.02)
+        except subprocess.TimeoutExpired:
+            if default_clock() > deadline:
+                raise RedisUnavailable(
+                    f"redis-server on port {port} did not answer within {_REDIS_START_TIMEOUT:g} s"
+                ) from None
+            continue
+        raise RedisUnavailable(f"redis-server on port {port} exited with status {status}")
+
+
+def fleet_label(importers: int, workers: int, *, shared: bool, stagger: float = 0.0) -> str:
+    """The policy column of a fleet row: who imported, and where their gates kept the model.
+
+    ``stagger``: seconds between the processes' joins, in the scenario's time.
+    """
+    gates = "one account gate in Redis" if shared else "an in-memory gate per process"
+    joining = f" joining {stagger:g} s apart" if stagger else ""
+    return f"bb-backoff, flag on: {importers} processes x {workers} workers{joining}, {gates}"
+
+
+@attrs.frozen(kw_only=True)
+class _Round:
+    """What one importer process needs for one import: where, as whom, and how.
+
+    The parent builds the policy and the gate (without its store) as for the
+    single-process flag-on row, so the store is the only difference.
+    """
+
+    index: int
+    base_url: str
+    auth: BearerToken
+    policy: RetryPolicy
+    gate: AccountGate
+    # May hold a password: never in a repr.
+    redis_url: str | None = attrs.field(repr=False)
+    redis_prefix: str
+    workers: int
+    # Real seconds after the start before this process's workers begin.
+    delay: float
+
+
+@attrs.frozen(kw_only=True)
+class _Report:
+    """What one importer process brings back from one import."""
+
+    items: dict[str, collections.Counter[tuple[Any, ...]]]
+    latencies: list[float]
+    give_ups: int
+    fallbacks: int
+
+
+class _FallbackCounter(logging.Handler):
+    """Counts the Redis store's warnings that it fell back to this process's memory."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if str(record.msg).startswith(_FALLBACK_WARNING):
+            self.count += 1
+
+
+Message = tuple[str, int, Any]
+"""What importer processes tell the parent: ``(kind, process index, payload)``."""
+
+
+def _importer_process(
+    index: int,
+    rounds: ProcessQueue[_Round | float | None],
+    tasks: JoinableQueue[Task | None],
+    messages: ProcessQueue[Message],
+) -> None:
+    """One importer process: imports each round it is given, until it is given ``None``."""
+    try:
+        while (given := rounds.get()) is not None:
+            assert isinstance(given, _Round)  # noqa: S101 (a start time comes only after ready)
+            report = asyncio.run(_import_round(given, rounds, tasks, messages))
+            messages.put(("report", index, report))
+    except BaseException:
+        messages.put(("error", index, traceback.format_exc()))
+        raise
+
+
+async def _import_round(
+    given: _Round,
+    rounds: ProcessQueue[_Round | float | None],
+    tasks: JoinableQueue[Task | None],
+    messages: ProcessQueue[Message],
+) -> _Report:
+    """Import with ``given.workers`` workers from the fleet's queue until each meets a ``None``.
+
+    The workers begin ``given.delay`` seconds after the start the parent
+    sends once every process is ready (a monotonic time: one clock for
+    every process of the machine).
+    """
+    store: Any = MemoryStore()
+    if given.redis_url is not None:
+        from .._redis import RedisStore  # noqa: PLC0415 (redis-py only for the Redis round)
+
+        store = RedisStore(given.redis_url, prefix=given.redis_prefix)
+    fallbacks = _FallbackCounter()
+    logging.getLogger("bb_backoff").addHandler(fallbacks)
+    client = AsyncBitbucketClient(
+        auth=given.auth,
+        flag=True,
+        policy=given.policy,
+        legacy_policy=given.policy,
+        base_url=given.base_url,
+        gate=attrs.evolve(given.gate, store=store),
+    )
+    state = ImportState()
+    latencies: list[float] = []
+    give_ups = 0
+    loop = asyncio.get_running_loop()
+    # The queue is the fleet's, with blocking reads: each worker waits in a thread of its own.
+    waiting = concurrent.futures.ThreadPoolExecutor(given.workers, thread_name_prefix="bench-queue")
+
+    async def worker() -> None:
+        nonlocal give_ups
+        while True:
+            task = await loop.run_in_executor(waiting, tasks.get)
+            if task is None:
+                # Marked done too, so the queue is back to nothing unfinished for the next round.
+                tasks.task_done()
+                return
+            begun = default_clock()
+            try:
+                if task.kind == "diff":
+                    body: Any = await client.get_text(task.url)
+                else:
+                    body = await client.get(task.url)
+            except Exception:  # noqa: BLE001 (a give-up drops the task and its items)
+                give_ups += 1
+            else:
+                # Put before the task is marked done, so the queue is never empty too early.
+                for found in state.follow(task, body):
+                    tasks.put(found)
+            finally:
+                latencies.append(default_clock() - begun)
+                tasks.task_done()
+
+    messages.put(("ready", given.index, None))
+    try:
+        started = await loop.run_in_executor(waiting, rounds.get)
+        assert isinstance(started, float)  # noqa: S101 (the parent sends the start after ready)
+        pause = default_async_sleep(max(0.0, started + given.delay - default_clock()))
+        if inspect.isawaitable(pause):
+            await pause
+        await asyncio.gather(*(worker() for _ in range(given.workers)))
+    finally:
+        waiting.shutdown(wait=False, cancel_futures=True)
+        await client.aclose()
+        if given.redis_url is not None:
+            await store.aclose()
+        logging.getLogger("bb_backoff").removeHandler(fallbacks)
+    return _Report(
+        items=dict(state.items), latencies=latencies, give_ups=give_ups, fallbacks=fallbacks.count
+    )
+
+
+class _Fleet:
+    """The importer processes and the queues between them and this process."""
+
+    def __init__(self, importers: int) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.tasks: JoinableQueue[Task | None] = context.JoinableQueue()
+        self.messages: ProcessQueue[Message] = context.Queue()
+        self.rounds: list[ProcessQueue[_Round | float | None]] = [
+            context.Queue() for _ in range(importers)
+        ]
+        self.processes: list[SpawnProcess] = [
+            context.Process(
+                target=_importer_process,
+                args=(index, self.rounds[index], self.tasks, self.messages),
+                name=f"bb-backoff-importer-{index}",
+                daemon=True,
+            )
+            for index in range(importers)
+        ]
+        self.failed = False
+        for process in self.processes:
+            process.start()
+
+    def import_once(
+        self,
+        scenario: Scenario,
+        *,
+        seed: int,
+        scale: float,
+        workers: int,
+        stagger: float,
+        redis_url: str | None,
+        redis_prefix: str,
+    ) -> Row:
+        """One import of ``scenario`` (already scaled) by every process; its row.
+
+        ``stagger`` is in the scenario's time: process ``i`` begins
+        ``i * stagger * scale`` real seconds after the start.
+        """
+        importers = len(self.processes)
+        mock = _mock_for(scenario, seed)
+        with serve_mock(mock) as base_url:
+            arena = Arena(
+                mock=mock,
+                base_url=base_url,
+                seed=seed,
+                scale=scale,
+                configured_limit=_configured_limit(scenario),
+            )
+            for index, channel in enumerate(self.rounds):
+                # Each process its own jitter, as separate processes have.
+                member = attrs.evolve(arena, seed=seed * MAX_IMPORTERS + index)
+                gate = _gate(member, enabled=True)
+                assert isinstance(gate, AccountGate)  # noqa: S101
+                channel.put(
+                    _Round(
+                        index=index,
+                        base_url=base_url,
+                        auth=mock.bearer(),
+                        policy=_scaled(ExponentialBackoff(seed=member.seed), scale),
+                        gate=gate,
+                        redis_url=redis_url,
+                        redis_prefix=redis_prefix,
+                        workers=workers,
+                        delay=index * stagger * scale,
+                    )
+                )
+            for _ in range(importers):
+                self._receive("ready", _START_TIMEOUT)
+            started = default_clock()
+            for channel in self.rounds:
+                channel.put(started)
+            for task in initial_tasks():
+                self.tasks.put(task)
+            threading.Thread(target=self._await_done, name="bb-backoff-fleet", daemon=True).start()
+            _, finished = self._receive("done", None)
+            for _ in range(importers * workers):
+                self.tasks.put(None)
+            reports: list[_Report] = [
+                self._receive("report", _START_TIMEOUT)[1] for _ in range(importers)
+            ]
+        state = ImportState()
+        for report in reports:
+            for kind, counter in report.items.items():
+                state.items[kind].update(counter)
+        fallbacks = sum(report.fallbacks for report in reports)
+        policy = fleet_label(importers, workers, shared=redis_url is not None, stagger=stagger)
+        if fallbacks:
+            policy += f" (fell back to local state {fallbacks} times)"
+        return _row_of(
+            scenario,
+            mock,
+            state,
+            policy=policy,
+            mode="async",
+            seconds=finished - started,
+            latencies=[seconds for report in reports for seconds in report.latencies],
+            give_ups=sum(report.give_ups for report in reports),
+            workers=importers * workers,
+            clock="real",
+        )
+
+    def _await_done(self) -> None:
+        """Wait for every task to be done, then say when (a thread's work)."""
+        self.tasks.join()
+        self.messages.put(("done", -1, default_clock()))
+
+    def _receive(self, expected: str, timeout: float | None) -> tuple[int, Any]:
+        """The next message, which must be ``expected``; raises if a process failed or died."""
+        deadline = None if timeout is None else default_clock() + timeout
+        while True:
+            try:
+                kind, index, payload = self.messages.get(timeout=_LIVENESS_POLL)
+            except queue.Empty:
+                for process in self.processes:
+                    if process.exitcode is not None:
+                        self.failed = True
+                        raise RuntimeError(
+                            f"importer process {process.name} exited with status {process.exitcode}"
+                        ) from None
+                if deadline is not None and default_clock() > deadline:
+                    self.failed = True
+                    raise RuntimeError(
+                        f"the importer processes did not report {expected!r} within {timeout:g} s"
+                    ) from None
+                continue
+            if kind == "error":
+                self.failed = True
+                raise RuntimeError(f"importer process {index} failed:\n{payload}")
+            if kind != expected:  # pragma: no cover (the protocol's own bug)
+                self.failed = True
+                raise RuntimeError(f"importer process {index} said {kind!r}, not {expected!r}")
+            return index, payload
+
+    def stop(self) -> None:
+        """Let the processes end (at once after a failure), and wait for them."""
+        if not self.failed:
+            for channel in self.rounds:
+                channel.put(None)
+        for process in self.processes:
+            if self.failed:
+                process.terminate()
+            process.join(timeout=10)
+            if process.exitcode is None:
+                process.kill()
+                process.join()
+
+
+def _forget(redis_url: str, prefix: str) -> None:
+    """Delete the run's keys (they would expire anyway, two windows after their last use)."""
+    import redis  # noqa: PLC0415
+
+    with (
+        contextlib.suppress(redis.RedisError, OSError),
+        redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2) as client,
+    ):
+        keys = list(client.scan_iter(match=f"{prefix}:*"))
+        if keys:
+            client.delete(*keys)
+
+
+def run_fleet(
+    scenario: Scenario,
+    seed: int,
+    scale: float,
+    *,
+    importers: int,
+    redis_url: str,
+    workers: int | None = None,
+    stagger: float = 0.0,
+) -> list[Row]:
+    """One import by a fleet of importer processes on one token, with and without Redis.
+
+    ``importers`` processes of ``workers`` async workers each (the
+    scenario's workers by default), each process with its own
+    :class:`~bb_backoff.AsyncBitbucketClient` (flag on, the default policy
+    and account gate, as the flag-on row) on the same token, import the
+    scenario's dataset from one mock served by uvicorn, on real time, with
+    the window and every time setting scaled by ``scale`` as in
+    :func:`run_real`.  The processes take the import's tasks from one
+    shared queue as they are found.  The import runs twice, each time
+    against a fresh mock: first with every process's gate on the Redis at
+    ``redis_url`` (one model of the account's window for the fleet; keys
+    under a prefix of the run's own, deleted after), then with each
+    process's gate in its own memory, as without Redis.
+
+    ``stagger`` (seconds in the scenario's time, scaled like the window)
+    spaces the processes' joins: process ``i`` begins ``i * stagger`` after
+    the first, and finds the others' sends in the window, which only a
+    shared model tells it about.  0 (the default): all at once.
+
+    Returns:
+        The two rows, Redis first.  ``workers`` in a row counts every
+        worker of the fleet; a row whose processes fell back to local
+        state (Redis too slow or down) says so in its ``policy``.
+
+    Raises:
+        ValueError: ``importers``, ``workers`` or ``stagger`` out of range, or a dataset
+            of more than one page of repositories (each process remembers
+            only the workspaces it saw, so members would be listed twice).
+        RuntimeError: an importer process failed or died.
+    """
+    if isinstance(importers, bool) or not isinstance(importers, int):
+        raise ValueError(f"importers must be an integer, got {importers!r}")
+    if not 1 <= importers <= MAX_IMPORTERS:
+        raise ValueError(f"importers must be from 1 to {MAX_IMPORTERS}, got {importers}")
+    workers = scenario.workers if workers is None else workers
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    if isinstance(stagger, bool) or not isinstance(stagger, int | float):
+        raise ValueError(f"stagger must be seconds (a number), got {stagger!r}")
+    if not 0 <= stagger < math.inf:
+        raise ValueError(f"stagger must be finite and at least 0 seconds, got {stagger!r}")
+    if scenario.size.repositories > PAGELEN:
+        raise ValueError(
+            f"scenario {scenario.name!r} has {scenario.size.repositories} repositories: a fleet "
+            f"run lists at most {PAGELEN} (one page)"
+        )
+    # Real requests take real time already: no simulated latency.
+    scaled = attrs.evolve(scenario.scaled(scale), latency=0.0)
+    prefix = f"bb_backoff_bench_{secrets.token_hex(6)}"
+    fleet = _Fleet(importers)
+    try:
+        return [
+            fleet.import_once(
+                scaled,
+                seed=seed,
+                scale=scale,
+                workers=workers,
+                stagger=stagger,
+                redis_url=url,
+                redis_prefix=prefix,
+            )
+            for url in (redis_url, None)
+        ]
+    except BaseException:
+        # Interrupted or failed: the processes may be mid-import, stop them at once.
+        fleet.failed = True
+        raise
+    finally:
+        fleet.stop()
+        _forget(redis_url, prefix)
