@@ -560,7 +560,7 @@ class RequestFlow:
 
     def _error(self, kind: type[BitbucketError], message: str, **fields: Any) -> BitbucketError:
         fields.setdefault("attempts", self.sent)
-        return _context(kind, message, self.logical, self.settings.variant, **fields)
+        return _error_for(kind, message, self.logical, self.settings.variant, **fields)
 
     def _give_up(self, decision: Decision, result: httpx.Response | Exception) -> BitbucketError:
         state = self._attempts()
@@ -738,20 +738,21 @@ def _hint_seconds(response: httpx.Response | None) -> float | None:
 # -- the errors a request gives up with ------------------------------------------------
 
 
-def _context(
+def _error_for(
     kind: type[BitbucketError],
     message: str,
     request: httpx.Request,
     variant: str,
     **fields: Any,
 ) -> BitbucketError:
+    """A ``kind`` error about ``request``, carrying the flag variant that served it."""
     return kind(message, flag_variant=variant, method=request.method, url=request.url, **fields)
 
 
 def _not_transient(
     error: httpx.TransportError, request: httpx.Request, variant: str, sent: int
 ) -> BitbucketError:
-    exhausted = _context(
+    exhausted = _error_for(
         RetriesExhausted,
         f"{type(error).__name__} is not a transient error",
         request,
@@ -781,7 +782,7 @@ def failed_send(
         return error.with_context(
             flag_variant=variant, attempts=attempts, method=request.method, url=request.url
         )
-    return _context(
+    return _error_for(
         InvalidResponse,
         f"the response could not be read: {type(error).__name__}",
         request,
