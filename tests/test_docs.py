@@ -1,25 +1,31 @@
 """The docs show what the code does, and every example in them runs.
 
 - The schedule table is the one the code prints; README's benchmark table is
-  the latest results'.
+  the latest results'; the site's home page opens as README does.
 - Every fenced ``python`` block in README.md and docs/*.md runs, in order, one
   namespace per file (a block may use what an earlier block of its file
   defined), so an example cannot rot.  A block opts out only with an
   ``<!-- not-run: reason -->`` comment on the line before its fence, for what
   the suite cannot give (a real Bitbucket token, say); ``sh``, ``console``,
   ``text`` and unlabelled blocks are not Python and never run.
+- The API reference lists every public name, and the griffe extensions it
+  is built with (docs/_ext/griffe_reference.py) do their jobs.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import inspect
 import re
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import attrs
 import pytest
 
+import bb_backoff
 from bb_backoff._cli import schedule_table
 
 ROOT = Path(__file__).parent.parent
@@ -46,6 +52,14 @@ def test_readme_shows_the_latest_benchmark_table() -> None:
     """
     table = (ROOT / "benchmarks" / "results" / "table.md").read_text().strip()
     assert table in (ROOT / "README.md").read_text()
+
+
+def test_the_home_page_opens_as_the_readme_does() -> None:
+    """docs/index.md repeats README up to the benchmark section, links made relative to docs/."""
+    readme = (ROOT / "README.md").read_text()
+    opening = readme[: readme.index("\n## What the flag does to an import\n")]
+    home = (ROOT / "docs" / "index.md").read_text()
+    assert home.startswith(opening.replace("](docs/", "]("))
 
 
 # -- every example runs ---------------------------------------------------------------
@@ -198,3 +212,83 @@ def test_every_python_example_runs(
         # Padded so that a traceback's line numbers are the page's own.
         source = "\n" * (example.line - 1) + example.code
         exec(compile(source, str(ROOT / page), "exec"), namespace)  # noqa: S102
+
+
+# -- the API reference ----------------------------------------------------------------
+
+
+def test_the_reference_page_lists_every_public_name() -> None:
+    page = (ROOT / "docs" / "reference" / "bb_backoff.md").read_text()
+    listed = set(re.findall(r"^::: bb_backoff\.(\w+)$", page, flags=re.MULTILINE))
+    assert listed == set(bb_backoff.__all__)
+
+
+def load_reference_extensions() -> Any:
+    """docs/_ext/griffe_reference.py, as mkdocs.yml loads it for mkdocstrings."""
+    path = ROOT / "docs" / "_ext" / "griffe_reference.py"
+    spec = importlib.util.spec_from_file_location("griffe_reference", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def walk(obj: Any) -> Iterator[Any]:
+    """A griffe object and everything defined under it (aliases left out)."""
+    yield obj
+    for member in obj.members.values():
+        if not member.is_alias:
+            yield from walk(member)
+
+
+def test_the_reference_shows_attrs_classes_with_their_real_signature() -> None:
+    """Without AttrsInit the reference shows ``ExponentialBackoff()`` and the strict build fails."""
+    griffe = pytest.importorskip("griffe")
+    extensions = load_reference_extensions()
+    package = griffe.load(
+        "bb_backoff",
+        search_paths=[ROOT / "src"],
+        extensions=griffe.load_extensions(extensions.AttrsInit()),
+    )
+    for cls in (bb_backoff.ExponentialBackoff, bb_backoff.AccountGate, bb_backoff.BearerToken):
+        init = package[cls.__name__]["__init__"]
+        documented = [(p.name, p.kind.value, p.default) for p in init.parameters][1:]
+        real = [
+            (
+                p.name,
+                p.kind.description,
+                None if p.default is inspect.Parameter.empty else repr(p.default),
+            )
+            for p in inspect.signature(cls).parameters.values()
+        ]
+        assert documented == real
+
+
+def test_sphinx_markup_reads_as_sphinx_shows_it() -> None:
+    without_roles = load_reference_extensions().without_roles
+    text = (
+        "See :class:`~bb_backoff.testing.VirtualClock`, :func:`serve_mock`,\n"
+        ":meth:`.transport` and :mod:`._hints`; ``code`` and a::b stay. Like this::\n"
+        "\n"
+        "    client = BitbucketClient()\n"
+    )
+    assert without_roles(text) == (
+        "See `VirtualClock`, `serve_mock`,\n"
+        "`transport` and `_hints`; ``code`` and a::b stay. Like this:\n"
+        "\n"
+        "    client = BitbucketClient()\n"
+    )
+
+
+def test_no_docstring_in_the_reference_shows_a_sphinx_role() -> None:
+    griffe = pytest.importorskip("griffe")
+    extensions = load_reference_extensions()
+    package = griffe.load(
+        "bb_backoff",
+        search_paths=[ROOT / "src"],
+        extensions=griffe.load_extensions(extensions.SphinxRoles()),
+    )
+    docstrings = [obj.docstring.value for obj in walk(package) if obj.docstring is not None]
+    assert docstrings
+    assert [text for text in docstrings if re.search(r":[a-z]+:`", text)] == []
