@@ -351,6 +351,19 @@ def test_a_run_outside_a_checkout_creates_no_results_directory(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_bench_output_that_cannot_be_a_directory_is_refused_before_the_run(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    with pytest.raises(SystemExit) as exited:
+        main(["bench", "--quick", "--scenario", "no-hint", "--output", str(afile / "sub")])
+    captured = capsys.readouterr()
+    assert exited.value.code == 2
+    assert captured.out == ""
+    assert f"--output: cannot use {afile / 'sub'} as a directory" in captured.err
+
+
 def test_bench_json_with_output_writes_the_table_and_keeps_stdout_json(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -308,6 +308,22 @@ def test_an_asyncio_client_store_serves_async_calls(redis_url: str) -> None:
     assert asyncio.run(main()).kind == GO
 
 
+def test_a_sync_client_or_transport_refuses_an_asyncio_only_store_before_any_request(
+    redis_url: str,
+) -> None:
+    # Found when the client is built, not when a rollout turns the flag on.
+    async_client = redis.asyncio.Redis.from_url(redis_url)
+    gate = bb.AccountGate(store=async_client)
+    with pytest.raises(TypeError, match=r"^gate: .*redis\.asyncio\.Redis"):
+        bb.BitbucketClient(auth=bb.BearerToken("t" * 20), gate=gate)
+    transport = bb.RetryTransport(httpx.MockTransport(lambda _: httpx.Response(200)), gate=gate)
+    with httpx.Client(transport=transport) as client, pytest.raises(TypeError, match=r"^gate: "):
+        client.get("https://api.bitbucket.org/2.0/user")
+    # The async client takes it.
+    bb.AsyncBitbucketClient(auth=bb.BearerToken("t" * 20), gate=gate)
+    asyncio.run(async_client.aclose())
+
+
 def test_a_sync_client_store_serves_async_calls_in_a_worker_thread(redis_url: str) -> None:
     with redis.Redis.from_url(redis_url) as client:
         store = RedisStore(client)

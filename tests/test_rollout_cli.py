@@ -153,6 +153,20 @@ def test_chart_writes_a_png_where_it_says_and_nothing_else(
     ]
 
 
+def test_a_chart_path_that_cannot_be_written_is_refused_before_the_simulation(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    with pytest.raises(SystemExit) as exited:
+        main([*QUICK, "--chart", str(afile / "step.png")])
+    captured = capsys.readouterr()
+    assert exited.value.code == 2
+    assert captured.out == ""  # refused before the simulation ran
+    assert f"--chart: cannot use {afile} as a directory" in captured.err
+    assert "Traceback" not in captured.err
+
+
 # -- --metrics ------------------------------------------------------------------------
 
 

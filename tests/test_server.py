@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Iterator, MutableMapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -169,6 +170,28 @@ def test_the_access_log_has_one_line_per_request_without_secrets_or_line_breaks(
         "GET /site/oauth2/access_token 405 -",
     ]
     assert not any(mock.access_token in line for line in lines)
+
+
+def test_an_access_log_that_fails_stops_and_never_changes_an_answer(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # serve-mock's log is stderr: when its reader goes away, printing raises
+    # BrokenPipeError; the client must still get the mock's answer.
+    mock, _ = virtual_mock()
+    calls: list[str] = []
+
+    def broken(line: str) -> None:
+        calls.append(line)
+        raise BrokenPipeError(32, "Broken pipe")
+
+    app = mock.asgi_app(access_log=broken)
+    for _ in range(3):
+        assert Exchange(app, "/2.0/user", headers=authorized(mock)).run()[0] == 200
+    assert len(calls) == 1
+    assert mock.counters.ok == 3
+    assert [r.getMessage() for r in caplog.records if "access log" in r.getMessage()] == [
+        "the mock's access log failed (BrokenPipeError(32, 'Broken pipe')); it stops"
+    ]
 
 
 # -- serve_mock: a real uvicorn server on a free port -------------------------------------------
@@ -423,6 +446,16 @@ def test_serve_mock_refuses_a_bad_number_with_a_message_and_status_2(
     err = capsys.readouterr().err
     assert exited.value.code == 2
     assert message in err
+    assert "Traceback" not in err
+
+
+def test_serve_mock_on_a_port_in_use_says_so_with_status_2(
+    served: tuple[MockBitbucket, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    port = urlsplit(served[1]).port
+    assert main(["serve-mock", "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"bb-backoff serve-mock: error: cannot listen on 127.0.0.1:{port}: ")
     assert "Traceback" not in err
 
 

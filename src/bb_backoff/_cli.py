@@ -383,6 +383,21 @@ def results_dir(
     return None
 
 
+def _unusable_dir(path: Path) -> str | None:
+    """Why files cannot be written into ``path`` (made if missing), or ``None`` when they can.
+
+    Asked before a long run, so that a bad ``--output`` or ``--chart`` is an
+    error at once rather than a traceback after the run.
+    """
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        return f"cannot use {path} as a directory: {error.strerror or error}"
+    if not os.access(path, os.W_OK):
+        return f"cannot write into {path}"
+    return None
+
+
 def _write_results(rows: Sequence[Row], args: argparse.Namespace, bench: Any) -> None:
     """Write the table and the chart where :func:`results_dir` says, and say where (stderr)."""
     output = results_dir(args)
@@ -417,6 +432,10 @@ def _bench(args: argparse.Namespace) -> int:
         args.bench_parser.error("--redis needs --importers (only importer processes share it)")
     if args.stagger and args.importers is None:
         args.bench_parser.error("--stagger needs --importers (it spaces importer processes)")
+    output = results_dir(args)
+    problem = None if output is None else _unusable_dir(output)
+    if problem is not None:
+        args.bench_parser.error(f"--output: {problem}")
 
     scenarios = [bench.scenario_named(name) for name in args.scenario] or list(bench.SCENARIOS)
     if args.quick:
@@ -595,7 +614,18 @@ def _serve_mock(args: argparse.Namespace) -> int:
     def log(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
-    with serve_mock(mock, host=args.host, port=args.port, access_log=log) as base_url:
+    with contextlib.ExitStack() as stack:
+        try:
+            base_url = stack.enter_context(
+                serve_mock(mock, host=args.host, port=args.port, access_log=log)
+            )
+        except OSError as error:
+            reason = error.strerror or str(error)
+            print(
+                f"bb-backoff serve-mock: error: cannot listen on {args.host}:{args.port}: {reason}",
+                file=sys.stderr,
+            )
+            return 2
         print(f"base_url: {base_url}")
         print(f"token: {mock.access_token}")
         print(f"basic: {mock.email} {mock.api_token}")
@@ -636,6 +666,9 @@ def _rollout_report(args: argparse.Namespace) -> int:
     stray = [f"--{name}" for name in other if getattr(args, name) is not None]
     if stray:
         args.fail(f"{', '.join(stray)} cannot be used with {source}")
+    problem = None if args.chart is None else _unusable_dir(Path(args.chart).parent)
+    if problem is not None:
+        args.fail(f"--chart: {problem}")
     needed = [("matplotlib", "--chart", "bench")] if args.chart is not None else []
     if args.metrics is not None:
         needed.append(("prometheus_client", "--metrics", "prometheus"))
@@ -669,7 +702,11 @@ def _rollout_report(args: argparse.Namespace) -> int:
             return 1
     print(rollout.json_report(report) if args.json else rollout.markdown(report))
     if args.chart is not None:
-        rollout.write_chart(report, args.chart)
+        try:
+            rollout.write_chart(report, args.chart)
+        except OSError as error:
+            print(f"bb-backoff rollout-report: cannot write {args.chart}: {error}", file=sys.stderr)
+            return 1
         print(f"wrote {args.chart}", file=sys.stderr)
     return 0
 
@@ -814,7 +851,10 @@ def _serve_mock_options(serve: argparse.ArgumentParser) -> None:
     seconds = _number(float, inclusive=True)
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
     serve.add_argument(
-        "--port", type=_number(int, inclusive=True), default=0, help="port (0: a free one)"
+        "--port",
+        type=_number(int, inclusive=True, maximum=65535),
+        default=0,
+        help="port (0: a free one)",
     )
     serve.add_argument("--limit", type=_number(int), default=1000, help="requests per window")
     serve.add_argument(

@@ -40,7 +40,7 @@ from ._events import OnRetry
 from ._exceptions import BitbucketError, redact_url
 from ._flags import FlagCheck, FlagSource
 from ._flow import FlowSettings, RequestFlow, arun, run
-from ._gate import AccountGate, account_key, resolve_gate
+from ._gate import AccountGate, account_key, check_sync_gate, resolve_gate
 from ._origin import OriginGuard
 from ._pagination import Page, Pager, json_body
 from ._policy import ExponentialBackoff, FixedRetry, RetryPolicy
@@ -388,6 +388,7 @@ class BitbucketClient(_BaseClient, Endpoints[Any, str, Iterator[Any]]):
                 "sleep must be a (non-async) callable taking seconds; "
                 "AsyncBitbucketClient takes an async one"
             )
+        check_sync_gate(self.gate, "gate")
         if inspect.iscoroutinefunction(on_retry):
             raise ValueError("on_retry must not be async here; AsyncBitbucketClient awaits it")
         self._sleep = sleep

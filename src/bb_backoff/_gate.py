@@ -644,6 +644,22 @@ DEFAULT_GATE: Final = AccountGate()
 """The gate of clients built without ``gate=``: in memory, shared per credential and clock."""
 
 
+def check_sync_gate(gate: AccountGate | None, name: str) -> None:
+    """Refuse, for a sync caller, a gate whose store serves async callers only.
+
+    Found at construction, not at the first request with the flag on (which
+    may come only when a rollout reaches the client).
+
+    Raises:
+        TypeError: the store was given a ``redis.asyncio.Redis``.
+    """
+    if gate is not None and not getattr(gate.store, "serves_sync", True):
+        raise TypeError(
+            f"{name}: its store was given a redis.asyncio.Redis, which serves async callers "
+            "only; give a sync client a store built from a redis:// URL or a redis.Redis"
+        )
+
+
 def resolve_gate(gate: object) -> AccountGate | None:
     """``gate=`` as given to a client: ``None``/``True`` (the default), ``False`` (none), or a gate.
 

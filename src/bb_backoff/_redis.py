@@ -793,6 +793,11 @@ class RedisStore:
     # -- what the process knows ------------------------------------------------------
 
     @property
+    def serves_sync(self) -> bool:
+        """Whether sync callers can use it (not when it was given a ``redis.asyncio.Redis``)."""
+        return self._sync is not None
+
+    @property
     def degraded(self) -> bool:
         """Whether the store answers from local state now (Redis failed and is not back)."""
         return self._retry_at is not None

@@ -39,7 +39,7 @@ import httpx
 from ._events import OnRetry
 from ._flags import FlagCheck, FlagSource
 from ._flow import FlowSettings, RequestFlow, arun, run
-from ._gate import AccountGate, GateHandle, resolve_gate
+from ._gate import AccountGate, GateHandle, check_sync_gate, resolve_gate
 from ._policy import ExponentialBackoff, FixedRetry, RetryPolicy
 from ._timing import (
     AsyncSleep,
@@ -215,7 +215,13 @@ class RetryTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         return inner
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        """Send ``request`` through the flow (httpx calls this)."""
+        """Send ``request`` through the flow (httpx calls this).
+
+        Raises:
+            TypeError: the gate's store serves async callers only (a
+                ``redis.asyncio.Redis``): this transport is under a sync client.
+        """
+        check_sync_gate(self.gate, "gate")
         inner = self._sync_inner()
         request.read()  # a body that can be sent again
 

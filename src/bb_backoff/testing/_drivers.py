@@ -21,6 +21,7 @@ every bad input itself.
 from __future__ import annotations
 
 import inspect
+import logging
 import math
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any, Final, Protocol, TypeAlias
@@ -32,6 +33,7 @@ from .._exceptions import printable, redact_url
 from .._timing import AsyncSleep, SyncSleep
 from ._replies import MockReply
 
+_logger: Final = logging.getLogger("bb_backoff.testing")
 DEFAULT_READ_TIMEOUT: Final = 5.0
 """Seconds a transport waits on a timeout fault when the request sets no read timeout."""
 
@@ -182,7 +184,13 @@ class MockASGIApp:
         url, target = _url(scope, headers)
         reply = self._respond(scope["method"], url, headers, bytes(body))
         if self._access_log is not None:
-            self._access_log(access_line(scope["method"], target, reply))
+            try:
+                self._access_log(access_line(scope["method"], target, reply))
+            except Exception as error:  # noqa: BLE001 (the log must never change an answer)
+                # Its reader went away (a closed pipe, say): the answer stands,
+                # the log stops, once said.
+                self._access_log = None
+                _logger.warning("the mock's access log failed (%r); it stops", error)
         if reply.delay > 0:
             slept = self._sleep(reply.delay)
             if inspect.isawaitable(slept):
