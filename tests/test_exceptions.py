@@ -234,6 +234,12 @@ def test_redact_url_removes_userinfo_written_without_a_scheme(url: str) -> None:
     assert "s3cret" not in redact_url(url)
 
 
+def test_redact_url_keeps_an_empty_authority_as_written() -> None:
+    assert redact_url("unix:///tmp/redis.sock?password=hush&db=0") == (
+        "unix:///tmp/redis.sock?password=[redacted]&db=0"
+    )
+
+
 def test_redact_url_accepts_httpx_urls() -> None:
     url = httpx.URL("https://user:hunter2@api.bitbucket.org/2.0/user?access_token=abc123")
     redacted = redact_url(url)

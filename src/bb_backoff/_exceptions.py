@@ -100,7 +100,11 @@ def redact_url(url: object) -> str:
     netloc = parts.netloc.rpartition("@")[2]
     query = _redact_pairs(parts.query)
     fragment = _redact_pairs(parts.fragment)  # OAuth implicit flows put tokens here
-    return printable(urlunsplit((parts.scheme, netloc, parts.path, query, fragment)), URL_LIMIT)
+    rebuilt = urlunsplit((parts.scheme, netloc, parts.path, query, fragment))
+    if not netloc and parts.scheme and text.startswith(f"{parts.scheme}://"):
+        # urlunsplit drops an empty authority: keep unix:///path as written.
+        rebuilt = f"{parts.scheme}://{rebuilt[len(parts.scheme) + 1 :]}"
+    return printable(rebuilt, URL_LIMIT)
 
 
 def _redact_pairs(text: str) -> str:
