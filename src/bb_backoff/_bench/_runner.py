@@ -39,6 +39,7 @@ from .._client import AsyncBitbucketClient
 from .._exceptions import redact_url
 from .._gate import AccountGate, MemoryStore
 from .._policy import ExponentialBackoff, RetryPolicy
+from .._redis_clients import scrub, sync_client, url_passwords
 from .._timing import default_async_sleep, default_clock
 from ..testing import MockBitbucket, VirtualClock, VirtualThreads, run_virtual, serve_mock
 from ._contenders import CONTENDERS, Arena, Contender, _gate, _scaled, contender_named
@@ -398,6 +399,8 @@ MAX_IMPORTERS: Final = 64
 # Seconds for the importer processes to start (or report), and for a redis-server.
 _START_TIMEOUT: Final = 120.0
 _REDIS_START_TIMEOUT: Final = 10.0
+# Seconds the fleet's Redis has to answer the check before the run.
+_REDIS_CHECK_TIMEOUT: Final = 2.0
 # Seconds between checks that every importer process still lives.
 _LIVENESS_POLL: Final = 0.5
 # How the Redis store's warning that it fell back to local state begins.
@@ -426,23 +429,11 @@ def check_redis(url: str) -> None:
             "the redis package is not installed (pip install 'bb-backoff[redis]')"
         ) from None
     try:
-        with redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2) as client:
+        with sync_client(url, timeout=_REDIS_CHECK_TIMEOUT) as client:
             client.ping()
     except (redis.RedisError, OSError, ValueError) as error:
-        message = f"{type(error).__name__}: {error}"
-        password = _password_of(url)
-        if password:
-            message = message.replace(password, "[redacted]")
+        message = scrub(f"{type(error).__name__}: {error}", url_passwords(url), "[redacted]")
         raise RedisUnavailable(f"Redis at {redact_url(url)} does not answer ({message})") from None
-
-
-def _password_of(url: str) -> str | None:
-    from urllib.parse import urlsplit  # noqa: PLC0415
-
-    try:
-        return urlsplit(url).password
-    except ValueError:
-        return None
 
 
 def _free_port() -> int:
