@@ -88,7 +88,14 @@ def import_sync(client: bb.BitbucketClient, threads: VirtualThreads, workers: in
 # -- the async importer ----------------------------------------------------------------
 
 
-async def import_async(client: bb.AsyncBitbucketClient, workers: int) -> Items:
+async def import_async(
+    client: bb.AsyncBitbucketClient, workers: int, *, repository: str | None = None
+) -> Items:
+    """Import what the account reaches; or, given ``repository`` (``workspace/slug``), that alone.
+
+    The repository alone is its pull requests with their comments and
+    diffs, and its issues with their comments: no user, workspaces or members.
+    """
     items: Items = collections.Counter()
     queue: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue()
 
@@ -104,7 +111,7 @@ async def import_async(client: bb.AsyncBitbucketClient, workers: int) -> Items:
         async for comment in client.issue_comments(workspace, slug, number):
             items["issue_comment", full_name, number, comment["id"]] += 1
 
-    async def repository(full_name: str) -> None:
+    async def import_repository(full_name: str) -> None:
         workspace, slug = full_name.split("/")
         items["repository", (await client.repo(workspace, slug))["full_name"]] += 1
         async for found in client.pull_requests(workspace, slug):
@@ -119,11 +126,13 @@ async def import_async(client: bb.AsyncBitbucketClient, workers: int) -> Items:
         async for access in client.workspaces():
             workspace = access["workspace"]["slug"]
             async for found in client.repos(workspace):
-                queue.put_nowait(functools.partial(repository, found["full_name"]))
+                queue.put_nowait(functools.partial(import_repository, found["full_name"]))
             async for membership in client.workspace_members(workspace):
                 items["member", membership["user"]["account_id"]] += 1
 
-    queue.put_nowait(start)
+    queue.put_nowait(
+        start if repository is None else functools.partial(import_repository, repository)
+    )
 
     async def worker() -> None:
         while True:

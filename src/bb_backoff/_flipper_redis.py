@@ -31,17 +31,24 @@ import weakref
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any, Final, TypeAlias
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import attrs
 import redis
 import redis.asyncio
-from redis.asyncio.retry import Retry as AsyncRetry
-from redis.backoff import NoBackoff
 from redis.connection import parse_url
-from redis.retry import Retry
 
 from ._flags import FlagStoreError
+from ._redis_clients import (
+    async_client,
+    client_passwords,
+    describe_client,
+    is_redis_url,
+    scrub,
+    split_password,
+    sync_client,
+    url_passwords,
+)
 
 FEATURES_KEY: Final = "flipper_features"
 """The set of feature names, as Flipper names it."""
@@ -57,11 +64,8 @@ DEFAULT_TIMEOUT: Final = 0.25
 A request asks the flag; it must not wait long for Redis.  A URL may set
 its own (``?socket_timeout=0.5&socket_connect_timeout=0.5``).
 """
-_SCHEMES: Final = ("redis", "rediss", "unix")
 # Flipper's Typecast.to_boolean: these strings are true, anything else false.
 _TRUTHS: Final = frozenset({"true", "1"})
-# "scheme://user:password@": the user part ends at the last "@" before the host.
-_USERINFO: Final = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://)([^:@/?#]*):(.*)@(?=[^@]*$)")
 # Ruby's String#to_f: the longest leading decimal number, else 0.0.
 _RUBY_FLOAT: Final = re.compile(
     r"\s*([+-]?(?:\d+(?:_\d+)*(?:\.\d+(?:_\d+)*)?|\.\d+(?:_\d+)*)(?:[eE][+-]?\d+)?)"
@@ -171,24 +175,11 @@ def check_name(name: object) -> str:
 # -- describing a store without its secrets ---------------------------------------
 
 
-def _split_password(url: str) -> tuple[str, str | None]:
-    """``url`` with the password of its user part replaced by ``***``, and that password.
-
-    Done before ``urlsplit``, which cuts a password holding ``/``, ``?`` or
-    ``#`` short and would leave the rest of it in the path.
-    """
-    match = _USERINFO.match(url)
-    if match is None:
-        return url, None
-    scheme, user, password = match.groups()
-    return f"{scheme}{user}:***@{url[match.end() :]}", password
-
-
 def _redact_url(url: str) -> str:
     """The URL with its password (in the user part or the query) replaced by ``***``."""
     if "://" not in url:
         return "<a string that is not a URL>"  # "user:pw@host" would parse as scheme "user"
-    masked, _ = _split_password(url)
+    masked, _ = split_password(url)
     try:
         parts = urlsplit(masked)
         query = parse_qsl(parts.query, keep_blank_values=True)
@@ -196,37 +187,6 @@ def _redact_url(url: str) -> str:
         return "<an unparsable URL>"
     hidden = [(key, "***" if "password" in key.lower() else value) for key, value in query]
     return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(hidden, safe="*"), ""))
-
-
-def _url_secrets(url: str) -> list[str]:
-    """Every password the URL holds, to scrub from error messages."""
-    _, password = _split_password(url)
-    secrets = [] if not password else [password, unquote(password)]
-    try:
-        query = parse_qsl(urlsplit(url).query)
-    except ValueError:
-        return secrets
-    return secrets + [value for key, value in query if "password" in key.lower()]
-
-
-def _client_description(client: AnyRedis) -> tuple[str, list[str]]:
-    kwargs: Mapping[str, Any] = getattr(client.connection_pool, "connection_kwargs", {})
-    secrets = [str(kwargs["password"])] if kwargs.get("password") else []
-    if kwargs.get("path"):
-        return f"unix://{kwargs['path']}?db={kwargs.get('db', 0)}", secrets
-    host, port, db = kwargs.get("host", "localhost"), kwargs.get("port", 6379), kwargs.get("db", 0)
-    return f"redis://{host}:{port}/{db}", secrets
-
-
-def _client_options(retry: Retry | AsyncRetry) -> dict[str, Any]:
-    # No retry: the caller is a request waiting for its flag, so it waits at
-    # most one connect and one answer timeout.  (A pooled connection that a
-    # restart broke is replaced when it is taken from the pool.)
-    return {
-        "socket_timeout": DEFAULT_TIMEOUT,
-        "socket_connect_timeout": DEFAULT_TIMEOUT,
-        "retry": retry,
-    }
 
 
 # -- the store ---------------------------------------------------------------------------
@@ -260,20 +220,20 @@ class RedisFlagStore:
         ] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
         if isinstance(store, str):
-            self.description, self._secrets = _redact_url(store), _url_secrets(store)
-            if store.partition("://")[0] not in _SCHEMES or "://" not in store:
+            self.description, self._secrets = _redact_url(store), url_passwords(store)
+            if not is_redis_url(store):
                 raise ValueError(
                     "store must be a redis://, rediss:// or unix:// URL or a redis-py client, "
                     f"got {self.description!r}"
                 )
             self._sync_client = self._client_from_url(store)
             self._url = store
-        elif isinstance(store, redis.asyncio.Redis):
-            self._async_client = store
-            self.description, self._secrets = _client_description(store)
-        elif isinstance(store, redis.Redis):
-            self._sync_client = store
-            self.description, self._secrets = _client_description(store)
+        elif isinstance(store, redis.Redis | redis.asyncio.Redis):
+            if isinstance(store, redis.asyncio.Redis):
+                self._async_client = store
+            else:
+                self._sync_client = store
+            self.description, self._secrets = describe_client(store), client_passwords(store)
         else:
             raise ValueError(
                 "store must be a redis:// URL, a redis.Redis or a redis.asyncio.Redis client, "
@@ -291,7 +251,7 @@ class RedisFlagStore:
                 f"store is not a valid Redis URL: {self.description!r} ({error})"
             ) from None
         try:
-            return redis.Redis.from_url(url, **_client_options(Retry(NoBackoff(), 0)))
+            return sync_client(url, timeout=DEFAULT_TIMEOUT)
         except (ValueError, TypeError):
             raise ValueError(
                 f"store is not a valid Redis URL: {self.description!r} (percent-encode a "
@@ -317,14 +277,8 @@ class RedisFlagStore:
 
     # -- errors --------------------------------------------------------------------------
 
-    def _scrub(self, text: str) -> str:
-        for secret in self._secrets:
-            if secret:
-                text = text.replace(secret, "***")
-        return text
-
     def _failure(self, doing: str, error: BaseException) -> FlagStoreError:
-        detail = self._scrub(f"{type(error).__name__}: {error}").rstrip(".")
+        detail = scrub(f"{type(error).__name__}: {error}", self._secrets, "***").rstrip(".")
         return FlagStoreError(f"flag store {self.description} failed {doing}: {detail}")
 
     def _sync(self) -> redis.Redis:
@@ -373,9 +327,7 @@ class RedisFlagStore:
         with self._lock:
             client = self._loop_clients.get(loop)
             if client is None:
-                client = redis.asyncio.Redis.from_url(
-                    url, **_client_options(AsyncRetry(NoBackoff(), 0))
-                )
+                client = async_client(url, timeout=DEFAULT_TIMEOUT)
                 self._loop_clients[loop] = client
             return client
 

@@ -25,6 +25,7 @@ import attrs
 import httpx
 
 from ._auth import BasicAuth, BearerToken, OAuth2
+from ._redis_clients import is_redis_client, is_redis_url
 from ._timing import duration, finite
 from ._timing import limit as unbounded_duration
 from ._window import (
@@ -269,12 +270,12 @@ def _positive(_instance: object, field: attrs.Attribute[Any], value: float) -> N
 
 def _to_store(value: object) -> object:
     """attrs converter: a Redis URL or a redis-py client becomes a :class:`RedisStore`."""
-    if isinstance(value, str) and value.startswith(("redis://", "rediss://", "unix://")):
+    if isinstance(value, str) and is_redis_url(value):
         from ._redis import RedisStore  # noqa: PLC0415 (imports this module; redis only when used)
 
         return RedisStore(value)
     if not isinstance(value, str | GateStore | None):
-        from ._redis import RedisStore, is_redis_client  # noqa: PLC0415
+        from ._redis import RedisStore  # noqa: PLC0415
 
         if is_redis_client(value):
             return RedisStore(value)  # type: ignore[arg-type]

@@ -74,6 +74,17 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 from ._exceptions import redact_url
 from ._gate import MemoryStore
+from ._redis_clients import (
+    async_client,
+    client_kind,
+    client_passwords,
+    describe_client,
+    is_redis_client,
+    is_redis_url,
+    scrub,
+    sync_client,
+    url_passwords,
+)
 from ._timing import default_clock, to_seconds
 from ._window import (
     _PROBE_POLL,
@@ -99,7 +110,6 @@ if TYPE_CHECKING:
 
 logger: Final = logging.getLogger("bb_backoff")
 
-_SCHEMES: Final = ("redis://", "rediss://", "unix://")
 # Every field of the state hash, in the order the scripts write them.
 STATE_FIELDS: Final = (
     "limit",
@@ -596,38 +606,6 @@ def _knowledge(reply: Sequence[object]) -> Knowledge:
     )
 
 
-def is_redis_client(value: object) -> bool:
-    """Whether ``value`` is a redis-py client (sync or asyncio), without importing redis."""
-    module = type(value).__module__
-    return (module == "redis" or module.startswith("redis.")) and callable(
-        getattr(value, "register_script", None)
-    )
-
-
-def _client_kind(value: object) -> str | None:
-    """``"sync"`` or ``"async"`` for a redis-py client this store accepts, else ``None``."""
-    if not is_redis_client(value):
-        return None
-    import redis  # noqa: PLC0415 (the optional dependency: only when a Redis store is made)
-    import redis.asyncio  # noqa: PLC0415
-
-    if isinstance(value, redis.Redis):
-        return "sync"
-    if isinstance(value, redis.asyncio.Redis):
-        return "async"
-    return None
-
-
-def _describe_client(client: object) -> str:
-    """Where a client points, for ``repr`` and logs: never its password."""
-    kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {})
-    if "path" in kwargs:
-        where = f"unix://{kwargs['path']}"
-    else:
-        where = f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
-    return f"<{type(client).__module__}.{type(client).__name__} {where}/{kwargs.get('db', 0)}>"
-
-
 class _Connection:
     """A redis-py client with the two scripts registered on it."""
 
@@ -712,7 +690,7 @@ class RedisStore:
             self._url = client_or_url
             self._where = redact_url(client_or_url)
         else:
-            kind = _client_kind(client_or_url)
+            kind = client_kind(client_or_url) if is_redis_client(client_or_url) else None
             if kind is None:
                 raise ValueError(
                     "client_or_url must be a redis:// (rediss://, unix://) URL, a redis.Redis "
@@ -723,8 +701,13 @@ class RedisStore:
                 self._sync = connection
             else:
                 self._given_async = connection
-            self._where = _describe_client(client_or_url)
-        self._password = self._find_password(client_or_url)
+            kind_name = f"{type(client_or_url).__module__}.{type(client_or_url).__name__}"
+            self._where = f"<{kind_name} {describe_client(client_or_url)}>"
+        self._passwords = (
+            url_passwords(client_or_url)
+            if isinstance(client_or_url, str)
+            else client_passwords(client_or_url)
+        )
         self._token = secrets.token_hex(8)
         self._fallback = MemoryStore()
         self._known: dict[str, Knowledge | WindowModel] = {}
@@ -742,53 +725,17 @@ class RedisStore:
     # -- construction -------------------------------------------------------------
 
     def _client_from_url(self, url: str) -> redis.Redis:
-        if not url.startswith(_SCHEMES):
+        if not is_redis_url(url):
             raise ValueError(
                 "client_or_url must be a redis:// (rediss://, unix://) URL or a redis-py "
                 f"client, got {redact_url(url)!r}"
             )
-        import redis  # noqa: PLC0415 (the optional dependency: only when a Redis store is made)
-        from redis.backoff import NoBackoff  # noqa: PLC0415
-        from redis.retry import Retry  # noqa: PLC0415
-
         try:
-            return redis.Redis.from_url(
-                url,
-                socket_timeout=self.timeout,
-                socket_connect_timeout=self.timeout,
-                retry=Retry(NoBackoff(), 0),
-            )
+            return sync_client(url, timeout=self.timeout)
         except ValueError:
             raise ValueError(
                 f"client_or_url is not a usable Redis URL: {redact_url(url)!r}"
             ) from None
-
-    def _async_from_url(self, url: str) -> redis.asyncio.Redis:
-        import redis.asyncio  # noqa: PLC0415 (the optional dependency)
-        from redis.asyncio.retry import Retry  # noqa: PLC0415
-        from redis.backoff import NoBackoff  # noqa: PLC0415
-
-        return redis.asyncio.Redis.from_url(
-            url,
-            socket_timeout=self.timeout,
-            socket_connect_timeout=self.timeout,
-            retry=Retry(NoBackoff(), 0),
-        )
-
-    @staticmethod
-    def _find_password(client_or_url: object) -> str | None:
-        """The password, only to scrub it from logged error messages."""
-        if isinstance(client_or_url, str):
-            from urllib.parse import parse_qs, unquote, urlsplit  # noqa: PLC0415
-
-            parts = urlsplit(client_or_url)
-            if parts.password:
-                return unquote(parts.password)
-            found = parse_qs(parts.query).get("password")
-            return found[0] if found else None
-        kwargs = getattr(getattr(client_or_url, "connection_pool", None), "connection_kwargs", {})
-        password = kwargs.get("password")
-        return password if isinstance(password, str) and password else None
 
     # -- what the process knows ------------------------------------------------------
 
@@ -1061,7 +1008,7 @@ class RedisStore:
                 for stale in [old for old in self._async_by_loop if old.is_closed()]:
                     del self._async_by_loop[stale]
                 connection = self._async_by_loop.setdefault(
-                    loop, _Connection(self._async_from_url(self._url))
+                    loop, _Connection(async_client(self._url, timeout=self.timeout))
                 )
         return connection
 
@@ -1203,9 +1150,7 @@ class RedisStore:
             first = self._retry_at is None
             self._retry_at = self._clock() + self.retry_interval
         if first:
-            message = f"{type(error).__name__}: {error}"
-            if self._password:
-                message = message.replace(self._password, "[redacted]")
+            message = scrub(f"{type(error).__name__}: {error}", self._passwords, "[redacted]")
             logger.warning(
                 "Redis at %s failed (%s); the account gate uses this process's memory until "
                 "Redis is back (tried again every %.3g s); other processes' sends are not "
@@ -1223,4 +1168,4 @@ class RedisStore:
         logger.info("Redis at %s is back; the account gate shares its model again", self._where)
 
 
-__all__ = ["OBSERVE_SCRIPT", "RESERVE_SCRIPT", "STATE_FIELDS", "RedisStore", "is_redis_client"]
+__all__ = ["OBSERVE_SCRIPT", "RESERVE_SCRIPT", "STATE_FIELDS", "RedisStore"]

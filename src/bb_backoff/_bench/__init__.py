@@ -5,12 +5,12 @@ Nothing in the library imports this package; it needs the mock
 extra.
 """
 
+from .._redis_server import RedisUnavailable
 from ._contenders import CONTENDERS, Arena, Contender, contender_named, ours_async
 from ._importer import ImportState, Task, import_async, import_sync
 from ._report import json_rows, markdown_table, write_chart
 from ._runner import (
     MAX_IMPORTERS,
-    RedisUnavailable,
     Row,
     available_contenders,
     check_redis,

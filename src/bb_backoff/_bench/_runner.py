@@ -23,13 +23,11 @@ import multiprocessing
 import queue
 import random
 import secrets
-import shutil
-import socket
-import subprocess
 import tempfile
 import threading
 import traceback
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
@@ -39,6 +37,8 @@ from .._client import AsyncBitbucketClient
 from .._exceptions import redact_url
 from .._gate import AccountGate, MemoryStore
 from .._policy import ExponentialBackoff, RetryPolicy
+from .._redis_clients import scrub, sync_client, url_passwords
+from .._redis_server import RedisServer, RedisUnavailable
 from .._timing import default_async_sleep, default_clock
 from ..testing import MockBitbucket, VirtualClock, VirtualThreads, run_virtual, serve_mock
 from ._contenders import CONTENDERS, Arena, Contender, _gate, _scaled, contender_named
@@ -395,17 +395,14 @@ def run_real(
 
 MAX_IMPORTERS: Final = 64
 """The most importer processes :func:`run_fleet` starts."""
-# Seconds for the importer processes to start (or report), and for a redis-server.
+# Seconds for the importer processes to start (or report).
 _START_TIMEOUT: Final = 120.0
-_REDIS_START_TIMEOUT: Final = 10.0
+# Seconds the fleet's Redis has to answer the check before the run.
+_REDIS_CHECK_TIMEOUT: Final = 2.0
 # Seconds between checks that every importer process still lives.
 _LIVENESS_POLL: Final = 0.5
 # How the Redis store's warning that it fell back to local state begins.
 _FALLBACK_WARNING: Final = "Redis at"
-
-
-class RedisUnavailable(RuntimeError):
-    """The fleet's Redis cannot be used: redis-py or redis-server missing, or no answer."""
 
 
 def check_redis(url: str) -> None:
@@ -426,30 +423,11 @@ def check_redis(url: str) -> None:
             "the redis package is not installed (pip install 'bb-backoff[redis]')"
         ) from None
     try:
-        with redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2) as client:
+        with sync_client(url, timeout=_REDIS_CHECK_TIMEOUT) as client:
             client.ping()
     except (redis.RedisError, OSError, ValueError) as error:
-        message = f"{type(error).__name__}: {error}"
-        password = _password_of(url)
-        if password:
-            message = message.replace(password, "[redacted]")
+        message = scrub(f"{type(error).__name__}: {error}", url_passwords(url), "[redacted]")
         raise RedisUnavailable(f"Redis at {redact_url(url)} does not answer ({message})") from None
-
-
-def _password_of(url: str) -> str | None:
-    from urllib.parse import urlsplit  # noqa: PLC0415
-
-    try:
-        return urlsplit(url).password
-    except ValueError:
-        return None
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @contextlib.contextmanager
@@ -466,56 +444,13 @@ def private_redis() -> Iterator[str]:
         RedisUnavailable: ``redis-server`` is not on PATH, redis-py is not
             installed, or the server did not answer within 10 s.
     """
-    executable = shutil.which("redis-server")
-    if executable is None:
-        raise RedisUnavailable("redis-server is not on PATH")
-    try:
-        import redis  # noqa: PLC0415 (the optional dependency, only for a fleet run)
-    except ImportError:
-        raise RedisUnavailable(
-            "the redis package is not installed (pip install 'bb-backoff[redis]')"
-        ) from None
     with tempfile.TemporaryDirectory(prefix="bb-backoff-redis-") as directory:
-        port = _free_port()
-        command = [executable, "--port", str(port), "--bind", "127.0.0.1"]
-        command += ["--save", "", "--appendonly", "no", "--dir", directory]
-        server = subprocess.Popen(  # noqa: S603 (redis-server from PATH, fixed arguments)
-            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        url = f"redis://127.0.0.1:{port}/0"
+        server = RedisServer(Path(directory))
+        server.start()
         try:
-            client = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
-            with client:
-                _await_answer(client, server, port)
-            yield url
+            yield server.url
         finally:
-            server.terminate()
-            try:
-                server.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
-
-
-def _await_answer(client: Any, server: subprocess.Popen[bytes], port: int) -> None:
-    """Return once ``client`` gets an answer to PING; raise if ``server`` exits or is too slow."""
-    import redis  # noqa: PLC0415
-
-    deadline = default_clock() + _REDIS_START_TIMEOUT
-    while True:
-        with contextlib.suppress(redis.ConnectionError):
-            if client.ping():
-                return
-        try:
-            # Waiting for the server to exit is also how to pause between tries.
-            status = server.wait(timeout=0.02)
-        except subprocess.TimeoutExpired:
-            if default_clock() > deadline:
-                raise RedisUnavailable(
-                    f"redis-server on port {port} did not answer within {_REDIS_START_TIMEOUT:g} s"
-                ) from None
-            continue
-        raise RedisUnavailable(f"redis-server on port {port} exited with status {status}")
+            server.stop()
 
 
 def fleet_label(importers: int, workers: int, *, shared: bool, stagger: float = 0.0) -> str:
@@ -823,7 +758,7 @@ def _forget(redis_url: str, prefix: str) -> None:
 
     with (
         contextlib.suppress(redis.RedisError, OSError),
-        redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2) as client,
+        sync_client(redis_url, timeout=_REDIS_CHECK_TIMEOUT) as client,
     ):
         keys = list(client.scan_iter(match=f"{prefix}:*"))
         if keys:

@@ -1,0 +1,158 @@
+"""redis-py clients for the library's Redis parts: made from a URL, told apart, described.
+
+The account gate's store (:mod:`._redis`), the fleet-wide flag's store
+(:mod:`._flipper_redis`) and the benchmark's Redis check all take a URL or a
+client.  From a URL they make clients the same way: short timeouts and no
+retries, because a request is waiting behind every call and must never wait
+long for Redis.  Whatever they were given, they name it without its password
+and scrub the password from the error messages they pass on.
+
+redis-py is an optional dependency: it is imported here only when a client
+is made, or when the value asked about may be one.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Final, Literal
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+if TYPE_CHECKING:
+    import redis
+    import redis.asyncio
+
+SCHEMES: Final = ("redis", "rediss", "unix")
+"""The URL schemes redis-py connects with."""
+# "scheme://user:password@": the user part ends at the last "@" before the host.
+_USERINFO: Final = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://)([^:@/?#]*):(.*)@(?=[^@]*$)")
+
+
+def is_redis_url(value: str) -> bool:
+    """Whether ``value`` is a ``redis://``, ``rediss://`` or ``unix://`` URL (by its scheme)."""
+    scheme, separator, _ = value.partition("://")
+    return bool(separator) and scheme in SCHEMES
+
+
+def is_redis_client(value: object) -> bool:
+    """Whether ``value`` is a redis-py client (sync or asyncio), without importing redis."""
+    module = type(value).__module__
+    return (module == "redis" or module.startswith("redis.")) and callable(
+        getattr(value, "register_script", None)
+    )
+
+
+def client_kind(value: object) -> Literal["sync", "async"] | None:
+    """``"sync"`` for a :class:`redis.Redis`, ``"async"`` for a :class:`redis.asyncio.Redis`.
+
+    ``None`` for anything else; redis is not imported unless something
+    imported it already (nothing can be its client otherwise).
+    """
+    if "redis" not in sys.modules:
+        return None
+    import redis  # noqa: PLC0415 (imported already: the check above)
+    import redis.asyncio  # noqa: PLC0415
+
+    if isinstance(value, redis.Redis):
+        return "sync"
+    if isinstance(value, redis.asyncio.Redis):
+        return "async"
+    return None
+
+
+# -- clients made from a URL ---------------------------------------------------------------
+
+
+def _options(timeout: float, retry: object) -> dict[str, Any]:
+    # No retry: the caller is a request waiting, so it waits at most one
+    # connect and one answer timeout.  (A pooled connection that a restart
+    # broke is replaced when it is taken from the pool.)  The URL's own
+    # query (``?socket_timeout=0.5``) wins over these.
+    return {"socket_timeout": timeout, "socket_connect_timeout": timeout, "retry": retry}
+
+
+def sync_client(url: str, *, timeout: float) -> redis.Redis:
+    """A :class:`redis.Redis` for ``url``: ``timeout`` seconds to connect and to answer, no retry.
+
+    Raises:
+        ValueError, TypeError: redis-py cannot use the URL (its message may
+            quote pieces of the URL: callers report their own).
+    """
+    import redis  # noqa: PLC0415 (the optional dependency)
+    from redis.backoff import NoBackoff  # noqa: PLC0415
+    from redis.retry import Retry  # noqa: PLC0415
+
+    return redis.Redis.from_url(url, **_options(timeout, Retry(NoBackoff(), 0)))
+
+
+def async_client(url: str, *, timeout: float) -> redis.asyncio.Redis:
+    """:func:`sync_client` as a :class:`redis.asyncio.Redis` (it belongs to one event loop)."""
+    import redis.asyncio  # noqa: PLC0415 (the optional dependency)
+    from redis.asyncio.retry import Retry  # noqa: PLC0415
+    from redis.backoff import NoBackoff  # noqa: PLC0415
+
+    return redis.asyncio.Redis.from_url(url, **_options(timeout, Retry(NoBackoff(), 0)))
+
+
+# -- passwords, and describing without them ------------------------------------------------
+
+
+def split_password(url: str) -> tuple[str, str | None]:
+    """``url`` with the password of its user part replaced by ``***``, and that password.
+
+    Done before ``urlsplit``, which cuts a password holding ``/``, ``?`` or
+    ``#`` short and would leave the rest of it in the path.
+    """
+    match = _USERINFO.match(url)
+    if match is None:
+        return url, None
+    scheme, user, password = match.groups()
+    return f"{scheme}{user}:***@{url[match.end() :]}", password
+
+
+def url_passwords(url: str) -> list[str]:
+    """Every password ``url`` holds, only to scrub them from messages.
+
+    The user part's (as written and percent-decoded) and the values of
+    query parameters whose names hold ``password``.
+    """
+    _, password = split_password(url)
+    found = [] if not password else [password, unquote(password)]
+    try:
+        query = parse_qsl(urlsplit(url).query)
+    except ValueError:
+        return found
+    return found + [value for key, value in query if "password" in key.lower() and value]
+
+
+def _connection_kwargs(client: object) -> Mapping[str, Any]:
+    kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", None)
+    return kwargs if isinstance(kwargs, Mapping) else {}
+
+
+def client_passwords(client: object) -> list[str]:
+    """The password a redis-py client logs in with (none or one), only to scrub it from messages."""
+    password = _connection_kwargs(client).get("password")
+    return [str(password)] if password else []
+
+
+def describe_client(client: object) -> str:
+    """Where a redis-py client points, as a URL without its password.
+
+    ``redis://<host>:<port>/<db>`` or ``unix://<path>?db=<db>``, with
+    redis-py's defaults for what the client does not say.
+    """
+    kwargs = _connection_kwargs(client)
+    db = kwargs.get("db", 0)
+    if kwargs.get("path"):
+        return f"unix://{kwargs['path']}?db={db}"
+    return f"redis://{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}/{db}"
+
+
+def scrub(text: str, passwords: list[str], mark: str) -> str:
+    """``text`` with every one of ``passwords`` replaced by ``mark``."""
+    for password in passwords:
+        if password:
+            text = text.replace(password, mark)
+    return text
