@@ -365,6 +365,15 @@ def test_check_redis_refuses_a_silent_one_without_showing_its_password() -> None
     assert "hunter2" not in message
 
 
+def test_check_redis_never_quotes_a_piece_of_a_password_from_a_url_it_cannot_read() -> None:
+    # redis-py's ValueError quotes what it read as the port: "s3" of "s3/cr3t".
+    with pytest.raises(RedisUnavailable) as refused:
+        check_redis("redis://:s3/cr3t@127.0.0.1:6399/0")
+    message = str(refused.value)
+    assert "is not a usable Redis URL (percent-encode" in message
+    assert "s3" not in message.replace("127.0.0.1", "")
+
+
 def test_a_private_redis_answers_while_the_block_runs_and_is_gone_after() -> None:
     import redis  # noqa: PLC0415
 

@@ -30,3 +30,13 @@ def test_without_redis_server_on_path_the_server_is_refused(
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(RedisUnavailable, match=r"^redis-server is not on PATH$"):
         RedisServer(tmp_path)
+
+
+def test_a_port_another_redis_holds_is_reported_not_taken_for_a_start(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    # The other Redis answers PING on that port; ours cannot bind and exits.
+    server = RedisServer(tmp_path, port=redis_server.port, executable=redis_server.executable)
+    with pytest.raises(RedisUnavailable, match=rf"^redis-server on port {server.port} exited"):
+        server.start()
+    assert server.process is None

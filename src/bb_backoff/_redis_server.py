@@ -109,7 +109,9 @@ class RedisServer:
         deadline = default_clock() + START_TIMEOUT
         while True:
             with contextlib.suppress(redis.ConnectionError):
-                if client.ping():
+                # The answer must be this process's: another Redis already on
+                # the port would answer PING while ours fails to bind and exits.
+                if client.info("server").get("process_id") == process.pid:
                     return
             try:
                 # Waiting for the server to exit is also how to pause between tries.

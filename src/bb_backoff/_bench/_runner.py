@@ -423,9 +423,18 @@ def check_redis(url: str) -> None:
             "the redis package is not installed (pip install 'bb-backoff[redis]')"
         ) from None
     try:
-        with sync_client(url, timeout=_REDIS_CHECK_TIMEOUT) as client:
+        made = sync_client(url, timeout=_REDIS_CHECK_TIMEOUT)
+    except ValueError:
+        # redis-py's message quotes the part of the URL it choked on, which
+        # may be a piece of the password: say what to fix instead.
+        raise RedisUnavailable(
+            f"{redact_url(url)} is not a usable Redis URL (percent-encode a password "
+            "holding '/', '?', '#' or '@')"
+        ) from None
+    try:
+        with made as client:
             client.ping()
-    except (redis.RedisError, OSError, ValueError) as error:
+    except (redis.RedisError, OSError) as error:
         message = scrub(f"{type(error).__name__}: {error}", url_passwords(url), "[redacted]")
         raise RedisUnavailable(f"Redis at {redact_url(url)} does not answer ({message})") from None
 
