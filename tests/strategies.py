@@ -267,12 +267,19 @@ class Advance:
     fraction: float
 
 
-ADVANCE_TARGETS: Final = ("at", "at+window", "probe_at", "hold_until", "lease_until")
+ADVANCE_TARGETS: Final = (
+    "at",
+    "at+window",
+    "probe_at",
+    "hold_until",
+    "lease_until",
+    "verify_at",
+)
 
 
 @attrs.frozen
 class AdvanceTo:
-    """Move time to a moment the model keeps (if it is ahead): see :data:`ADVANCE_TARGETS`.
+    """Move time to a moment the model keeps (if it is ahead and set): see :data:`ADVANCE_TARGETS`.
 
     ``index`` picks the grant for ``"at"`` and ``"at+window"``: 0 is the
     latest, 1 the one before, and so on (modulo the grants so far).
@@ -350,3 +357,44 @@ WINDOW_OPERATIONS: Final[st.SearchStrategy[WindowOperation]] = _weighted(
     (3, _RESERVES), (2, _OBSERVES), (1, _ADVANCES), (1, _ADVANCES_TO)
 )
 """One operation on a window model (see :class:`Advance` and its siblings)."""
+
+
+# -- imports through one window model, simulated (tests/test_window.py) -------------------
+
+
+@attrs.frozen(kw_only=True)
+class SimulatedImport:
+    """``workers`` send ``requests`` to a server that lets ``share`` through a window.
+
+    ``earlier`` are the seconds before the model's first send at which a
+    previous run's sends already sit in the server's window; ``latency`` is
+    every answer's round trip, ``margin`` the model's allowance for it.
+    """
+
+    share: int
+    earlier: tuple[float, ...]
+    workers: int
+    latency: float
+    margin: float
+    requests: int
+
+
+@st.composite
+def simulated_imports(draw: st.DrawFn, *, restarted: bool) -> SimulatedImport:
+    """An import a few windows of 100 s long; ``restarted``: after a previous run's sends."""
+    share = draw(st.integers(min_value=2, max_value=30))
+    earlier = (
+        draw(st.lists(st.floats(min_value=0.0, max_value=99.0), max_size=share - 1))
+        if restarted
+        else []
+    )
+    return SimulatedImport(
+        share=share,
+        earlier=tuple(earlier),
+        workers=draw(st.integers(min_value=1, max_value=8)),
+        latency=draw(st.floats(min_value=0.01, max_value=1.0)),
+        # A margin of 0 meets float ties between the model's and the
+        # server's arithmetic; a client's margin is a round trip at least.
+        margin=draw(st.floats(min_value=0.01, max_value=2.0)),
+        requests=share * draw(st.integers(min_value=2, max_value=5)),
+    )
