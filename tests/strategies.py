@@ -11,7 +11,7 @@ import functools
 import math
 from datetime import UTC, datetime
 from email.utils import format_datetime
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import attrs
 from hypothesis import strategies as st
@@ -40,6 +40,8 @@ MAX_STEPS: Final = 80
 
 # Epoch seconds between 2001-09-09 and 2100-01-01, as whole seconds (HTTP-dates
 # carry no fraction).
+T = TypeVar("T")
+
 EPOCH_SECONDS: Final = st.integers(min_value=1_000_000_000, max_value=4_102_444_800)
 
 
@@ -244,6 +246,20 @@ def header_values() -> st.SearchStrategy[str]:
 # lease's end, a window later), where a ``<`` mistaken for ``<=`` shows.
 
 
+def _same(value: T) -> T:
+    return value
+
+
+def _weighted(*choices: tuple[int, st.SearchStrategy[T]]) -> st.SearchStrategy[T]:
+    """``st.one_of`` the ``(weight, strategy)`` choices, each ``weight`` times as likely.
+
+    Passing one strategy object several times to ``st.one_of`` does not
+    weight it: ``one_of`` keeps one copy of each object.  Distinct wrappers
+    (a ``map`` that changes nothing) are kept.
+    """
+    return st.one_of(*[strategy.map(_same) for weight, strategy in choices for _ in range(weight)])
+
+
 @attrs.frozen
 class Advance:
     """Let ``fraction`` of two windows pass."""
@@ -251,12 +267,19 @@ class Advance:
     fraction: float
 
 
-ADVANCE_TARGETS: Final = ("at", "at+window", "probe_at", "hold_until", "lease_until")
+ADVANCE_TARGETS: Final = (
+    "at",
+    "at+window",
+    "probe_at",
+    "hold_until",
+    "lease_until",
+    "verify_at",
+)
 
 
 @attrs.frozen
 class AdvanceTo:
-    """Move time to a moment the model keeps (if it is ahead): see :data:`ADVANCE_TARGETS`.
+    """Move time to a moment the model keeps (if it is ahead and set): see :data:`ADVANCE_TARGETS`.
 
     ``index`` picks the grant for ``"at"`` and ``"at+window"``: 0 is the
     latest, 1 the one before, and so on (modulo the grants so far).
@@ -313,8 +336,10 @@ _OBSERVATIONS: Final = st.builds(
     st.sampled_from([OK, RATE_LIMITED, RATE_LIMITED, ERROR]),
     sent=st.booleans(),
     hint=st.none() | st.none() | seconds(100.0) | st.just(math.inf),
-    header_limit=st.one_of(
-        *[st.none()] * 6, st.sampled_from([3, 5, 10]), st.integers(min_value=0, max_value=12)
+    header_limit=_weighted(
+        (6, st.none()),
+        (1, st.sampled_from([3, 5, 10])),
+        (1, st.integers(min_value=0, max_value=12)),
     ),
     near=st.none() | st.booleans(),
 )
@@ -328,7 +353,48 @@ _RESERVES: Final = st.builds(
 _OBSERVES: Final = st.builds(ObserveOp, _INDEX, _OBSERVATIONS, _UNIT)
 # Sends and answers come more often than the clock jumps, so that runs fill
 # the window, learn a limit and reach the probe and the breaker.
-WINDOW_OPERATIONS: Final[st.SearchStrategy[WindowOperation]] = st.one_of(
-    _RESERVES, _RESERVES, _RESERVES, _OBSERVES, _OBSERVES, _ADVANCES, _ADVANCES_TO
+WINDOW_OPERATIONS: Final[st.SearchStrategy[WindowOperation]] = _weighted(
+    (3, _RESERVES), (2, _OBSERVES), (1, _ADVANCES), (1, _ADVANCES_TO)
 )
 """One operation on a window model (see :class:`Advance` and its siblings)."""
+
+
+# -- imports through one window model, simulated (tests/test_window.py) -------------------
+
+
+@attrs.frozen(kw_only=True)
+class SimulatedImport:
+    """``workers`` send ``requests`` to a server that lets ``share`` through a window.
+
+    ``earlier`` are the seconds before the model's first send at which a
+    previous run's sends already sit in the server's window; ``latency`` is
+    every answer's round trip, ``margin`` the model's allowance for it.
+    """
+
+    share: int
+    earlier: tuple[float, ...]
+    workers: int
+    latency: float
+    margin: float
+    requests: int
+
+
+@st.composite
+def simulated_imports(draw: st.DrawFn, *, restarted: bool) -> SimulatedImport:
+    """An import a few windows of 100 s long; ``restarted``: after a previous run's sends."""
+    share = draw(st.integers(min_value=2, max_value=30))
+    earlier = (
+        draw(st.lists(st.floats(min_value=0.0, max_value=99.0), max_size=share - 1))
+        if restarted
+        else []
+    )
+    return SimulatedImport(
+        share=share,
+        earlier=tuple(earlier),
+        workers=draw(st.integers(min_value=1, max_value=8)),
+        latency=draw(st.floats(min_value=0.01, max_value=1.0)),
+        # A margin of 0 meets float ties between the model's and the
+        # server's arithmetic; a client's margin is a round trip at least.
+        margin=draw(st.floats(min_value=0.01, max_value=2.0)),
+        requests=share * draw(st.integers(min_value=2, max_value=5)),
+    )

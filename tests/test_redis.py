@@ -496,6 +496,28 @@ def _observed(
     return Observation(outcome, sent=True, hint=hint, header_limit=header_limit, near=None)
 
 
+def _sent_at_once(model: WindowModel, count: int) -> bool:
+    """Whether the log holds ``count`` sends, all at one time (the check beside the window's)."""
+    return len(model.log) == count and len({at for at, _member in model.log}) == 1
+
+
+# Three sends at once, the third refused: the limit is 2, counted in the
+# model's first instant.
+_PROVISIONAL: Final[list[WindowOperation]] = [
+    ReserveOp(0.0, None),
+    ReserveOp(0.0, None),
+    ReserveOp(0.0, None),
+    ObserveOp(0, _observed(RATE_LIMITED), 0.0),
+]
+# A window later, two sends fill the window; the third is the check.
+_CHECK: Final[list[WindowOperation]] = [
+    *_PROVISIONAL,
+    AdvanceTo("verify_at", 0),
+    ReserveOp(0.0, None),
+    ReserveOp(0.0, None),
+    ReserveOp(0.0, None),
+]
+
 # Transitions rare in random runs, each held equal explicitly (and each
 # checked to reach the state it is about, so the case keeps testing it).
 _PATHS: Final[dict[str, tuple[list[WindowOperation], Callable[[WindowModel], bool]]]] = {
@@ -548,6 +570,78 @@ _PATHS: Final[dict[str, tuple[list[WindowOperation], Callable[[WindowModel], boo
         ],
         lambda model: model.mode == MODEL and model.limit == 1,
     ),
+    # Discovery within the first window: the count is a floor, to check.
+    "provisional limit": (
+        _PROVISIONAL,
+        lambda model: (
+            model.limit == 2
+            and model.since is not None
+            and model.verify_at == model.since + _DISCOVERY.window
+        ),
+    ),
+    # A window later, full of our sends: one beyond the limit, refused: it holds.
+    "check refused": (
+        [*_CHECK, ObserveOp(0, _observed(RATE_LIMITED), 0.0)],
+        lambda model: model.mode == MODEL and (model.limit, model.verify_at) == (2, None),
+    ),
+    # The check got through: the limit was low, the model learns it again.
+    "check let through": (
+        [*_CHECK, ObserveOp(0, _observed(OK), 0.0), ReserveOp(0.0, None)],
+        lambda model: model.mode == MODEL and (model.limit, model.verify_at) == (None, None),
+    ),
+    # A fault on the check: no news, the lease is free for the next check.
+    "check met a fault": (
+        [*_CHECK, ObserveOp(0, _observed(ERROR), 0.0)],
+        lambda model: (
+            model.limit == 2
+            and model.verify_at is not None
+            and model.lease_until == 0
+            and _sent_at_once(model, 3)
+        ),
+    ),
+    # A send of the full window never left: the check took its room, proving nothing.
+    "check inconclusive": (
+        [
+            *_CHECK,
+            ObserveOp(1, Observation(ERROR, sent=False), 0.0),
+            ObserveOp(0, _observed(OK), 0.0),
+        ],
+        lambda model: (
+            model.limit == 2
+            and model.verify_at is not None
+            and model.lease_until == 0
+            and _sent_at_once(model, 2)
+        ),
+    ),
+    # The window was full of others' sends: what probes got through is a floor.
+    "floor from probes": (
+        [
+            ReserveOp(0.0, None),
+            ObserveOp(0, _observed(RATE_LIMITED), 0.0),
+            AdvanceTo("probe_at", 0),
+            ReserveOp(0.0, None),
+            ObserveOp(0, _observed(OK), 0.0),
+            ReserveOp(0.0, None),
+            ObserveOp(0, _observed(RATE_LIMITED), 0.0),
+            AdvanceTo("probe_at", 0),
+            ReserveOp(0.0, None),
+            ObserveOp(0, _observed(OK), 0.0),
+        ],
+        lambda model: model.mode == MODEL and model.limit == 2 and model.verify_at is not None,
+    ),
+    # Learned below X-RateLimit-Limit: provisional; grown to it by a probe: nothing to check.
+    "provisional up to the stated limit": (
+        [
+            ReserveOp(0.0, None),
+            ObserveOp(0, _observed(OK, header_limit=2), 0.0),
+            ReserveOp(0.0, None),
+            ObserveOp(0, _observed(RATE_LIMITED), 0.0),
+            AdvanceTo("probe_at", 0),
+            ReserveOp(0.0, None),
+            ObserveOp(0, _observed(OK), 0.0),
+        ],
+        lambda model: model.mode == MODEL and (model.limit, model.verify_at) == (2, None),
+    ),
 }
 
 
@@ -580,8 +674,8 @@ def target_time(
             return -math.inf
         at = sent[0].at
         return at if operation.target == "at" else at + params.window
-    moment: float = getattr(model, operation.target)
-    return moment
+    moment: float | None = getattr(model, operation.target)
+    return -math.inf if moment is None else moment
 
 
 def test_the_differential_test_reaches_every_mode_and_reason(

@@ -9,6 +9,8 @@ and spaces its probes within their jitter bounds.
 
 from __future__ import annotations
 
+import collections
+import heapq
 import itertools
 import math
 
@@ -16,6 +18,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import bb_backoff as bb
+from bb_backoff._gate import account_key
 from bb_backoff._window import (
     BREAKER,
     ERROR,
@@ -34,8 +38,19 @@ from bb_backoff._window import (
     WindowParams,
     probe_wait,
 )
+from bb_backoff.testing import DatasetSize, MockBitbucket, VirtualClock, run_virtual
+from importers import Items, expected_items, import_async
+from strategies import SimulatedImport, simulated_imports
 
 PARAMS = WindowParams(window=100.0)
+_RESTART_SIZE = DatasetSize(
+    repositories=1,
+    pull_requests=20,
+    comments_per_pull_request=2,
+    issues=10,
+    comments_per_issue=2,
+    members=3,
+)
 _members = itertools.count()
 
 
@@ -425,3 +440,400 @@ def test_a_probe_answered_after_its_send_left_the_window_never_sets_the_limit_to
     answer(model, 20.0 + 2 * PARAMS.window, probe, header_limit=4)
     assert (model.mode, model.limit) == (MODEL, 1)
     assert reserve(model, 20.0 + 2 * PARAMS.window).kind == GO
+
+
+# -- a limit counted over less than a watched window is provisional ------------------------
+
+
+def restarted_model(previous: int = 0) -> WindowModel:
+    """A model started at 10.0 on an account whose window held sends it never saw.
+
+    It sends 3 that get through, then meets a 429 at 10.5: it learns 3, a
+    floor, since it watched only half a second of the window.
+    """
+    model = WindowModel()
+    fill(model, 3, now=10.0)
+    answer(model, 10.6, reserve(model, 10.5), RATE_LIMITED)
+    assert (model.mode, model.limit) == (MODEL, 3)
+    return model
+
+
+def test_a_limit_counted_before_the_model_watched_a_whole_window_is_provisional() -> None:
+    model = restarted_model()
+    assert model.since == 10.0
+    assert model.verify_at == 10.0 + PARAMS.window
+
+
+def test_a_limit_counted_over_a_whole_watched_window_is_never_provisional() -> None:
+    """The model watched everything the server counted in the window."""
+    model = WindowModel()
+    fill(model, 1, now=0.0)
+    fill(model, 1, now=60.0)
+    fill(model, 3, now=120.0)  # the first has left the window
+    answer(model, 120.5, reserve(model, 120.5), RATE_LIMITED)
+    assert (model.since, model.limit, model.verify_at) == (0.0, 4, None)
+
+
+def test_a_provisional_limit_paces_like_any_other_until_the_model_watched_a_window() -> None:
+    model = restarted_model()
+    grants = [reserve(model, 20.0) for _ in range(3)]
+    assert [(g.kind, g.reason, g.at) for g in grants] == [(GO, WINDOW, 110.0)] * 3
+
+
+def test_after_a_window_one_send_beyond_the_provisional_limit_goes_as_a_check() -> None:
+    model = restarted_model()
+    fill(model, 3, now=110.0)  # the next window: 3 sends, all let through
+    check = reserve(model, 110.2)
+    assert (check.kind, check.reason, check.delay) == (PROBE, WINDOW, 0.0)
+    # One check at a time: the others wait for the window as before.
+    others = [reserve(model, 110.3) for _ in range(2)]
+    assert [(g.kind, g.reason) for g in others] == [(GO, WINDOW)] * 2
+    assert [g.at for g in others] == [210.0, 210.0]
+
+
+def test_a_check_let_through_means_the_limit_was_low_so_the_model_learns_it_again() -> None:
+    model = restarted_model()
+    fill(model, 3, now=110.0)
+    check = reserve(model, 110.1)
+    assert check.kind == PROBE
+    waiting = reserve(model, 110.2)
+    generation = model.generation
+    answer(model, 110.3, check, OK)  # 4 of ours in one window got through
+    assert (model.mode, model.limit, model.verify_at) == (MODEL, None, None)
+    assert model.generation == generation + 1  # the waiting reservation is void
+    assert waiting.generation < model.generation
+    reserve(model, 110.4, cancel=(waiting.member, waiting.at))  # as the client does
+    assert [reserve(model, 110.4).delay for _ in range(5)] == [0.0] * 5
+    # The next 429 counts a whole watched window: 3 + the check + 6, for good.
+    answer(model, 110.5, reserve(model, 110.5), RATE_LIMITED)
+    assert (model.limit, model.verify_at) == (10, None)
+
+
+def test_a_check_refused_confirms_the_limit_and_costs_one_429_for_the_models_life() -> None:
+    model = restarted_model()
+    fill(model, 3, now=110.0)
+    check = reserve(model, 110.2)
+    answer(model, 110.3, check, RATE_LIMITED)
+    assert (model.mode, model.limit, model.verify_at) == (MODEL, 3, None)
+    assert model.log[-1][0] == 110.0  # the refused check spent nothing
+    for now in (210.0, 310.0):  # later full windows: no more checks
+        fill(model, 3, now=now)
+        assert reserve(model, now + 0.2).kind == GO
+
+
+def test_a_check_goes_only_while_the_sends_made_fill_the_window_not_while_they_are_booked() -> None:
+    """A window with room booked by reservations still to come: a check would prove nothing.
+
+    With a margin, each send is booked half a second after the one it
+    replaces leaves: meanwhile the window has room the server would grant.
+    """
+    model = WindowModel()
+    for now in (10.0, 11.0, 12.0):
+        answer(model, now, reserve(model, now))
+    answer(model, 12.5, reserve(model, 12.5), RATE_LIMITED)
+    assert (model.limit, model.verify_at) == (3, 110.0)
+    booked = [reserve(model, 20.0, margin=0.5) for _ in range(3)]
+    assert [g.at for g in booked] == [110.5, 111.5, 112.5]
+    answer(model, 110.5, booked[0])
+    grant = reserve(model, 111.2, margin=0.5)  # 11.0 has left, 111.5 is not made yet
+    assert (grant.kind, grant.reason) == (GO, WINDOW)
+    answer(model, 111.5, booked[1])
+    check = reserve(model, 111.6, margin=0.5)  # 12.0, 110.5 and 111.5: full
+    assert (check.kind, check.reason) == (PROBE, WINDOW)
+
+
+def test_no_check_before_the_model_has_watched_a_whole_window() -> None:
+    model = restarted_model()
+    fill(model, 3, now=60.0)  # a window full of our sends, before 110.0
+    assert reserve(model, 60.1).kind == GO
+
+
+def test_no_check_while_a_hint_holds_the_account() -> None:
+    model = WindowModel()
+    fill(model, 3, now=10.0)
+    first, late = reserve(model, 10.5), reserve(model, 10.5)
+    answer(model, 10.6, first, RATE_LIMITED)
+    fill(model, 3, now=110.5)
+    # The other send in flight at discovery is refused late, with a Retry-After.
+    answer(model, 110.6, late, RATE_LIMITED, hint=5.0)
+    assert (model.mode, model.limit, model.verify_at, model.hold_until) == (MODEL, 3, 110.0, 115.6)
+    assert reserve(model, 110.7).kind == GO  # full and checkable, but held
+    assert reserve(model, 115.6).kind == PROBE  # the hold has passed, the window is full
+
+
+def test_a_check_that_meets_a_fault_lets_the_next_full_window_check_again() -> None:
+    model = restarted_model()
+    fill(model, 3, now=110.0)
+    check = reserve(model, 110.2)
+    answer(model, 110.3, check, ERROR)
+    assert (model.limit, model.verify_at, model.lease_until) == (3, 110.0, 0.0)
+    again = reserve(model, 110.4)
+    assert (again.kind, again.reason) == (PROBE, WINDOW)
+
+
+def test_an_unanswered_check_lets_another_go_after_its_lease() -> None:
+    model = restarted_model()
+    fill(model, 3, now=110.0)
+    assert reserve(model, 110.2).kind == PROBE
+    assert reserve(model, 110.3).kind == GO
+    assert reserve(model, 110.2 + PARAMS.probe_lease).kind == PROBE
+
+
+def test_a_check_let_through_into_a_window_emptied_meanwhile_proves_nothing() -> None:
+    """A send of the window turned out never to have left: the check took its room."""
+    model = restarted_model()
+    sent = fill(model, 3, now=110.0)
+    check = reserve(model, 110.2)
+    answer(model, 110.25, sent[0], ERROR, sent=False)
+    answer(model, 110.3, check, OK)
+    assert (model.limit, model.verify_at, model.lease_until) == (3, 110.0, 0.0)
+
+
+def test_a_configured_limit_is_never_provisional_and_never_checked() -> None:
+    params = WindowParams(window=100.0, limit=3)
+    model = WindowModel()
+    for now in (10.0, 110.0, 210.0):
+        grants = [reserve(model, now, params) for _ in range(3)]
+        assert [g.kind for g in grants] == [GO] * 3
+        for grant in grants:
+            answer(model, now, grant, params=params)
+        assert reserve(model, now + 0.1, params).kind == GO
+    assert (model.limit, model.verify_at) == (None, None)
+
+
+def test_a_limit_learned_below_a_configured_one_is_provisional_and_a_check_restores_it() -> None:
+    """The configuration says 10; a previous run's sends made the server refuse the 4th."""
+    params = WindowParams(window=100.0, limit=10)
+    model = WindowModel()
+    fill_with = [reserve(model, 10.0, params) for _ in range(4)]
+    for grant in fill_with[:3]:
+        answer(model, 10.1, grant, params=params)
+    answer(model, 10.1, fill_with[3], RATE_LIMITED, params=params)
+    assert (model.mode, model.limit, model.verify_at) == (PROBING, 3, 110.0)
+    probe = reserve(model, model.probe_at, params)
+    answer(model, probe.at, probe, params=params)  # room again: 4 of ours in the window
+    assert (model.mode, model.limit, model.verify_at) == (MODEL, 4, 110.0)
+    now = 110.0 + 1.0
+    send = [reserve(model, now, params) for _ in range(4)]
+    assert [g.at for g in send] == [now] * 4  # the previous window's four have left
+    for grant in send:
+        answer(model, now, grant, params=params)
+    check = reserve(model, now + 0.1, params)
+    assert (check.kind, check.reason) == (PROBE, WINDOW)
+    answer(model, now + 0.2, check, params=params)
+    assert (model.limit, model.cap(params)) == (None, 10)
+
+
+def test_a_learned_limit_at_the_configured_one_leaves_nothing_to_check() -> None:
+    params = WindowParams(window=100.0, limit=3)
+    model = WindowModel()
+    grants = [reserve(model, 10.0, params) for _ in range(3)]
+    answer(model, 10.1, grants[0], RATE_LIMITED, params=params)  # others spend the quota
+    assert (model.mode, model.limit, model.verify_at) == (PROBING, 2, 110.0)
+    for grant in grants[1:]:
+        answer(model, 10.1, grant, params=params)
+    probe = reserve(model, model.probe_at, params)
+    answer(model, probe.at, probe, params=params)  # three in the window: the configured 3
+    assert (model.mode, model.limit, model.verify_at) == (MODEL, 3, None)
+
+
+def test_x_ratelimit_limit_ends_a_provisional_limit() -> None:
+    model = restarted_model()
+    answer(model, 11.0, reserve(model, 11.0), header_limit=50)
+    assert (model.limit, model.ceiling, model.verify_at) == (None, 50, None)
+
+
+def test_a_share_learned_by_probing_a_window_full_of_others_is_provisional_too() -> None:
+    """The fallback model a Redis store switches to: the window is full of other processes'."""
+    model = WindowModel()
+    answer(model, 0.0, reserve(model, 0.0), RATE_LIMITED)
+    probe = reserve(model, 5.0)
+    answer(model, 5.1, probe, OK)
+    refused = reserve(model, 5.2)
+    answer(model, 5.3, refused, RATE_LIMITED)
+    assert (model.mode, model.limit, model.verify_at) == (PROBING, 1, 100.0)
+    probe = reserve(model, model.probe_at)
+    answer(model, probe.at, probe, OK)
+    assert (model.mode, model.limit, model.verify_at) == (MODEL, 2, 100.0)
+
+
+# -- provisional limits, simulated: workers, a server, virtual time ------------------------
+
+_SIMULATED_PARAMS = WindowParams(window=100.0, probe_lease=5.0)
+
+
+class Simulation:
+    """Workers importing through one model from a server with a rolling window, on virtual time.
+
+    Each worker asks, waits as told, sends, and gets its answer a round
+    trip later; a 429 is retried at once, and a reservation voided while
+    it waited is asked again (as the clients do).  The server lets
+    ``share`` sends through any window and already holds the previous
+    run's (``earlier`` seconds before the model's first send, at 0).
+    """
+
+    def __init__(self, run: SimulatedImport, params: WindowParams) -> None:
+        self.run = run
+        self.params = params
+        self.model = WindowModel()
+        self.server = collections.deque(sorted(-offset for offset in run.earlier))
+        self.queue: list[tuple[float, int, str, Grant | None]] = []
+        self.order = itertools.count()
+        self.held: list[tuple[float, float]] = []
+        """(time, verify_at) of every send held for the window on a provisional limit."""
+        self.checks: list[str] = []
+        """The answer to every check of a provisional limit, in order."""
+        self.refused = 0
+        self.started = 0
+        self.done = 0
+        self.now = 0.0
+
+    def at(self, when: float, step: str, grant: Grant | None = None) -> None:
+        heapq.heappush(self.queue, (when, next(self.order), step, grant))
+
+    def start(self) -> None:
+        if self.started < self.run.requests:
+            self.started += 1
+            self.at(self.now, "ask")
+
+    def complete(self) -> Simulation:
+        for _ in range(self.run.workers):
+            self.start()
+        while self.queue:
+            self.now, _, step, grant = heapq.heappop(self.queue)
+            if step == "ask":
+                self.ask(grant)
+            elif step == "send":
+                assert grant is not None
+                self.send(grant)
+            else:
+                assert grant is not None
+                self.answered(grant, step)
+        assert self.done == self.run.requests
+        return self
+
+    def ask(self, void: Grant | None) -> None:
+        model, now = self.model, self.now
+        cancel = None if void is None else (void.member, void.at)
+        grant = reserve(model, now, self.params, margin=self.run.margin, cancel=cancel)
+        if grant.kind == GO and grant.reason == WINDOW and model.verify_at is not None:
+            self.held.append((now, model.verify_at))
+        if grant.kind == WAIT:
+            self.at(now + grant.delay, "ask")
+        else:
+            self.at(grant.at, "send", grant)
+
+    def send(self, grant: Grant) -> None:
+        if grant.delay > 0 and grant.generation < self.model.generation:
+            self.ask(grant)  # voided while it waited
+            return
+        server, window = self.server, self.params.window
+        while server and server[0] <= self.now - window:
+            server.popleft()
+        outcome = OK if len(server) < self.run.share else RATE_LIMITED
+        if outcome == OK:
+            server.append(self.now)
+        self.at(self.now + self.run.latency, outcome, grant)
+
+    def answered(self, grant: Grant, outcome: str) -> None:
+        answer(self.model, self.now, grant, outcome, self.params)
+        if grant.kind == PROBE and grant.reason == WINDOW:
+            self.checks.append(outcome)
+        if outcome == RATE_LIMITED:
+            self.refused += 1
+            self.at(self.now, "ask")
+        else:
+            self.done += 1
+            self.start()
+
+
+@given(run=simulated_imports(restarted=True))
+def test_a_provisional_limit_is_checked_within_a_window_of_becoming_checkable(
+    run: SimulatedImport,
+) -> None:
+    """However much of the window a previous run left, no send waits on a floor for long.
+
+    The model holds sends for the window on a provisional limit at most one
+    window (plus the margin and a round trip) after it could first check
+    it, and never keeps a limit below the account's share once checked.
+    """
+    simulated = Simulation(run, _SIMULATED_PARAMS).complete()
+    bound = _SIMULATED_PARAMS.window + run.margin + 2 * run.latency
+    for now, verify_at in simulated.held:
+        assert now <= verify_at + bound
+    assert simulated.checks.count(RATE_LIMITED) <= 1
+    model = simulated.model
+    assert model.limit is None or model.limit >= run.share or model.verify_at is not None
+
+
+@given(run=simulated_imports(restarted=False))
+def test_on_a_fresh_account_the_check_costs_one_429_and_the_limit_stands(
+    run: SimulatedImport,
+) -> None:
+    """The usual case: the model watched everything the server counted, so the check is refused."""
+    simulated = Simulation(run, _SIMULATED_PARAMS).complete()
+    assert simulated.checks in ([], [RATE_LIMITED])
+    assert simulated.model.limit == run.share
+    # One 429 per request in flight at discovery, and the check.
+    assert simulated.refused <= run.workers + 1
+
+
+# -- end to end: an importer restarted mid-window --------------------------------------------
+
+
+def test_an_importer_restarted_mid_window_imports_at_the_accounts_pace() -> None:
+    """The previous run spent most of the window: the restarted one learns a floor, then checks it.
+
+    The server lets 50 requests an hour; the run that crashed sent 40 just
+    before.  The restarted run's model meets its first 429 after 10 and
+    learns 10; paced at 10 an hour, the import (76 requests) would take
+    seven hours.  One window later the model checks its limit, finds it
+    low, learns the share, and the import ends early in the third hour.
+    """
+    clock = VirtualClock()
+    mock = MockBitbucket(
+        seed=3,
+        size=_RESTART_SIZE,
+        latency=0.1,
+        limit=50,
+        clock=clock.monotonic,
+        now=clock.time,
+        sleep=clock.sleep,
+    )
+    needed = mock.dataset.requests_needed(50)
+    assert needed == 76
+    with bb.BitbucketClient(
+        auth=mock.bearer(),
+        transport=mock.transport(),
+        gate=bb.AccountGate(store=bb.MemoryStore()),
+        clock=clock.monotonic,
+        now=clock.time,
+        sleep=clock.sleep,
+    ) as crashed:
+        for _ in range(40):
+            crashed.user()
+    store = bb.MemoryStore()
+
+    async def restarted() -> Items:
+        async with bb.AsyncBitbucketClient(
+            auth=mock.bearer(),
+            transport=mock.async_transport(),
+            gate=bb.AccountGate(store=store),
+            policy=bb.ExponentialBackoff(seed=1),
+            clock=clock.monotonic,
+            now=clock.time,
+        ) as client:
+            return await import_async(client, workers=4)
+
+    started = clock.monotonic()
+    assert run_virtual(restarted(), clock) == expected_items(mock)
+    # No import can end before two windows: 10 requests in the first, 50 in
+    # the second, the last 16 when the second's leave.  (Paced at 10 an
+    # hour, it took seven.)
+    assert clock.monotonic() - started < 2.05 * 3600
+    model = store.model(account_key(mock.bearer(), "https://api.bitbucket.org/2.0"))
+    assert model is not None
+    assert (model.limit, model.verify_at) == (50, None)
+    # The check got through, so no 429 for it: one per worker in flight when
+    # the floor was counted, and when the share was.
+    assert mock.counters.rate_limited <= 2 * 4

@@ -16,7 +16,8 @@ Keys
     - ``{prefix}:{<key>}:state``: a hash of the model's other fields
       (``limit``, ``ceiling``, ``generation``, ``mode``, ``probe_at``,
       ``lease_until``, ``probe_failures``, ``failures``, ``outage_since``,
-      ``hold_until``, ``pace``, ``near``, ``counted_until``); numbers as
+      ``hold_until``, ``pace``, ``near``, ``counted_until``, ``since``,
+      ``verify_at``); numbers as
       ``%.17g`` text, so they round-trip exactly.
 
     Every call sets both keys to expire two windows (plus a minute) after
@@ -125,6 +126,8 @@ STATE_FIELDS: Final = (
     "pace",
     "near",
     "counted_until",
+    "since",
+    "verify_at",
 )
 _NOTHING_KNOWN: Final = Knowledge()
 # How the store reaches Redis for one call.
@@ -198,6 +201,8 @@ local S = {
   pace = stored.pace == '1',
   near = flag(stored.near),
   counted_until = optional(stored.counted_until),  -- nil stands for minus infinity
+  since = optional(stored.since),
+  verify_at = optional(stored.verify_at),
 }
 
 -- len(log)
@@ -212,9 +217,13 @@ local function log_time(index)
   return tonumber(entry[2])
 end
 
--- bisect.insort(log, (at, member)): the order among equal times never matters
+-- WindowModel._log: bisect.insort(log, (at, member)) (the order among equal
+-- times never matters), and the first send's time
 local function log_add(at, member)
   redis.call('ZADD', log_key, fmt(at), member)
+  if S.since == nil or at < S.since then
+    S.since = at
+  end
 end
 
 -- WindowModel._remove: the entry goes only if it is there at that time
@@ -392,6 +401,14 @@ local function reserve()
         at, reason = paced, 'window'
       end
     end
+    -- WindowModel._may_verify
+    if reason == 'window' and S.verify_at ~= nil and now >= S.verify_at
+        and S.lease_until <= now and S.hold_until <= now
+        and log_count(now - window, now) >= limit then
+      S.lease_until = now + probe_lease
+      log_add(now, member)
+      return {'probe', '0', 'window', fmt(now)}
+    end
   end
   log_add(at, member)
   return {'go', fmt(at - now), reason, fmt(at)}
@@ -408,17 +425,43 @@ return reply
 _OBSERVE_BODY: Final = """
 -- WindowModel.observe: ARGV[10..13] the grant (kind, generation, member,
 -- time), ARGV[14..18] the observation (outcome, sent, hint, header limit,
--- near), ARGV[19] the draw.
+-- near), ARGV[19] the draw, ARGV[20] the grant's reason.
 local kind, generation, member, at = ARGV[10], tonumber(ARGV[11]), ARGV[12], tonumber(ARGV[13])
 local outcome, sent, hint = ARGV[14], ARGV[15] == '1', optional(ARGV[16])
 local header_limit, near, draw = optional(ARGV[17]), flag(ARGV[18]), tonumber(ARGV[19])
+-- The provisional limit's check: one send beyond it (WindowModel.reserve)
+local check = kind == 'probe' and ARGV[20] == 'window'
+
+-- WindowModel._judge
+local function judge(floor)
+  local ceiling = S.ceiling
+  if ceiling == nil then
+    ceiling = params_limit
+  end
+  if floor and S.since ~= nil and S.limit ~= nil
+      and (ceiling == nil or S.limit < ceiling) then
+    S.verify_at = S.since + window
+  else
+    S.verify_at = nil
+  end
+end
 
 -- WindowModel._learn
 local function learn(admitted, when)
   if admitted > 0 then
     S.limit = admitted
     S.counted_until = when
+    judge(S.since == nil or when - window < S.since)
   end
+end
+
+-- WindowModel._verifying
+local function verifying()
+  if S.mode ~= 'model' or generation ~= S.generation or S.verify_at == nil then
+    return false
+  end
+  S.lease_until = 0
+  return true
 end
 
 -- WindowModel._rate_limited
@@ -430,6 +473,12 @@ local function rate_limited()
   end
   if S.counted_until ~= nil and at <= S.counted_until and S.limit ~= nil and S.limit > 1 then
     S.limit = S.limit - 1
+  end
+  if check then
+    if verifying() then
+      S.verify_at = nil
+    end
+    return
   end
   if kind == 'probe' then
     if S.mode == 'breaker' then
@@ -469,8 +518,13 @@ local function failed()
     log_remove(member, at)
   end
   S.failures = S.failures + 1
+  local probe = kind == 'probe'
+  if check then
+    probe = false
+    verifying()
+  end
   if S.mode == 'breaker' then
-    if kind == 'probe' then
+    if probe then
       S.probe_failures = S.probe_failures + 1
       S.lease_until = 0
       S.probe_at = now + probe_wait(S.probe_failures, probe_initial, breaker_max, draw)
@@ -484,7 +538,7 @@ local function failed()
     S.probe_failures = 0
     S.lease_until = 0
     S.probe_at = now + probe_wait(0, probe_initial, breaker_max, draw)
-  elseif kind == 'probe' then
+  elseif probe then
     S.lease_until = 0
   end
 end
@@ -492,6 +546,16 @@ end
 -- WindowModel._ok
 local function succeeded()
   S.failures = 0
+  if check then
+    local limit = S.limit
+    if verifying() and limit ~= nil and log_count(at - window, at) > limit then
+      S.limit = nil
+      S.verify_at = nil
+      S.counted_until = nil
+      S.generation = S.generation + 1
+    end
+    return
+  end
   if kind ~= 'probe' or S.mode == 'model' then
     return
   end
@@ -507,6 +571,7 @@ local function succeeded()
       return
     end
     local held = log_count(now - window, now)
+    local floor = S.limit == nil or S.verify_at ~= nil
     local estimate = math.max(S.limit or 0, held, 1)
     if ceiling ~= nil then
       S.limit = math.min(estimate, ceiling)
@@ -514,6 +579,7 @@ local function succeeded()
       S.limit = estimate
     end
     S.counted_until = nil
+    judge(floor)
   end
   S.mode = 'model'
   S.generation = S.generation + 1
@@ -533,6 +599,7 @@ end
 if header_limit ~= nil and header_limit ~= S.ceiling then
   S.ceiling = math.max(1, header_limit)
   S.limit = nil
+  S.verify_at = nil
   S.generation = S.generation + 1
 end
 if outcome == 'rate_limited' then
@@ -793,7 +860,15 @@ class RedisStore:
                 setattr(model, name, int(fields[name]))
         for name in ("generation", "probe_failures", "failures"):
             setattr(model, name, int(fields.get(name, "0")))
-        for name in ("probe_at", "lease_until", "outage_since", "hold_until", "counted_until"):
+        for name in (
+            "probe_at",
+            "lease_until",
+            "outage_since",
+            "hold_until",
+            "counted_until",
+            "since",
+            "verify_at",
+        ):
             if name in fields:
                 setattr(model, name, float(fields[name]))
         model.mode = _WORDS[fields.get("mode", MODEL)]
@@ -1046,6 +1121,7 @@ class RedisStore:
             "" if observation.header_limit is None else str(observation.header_limit),
             "" if near is None else "1" if near else "0",
             _number(draw),
+            grant.reason,
         ]
         return args
 

@@ -33,6 +33,14 @@ MODEL
     round trip (the server counts a request when it arrives, later than we
     logged it).  Reservations are handed out in order, so a request that has
     waited long is not overtaken by a fresh one (no capture effect).
+    A limit counted before the model has watched a whole window (it started
+    less than a window before the 429: a process restarted mid-window, a
+    fallback model, another tool's burst) is *provisional*: a floor, since
+    the server's window also held sends the model never saw.  Once the
+    model has watched a whole window, while its own sends fill the window,
+    one send goes beyond the limit as a probe: refused, the limit is
+    confirmed; let through, the limit was too low and is forgotten (the
+    next 429, counted over a whole window, teaches the share).
 PROBE
     A 429 the model did not predict means the model is wrong: someone else
     spends the quota, or the limit changed.  Instead of waiting on a wrong
@@ -128,7 +136,8 @@ class Grant:
         delay: seconds from now: when to send (GO) or to ask again (WAIT).
         reason: why the request waits: ``"window"``, ``"hold"``,
             ``"probe"`` or ``"breaker"``; ``""`` when it does not.  A PROBE
-            says which mode it probes for: ``"probe"`` or ``"breaker"``.
+            says which mode it probes for: ``"probe"`` or ``"breaker"``, or
+            ``"window"`` for the one send beyond a provisional limit.
         generation: the model's generation when it answered; a waiting GO
             whose generation is no longer current is void.
         member: the log entry of the send (GO, PROBE), to report on.
@@ -244,6 +253,8 @@ class WindowModel:
         "pace",
         "probe_at",
         "probe_failures",
+        "since",
+        "verify_at",
     )
 
     def __init__(self) -> None:
@@ -268,6 +279,12 @@ class WindowModel:
         """When a store last touched this model (the store's time), to drop idle ones."""
         self.counted_until = -math.inf
         """The time of the send whose 429 set :attr:`limit` by counting the log."""
+        self.since: float | None = None
+        """The time of the first send the model logged: it has watched the account since."""
+        self.verify_at: float | None = None
+        """While :attr:`limit` is provisional (counted over less than a watched
+        window, so only a floor): when the model will have watched a whole
+        window, and may send one beyond it to check it; ``None`` otherwise."""
 
     def __repr__(self) -> str:
         return (
@@ -347,11 +364,41 @@ class WindowModel:
                 paced = log[-1][0] + params.window / cap
                 if paced > at:
                     at, reason = paced, WINDOW
+            if reason == WINDOW and self._may_verify(now, params, cap):
+                # One send beyond a provisional limit, into a window our own
+                # sends fill: refused, the limit holds; let through, it was low.
+                self.lease_until = now + params.probe_lease
+                self._log(now, member)
+                return Grant(PROBE, 0.0, WINDOW, self.generation, member, now)
+        self._log(at, member)
+        return Grant(GO, at - now, reason, self.generation, member, at)
+
+    def _log(self, at: float, member: object) -> None:
+        log = self.log
         if log and at < log[-1][0]:
             bisect.insort(log, (at, member), key=_time)
         else:
             log.append((at, member))
-        return Grant(GO, at - now, reason, self.generation, member, at)
+        if self.since is None or at < self.since:
+            self.since = at
+
+    def _may_verify(self, now: float, params: WindowParams, cap: int) -> bool:
+        """Whether a send held for the window goes now as the provisional limit's check.
+
+        Only once the model has watched a whole window (older sends it never
+        saw have left the server's window too), one check at a time, never
+        during a hold, and only while the sends already made fill the window
+        up to now: reservations still to come leave room the server would
+        grant, and a check let through then would prove nothing.
+        """
+        verify_at = self.verify_at
+        return (
+            verify_at is not None
+            and now >= verify_at
+            and self.lease_until <= now
+            and self.hold_until <= now
+            and self._count(now - params.window, now) >= cap
+        )
 
     def _reserve_probe(
         self, now: float, params: WindowParams, member: object, margin: float
@@ -371,7 +418,7 @@ class WindowModel:
             why = HOLD if start == self.hold_until else reason
             return Grant(WAIT, start - now, why, self.generation)
         self.lease_until = now + params.probe_lease
-        bisect.insort(self.log, (now, member), key=_time)
+        self._log(now, member)
         return Grant(PROBE, 0.0, reason, self.generation, member=member, at=now)
 
     def observe(
@@ -400,6 +447,7 @@ class WindowModel:
             # The server says what the limit is: believe it over any estimate.
             self.ceiling = max(1, observation.header_limit)
             self.limit = None
+            self.verify_at = None
             self.generation += 1
         if outcome == RATE_LIMITED:
             self._rate_limited(now, params, grant, observation.hint, draw)
@@ -421,12 +469,16 @@ class WindowModel:
         if grant.at <= self.counted_until and self.limit is not None and self.limit > 1:
             # Counted as let through when the limit was learned, but refused.
             self.limit -= 1
+        if grant.reason == WINDOW and grant.kind == PROBE:
+            if self._verifying(grant):
+                self.verify_at = None  # the window was full at the limit: it holds
+            return
         if grant.kind == PROBE:
             if self.mode == BREAKER:
                 self.mode = PROBING
                 self.probe_failures = 0
             if self.cap(params) is None:
-                self._learn(self._count(grant.at - params.window, grant.at), grant.at)
+                self._learn(self._count(grant.at - params.window, grant.at), grant.at, params)
             self.probe_failures += 1
             self.lease_until = 0.0
             self.probe_at = now + probe_wait(
@@ -440,23 +492,54 @@ class WindowModel:
         admitted = self._count(grant.at - params.window, grant.at)
         if self.cap(params) is None and admitted > 0:
             # Discovery: the limit is what got through before the first 429.
-            self._learn(admitted, grant.at)
+            self._learn(admitted, grant.at, params)
             if hint is None:
                 return
             # The server says when to come back: its word wins over the
             # model's window, so one probe goes when the hint has passed.
         else:
             # The model said there was room and the server disagreed.
-            self._learn(admitted, grant.at)
+            self._learn(admitted, grant.at, params)
         self.mode = PROBING
         self.probe_failures = 0
         self.lease_until = 0.0
         self.probe_at = now + probe_wait(0, params.probe_initial, params.probe_max, draw)
 
-    def _learn(self, admitted: int, at: float) -> None:
+    def _learn(self, admitted: int, at: float, params: WindowParams) -> None:
         if admitted > 0:
             self.limit = admitted
             self.counted_until = at
+            # A count over a window the model did not watch from its start
+            # is a floor: sends it never saw (a previous run's, another
+            # tool's) may have filled the rest.
+            self._judge(params, floor=self.since is None or at - params.window < self.since)
+
+    def _judge(self, params: WindowParams, *, floor: bool) -> None:
+        """Mark :attr:`limit` provisional (a ``floor``, to check) or not.
+
+        A stated or configured limit at or below it leaves nothing to check.
+        """
+        since, limit = self.since, self.limit
+        ceiling = self.ceiling if self.ceiling is not None else params.limit
+        if (
+            floor
+            and since is not None
+            and limit is not None
+            and (ceiling is None or limit < ceiling)
+        ):
+            self.verify_at = since + params.window
+        else:
+            self.verify_at = None
+
+    def _verifying(self, grant: Grant) -> bool:
+        """Whether ``grant`` is the check of the provisional limit the model still holds.
+
+        It frees the lease when it is: the next check may go.
+        """
+        if self.mode != MODEL or grant.generation != self.generation or self.verify_at is None:
+            return False
+        self.lease_until = 0.0
+        return True
 
     def _error(
         self, now: float, params: WindowParams, grant: Grant, *, sent: bool, draw: float
@@ -464,8 +547,14 @@ class WindowModel:
         if not sent:
             self._remove(grant.member, grant.at)
         self.failures += 1
+        # The mode's own probe; a provisional limit's check met a fault: no
+        # news about the limit, the next check may go.
+        probe = grant.kind == PROBE
+        if probe and grant.reason == WINDOW:
+            probe = False
+            self._verifying(grant)
         if self.mode == BREAKER:
-            if grant.kind == PROBE:
+            if probe:
                 self.probe_failures += 1
                 self.lease_until = 0.0
                 self.probe_at = now + probe_wait(
@@ -479,13 +568,28 @@ class WindowModel:
             self.probe_failures = 0
             self.lease_until = 0.0
             self.probe_at = now + probe_wait(0, params.probe_initial, params.breaker_max, draw)
-        elif grant.kind == PROBE:
+        elif probe:
             # A rate-limit probe met a fault: no news about the quota; let
             # the next request probe.
             self.lease_until = 0.0
 
     def _ok(self, now: float, params: WindowParams, grant: Grant) -> None:
         self.failures = 0
+        if grant.reason == WINDOW and grant.kind == PROBE:
+            limit = self.limit
+            if (
+                self._verifying(grant)
+                and limit is not None
+                and self._count(grant.at - params.window, grant.at) > limit
+            ):
+                # More of our sends than the limit in one window got through:
+                # the limit was a floor.  Forget it: sends go at once again,
+                # and the next 429 counts a whole watched window.
+                self.limit = None
+                self.verify_at = None
+                self.counted_until = -math.inf
+                self.generation += 1
+            return
         if grant.kind != PROBE or self.mode == MODEL:
             return
         self.probe_failures = 0
@@ -504,9 +608,14 @@ class WindowModel:
             held = self._count(now - params.window, now)
             # At least the probe itself fits, even when its answer came so
             # late that its send has left the window: a limit is never 0.
+            # What a probe let through tells is a floor: when nothing was
+            # counted at a 429, the limit is one; otherwise it stays as
+            # provisional as the count was.
+            floor = self.limit is None or self.verify_at is not None
             estimate = max(self.limit or 0, held, 1)
             self.limit = min(estimate, ceiling) if ceiling is not None else estimate
             self.counted_until = -math.inf
+            self._judge(params, floor=floor)
         self.mode = MODEL
         self.generation += 1
 
