@@ -20,6 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import bb_backoff as bb
+from bb_backoff import _window as bb_window
 from bb_backoff._gate import account_key, memory_store_for, rate_limit_headers
 from bb_backoff._window import MODEL
 from bb_backoff.testing import (
@@ -497,3 +498,49 @@ def test_rate_limit_headers_are_read_when_readable_and_ignored_otherwise(
     headers: dict[str, str], expected: tuple[int | None, bool | None]
 ) -> None:
     assert rate_limit_headers(httpx.Headers(headers)) == expected
+
+
+# -- a waiting request notices when the model changes under it ---------------------------
+
+
+def test_a_request_waiting_for_a_slot_goes_soon_after_the_model_changes_under_it() -> None:
+    """Waits for a slot are slept in pieces (a sixtieth of the window), checking the model.
+
+    Configured for one request an hour, the second request reserves the next
+    hour's slot.  A hundred seconds in, the server states a limit of 100
+    (``X-RateLimit-Limit``): the reservation is void, and the request goes
+    within a piece of the wait, not after the hour it reserved.
+    """
+    clock = VirtualClock()
+    mock = mock_on(clock)
+    store = bb.MemoryStore()
+    gate = bb.AccountGate(limit=1, store=store)
+    key = account_key(mock.bearer(), BASE)
+    finished: list[float] = []
+
+    async def server_states_a_limit() -> None:
+        await asyncio.sleep(100)
+        now = clock.monotonic()
+        grant = store.reserve(
+            key, now=now, params=gate.params, member="elsewhere", margin=0.0, cancel=None
+        )
+        news = bb_window.Observation(bb_window.OK, header_limit=100)
+        store.observe(key, now=now, params=gate.params, grant=grant, observation=news, draw=0.5)
+
+    async def main() -> None:
+        async with bb.AsyncBitbucketClient(
+            auth=mock.bearer(),
+            transport=mock.async_transport(),
+            clock=clock.monotonic,
+            now=clock.time,
+            gate=gate,
+        ) as client:
+            await client.user()  # the hour's one slot
+            started = clock.monotonic()
+            changing = asyncio.create_task(server_states_a_limit())
+            await client.user()
+            finished.append(clock.monotonic() - started)
+            await changing
+
+    run_virtual(main(), clock)
+    assert 100 <= finished[0] <= 100 + 3600 / 60 + 1

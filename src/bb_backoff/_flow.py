@@ -70,6 +70,11 @@ from ._window import BREAKER, HOLD, PROBE, WAIT, Grant, Observation
 # A wait shorter than this may end before the clock shows it moved (asyncio
 # wakes a timer up to the clock's resolution early): too short to judge sleep by.
 _NOTICEABLE: Final = 0.001
+# A wait for a slot is slept in pieces of at most this share of the window,
+# so that a waiting request notices when the model changes under it (a
+# provisional limit forgotten, a hold lifted) instead of sleeping out a
+# reservation made on a model that no longer stands.
+_RECHECK_SHARE: Final = 1 / 60
 logger: Final = logging.getLogger("bb_backoff")
 
 MAX_REDIRECTS: Final = 20
@@ -402,10 +407,9 @@ class RequestFlow:
             if self.pending is not None:
                 yield Emit(self._event(self.pending, delay))
                 self.pending = None
-            floor = 0.0
-            before = self.settings.clock()
-            yield Sleep(delay)
-            if delay > _NOTICEABLE and self.settings.clock() - before < delay / 2:
+            hint_left, floor = floor, 0.0
+            slept = yield from self._sleep_watching(gate, grant, delay)
+            if slept is None:
                 # ``sleep`` did not move ``clock`` (a stubbed sleep in a test,
                 # say): the gate cannot pace on such a clock, so go now.
                 gate.clock_ignored_sleep()
@@ -413,13 +417,51 @@ class RequestFlow:
                     self.grant = None
                 break
             if grant.kind != WAIT:
-                if gate.still_valid(grant):
+                if slept >= delay and gate.still_valid(grant):
                     break
                 cancel = grant
+                # What is left of the request's own hint still holds.
+                floor = max(0.0, hint_left - slept)
             grant = None
         if self.pending is not None:
             yield Emit(self._event(self.pending, 0.0))
             self.pending = None
+
+    def _sleep_watching(
+        self, gate: GateHandle, grant: Grant, delay: float
+    ) -> Generator[Step, Any, float | None]:
+        """Sleep ``delay`` for ``grant``, in pieces, stopping early when the model changed.
+
+        Returns:
+            The seconds slept (less than ``delay`` when the reservation went
+            void, the rest refunded to the budget it was charged to), or
+            ``None`` when ``sleep`` does not move the clock.
+        """
+        clock = self.settings.clock
+        piece = delay if grant.kind == WAIT else max(gate.params.window * _RECHECK_SHARE, 0.001)
+        slept = 0.0
+        while slept < delay:
+            chunk = min(piece, delay - slept)
+            before = clock()
+            yield Sleep(chunk)
+            if chunk > _NOTICEABLE and clock() - before < chunk / 2:
+                return None
+            slept += chunk
+            if slept < delay and not gate.still_valid(grant):
+                self._refund_gate_wait(grant, delay - slept)
+                break
+        return slept
+
+    def _refund_gate_wait(self, grant: Grant, seconds: float) -> None:
+        """Give back to its budget a wait at the gate that was charged and not slept."""
+        state = self._attempts()
+        if grant.reason == BREAKER:
+            state.breaker_waited -= seconds
+        else:
+            history = state.history
+            state.history = attrs.evolve(
+                history, rate_limit_waited=history.rate_limit_waited - seconds
+            )
 
     def _failed(self, result: object) -> Generator[Step, Any, float | httpx.Response | None]:
         """After a failed attempt: the policy's wait, ``None`` when the gate paces, or give up.
