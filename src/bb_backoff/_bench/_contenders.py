@@ -173,7 +173,9 @@ def _gate(arena: Arena, *, enabled: bool) -> AccountGate | bool:
     )
 
 
-class _OursAsync:
+class ClientFetcher:
+    """An async importer's fetcher over one of our clients (the bench's and the rollout's)."""
+
     def __init__(self, client: AsyncBitbucketClient) -> None:
         self._client = client
 
@@ -213,7 +215,7 @@ def ours_async(
         chosen = _scaled(policy(arena.seed), arena.scale)
         transport = arena.transport
         assert transport is None or isinstance(transport, httpx.AsyncBaseTransport)  # noqa: S101
-        return _OursAsync(
+        return ClientFetcher(
             AsyncBitbucketClient(
                 auth=arena.mock.bearer(),
                 flag=flag,

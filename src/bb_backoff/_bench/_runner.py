@@ -363,19 +363,26 @@ def run_real(
     random.seed(seed)
     # Real requests take real time already: no simulated latency.
     scaled = attrs.evolve(scenario.scaled(scale), latency=0.0)
-    mock = _mock_for(scaled, seed)
-    with serve_mock(mock) as base_url:
-        arena = Arena(
-            mock=mock,
-            base_url=base_url,
-            seed=seed,
-            scale=scale,
-            configured_limit=_configured_limit(scaled),
-        )
+    with _served_arena(scaled, seed, scale) as arena:
+        mock = arena.mock
         result = asyncio.run(
             import_async(_as_async(contender.build(arena)), workers, default_clock)
         )
     return _row(scaled, contender, mock, result, workers=workers, clock="real")
+
+
+@contextlib.contextmanager
+def _served_arena(scenario: Scenario, seed: int, scale: float) -> Iterator[Arena]:
+    """The scenario's mock served by uvicorn on a free port, as contenders see it."""
+    mock = _mock_for(scenario, seed)
+    with serve_mock(mock) as base_url:
+        yield Arena(
+            mock=mock,
+            base_url=base_url,
+            seed=seed,
+            scale=scale,
+            configured_limit=_configured_limit(scenario),
+        )
 
 
 # -- a fleet of importer processes -------------------------------------------------------
@@ -653,15 +660,8 @@ class _Fleet:
         ``i * stagger * scale`` real seconds after the start.
         """
         importers = len(self.processes)
-        mock = _mock_for(scenario, seed)
-        with serve_mock(mock) as base_url:
-            arena = Arena(
-                mock=mock,
-                base_url=base_url,
-                seed=seed,
-                scale=scale,
-                configured_limit=_configured_limit(scenario),
-            )
+        with _served_arena(scenario, seed, scale) as arena:
+            mock, base_url = arena.mock, arena.base_url
             for index, channel in enumerate(self.rounds):
                 # Each process its own jitter, as separate processes have.
                 member = attrs.evolve(arena, seed=seed * MAX_IMPORTERS + index)

@@ -21,10 +21,11 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Iterable, Sequence
-from typing import Any, Final
+from typing import Final
 
 import attrs
 
+from .._bench._contenders import ClientFetcher
 from .._bench._importer import import_async, repository_task
 from .._client import AsyncBitbucketClient
 from .._flags import FlipperFlag
@@ -232,22 +233,6 @@ class StepResult:
         )
 
 
-class _Fetcher:
-    """The importer's view of one project's client."""
-
-    def __init__(self, client: AsyncBitbucketClient) -> None:
-        self._client = client
-
-    async def json(self, url: str) -> Any:
-        return await self._client.get(url)
-
-    async def text(self, url: str) -> str:
-        return await self._client.get_text(url)
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
-
-
 def _policy_seed(seed: int, actor: str) -> int:
     """A jitter seed of its own for each project, drawn from the run's seed."""
     return random.Random(f"policy:{seed}:{actor}").getrandbits(64)  # noqa: S311 (jitter)
@@ -300,7 +285,7 @@ def run_step(
             now=clock.time,
         )
         outcome = await import_async(
-            _Fetcher(client), simulation.workers, clock.monotonic, [repository_task(full_name)]
+            ClientFetcher(client), simulation.workers, clock.monotonic, [repository_task(full_name)]
         )
         mine = {
             kind: {key for key in keys if key[0] == full_name}
