@@ -15,7 +15,7 @@ import itertools
 import math
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 import bb_backoff as bb
@@ -365,6 +365,24 @@ _EVENTS = st.lists(
     limit=st.integers(min_value=1, max_value=8),
     events=_EVENTS,
     margin=st.floats(min_value=0.0, max_value=2.0),
+)
+# Found by hypothesis: a 429 under a configured limit of 3 teaches a
+# provisional 2; a window later its check met a fault, and a second check
+# went beyond the configured 3.
+@example(
+    limit=3,
+    events=[
+        (0.0, OK, None),
+        (0.0, OK, None),
+        (0.0, RATE_LIMITED, None),
+        (10.0, ERROR, None),
+        (30.0, OK, None),
+        (30.0, OK, None),
+        (30.0, OK, None),
+        (0.0, ERROR, None),
+        (0.0, OK, None),
+    ],
+    margin=0.0,
 )
 def test_a_configured_limit_is_never_exceeded_in_any_window(
     limit: int, events: list[tuple[float, str, float | None]], margin: float

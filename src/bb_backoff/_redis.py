@@ -402,9 +402,15 @@ local function reserve()
       end
     end
     -- WindowModel._may_verify
+    local stated = S.ceiling
+    if stated == nil then
+      stated = params_limit
+    end
     if reason == 'window' and S.verify_at ~= nil and now >= S.verify_at
         and S.lease_until <= now and S.hold_until <= now
-        and log_count(now - window, now) >= limit then
+        and log_count(now - window, now) >= limit
+        and (stated == nil or count < stated
+             or after(log_time(count - stated), window + margin) <= now) then
       S.lease_until = now + probe_lease
       log_add(now, member)
       return {'probe', '0', 'window', fmt(now)}

@@ -317,7 +317,7 @@ class WindowModel:
         log = self.log
         return bisect.bisect_right(log, high, key=_time) - bisect.bisect_right(log, low, key=_time)
 
-    def reserve(
+    def reserve(  # noqa: PLR0912 (the success path, inlined: one call per request)
         self,
         now: float,
         params: WindowParams,
@@ -353,7 +353,9 @@ class WindowModel:
         reason = ""
         if self.hold_until > at:
             at, reason = self.hold_until, HOLD
-        cap = self.cap(params)
+        # self.cap(params) and, below, self._log, inlined: every request passes here.
+        limit, ceiling = self.limit, self.ceiling
+        cap = limit if limit is not None else ceiling if ceiling is not None else params.limit
         if cap is not None and log:
             count = len(log)
             if count >= cap:
@@ -364,13 +366,19 @@ class WindowModel:
                 paced = log[-1][0] + params.window / cap
                 if paced > at:
                     at, reason = paced, WINDOW
-            if reason == WINDOW and self._may_verify(now, params, cap):
+            if reason == WINDOW and self._may_verify(now, params, cap, margin):
                 # One send beyond a provisional limit, into a window our own
                 # sends fill: refused, the limit holds; let through, it was low.
                 self.lease_until = now + params.probe_lease
                 self._log(now, member)
                 return Grant(PROBE, 0.0, WINDOW, self.generation, member, now)
-        self._log(at, member)
+        if log and at < log[-1][0]:
+            bisect.insort(log, (at, member), key=_time)
+        else:
+            log.append((at, member))
+        since = self.since
+        if since is None or at < since:
+            self.since = at
         return Grant(GO, at - now, reason, self.generation, member, at)
 
     def _log(self, at: float, member: object) -> None:
@@ -382,22 +390,32 @@ class WindowModel:
         if self.since is None or at < self.since:
             self.since = at
 
-    def _may_verify(self, now: float, params: WindowParams, cap: int) -> bool:
+    def _may_verify(self, now: float, params: WindowParams, cap: int, margin: float) -> bool:
         """Whether a send held for the window goes now as the provisional limit's check.
 
         Only once the model has watched a whole window (older sends it never
         saw have left the server's window too), one check at a time, never
         during a hold, and only while the sends already made fill the window
         up to now: reservations still to come leave room the server would
-        grant, and a check let through then would prove nothing.
+        grant, and a check let through then would prove nothing.  A limit the
+        server stated or the user configured holds for the check too.
         """
         verify_at = self.verify_at
-        return (
+        if not (
             verify_at is not None
             and now >= verify_at
             and self.lease_until <= now
             and self.hold_until <= now
             and self._count(now - params.window, now) >= cap
+        ):
+            return False
+        ceiling = self.ceiling if self.ceiling is not None else params.limit
+        log = self.log
+        count = len(log)
+        return (
+            ceiling is None
+            or count < ceiling
+            or _after(log[count - ceiling][0], params.window + margin) <= now
         )
 
     def _reserve_probe(
