@@ -336,8 +336,7 @@ class RequestFlow:
                 self.sent += 1  # refused by the origin guard: nothing went out
             if isinstance(result, httpx.Response) and result.status_code < 400:  # noqa: PLR2004
                 if gate is not None and self.grant is not None:
-                    gate.round_trip(clock() - self.sent_at)
-                    news = gate.news(self.grant, result)
+                    news = gate.answered(self.grant, result, clock() - self.sent_at)
                     if news is not None:
                         yield from self._observe(gate, self.grant, news)
                 if result.status_code >= 300 and settings.follow_redirects:  # noqa: PLR2004

@@ -534,27 +534,43 @@ class GateHandle:
             )
 
     def round_trip(self, seconds: float) -> None:
-        """Time one answer; the margin is a smoothed round trip plus four deviations (as TCP)."""
-        srtt = self._srtt
-        if srtt is None:
-            if not 0 <= seconds < _MAX_MARGIN:
-                return
-            self._srtt = srtt = seconds
-            self._rttvar = seconds / 2
-        elif 0 <= seconds < _MAX_MARGIN:
-            self._rttvar = 0.75 * self._rttvar + 0.25 * abs(srtt - seconds)
-            self._srtt = srtt = 0.875 * srtt + 0.125 * seconds
-        margin = srtt + 4 * self._rttvar
-        self.margin = margin if margin < _MAX_MARGIN else _MAX_MARGIN
+        """Time one answer (a failure's: a success's goes through :meth:`answered`)."""
+        self.answered(None, None, seconds)
 
-    def news(self, grant: Grant, response: httpx.Response) -> Observation | None:
-        """What a success tells the gate, or ``None`` when it tells nothing new.
+    def answered(
+        self, grant: Grant | None, response: httpx.Response | None, seconds: float
+    ) -> Observation | None:
+        """An answer came ``seconds`` after its send: time it, and say what a success tells.
 
-        A success is news when it answers a probe, ends a run of errors, or
-        carries rate-limit headers the gate has not seen yet; otherwise the
-        gate is not asked at all (no round trip to a shared store).
+        The margin is a smoothed round trip plus four deviations (as TCP's).
+        A success (``response``) is news when it answers a probe, ends a run
+        of errors, or carries rate-limit headers the gate has not seen yet;
+        otherwise this returns ``None`` and the gate is not asked at all (no
+        round trip to a shared store).  One call for all of it: every
+        successful request passes here.
         """
-        header_limit, near = rate_limit_headers(response.headers)
+        if 0 <= seconds < _MAX_MARGIN:
+            srtt = self._srtt
+            if srtt is None:
+                self._srtt = srtt = seconds
+                self._rttvar = seconds / 2
+            else:
+                self._rttvar = 0.75 * self._rttvar + 0.25 * abs(srtt - seconds)
+                self._srtt = srtt = 0.875 * srtt + 0.125 * seconds
+            margin = srtt + 4 * self._rttvar
+            self.margin = margin if margin < _MAX_MARGIN else _MAX_MARGIN
+        if response is None or grant is None:
+            return None
+        header_limit = near = None
+        headers = response.headers
+        entries = getattr(headers, "_list", None)
+        if entries is None:  # another httpx: the public, slower way
+            header_limit, near = rate_limit_headers(headers)
+        else:
+            for entry in entries:
+                if entry[1].startswith(_PREFIX):
+                    header_limit, near = rate_limit_headers(headers)
+                    break
         known = self.store.knowledge(self.key)
         if (
             grant.kind == PROBE
@@ -566,6 +582,7 @@ class GateHandle:
         return None
 
 
+_PREFIX: Final = b"x-ratelimit-"
 _LIMIT_HEADER: Final = b"x-ratelimit-limit"
 _NEAR_HEADER: Final = b"x-ratelimit-nearlimit"
 
@@ -582,7 +599,7 @@ def rate_limit_headers(headers: httpx.Headers) -> tuple[int | None, bool | None]
         entries = [(name, name.lower(), value) for name, value in headers.raw]
     raw_limit = raw_near = None
     for _name, lowered, value in entries:
-        if lowered.startswith(b"x-ratelimit-"):
+        if lowered.startswith(_PREFIX):
             if lowered == _LIMIT_HEADER:
                 raw_limit = value
             elif lowered == _NEAR_HEADER:
