@@ -1055,7 +1055,7 @@ IMPORT_SIZE = DatasetSize(
     comments_per_issue=2,
     members=1,
 )
-IMPORT_WINDOW = 0.5  # seconds: an hour scaled down
+IMPORT_WINDOW = 1.0  # seconds: an hour scaled down (shorter makes CPU hiccups count)
 IMPORT_LIMIT = 25
 WORKERS = 4
 
