@@ -234,10 +234,45 @@ def test_redact_url_removes_userinfo_written_without_a_scheme(url: str) -> None:
     assert "s3cret" not in redact_url(url)
 
 
-def test_redact_url_keeps_an_empty_authority_as_written() -> None:
-    assert redact_url("unix:///tmp/redis.sock?password=hush&db=0") == (
-        "unix:///tmp/redis.sock?password=[redacted]&db=0"
-    )
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (
+            "unix:///tmp/redis.sock?password=hush&db=0",
+            "unix:///tmp/redis.sock?password=[redacted]&db=0",
+        ),
+        ("file:///etc/hosts", "file:///etc/hosts"),
+        ("http:///path", "http:///path"),
+    ],
+)
+def test_redact_url_keeps_an_empty_authority_as_written(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        # An email address as the user name (Bitbucket's API tokens go with one).
+        (
+            "https://ada@example.com:s3cret@api.bitbucket.org/2.0/x",
+            "https://api.bitbucket.org/2.0/x",
+        ),
+        ("redis://me@corp.com:s3cret@127.0.0.1:1/0", "redis://127.0.0.1:1/0"),
+        # ... and a password holding "/" besides.
+        ("redis://me@corp.com:s3/cret@host/0", "redis://host/0"),
+        ("http://a@b:s3cret@c/x", "http://c/x"),
+        # An "@" in the query is not a user part.
+        (
+            "https://api.bitbucket.org/2.0/x?email=a@b.com",
+            "https://api.bitbucket.org/2.0/x?email=a@b.com",
+        ),
+        ("https://host:8443/a?e=a@b", "https://host:8443/a?e=a@b"),
+        ("https://[::1]:8080/x", "https://[::1]:8080/x"),
+    ],
+)
+def test_redact_url_finds_the_user_part_whatever_it_holds(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
+    assert "s3" not in redact_url(url)
 
 
 def test_redact_url_accepts_httpx_urls() -> None:

@@ -872,6 +872,7 @@ def test_the_password_never_appears_in_repr_errors_or_logs(
         f"redis://:ab/{SECRET}@127.0.0.1:1/0",  # urlsplit would cut this password at "/"
         f"redis://:{SECRET}?#@127.0.0.1:1/0",
         f"redis://me:{SECRET}@127.0.0.1:1/0",
+        f"redis://me@corp.com:{SECRET}@127.0.0.1:1/0",  # an email address as the user
     ],
 )
 def test_a_urls_password_never_shows_whether_the_url_is_refused_or_taken(store: str) -> None:

@@ -40,10 +40,9 @@ _SECRET_MARKERS: Final = (
 _SECRET_NAMES: Final = frozenset({"code", "pass"})
 _UNPARSEABLE: Final = "<unparseable URL>"
 _REDACTED: Final = "[redacted]"
-# ``user:password@`` (which urlsplit may cut short when the password holds
-# "/", "?" or "#") after an optional ``scheme://`` (or ``//``): written
-# without a scheme (``user:pw@host:6379``) it is still a credential.
-_USERINFO: Final = re.compile(r"^((?:[A-Za-z][A-Za-z0-9+.\-]*:)?//)?[^@]*?:[^@]*@")
+_SCHEME_PREFIX: Final = re.compile(r"^(?:[A-Za-z][A-Za-z0-9+.\-]*://|//)?")
+# A host (a name, an IPv4 or a bracketed IPv6 address) and an optional port.
+_HOST_PORT: Final = re.compile(r"(?:[A-Za-z0-9._~%\-]*|\[[0-9A-Fa-f:.]*\])(?::[0-9]*)?")
 MESSAGE_LIMIT: Final = 1000
 """Characters of an error message kept; the rest is summarised."""
 TEXT_LIMIT: Final = 500
@@ -75,6 +74,32 @@ def _secret_name(name: str) -> bool:
     return lowered in _SECRET_NAMES or any(marker in lowered for marker in _SECRET_MARKERS)
 
 
+def split_userinfo(text: str) -> tuple[str, str | None, str]:
+    """``(scheme "://" or "", user part or None, the rest)`` of a URL, without parsing it.
+
+    urlsplit cuts a password holding ``/``, ``?`` or ``#`` short (and would
+    leave the rest of it in the path), and a user name may be an email
+    address (``me@example.com:password@host``), so the user part is found
+    by hand: it ends at the last ``@`` of the authority, or, when what is
+    left there is no host (``:s3/cr3t@host``: the password went on past a
+    ``/``), at the first ``@`` after it.  A URL written without a scheme
+    (``user:pw@host:6379``) has one too.
+    """
+    prefix = _SCHEME_PREFIX.match(text)
+    start = 0 if prefix is None else prefix.end()
+    rest = text[start:]
+    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    at = rest.rfind("@", 0, end)
+    host = rest[at + 1 : end]
+    if not _HOST_PORT.fullmatch(host):
+        later = rest.find("@", end)
+        if later >= 0 and (at >= 0 or ":" in host):
+            at = later
+    if at < 0:
+        return text[:start], None, rest
+    return text[:start], rest[:at], rest[at + 1 :]
+
+
 def redact_url(url: object) -> str:
     """A URL safe to log: no userinfo, and secret-looking query values hidden.
 
@@ -88,10 +113,8 @@ def redact_url(url: object) -> str:
         ``client_secret``, ``jwt``, ``sig``...) replaced by ``[redacted]``,
         control characters escaped, and at most :data:`URL_LIMIT` characters.
     """
-    text = str(url)
-    match = _USERINFO.match(text)
-    if match is not None:
-        text = (match.group(1) or "") + text[match.end() :]
+    prefix, _, rest = split_userinfo(str(url))
+    text = prefix + rest
     try:
         parts = urlsplit(text)
     except ValueError:
@@ -101,9 +124,11 @@ def redact_url(url: object) -> str:
     query = _redact_pairs(parts.query)
     fragment = _redact_pairs(parts.fragment)  # OAuth implicit flows put tokens here
     rebuilt = urlunsplit((parts.scheme, netloc, parts.path, query, fragment))
-    if not netloc and parts.scheme and text.startswith(f"{parts.scheme}://"):
-        # urlunsplit drops an empty authority: keep unix:///path as written.
-        rebuilt = f"{parts.scheme}://{rebuilt[len(parts.scheme) + 1 :]}"
+    scheme = f"{parts.scheme}://"
+    if not netloc and parts.scheme and text.startswith(scheme) and not rebuilt.startswith(scheme):
+        # urlunsplit drops an empty authority for schemes it does not know:
+        # keep unix:///path as written.
+        rebuilt = f"{scheme}{rebuilt[len(parts.scheme) + 1 :]}"
     return printable(rebuilt, URL_LIMIT)
 
 

@@ -13,11 +13,12 @@ is made, or when the value asked about may be one.
 
 from __future__ import annotations
 
-import re
 import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final, Literal
 from urllib.parse import parse_qsl, unquote, urlsplit
+
+from ._exceptions import split_userinfo
 
 if TYPE_CHECKING:
     import redis
@@ -25,8 +26,6 @@ if TYPE_CHECKING:
 
 SCHEMES: Final = ("redis", "rediss", "unix")
 """The URL schemes redis-py connects with."""
-# "scheme://user:password@": the user part ends at the last "@" before the host.
-_USERINFO: Final = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://)([^:@/?#]*):(.*)@(?=[^@]*$)")
 
 
 def is_redis_url(value: str) -> bool:
@@ -104,11 +103,11 @@ def split_password(url: str) -> tuple[str, str | None]:
     Done before ``urlsplit``, which cuts a password holding ``/``, ``?`` or
     ``#`` short and would leave the rest of it in the path.
     """
-    match = _USERINFO.match(url)
-    if match is None:
+    prefix, userinfo, rest = split_userinfo(url)
+    if userinfo is None or ":" not in userinfo:
         return url, None
-    scheme, user, password = match.groups()
-    return f"{scheme}{user}:***@{url[match.end() :]}", password
+    user, _, password = userinfo.partition(":")
+    return f"{prefix}{user}:***@{rest}", password
 
 
 def url_passwords(url: str) -> list[str]:
