@@ -437,7 +437,11 @@ class RequestFlow:
             ``None`` when ``sleep`` does not move the clock.
         """
         clock = self.settings.clock
-        piece = delay if grant.kind == WAIT else max(gate.params.window * _RECHECK_SHARE, 0.001)
+        # Pieces well above _NOTICEABLE, so a sleep that does not move the
+        # clock is still noticed on a tiny window.
+        piece = max(gate.params.window * _RECHECK_SHARE, 10 * _NOTICEABLE)
+        if grant.kind == WAIT:
+            piece = delay
         slept = 0.0
         while slept < delay:
             chunk = min(piece, delay - slept)
