@@ -167,6 +167,19 @@ def test_a_chart_path_that_cannot_be_written_is_refused_before_the_simulation(
     assert "Traceback" not in captured.err
 
 
+def test_a_chart_path_that_is_a_directory_is_refused_before_the_simulation(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    directory = tmp_path / "step.png"
+    directory.mkdir()
+    with pytest.raises(SystemExit) as exited:
+        main([*QUICK, "--chart", str(directory)])
+    captured = capsys.readouterr()
+    assert exited.value.code == 2
+    assert captured.out == ""
+    assert f"--chart: {directory} is a directory" in captured.err
+
+
 # -- --metrics ------------------------------------------------------------------------
 
 

@@ -436,6 +436,7 @@ def test_serve_mock_defaults_are_bitbuckets_usual() -> None:
         (["--reset-rate", "1.5"], "argument --reset-rate: must be a share from 0 to 1, got 1.5"),
         (["--server-error-rate", "-0.1"], "argument --server-error-rate: must be >= 0"),
         (["--timeout-rate", "nan"], "argument --timeout-rate: must be >= 0, got nan"),
+        (["--host", ""], "argument --host: must not be empty"),
     ],
 )
 def test_serve_mock_refuses_a_bad_number_with_a_message_and_status_2(

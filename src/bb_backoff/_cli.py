@@ -667,6 +667,8 @@ def _rollout_report(args: argparse.Namespace) -> int:
     if stray:
         args.fail(f"{', '.join(stray)} cannot be used with {source}")
     problem = None if args.chart is None else _unusable_dir(Path(args.chart).parent)
+    if args.chart is not None and Path(args.chart).is_dir():
+        problem = f"{args.chart} is a directory"
     if problem is not None:
         args.fail(f"--chart: {problem}")
     needed = [("matplotlib", "--chart", "bench")] if args.chart is not None else []
@@ -847,9 +849,16 @@ def _share(text: str) -> float:
     return value
 
 
+def _host(text: str) -> str:
+    """An address to listen on: not empty (a URL with an empty host is unusable)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text
+
+
 def _serve_mock_options(serve: argparse.ArgumentParser) -> None:
     seconds = _number(float, inclusive=True)
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--host", type=_host, default="127.0.0.1", help="address to listen on")
     serve.add_argument(
         "--port",
         type=_number(int, inclusive=True, maximum=65535),

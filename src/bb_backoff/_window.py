@@ -398,7 +398,9 @@ class WindowModel:
         during a hold, and only while the sends already made fill the window
         up to now: reservations still to come leave room the server would
         grant, and a check let through then would prove nothing.  A limit the
-        server stated or the user configured holds for the check too.
+        server stated or the user configured holds for the check too: while
+        reservations already booked keep the log at that limit, the check
+        waits (the safe side: a few slots a window at worst).
         """
         verify_at = self.verify_at
         if not (
