@@ -31,6 +31,7 @@ from bb_backoff._bench import (
 from bb_backoff._bench._runner import _percentile
 from bb_backoff._bench._scenarios import QUICK_SIZE
 from bb_backoff.testing import Faults
+from markers import REALTIME
 from redis_server import free_port, require_redis
 
 FLAG_ON = contender_named("bb-backoff, flag on")
@@ -285,6 +286,7 @@ def test_run_real_refuses_a_sync_contender() -> None:
         run_real(QUICK["no-hint"], SYNC_FLAG_ON, seed=0, scale=0.0002)
 
 
+@REALTIME
 def test_run_real_imports_from_the_served_mock_with_the_window_scaled() -> None:
     """An hour scaled to 0.72 s: the flag-on client waits it out on real time and loses nothing."""
     row = run_real(scenario_named("no-hint").quick(), FLAG_ON, seed=0, scale=0.0002)

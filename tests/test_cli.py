@@ -27,6 +27,7 @@ from bb_backoff._cli import (
     results_dir,
     schedule_table,
 )
+from markers import REALTIME
 from redis_server import free_port
 
 ROOT = Path(__file__).parent.parent
@@ -111,6 +112,7 @@ def test_bench_workers_overrides_every_scenario(capsys: pytest.CaptureFixture[st
     assert {row["workers"] for row in json.loads(capsys.readouterr().out)} == {2}
 
 
+@REALTIME
 def test_bench_real_runs_against_the_served_mock_beside_virtual_time(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -127,6 +129,7 @@ def test_bench_real_runs_against_the_served_mock_beside_virtual_time(
 # -- bench --real --importers: a fleet of importer processes ------------------------------
 
 
+@REALTIME
 def test_bench_importers_run_a_fleet_through_redis_and_without_it(
     redis_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -24,6 +24,7 @@ from bb_backoff.testing import (
     serve_mock,
 )
 from importers import Items, expected_items, import_async, import_sync
+from markers import REALTIME
 
 # 5,000 requests an hour would take the default dataset's ~1,000 calls in
 # one go; 150 an hour makes the import wait out seven windows.
@@ -129,6 +130,7 @@ def test_an_import_with_oauth_tokens_expiring_and_rotating_midway_loses_nothing(
     assert items == expected_items(mock)
 
 
+@REALTIME
 def test_an_import_through_the_real_server_on_real_time_gets_every_item_exactly_once() -> None:
     """uvicorn on 127.0.0.1, real sockets and real sleeps: an hour scaled down to one second."""
     scale = 1 / 3600

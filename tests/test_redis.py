@@ -56,6 +56,7 @@ from bb_backoff._window import (
     WindowParams,
 )
 from bb_backoff.testing import DatasetSize, MockBitbucket, serve_mock
+from markers import REALTIME
 from redis_server import RedisServer, free_port
 from strategies import (
     WINDOW_OPERATIONS,
@@ -918,6 +919,7 @@ def run_child(url: str, sends: int) -> list[str]:
     return done.stdout.splitlines()
 
 
+@REALTIME
 def test_two_processes_share_one_model(redis_url: str) -> None:
     assert run_child(redis_url, 2) == ["go  False False"] * 2
     store = RedisStore(redis_url)
@@ -1119,6 +1121,7 @@ def import_in_processes(
     return reports
 
 
+@REALTIME
 def test_importer_processes_sharing_one_redis_lose_nothing_and_meet_few_429s(
     redis_url: str, record_property: Callable[[str, object], None]
 ) -> None:
@@ -1142,6 +1145,7 @@ def test_importer_processes_sharing_one_redis_lose_nothing_and_meet_few_429s(
     assert rate_limited <= 2 * in_flight
 
 
+@REALTIME
 def test_importer_processes_lose_nothing_when_redis_is_killed_mid_import(
     own_redis: RedisServer,
 ) -> None:

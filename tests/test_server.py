@@ -24,6 +24,7 @@ from bb_backoff import BitbucketClient, OAuth2Tokens
 from bb_backoff._cli import _served_mock, build_parser, main
 from bb_backoff.testing import DatasetSize, Faults, MockBitbucket, VirtualClock, serve_mock
 from bb_backoff.testing._server import _listener
+from markers import REALTIME
 
 TINY = DatasetSize(
     repositories=1,
@@ -235,6 +236,7 @@ def test_the_clients_import_a_served_mock_following_the_diff_redirect(
     assert found == mock.dataset.expected()["diff"]
 
 
+@REALTIME
 def test_a_served_mock_rate_limits_in_real_time() -> None:
     mock = MockBitbucket(size=TINY, limit=3, window=0.5, hint="retry-after")
     with (
