@@ -15,6 +15,11 @@
     sharing one model in Redis, then each keeping its own: what sharing buys.
 ``schedule``
     the delay schedules of the default, legacy and GitLab policies.
+``flag``
+    the fleet-wide feature flag in Redis, in Ruby Flipper's layout, as the
+    rollout template's chatops sets it: ``flag set NAME 25 --actors``,
+    ``flag set NAME true --actor Project:123``, ``flag set NAME false`` (the
+    rollback), ``flag get NAME``, ``flag delete NAME``.
 ``serve-mock``
     the mock API as a real HTTP server, for manual and integration use: its
     rate limit, 429 style, faults and OAuth credentials are options, and it
