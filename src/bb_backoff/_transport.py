@@ -155,6 +155,8 @@ class RetryTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         self._now = now
         self._sleep = sleep
         self._async_sleep = async_sleep
+        # Looked up once, not per request: a sync caller is then refused.
+        self._async_only_store = not getattr(getattr(self.gate, "store", None), "serves_sync", True)
         self._handles: dict[str, GateHandle] = {}
         self._lock = threading.Lock()
 
@@ -221,7 +223,8 @@ class RetryTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             TypeError: the gate's store serves async callers only (a
                 ``redis.asyncio.Redis``): this transport is under a sync client.
         """
-        check_sync_gate(self.gate, "gate")
+        if self._async_only_store:
+            check_sync_gate(self.gate, "gate")
         inner = self._sync_inner()
         request.read()  # a body that can be sent again
 
