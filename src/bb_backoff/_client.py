@@ -198,8 +198,8 @@ class _BaseClient:
 
     # -- events ------------------------------------------------------------------------
 
-    def _flow(self, request: httpx.Request, variant: FlowSettings) -> Any:
-        return RequestFlow(request, variant, observe=self._hooks.observe_requests()).steps()
+    def _flow(self, request: httpx.Request, variant: FlowSettings) -> RequestFlow:
+        return RequestFlow(request, variant, observe=self._hooks.observe_requests())
 
 
 def _check_base_url(base_url: object) -> httpx.URL:
@@ -417,7 +417,6 @@ class BitbucketClient(_BaseClient, Endpoints[Any, str, Iterator[Any]]):
         return run(
             self._flow(request, variant),
             send=self._send_once,
-            gate=variant.gate,
             sleep=self._sleep,
             report=self._hooks,
         )
@@ -568,7 +567,6 @@ class AsyncBitbucketClient(
         return await arun(
             self._flow(request, variant),
             send=self._send_once,
-            gate=variant.gate,
             sleep=self._sleep,
             report=self._hooks,
         )

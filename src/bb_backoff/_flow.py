@@ -231,7 +231,9 @@ class RequestFlow:
 
     __slots__ = (
         "grant",
+        "held",
         "logical",
+        "news",
         "observe",
         "pending",
         "redirects",
@@ -257,6 +259,10 @@ class RequestFlow:
         self.state: _Attempts | None = None
         self.pending: _Pending | None = None
         self.redirects: list[httpx.Response] = _NO_REDIRECTS
+        self.held = False
+        """Whether :meth:`ready` reserved the first send and left it to wait in :meth:`steps`."""
+        self.news: Observation | None = None
+        """What the last success told the gate's model, for :meth:`steps` to report."""
 
     def steps(self) -> Flow:
         """The generator: yields steps, returns the successful response.
@@ -268,6 +274,66 @@ class RequestFlow:
             BitbucketError: the error to give up with.
         """
         return self._observed() if self.observe else self._steps()
+
+    # -- the first attempt, without the generator ------------------------------------
+    #
+    # Most requests succeed at once.  The drivers then send straight away when
+    # :meth:`ready` says so, and :meth:`outcome` hands back the response; only
+    # a request that waits, fails or carries news goes on as the generator,
+    # :meth:`resume`.  Both halves are the generator's own code, so the two
+    # ways cannot drift apart.
+
+    def ready(self) -> bool:
+        """Whether the first send may go now with no step before it.
+
+        It may without a gate, and with an in-memory gate that lets it go
+        now (the reservation is made here, in place).  ``False`` means:
+        drive :meth:`steps` (a reservation made here that must wait is kept
+        for it).  Not for observed flows, whose :meth:`steps` time the whole.
+        """
+        gate = self.settings.gate
+        if gate is None:
+            return True
+        if not gate.in_memory:
+            return False
+        grant = self.grant = gate.reserve()
+        if grant.delay > 0 or grant.kind == WAIT:
+            self.held = True
+            return False
+        self.sent_at = self.settings.clock()
+        return True
+
+    def outcome(self, result: object) -> httpx.Response | None:
+        """Take what one send gave: the response to return, or ``None`` to go on.
+
+        Counts the send, and times a success for the gate (which may find
+        news in it, kept for :meth:`steps` to report).  A success the gate
+        has nothing to learn from, and that is not a redirect, is the answer.
+        """
+        if not isinstance(result, BitbucketError):
+            self.sent += 1  # refused by the origin guard: nothing went out
+        if not isinstance(result, httpx.Response) or result.status_code >= 400:  # noqa: PLR2004
+            return None
+        settings = self.settings
+        gate = settings.gate
+        if gate is not None and self.grant is not None:
+            self.news = gate.answered(self.grant, result, settings.clock() - self.sent_at)
+            if self.news is not None:
+                return None
+        if result.status_code >= 300 and settings.follow_redirects:  # noqa: PLR2004
+            return None
+        return self._final(result)
+
+    def _final(self, response: httpx.Response) -> httpx.Response:
+        """The response to answer with: the redirects behind it, and the request's context."""
+        if self.redirects:
+            response.history = self.redirects
+        response.extensions[CONTEXT] = (self.settings.variant, self.sent)
+        return response
+
+    def resume(self, result: object) -> Flow:
+        """The generator, from the first send's ``result`` on (after :meth:`outcome` said go on)."""
+        return self._steps(result)
 
     def _observed(self) -> Flow:
         """:meth:`_steps`, then a :class:`RequestFinished` whatever the end."""
@@ -320,39 +386,46 @@ class RequestFlow:
         if mode != before:
             yield Emit(GateChanged(before, mode, getattr(knowledge, "limit", None)))
 
-    def _steps(self) -> Flow:
+    def _steps(self, result: object = None) -> Flow:
+        """The loop; ``result`` is the first send's, when the driver sent it (see :meth:`ready`)."""
         settings = self.settings
         gate, clock = settings.gate, settings.clock
         while True:
-            if gate is not None:
-                # An in-memory gate is asked in place: no I/O, so no step.
-                grant = gate.reserve() if gate.in_memory else (yield _RESERVE)
-                self.grant = grant
-                if grant.delay > 0 or grant.kind == WAIT or self.pending is not None:
-                    yield from self._through_gate(gate, grant)
-                self.sent_at = clock()
-            result = yield Send(self.request)
-            if not isinstance(result, BitbucketError):
-                self.sent += 1  # refused by the origin guard: nothing went out
+            if result is None:  # nothing sent yet for this attempt
+                if gate is not None:
+                    if self.held:
+                        grant, self.held = self.grant, False
+                        assert grant is not None  # noqa: S101 (held means reserved)
+                    else:
+                        # An in-memory gate is asked in place: no I/O, so no step.
+                        grant = gate.reserve() if gate.in_memory else (yield _RESERVE)
+                        self.grant = grant
+                    if grant.delay > 0 or grant.kind == WAIT or self.pending is not None:
+                        yield from self._through_gate(gate, grant)
+                    self.sent_at = clock()
+                result = yield Send(self.request)
+                response = self.outcome(result)
+                if response is not None:
+                    return response
             if isinstance(result, httpx.Response) and result.status_code < 400:  # noqa: PLR2004
-                if gate is not None and self.grant is not None:
-                    news = gate.answered(self.grant, result, clock() - self.sent_at)
-                    if news is not None:
-                        yield from self._observe(gate, self.grant, news)
+                news, self.news = self.news, None
+                if news is not None:
+                    assert gate is not None  # noqa: S101 (news comes from a gate)
+                    assert self.grant is not None  # noqa: S101
+                    yield from self._observe(gate, self.grant, news)
                 if result.status_code >= 300 and settings.follow_redirects:  # noqa: PLR2004
                     # Redirects are followed here, not inside httpx, so that
                     # every hop passes the gate: each one spends the quota.
                     self._follow(result)
+                    result = None
                     continue
-                if self.redirects:
-                    result.history = self.redirects
-                result.extensions[CONTEXT] = (settings.variant, self.sent)
-                return result
+                return self._final(result)
             delay = yield from self._failed(result)
             if isinstance(delay, httpx.Response):
                 return delay  # given up, answering with the last response
             if delay is not None:
                 yield Sleep(delay)
+            result = None
 
     def _follow(self, response: httpx.Response) -> None:
         """Move on to the redirect's target, or raise for a redirect that goes nowhere."""
@@ -664,20 +737,21 @@ class RequestFlow:
 
 
 def run(
-    flow: Flow,
+    flow: RequestFlow,
     *,
     send: Callable[[httpx.Request], object],
-    gate: GateHandle | None,
     sleep: Callable[[float], object],
     report: Callable[[Event], object],
 ) -> httpx.Response:
     """Drive ``flow`` in the calling thread: the sync clients' and transport's one loop.
 
+    A first attempt that needs no step (see :meth:`RequestFlow.ready`) is
+    sent straight away; the generator runs only when something is left to do.
+
     Args:
-        flow: the steps of one logical request.
+        flow: one logical request.
         send: sends one request; returns the response, or the exception
             that the flow should judge (anything else propagates).
-        gate: the gate's handle, when the flow reserves.
         sleep: the one sleep.
         report: takes each event (:class:`RetryEvent`, :class:`RequestFinished`,
             :class:`GaveUp`, :class:`GateChanged`).
@@ -685,31 +759,50 @@ def run(
     Returns:
         What the flow returns.
     """
-    step: Step = next(flow)
+    if not flow.observe and flow.ready():
+        result = send(flow.request)
+        first = flow.outcome(result)
+        if first is not None:
+            return first
+        steps = flow.resume(result)
+    else:
+        steps = flow.steps()
+    return _drive(steps, flow.settings.gate, send=send, sleep=sleep, report=report)
+
+
+def _drive(
+    steps: Flow,
+    gate: GateHandle | None,
+    *,
+    send: Callable[[httpx.Request], object],
+    sleep: Callable[[float], object],
+    report: Callable[[Event], object],
+) -> httpx.Response:
+    """Carry out the steps of ``steps`` until it returns."""
+    step: Step = next(steps)
     try:
         while True:
             if isinstance(step, Send):
-                step = flow.send(send(step.request))
+                step = steps.send(send(step.request))
             elif isinstance(step, Reserve):
-                step = flow.send(gate.reserve(step.cancel))  # type: ignore[union-attr]
+                step = steps.send(gate.reserve(step.cancel))  # type: ignore[union-attr]
             elif isinstance(step, Sleep):
                 sleep(step.seconds)
-                step = next(flow)
+                step = next(steps)
             elif isinstance(step, Observe):
-                step = flow.send(gate.observe(step.grant, step.observation))  # type: ignore[union-attr]
+                step = steps.send(gate.observe(step.grant, step.observation))  # type: ignore[union-attr]
             else:
                 report(step.event)
-                step = next(flow)
+                step = next(steps)
     except StopIteration as done:
         response: httpx.Response = done.value
         return response
 
 
 async def arun(
-    flow: Flow,
+    flow: RequestFlow,
     *,
     send: Callable[[httpx.Request], Awaitable[object]],
-    gate: GateHandle | None,
     sleep: Callable[[float], object],
     report: Callable[[Event], object],
 ) -> httpx.Response:
@@ -718,21 +811,41 @@ async def arun(
     ``sleep`` may be async or not; an awaitable ``report`` result (an async
     ``on_retry``) is awaited, and its exception logged.
     """
-    step: Step = next(flow)
+    if not flow.observe and flow.ready():
+        result = await send(flow.request)
+        first = flow.outcome(result)
+        if first is not None:
+            return first
+        steps = flow.resume(result)
+    else:
+        steps = flow.steps()
+    return await _adrive(steps, flow.settings.gate, send=send, sleep=sleep, report=report)
+
+
+async def _adrive(
+    steps: Flow,
+    gate: GateHandle | None,
+    *,
+    send: Callable[[httpx.Request], Awaitable[object]],
+    sleep: Callable[[float], object],
+    report: Callable[[Event], object],
+) -> httpx.Response:
+    """Carry out the steps of ``steps`` until it returns."""
+    step: Step = next(steps)
     try:
         while True:
             if isinstance(step, Send):
-                step = flow.send(await send(step.request))
+                step = steps.send(await send(step.request))
             elif isinstance(step, Reserve):
-                step = flow.send(await gate.areserve(step.cancel))  # type: ignore[union-attr]
+                step = steps.send(await gate.areserve(step.cancel))  # type: ignore[union-attr]
             elif isinstance(step, Sleep):
                 slept = sleep(step.seconds)
                 if inspect.isawaitable(slept):
                     await slept
-                step = next(flow)
+                step = next(steps)
             elif isinstance(step, Observe):
                 known = await gate.aobserve(step.grant, step.observation)  # type: ignore[union-attr]
-                step = flow.send(known)
+                step = steps.send(known)
             else:
                 reported = report(step.event)
                 if inspect.isawaitable(reported):
@@ -740,7 +853,7 @@ async def arun(
                         await reported
                     except Exception:
                         logger.exception("on_retry callback raised; the request goes on")
-                step = next(flow)
+                step = next(steps)
     except StopIteration as done:
         response: httpx.Response = done.value
         return response

@@ -241,9 +241,7 @@ class RetryTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             return response
 
         flow = self._flow(request, on=self._flag.ask())
-        return run(
-            flow.steps(), send=send, gate=flow.settings.gate, sleep=self._sleep, report=self._hooks
-        )
+        return run(flow, send=send, sleep=self._sleep, report=self._hooks)
 
     def close(self) -> None:
         """Close the wrapped transport."""
@@ -280,13 +278,7 @@ class RetryTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             return response
 
         flow = self._flow(request, on=await self._flag.ask_async())
-        return await arun(
-            flow.steps(),
-            send=send,
-            gate=flow.settings.gate,
-            sleep=self._async_sleep,
-            report=self._hooks,
-        )
+        return await arun(flow, send=send, sleep=self._async_sleep, report=self._hooks)
 
     async def aclose(self) -> None:
         """Close the wrapped transport."""
