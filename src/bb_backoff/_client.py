@@ -145,6 +145,9 @@ class _BaseClient:
         }
         self._on = FlowSettings(policy, "on", gate=handle, **common)
         self._off = FlowSettings(legacy_policy, "off", gate=None, **common)
+        fixed = flag_check.fixed
+        self._fixed = None if fixed is None else self._on if fixed else self._off
+        """The variant of a flag that cannot change (a bool), or ``None``: ask per request."""
 
     def __repr__(self) -> str:
         return (
@@ -182,9 +185,6 @@ class _BaseClient:
                 built[name] = value
         return built
 
-    def _url(self, path_or_url: str) -> str:
-        return self._guard.url(path_or_url)
-
     # -- the flag --------------------------------------------------------------------
 
     @property
@@ -194,12 +194,10 @@ class _BaseClient:
 
     def _ask_flag(self) -> FlowSettings:
         """Ask the flag once for this logical request ("off" if the source fails)."""
+        fixed = self._fixed
+        if fixed is not None:
+            return fixed
         return self._on if self._flag_check.ask() else self._off
-
-    # -- events ------------------------------------------------------------------------
-
-    def _flow(self, request: httpx.Request, variant: FlowSettings) -> RequestFlow:
-        return RequestFlow(request, variant, observe=self._hooks.observe_requests())
 
 
 def _check_base_url(base_url: object) -> httpx.URL:
@@ -412,14 +410,10 @@ class BitbucketClient(_BaseClient, Endpoints[Any, str, Iterator[Any]]):
         headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
         """Drive one logical request's flow: the only place that sends or sleeps."""
-        variant = self._ask_flag()
         request = self._http.build_request(method, url, params=params, headers=headers)
-        return run(
-            self._flow(request, variant),
-            send=self._send_once,
-            sleep=self._sleep,
-            report=self._hooks,
-        )
+        hooks = self._hooks
+        flow = RequestFlow(request, self._ask_flag(), observe=hooks.observe_requests())
+        return run(flow, send=self._send_once, sleep=self._sleep, report=hooks)
 
     def _send_once(self, request: httpx.Request) -> object:
         try:
@@ -440,7 +434,7 @@ class BitbucketClient(_BaseClient, Endpoints[Any, str, Iterator[Any]]):
         Raises:
             BitbucketError: see :mod:`bb_backoff._exceptions` for which one when.
         """
-        return json_body(self._send("GET", self._url(path_or_url), params))
+        return json_body(self._send("GET", self._guard.url(path_or_url), params))
 
     def get_text(self, path_or_url: str, params: Params | None = None) -> str:
         """GET a plain-text resource, such as a diff.
@@ -448,7 +442,7 @@ class BitbucketClient(_BaseClient, Endpoints[Any, str, Iterator[Any]]):
         Returns:
             The body as text.
         """
-        return self._send("GET", self._url(path_or_url), params, _TEXT).text
+        return self._send("GET", self._guard.url(path_or_url), params, _TEXT).text
 
     def pages(self, path_or_url: str, params: Params | None = None) -> Iterator[Page]:
         """Yield the pages of a listing, following the opaque ``next`` links.
@@ -562,14 +556,13 @@ class AsyncBitbucketClient(
         headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
         """Drive one logical request's flow: the only place that sends or sleeps."""
-        variant = await self._ask_flag_async()
+        variant = self._fixed
+        if variant is None:
+            variant = await self._ask_flag_async()
         request = self._http.build_request(method, url, params=params, headers=headers)
-        return await arun(
-            self._flow(request, variant),
-            send=self._send_once,
-            sleep=self._sleep,
-            report=self._hooks,
-        )
+        hooks = self._hooks
+        flow = RequestFlow(request, variant, observe=hooks.observe_requests())
+        return await arun(flow, send=self._send_once, sleep=self._sleep, report=hooks)
 
     async def _send_once(self, request: httpx.Request) -> object:
         try:
@@ -579,11 +572,11 @@ class AsyncBitbucketClient(
 
     async def get(self, path_or_url: str, params: Params | None = None) -> Any:
         """GET a path or an absolute URL on the API's origin; see :meth:`BitbucketClient.get`."""
-        return json_body(await self._send("GET", self._url(path_or_url), params))
+        return json_body(await self._send("GET", self._guard.url(path_or_url), params))
 
     async def get_text(self, path_or_url: str, params: Params | None = None) -> str:
         """GET a plain-text resource, such as a diff."""
-        return (await self._send("GET", self._url(path_or_url), params, _TEXT)).text
+        return (await self._send("GET", self._guard.url(path_or_url), params, _TEXT)).text
 
     async def pages(self, path_or_url: str, params: Params | None = None) -> AsyncIterator[Page]:
         """Yield the pages of a listing; see :meth:`BitbucketClient.pages`."""

@@ -106,7 +106,7 @@ class FlagCheck:
         ValueError: ``flag`` is neither, or ``actor`` is not an id string.
     """
 
-    __slots__ = ("_ask_async", "_lock", "actor", "errors", "flag")
+    __slots__ = ("_ask_async", "_lock", "actor", "errors", "fixed", "flag")
 
     def __init__(self, *, flag: FlagSource | bool, actor: str | None) -> None:
         if isinstance(flag, bool):
@@ -119,6 +119,9 @@ class FlagCheck:
             )
         self.flag: Final[FlagSource] = flag
         self.actor: Final = actor
+        self.fixed: Final = flag.on if type(flag) is StaticFlag else None
+        """The answer when the source can give no other (a :class:`StaticFlag`), else
+        ``None``: a client need not ask at all."""
         self.errors = 0
         """How many times the source failed (and "off" was used)."""
         self._lock = threading.Lock()

@@ -229,20 +229,19 @@ class RequestFlow:
     rare, and the client logs them.
     """
 
-    __slots__ = (
-        "grant",
-        "held",
-        "logical",
-        "news",
-        "observe",
-        "pending",
-        "redirects",
-        "request",
-        "sent",
-        "sent_at",
-        "settings",
-        "state",
-    )
+    # What most requests never change is a class default (set on the
+    # instance only when it changes): a flow is built for every request.
+    sent = 0
+    """Sends that went out (a request the origin guard refused did not)."""
+    sent_at = 0.0
+    grant: Grant | None = None
+    state: _Attempts | None = None
+    pending: _Pending | None = None
+    redirects: list[httpx.Response] = _NO_REDIRECTS
+    held = False
+    """Whether :meth:`ready` reserved the first send and left it to wait in :meth:`steps`."""
+    news: Observation | None = None
+    """What the last success told the gate's model, for :meth:`steps` to report."""
 
     def __init__(
         self, request: httpx.Request, settings: FlowSettings, *, observe: bool = False
@@ -253,16 +252,6 @@ class RequestFlow:
         """The request to send now: the logical one, or a redirect's target."""
         self.logical = request
         """The request the caller asked for: errors and events name it."""
-        self.sent = 0
-        self.sent_at = 0.0
-        self.grant: Grant | None = None
-        self.state: _Attempts | None = None
-        self.pending: _Pending | None = None
-        self.redirects: list[httpx.Response] = _NO_REDIRECTS
-        self.held = False
-        """Whether :meth:`ready` reserved the first send and left it to wait in :meth:`steps`."""
-        self.news: Observation | None = None
-        """What the last success told the gate's model, for :meth:`steps` to report."""
 
     def steps(self) -> Flow:
         """The generator: yields steps, returns the successful response.
@@ -317,8 +306,9 @@ class RequestFlow:
         settings = self.settings
         gate = settings.gate
         if gate is not None and self.grant is not None:
-            self.news = gate.answered(self.grant, result, settings.clock() - self.sent_at)
-            if self.news is not None:
+            news = gate.answered(self.grant, result, settings.clock() - self.sent_at)
+            if news is not None:
+                self.news = news
                 return None
         if result.status_code >= 300 and settings.follow_redirects:  # noqa: PLR2004
             return None

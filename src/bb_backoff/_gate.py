@@ -14,6 +14,7 @@ import hashlib
 import itertools
 import logging
 import math
+import operator
 import random
 import threading
 import time
@@ -146,18 +147,23 @@ class MemoryStore:
             self._models[key] = model
         return model
 
-    def reserve(
+    def reserve(  # noqa: PLR0917 (positional for the handle: every request passes here)
         self,
         key: str,
-        *,
         now: float,
         params: WindowParams,
         member: object,
         margin: float,
         cancel: Grant | None,
     ) -> Grant:
-        """Ask when the send ``member`` may go."""
-        with self._lock:
+        """Ask when the send ``member`` may go.
+
+        Unlike the protocol's, the arguments may be given by position: the
+        handle does, on the success path.
+        """
+        lock = self._lock
+        lock.acquire()
+        try:
             model = self._models.get(key)
             if model is None or (self._calls + 1) % _SWEEP_EVERY == 0:
                 model = self._model(key, now, params.window)
@@ -166,12 +172,10 @@ class MemoryStore:
                 model.last_used = now
                 self._calls += 1
             return model.reserve(
-                now,
-                params,
-                member=member,
-                margin=margin,
-                cancel=None if cancel is None else (cancel.member, cancel.at),
+                now, params, member, margin, None if cancel is None else (cancel.member, cancel.at)
             )
+        finally:
+            lock.release()
 
     def observe(
         self,
@@ -200,9 +204,7 @@ class MemoryStore:
         cancel: Grant | None,
     ) -> Grant:
         """:meth:`reserve`; memory needs no waiting."""
-        return self.reserve(
-            key, now=now, params=params, member=member, margin=margin, cancel=cancel
-        )
+        return self.reserve(key, now, params, member, margin, cancel)
 
     async def aobserve(
         self,
@@ -430,6 +432,7 @@ class GateHandle:
     """
 
     __slots__ = (
+        "_memory",
         "_random",
         "_rttvar",
         "_srtt",
@@ -459,7 +462,8 @@ class GateHandle:
         self.params = gate.params
         self.clock = clock
         self.store_time = store_time
-        self.in_memory = type(store) is MemoryStore
+        self._memory = store if type(store) is MemoryStore else None
+        self.in_memory = self._memory is not None
         """Whether the store is this process's memory: the flow then calls it in
         place rather than through its driver (no I/O, nothing to await)."""
         self.margin = _INITIAL_MARGIN
@@ -475,6 +479,11 @@ class GateHandle:
 
     def reserve(self, cancel: Grant | None = None) -> Grant:
         """Ask when the next send may go."""
+        memory = self._memory
+        if memory is not None:
+            return memory.reserve(
+                self.key, self.store_time(), self.params, next(_members), self.margin, cancel
+            )
         return self.store.reserve(
             self.key,
             now=self.store_time(),
@@ -563,14 +572,9 @@ class GateHandle:
             return None
         header_limit = near = None
         headers = response.headers
-        entries = getattr(headers, "_list", None)
-        if entries is None:  # another httpx: the public, slower way
+        entries = headers._list if _HAS_LIST else None  # noqa: SLF001 (see _HAS_LIST)
+        if entries is None or not _RATE_HEADERS.isdisjoint(map(_LOWERED, entries)):
             header_limit, near = rate_limit_headers(headers)
-        else:
-            for entry in entries:
-                if entry[1].startswith(_PREFIX):
-                    header_limit, near = rate_limit_headers(headers)
-                    break
         known = self.store.knowledge(self.key)
         if (
             grant.kind == PROBE
@@ -585,6 +589,12 @@ class GateHandle:
 _PREFIX: Final = b"x-ratelimit-"
 _LIMIT_HEADER: Final = b"x-ratelimit-limit"
 _NEAR_HEADER: Final = b"x-ratelimit-nearlimit"
+_RATE_HEADERS: Final = frozenset((_LIMIT_HEADER, _NEAR_HEADER))
+# httpx keeps (name, lower-cased name, value) triples in a private list; a set
+# test over their lower-cased names runs in C, whatever the number of headers
+# (a Python loop over Bitbucket's sixteen or so costs most of a microsecond).
+_HAS_LIST: Final = isinstance(getattr(httpx.Headers({"a": "b"}), "_list", None), list)
+_LOWERED: Final = operator.itemgetter(1)
 
 
 def rate_limit_headers(headers: httpx.Headers) -> tuple[int | None, bool | None]:

@@ -321,7 +321,6 @@ class WindowModel:
         self,
         now: float,
         params: WindowParams,
-        *,
         member: object,
         margin: float = 0.0,
         cancel: tuple[object, float] | None = None,
