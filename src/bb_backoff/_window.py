@@ -69,7 +69,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from typing import Final
+from typing import Final, NamedTuple
 
 import attrs
 
@@ -128,8 +128,12 @@ class WindowParams:
     max_hold: float = 3600.0
 
 
-class Grant:
+class Grant(NamedTuple):
     """The model's answer to "may I send?".
+
+    A named tuple: one is made for every request, and a tuple is the
+    cheapest object Python makes (the model builds them with
+    :func:`tuple.__new__`, skipping even the constructor's frame).
 
     Attributes:
         kind: :data:`GO`, :data:`PROBE` or :data:`WAIT`.
@@ -144,29 +148,21 @@ class Grant:
         at: the entry's time.
     """
 
-    __slots__ = ("at", "delay", "generation", "kind", "member", "reason")
-
-    def __init__(  # noqa: PLR0917 (positional: one is made per request)
-        self,
-        kind: str,
-        delay: float,
-        reason: str,
-        generation: int,
-        member: object = None,
-        at: float = 0.0,
-    ) -> None:
-        self.kind = kind
-        self.delay = delay
-        self.reason = reason
-        self.generation = generation
-        self.member = member
-        self.at = at
+    kind: str
+    delay: float
+    reason: str
+    generation: int
+    member: object = None
+    at: float = 0.0
 
     def __repr__(self) -> str:
         return (
             f"Grant({self.kind!r}, delay={self.delay!r}, reason={self.reason!r}, "
             f"generation={self.generation})"
         )
+
+
+_new_tuple: Final = tuple.__new__
 
 
 @attrs.frozen
@@ -378,7 +374,8 @@ class WindowModel:
         since = self.since
         if since is None or at < since:
             self.since = at
-        return Grant(GO, at - now, reason, self.generation, member, at)
+        grant: Grant = _new_tuple(Grant, (GO, at - now, reason, self.generation, member, at))
+        return grant
 
     def _log(self, at: float, member: object) -> None:
         log = self.log
