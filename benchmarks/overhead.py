@@ -7,14 +7,23 @@ gate in memory.  Rounds of the variants are interleaved,
 so a noisy neighbour slows them all alike; the figure per variant is the
 median over rounds of the mean time per request.
 
-Run: ``python benchmarks/overhead.py [--requests N] [--rounds N]``.
+Where a process's objects land in memory moves its figures by a microsecond
+or two from one run to the next, so the measurement runs in several fresh
+processes (``--processes``, 5 by default) and reports, per variant, the
+median over processes of the extra time over the baseline, with the lowest
+and highest beside it.
+
+Run: ``python benchmarks/overhead.py [--requests N] [--rounds N] [--processes N]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable
 
@@ -108,27 +117,51 @@ def measure_sync(requests: int, rounds: int) -> dict[str, float]:
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
-def report(title: str, results: dict[str, float]) -> None:
-    """Print one table; the first variant is the baseline."""
-    baseline_name, baseline = next(iter(results.items()))
-    print(f"\n{title} (median of rounds, microseconds per request)")
-    print(f"{'variant':48} {'us/req':>8} {'+us':>7} {'ratio':>6}")
-    for name, seconds in results.items():
-        extra = (seconds - baseline) * 1e6
+def report(title: str, runs: list[dict[str, float]]) -> None:
+    """Print one table from one result per process; the first variant is the baseline."""
+    names = list(runs[0])
+    baseline_name = names[0]
+    print(f"\n{title} (median over {len(runs)} processes of the median of rounds)")
+    print(f"{'variant':48} {'us/req':>8} {'+us':>7} {'ratio':>6}  {'+us lowest..highest':>19}")
+    for name in names:
+        seconds = statistics.median(run[name] for run in runs)
+        extras = sorted((run[name] - run[baseline_name]) * 1e6 for run in runs)
+        extra = statistics.median(extras)
+        ratio = statistics.median(run[name] / run[baseline_name] for run in runs)
+        spread = f"{extras[0]:+.1f}..{extras[-1]:+.1f}"
         marker = "" if name != baseline_name else "  (baseline)"
-        print(f"{name:48} {seconds * 1e6:8.1f} {extra:+7.1f} {seconds / baseline:6.3f}{marker}")
+        print(f"{name:48} {seconds * 1e6:8.1f} {extra:+7.1f} {ratio:6.3f}  {spread:>19}{marker}")
+
+
+def measure(requests: int, rounds: int) -> dict[str, dict[str, float]]:
+    """One process's medians, async and sync."""
+    return {
+        "async": asyncio.run(measure_async(requests, rounds)),
+        "sync": measure_sync(requests, rounds),
+    }
 
 
 def main() -> None:
-    """Measure and print."""
+    """Measure in fresh processes, and print."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000, help="requests per round")
     parser.add_argument("--rounds", type=int, default=15, help="interleaved rounds")
+    parser.add_argument("--processes", type=int, default=5, help="fresh processes measured")
+    parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.requests < 1 or args.rounds < 1:
-        parser.error("--requests and --rounds must be positive")
-    report("async", asyncio.run(measure_async(args.requests, args.rounds)))
-    report("sync", measure_sync(args.requests, args.rounds))
+    if args.requests < 1 or args.rounds < 1 or args.processes < 1:
+        parser.error("--requests, --rounds and --processes must be positive")
+    if args.json:  # one process's share of a measurement
+        print(json.dumps(measure(args.requests, args.rounds)))
+        return
+    runs = []
+    for _ in range(args.processes):
+        command = [sys.executable, __file__, "--json"]
+        command += ["--requests", str(args.requests), "--rounds", str(args.rounds)]
+        done = subprocess.run(command, capture_output=True, text=True, check=True)  # noqa: S603
+        runs.append(json.loads(done.stdout))
+    for title in ("async", "sync"):
+        report(title, [run[title] for run in runs])
 
 
 if __name__ == "__main__":
