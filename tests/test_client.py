@@ -23,7 +23,11 @@ from hypothesis import strategies as st
 
 import bb_backoff as bb
 from bb_backoff import _flow
+from bb_backoff._auth import TOKEN_REFRESH_EXTENSION
+from bb_backoff._gate import account_key
+from bb_backoff._origin import OriginGuard
 from bb_backoff._outcomes import error_envelope as _error_envelope
+from bb_backoff.instrumentation import RequestFinished
 from bb_backoff.testing import VirtualClock, run_virtual
 
 BASE = "https://api.bitbucket.org/2.0"
@@ -181,6 +185,51 @@ async def test_get_accepts_an_absolute_url_on_the_api_origin(
     api = make_api(scripted())
     await api.get(f"{BASE}/user?fields=username")
     assert str(api.requests[0].url) == f"{BASE}/user?fields=username"
+
+
+async def test_a_first_answer_s_x_ratelimit_limit_reaches_the_gate_without_another_send(
+    make_api: Callable[..., Api],
+) -> None:
+    store = bb.MemoryStore()
+    api = make_api(
+        lambda _r: httpx.Response(200, json={}, headers={"X-RateLimit-Limit": "1000"}),
+        gate=bb.AccountGate(store=store),
+    )
+    assert await api.get("/user") == {}
+    model = store.model(account_key(bb.BearerToken(TOKEN), BASE))
+    assert model is not None
+    assert model.ceiling == 1000
+    assert len(api.requests) == 1
+
+
+@pytest.mark.parametrize("options", [{"gate": False}, {"flag": False}], ids=["no-gate", "flag-off"])
+async def test_a_first_answer_that_redirects_is_followed_without_a_gate_too(
+    make_api: Callable[..., Api], options: dict[str, Any]
+) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/2.0/user":
+            return httpx.Response(302, headers={"Location": f"{BASE}/users/ada"})
+        return httpx.Response(200, json={"username": "ada"})
+
+    api = make_api(handler, **options)
+    assert await api.get("/user") == {"username": "ada"}
+    assert [r.url.path for r in api.requests] == ["/2.0/user", "/2.0/users/ada"]
+
+
+async def test_a_request_answered_at_once_is_reported_to_a_hook_as_one_attempt(
+    make_api: Callable[..., Api],
+) -> None:
+    class Finished:
+        def __init__(self) -> None:
+            self.heard: list[RequestFinished] = []
+
+        def on_request(self, event: RequestFinished) -> None:
+            self.heard.append(event)
+
+    hook = Finished()
+    api = make_api(scripted(), hooks=[hook], gate=bb.AccountGate(store=bb.MemoryStore()))
+    assert await api.get("/user") == {"ok": True}
+    assert [(e.outcome, e.status, e.attempts) for e in hook.heard] == [("ok", 200, 1)]
 
 
 # -- rate limits ---------------------------------------------------------------------
@@ -1235,6 +1284,69 @@ async def test_our_own_errors_are_never_their_own_cause(make_api: Callable[..., 
     chain = causes(caught.value)
     assert chain[-1].__cause__ is None
     assert chain[-1].__context__ is None
+
+
+# -- the origin guard itself ------------------------------------------------------------------
+
+TOKEN_URL = "https://bitbucket.org/site/oauth2/access_token"
+
+
+@pytest.mark.parametrize(
+    ("path", "url"),
+    [("/x", f"{BASE}/x"), ("x", f"{BASE}/x"), ("//evil.example/x", f"{BASE}/evil.example/x")],
+)
+def test_the_guard_keeps_every_path_on_the_base_url(path: str, url: str) -> None:
+    assert OriginGuard(BASE).url(path) == url
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"{BASE}/user",
+        "https://api.bitbucket.org:443/2.0/user",
+        "HTTPS://API.Bitbucket.ORG/2.0/user",
+    ],
+)
+def test_the_guard_passes_a_request_to_the_api_origin_however_it_is_written(url: str) -> None:
+    OriginGuard(BASE).check(httpx.Request("GET", url))
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://evil.example/2.0/user",
+        "https://api.bitbucket.org:8443/2.0/user",
+        "http://api.bitbucket.org/2.0/user",
+        "https://api.bitbucket.org@evil.example/2.0/user",
+        "https://api.bitbucket.org.evil.example/2.0/user",
+        "https://äpi.bitbucket.org/2.0/user",
+    ],
+)
+def test_the_guard_refuses_a_request_off_the_api_origin(url: str) -> None:
+    with pytest.raises(bb.UnsafeURL):
+        OriginGuard(BASE).check(httpx.Request("GET", url))
+
+
+def test_an_idna_origin_is_its_host_in_unicode_punycode_or_capitals_and_no_other() -> None:
+    guard = OriginGuard("https://bücher.example/2.0")
+    for same in ["bücher.example", "xn--bcher-kva.example", "BÜCHER.example"]:
+        guard.check(httpx.Request("GET", f"https://{same}/2.0/x"))
+    for other in ["büchers.example", "xn--bchers-3ya.example", "bucher.example"]:
+        with pytest.raises(bb.UnsafeURL):
+            guard.check(httpx.Request("GET", f"https://{other}/2.0/x"))
+
+
+def test_a_token_refresh_goes_to_the_token_url_only_never_to_the_api() -> None:
+    refresh = {TOKEN_REFRESH_EXTENSION: True}
+    guard = OriginGuard(BASE, token_url=TOKEN_URL)
+    guard.check(httpx.Request("POST", TOKEN_URL, extensions=refresh))
+    for url in [f"{BASE}/user", "https://bitbucket.org/site/oauth2/other"]:
+        with pytest.raises(bb.UnsafeURL, match="refresh token"):
+            guard.check(httpx.Request("POST", url, extensions=refresh))
+    with pytest.raises(bb.UnsafeURL, match="refresh token"):
+        OriginGuard(BASE).check(httpx.Request("POST", f"{BASE}/user", extensions=refresh))
+    with pytest.raises(bb.UnsafeURL):  # and nothing else goes to the token URL
+        guard.check(httpx.Request("POST", TOKEN_URL))
 
 
 # -- httpx's own options --------------------------------------------------------------------

@@ -35,7 +35,8 @@ from bb_backoff import (
     RetryEvent,
     StaticFlag,
 )
-from bb_backoff.testing import VirtualClock
+from bb_backoff._flags import FlagCheck
+from bb_backoff.testing import DatasetSize, MockBitbucket, VirtualClock
 
 BASE_URL = "https://api.bitbucket.org/2.0"
 USER_URL = f"{BASE_URL}/user"
@@ -86,6 +87,31 @@ def test_static_flag_answers_on_for_every_name_and_actor(
 def test_static_and_flipper_flags_satisfy_the_flag_source_protocol() -> None:
     assert isinstance(StaticFlag(True), FlagSource)
     assert isinstance(FlipperFlag(), FlagSource)
+
+
+def overruled(asked: list[str | None]) -> StaticFlag:
+    """A subclass of StaticFlag(True) that answers otherwise, and records each actor asked for."""
+
+    class Overruled(StaticFlag):
+        def enabled(self, name: str, actor: str | None) -> bool:
+            asked.append(actor)
+            return not self.on
+
+    return Overruled(True)
+
+
+@pytest.mark.parametrize("flag", [True, False, StaticFlag(True), StaticFlag(False)], ids=repr)
+def test_a_bool_or_a_static_flag_is_fixed_so_a_client_need_not_ask_it(
+    flag: bool | StaticFlag,
+) -> None:
+    on = flag if isinstance(flag, bool) else flag.on
+    assert FlagCheck(flag=flag, actor=None).fixed is on
+
+
+def test_a_source_that_may_answer_otherwise_is_not_fixed_even_a_static_flag_subclass() -> None:
+    assert FlagCheck(flag=overruled([]), actor=None).fixed is None
+    assert FlagCheck(flag=FlipperFlag(boolean=True), actor=None).fixed is None
+    assert FlagCheck(flag=RecordingFlag(), actor=None).fixed is None
 
 
 # -- FlipperFlag gates ---------------------------------------------------------
@@ -780,3 +806,56 @@ async def test_async_request_keeps_the_flag_on_policy_when_on_retry_turns_the_fl
     assert [event.flag_variant for event in events] == ["on", "on"]
     assert clock.sleeps == [0.25, 0.5]
     assert (caught.value.flag_variant, caught.value.attempts) == ("off", 1)
+
+
+# -- a static flag's subclass, through the clients on the mock ----------------------------
+
+MOCK_SIZE = DatasetSize(
+    repositories=1,
+    pull_requests=2,
+    comments_per_pull_request=1,
+    issues=1,
+    comments_per_issue=1,
+    members=1,
+)
+
+
+def test_sync_client_asks_a_static_flag_subclass_on_every_request() -> None:
+    clock = VirtualClock()
+    mock = MockBitbucket(size=MOCK_SIZE, clock=clock.monotonic, now=clock.time)
+    asked: list[str | None] = []
+    with BitbucketClient(
+        auth=mock.bearer(),
+        transport=mock.transport(),
+        flag=overruled(asked),
+        actor="Project:7",
+        clock=clock.monotonic,
+        now=clock.time,
+        sleep=clock.sleep,
+    ) as client:
+        variants = [
+            page.flag_variant for _ in range(3) for page in client.pages("/user/workspaces")
+        ]
+    assert asked == ["Project:7"] * 3
+    assert variants == ["off"] * 3  # its answer, not its ``on``
+
+
+@pytest.mark.anyio
+async def test_async_client_asks_a_static_flag_subclass_on_every_request() -> None:
+    clock = VirtualClock()
+    mock = MockBitbucket(size=MOCK_SIZE, clock=clock.monotonic, now=clock.time)
+    asked: list[str | None] = []
+    variants: list[str | None] = []
+    async with AsyncBitbucketClient(
+        auth=mock.bearer(),
+        transport=mock.async_transport(),
+        flag=overruled(asked),
+        actor="Project:7",
+        clock=clock.monotonic,
+        now=clock.time,
+        sleep=clock.sleep,
+    ) as client:
+        for _ in range(3):
+            variants += [page.flag_variant async for page in client.pages("/user/workspaces")]
+    assert asked == ["Project:7"] * 3
+    assert variants == ["off"] * 3

@@ -21,7 +21,14 @@ from hypothesis import strategies as st
 
 import bb_backoff as bb
 from bb_backoff import _window as bb_window
-from bb_backoff._gate import account_key, memory_store_for, rate_limit_headers
+from bb_backoff._gate import (
+    _MAX_MARGIN,
+    _SWEEP_EVERY,
+    GateHandle,
+    account_key,
+    memory_store_for,
+    rate_limit_headers,
+)
 from bb_backoff._window import MODEL
 from bb_backoff.testing import (
     DatasetSize,
@@ -544,3 +551,165 @@ def test_a_request_waiting_for_a_slot_goes_soon_after_the_model_changes_under_it
 
     run_virtual(main(), clock)
     assert 100 <= finished[0] <= 100 + 3600 / 60 + 1
+
+
+# -- the memory store forgets idle accounts ------------------------------------------------------
+
+
+def test_the_memory_store_drops_only_accounts_idle_for_two_windows_as_new_ones_arrive() -> None:
+    """The sweep runs when the ``_SWEEP_EVERY``-th account is created, judged by each log.
+
+    With a ten-second window, at t=100 an account is idle when nothing was
+    observed for it since t=80 and its newest log entry is older than that.
+    """
+    store = bb.MemoryStore()
+    params = bb_window.WindowParams(window=10.0)
+
+    def reserve(key: str, now: float) -> bb_window.Grant:
+        return store.reserve(key, now=now, params=params, member=key, margin=0.0, cancel=None)
+
+    reserve("idle", 0.0)
+    reserve("sending", 0.0)
+    told = reserve("told", 0.0)
+    reserve("sending", 100.0)  # kept sending: a recent log entry
+    store.observe(
+        "told",
+        now=100.0,
+        params=params,
+        grant=told,
+        observation=bb_window.Observation(bb_window.OK),
+        draw=0.5,
+    )
+    for number in range(_SWEEP_EVERY - 4):
+        reserve(f"new-{number}", 100.0)
+    assert store.model("idle") is not None  # no sweep yet: one account short
+    reserve("last", 100.0)  # the sweep runs as this one is created
+    assert store.model("idle") is None
+    assert store.model("sending") is not None
+    assert store.model("told") is not None
+    assert store.model("new-0") is not None
+    assert store.model("last") is not None  # the account being created is never dropped
+
+
+def test_an_account_created_by_an_observe_is_not_swept_as_it_is_created() -> None:
+    store = bb.MemoryStore()
+    params = bb_window.WindowParams(window=10.0)
+    grant = bb_window.Grant(bb_window.GO, 0.0, "", 0, "m", 0.0)
+    for number in range(_SWEEP_EVERY - 1):
+        store.reserve(f"a-{number}", now=0.0, params=params, member=number, margin=0.0, cancel=None)
+    store.observe(
+        "observed",
+        now=1000.0,
+        params=params,
+        grant=grant,
+        observation=bb_window.Observation(bb_window.OK),
+        draw=0.5,
+    )
+    assert store.model("observed") is not None
+    assert store.model("a-0") is None  # idle since t=0: swept at t=1000
+
+
+# -- the round trip: the margin a freed slot waits ------------------------------------------------
+
+
+def handle_on(clock: VirtualClock) -> GateHandle:
+    return bb.AccountGate(store=bb.MemoryStore()).bind("key", clock=clock.monotonic, now=clock.time)
+
+
+def tcp_margin(samples: list[float]) -> float | None:
+    """RFC 6298's estimate of ``samples`` (all valid): srtt + 4 rttvar, capped at 30 s."""
+    srtt: float | None = None
+    rttvar = 0.0
+    for sample in samples:
+        if srtt is None:
+            srtt, rttvar = sample, sample / 2
+        else:
+            rttvar = 0.75 * rttvar + 0.25 * abs(srtt - sample)
+            srtt = 0.875 * srtt + 0.125 * sample
+    if srtt is None:
+        return None
+    return min(srtt + 4 * rttvar, _MAX_MARGIN)
+
+
+round_trips = st.one_of(
+    st.floats(min_value=0.0, max_value=_MAX_MARGIN, exclude_max=True),
+    st.floats(max_value=0.0, exclude_max=True),  # a clock that jumped back
+    st.floats(min_value=_MAX_MARGIN),  # a stalled process
+)
+
+
+@given(samples=st.lists(round_trips, max_size=30))
+def test_the_margin_is_tcp_s_smoothed_round_trip_plus_four_deviations_capped(
+    samples: list[float],
+) -> None:
+    handle = handle_on(VirtualClock())
+    initial = handle.margin
+    valid: list[float] = []
+    for sample in samples:
+        before = handle.margin
+        handle.round_trip(sample)
+        if 0.0 <= sample < _MAX_MARGIN:
+            valid.append(sample)
+        else:
+            assert handle.margin == before  # no round trip: ignored
+        assert 0.0 <= handle.margin <= _MAX_MARGIN
+    expected = tcp_margin(valid)
+    assert handle.margin == pytest.approx(initial if expected is None else expected, rel=1e-9)
+
+
+# -- what a success tells the gate -----------------------------------------------------------------
+
+
+ORDINARY_HEADERS = [(f"X-Header-{number}", f"value {number}") for number in range(16)]
+LIMIT_HEADER = "x-ratelimit-limit"
+
+
+def test_a_plain_success_on_a_go_grant_is_no_news() -> None:
+    handle = handle_on(VirtualClock())
+    grant = handle.reserve()
+    assert grant.kind == bb_window.GO
+    assert handle.answered(grant, httpx.Response(200), 0.0) is None
+    resource = [*ORDINARY_HEADERS, ("X-RateLimit-Resource", "api")]
+    assert handle.answered(grant, httpx.Response(200, headers=resource), 0.0) is None
+
+
+@given(
+    upper=st.lists(st.booleans(), min_size=len(LIMIT_HEADER), max_size=len(LIMIT_HEADER)),
+    position=st.integers(min_value=0, max_value=len(ORDINARY_HEADERS)),
+)
+def test_x_ratelimit_limit_among_many_headers_in_any_case_is_news_until_the_gate_knows_it(
+    upper: list[bool], position: int
+) -> None:
+    name = "".join(c.upper() if up else c for c, up in zip(LIMIT_HEADER, upper, strict=True))
+    headers = list(ORDINARY_HEADERS)
+    headers.insert(position, (name, "1000"))
+    handle = handle_on(VirtualClock())
+    grant = handle.reserve()
+    news = handle.answered(grant, httpx.Response(200, headers=headers), 0.0)
+    assert news == bb_window.Observation(bb_window.OK, header_limit=1000)
+    handle.observe(grant, news)
+    assert handle.answered(grant, httpx.Response(200, headers=headers), 0.0) is None
+
+
+def test_x_ratelimit_nearlimit_alone_is_news() -> None:
+    handle = handle_on(VirtualClock())
+    headers = [*ORDINARY_HEADERS, ("X-RateLimit-NearLimit", "true")]
+    news = handle.answered(handle.reserve(), httpx.Response(200, headers=headers), 0.0)
+    assert news == bb_window.Observation(bb_window.OK, near=True)
+
+
+def test_a_success_that_answers_a_probe_is_always_news() -> None:
+    handle = handle_on(VirtualClock())
+    probe = bb_window.Grant(bb_window.PROBE, 0.0, bb_window.WINDOW, 0, "probe", 0.0)
+    assert handle.answered(probe, httpx.Response(200), 0.0) == bb_window.Observation(bb_window.OK)
+
+
+def test_a_success_is_timed_from_its_send_by_the_handle_s_clock() -> None:
+    """``sent_at`` is a time on the handle's clock, not a duration: 1 s here, not 9."""
+    clock = VirtualClock(start=10.0)
+    handle = handle_on(clock)
+    assert handle.answered(handle.reserve(), httpx.Response(200), 9.0) is None
+    assert handle.margin == pytest.approx(1.0 + 4 * 0.5)
+    clock.advance(100.0)
+    handle.answered(handle.reserve(), httpx.Response(200), 10.0)  # 100 s: a stall, ignored
+    assert handle.margin == pytest.approx(3.0)

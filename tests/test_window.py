@@ -143,6 +143,22 @@ def test_a_429_on_an_older_model_changes_nothing_but_the_log() -> None:
     assert len(model.log) == 4
 
 
+def test_a_go_grant_names_its_kind_delay_reason_generation_member_and_time_field_by_field() -> None:
+    params = WindowParams(window=100.0, limit=1)
+    model = WindowModel()
+    now = reserve(model, 5.0, params)
+    assert now == Grant(GO, 0.0, "", 0, now.member, 5.0)
+    assert (now.kind, now.delay, now.reason, now.generation, now.at) == (GO, 0.0, "", 0, 5.0)
+    later = model.reserve(7.0, params, "later", 0.25)
+    assert later == Grant(
+        kind=GO, delay=98.25, reason=WINDOW, generation=0, member="later", at=105.25
+    )
+    assert repr(later).startswith("Grant('go', delay=98.25, reason='window'")
+    # The grant is what the client cancels a void reservation by: (member, at).
+    model.reserve(8.0, params, "again", 0.25, (later.member, later.at))
+    assert [member for _, member in model.log] == [now.member, "again"]
+
+
 def test_a_configured_limit_is_used_before_any_429() -> None:
     params = WindowParams(window=100.0, limit=2)
     model = WindowModel()
