@@ -306,7 +306,7 @@ class RequestFlow:
         settings = self.settings
         gate = settings.gate
         if gate is not None and self.grant is not None:
-            news = gate.answered(self.grant, result, self.sent_at)
+            news = gate.answered(self.grant, result, settings.clock() - self.sent_at)
             if news is not None:
                 self.news = news
                 return None

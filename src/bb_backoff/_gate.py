@@ -548,37 +548,37 @@ class GateHandle:
             )
 
     def round_trip(self, seconds: float) -> None:
-        """Time one answer: the margin is a smoothed round trip plus four deviations (as TCP's).
+        """Time one answer that was not a success (a success's goes through :meth:`answered`)."""
+        self.answered(None, None, seconds)
 
-        A wait that is negative or beyond the largest margin is no round trip
-        (a clock jump, a stalled process) and is ignored.
+    def answered(
+        self, grant: Grant | None, response: httpx.Response | None, seconds: float
+    ) -> Observation | None:
+        """An answer came ``seconds`` after its send: time it, and say what a success tells.
+
+        The margin is a smoothed round trip plus four deviations (as TCP's);
+        a wait that is negative or beyond the largest margin is no round trip
+        (a clock jump, a stalled process) and is ignored.  A success
+        (``response``) is news when it answers a probe, ends a run of
+        errors, or carries rate-limit headers the gate has not seen yet;
+        otherwise this returns ``None`` and the gate is not asked at all (no
+        round trip to a shared store).  Every successful request passes
+        here: it is one function, written for few steps.
         """
         if 0 <= seconds < _MAX_MARGIN:
             srtt = self._srtt
             if srtt is None:
-                self._srtt = srtt = seconds
-                self._rttvar = seconds / 2
+                srtt = seconds
+                rttvar = seconds / 2
             else:
-                self._rttvar = 0.75 * self._rttvar + 0.25 * abs(srtt - seconds)
-                self._srtt = srtt = 0.875 * srtt + 0.125 * seconds
-            margin = srtt + 4 * self._rttvar
+                deviation = srtt - seconds
+                rttvar = 0.75 * self._rttvar + 0.25 * (deviation if deviation >= 0 else -deviation)
+                srtt = 0.875 * srtt + 0.125 * seconds
+            self._srtt, self._rttvar = srtt, rttvar
+            margin = srtt + 4 * rttvar
             self.margin = margin if margin < _MAX_MARGIN else _MAX_MARGIN
-
-    def answered(
-        self, grant: Grant, response: httpx.Response, sent_at: float
-    ) -> Observation | None:
-        """A success answered ``grant``'s send, made at ``sent_at`` (the clock's): what it tells.
-
-        Every answer is timed (a failure's by the flow, through
-        :meth:`round_trip`): sampling one in eight left the deviation
-        unseen often enough to release slots early (one more 429, and two
-        more windows, in the 32-worker import of tests/test_gate.py).
-        A success is news when it answers a probe, ends a run of errors, or
-        carries rate-limit headers the gate has not seen yet; otherwise this
-        returns ``None`` and the gate is not asked at all (no round trip to
-        a shared store).  Every successful request passes here.
-        """
-        self.round_trip(self.clock() - sent_at)
+        if response is None or grant is None:
+            return None
         header_limit = near = None
         headers = response.headers
         entries = headers._list if _HAS_LIST else None  # noqa: SLF001 (see _HAS_LIST)
