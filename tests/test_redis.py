@@ -581,10 +581,42 @@ _PATHS: Final[dict[str, tuple[list[WindowOperation], Callable[[WindowModel], boo
             and model.verify_at == model.since + _DISCOVERY.window
         ),
     ),
-    # A window later, full of our sends: one beyond the limit, refused: it holds.
+    # A window later, full of our sends: one beyond the limit, refused: it
+    # holds, and is checked again two windows later.
     "check refused": (
         [*_CHECK, ObserveOp(0, _observed(RATE_LIMITED), 0.0)],
-        lambda model: model.mode == MODEL and (model.limit, model.verify_at) == (2, None),
+        lambda model: (
+            model.mode == MODEL
+            and (model.limit, model.checks_held) == (2, 1)
+            and model.verify_at is not None
+        ),
+    ),
+    # Checked again two windows later, and refused again: the next waits four.
+    "check refused twice": (
+        [
+            *_CHECK,
+            ObserveOp(0, _observed(RATE_LIMITED), 0.0),
+            AdvanceTo("verify_at", 0),
+            ReserveOp(0.0, None),
+            ReserveOp(0.0, None),
+            ReserveOp(0.0, None),
+            ObserveOp(0, _observed(RATE_LIMITED), 0.0),
+        ],
+        lambda model: (model.limit, model.checks_held) == (2, 2),
+    ),
+    # A limit that held once, checked again when another tool no longer
+    # spends its share: let through, the model learns the limit again.
+    "held limit let through later": (
+        [
+            *_CHECK,
+            ObserveOp(0, _observed(RATE_LIMITED), 0.0),
+            AdvanceTo("verify_at", 0),
+            ReserveOp(0.0, None),
+            ReserveOp(0.0, None),
+            ReserveOp(0.0, None),
+            ObserveOp(0, _observed(OK), 0.0),
+        ],
+        lambda model: (model.limit, model.verify_at, model.checks_held) == (None, None, 0),
     ),
     # The check got through: the limit was low, the model learns it again.
     "check let through": (

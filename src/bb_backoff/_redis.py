@@ -96,6 +96,7 @@ from ._window import (
     NEAR_LIMIT_ROOM,
     PROBE,
     PROBING,
+    RECHECK_DOUBLINGS,
     WAIT,
     WINDOW,
     Grant,
@@ -128,6 +129,7 @@ STATE_FIELDS: Final = (
     "counted_until",
     "since",
     "verify_at",
+    "checks_held",
 )
 _NOTHING_KNOWN: Final = Knowledge()
 # How the store reaches Redis for one call.
@@ -203,6 +205,7 @@ local S = {
   counted_until = optional(stored.counted_until),  -- nil stands for minus infinity
   since = optional(stored.since),
   verify_at = optional(stored.verify_at),
+  checks_held = optional(stored.checks_held) or 0,
 }
 
 -- len(log)
@@ -439,15 +442,21 @@ local header_limit, near, draw = optional(ARGV[17]), flag(ARGV[18]), tonumber(AR
 local check = kind == 'probe' and ARGV[20] == 'window'
 
 -- WindowModel._judge
-local function judge(floor)
+local function judge(floor, when)
   local ceiling = S.ceiling
   if ceiling == nil then
     ceiling = params_limit
   end
-  if floor and S.since ~= nil and S.limit ~= nil
-      and (ceiling == nil or S.limit < ceiling) then
-    S.verify_at = S.since + window
+  if S.since ~= nil and S.limit ~= nil and (ceiling == nil or S.limit < ceiling) then
+    if floor then
+      S.checks_held = 0
+      S.verify_at = S.since + window
+    else
+      S.checks_held = 1
+      S.verify_at = when + 2 * window
+    end
   else
+    S.checks_held = 0
     S.verify_at = nil
   end
 end
@@ -457,7 +466,7 @@ local function learn(admitted, when)
   if admitted > 0 then
     S.limit = admitted
     S.counted_until = when
-    judge(S.since == nil or when - window < S.since)
+    judge(S.since == nil or when - window < S.since, when)
   end
 end
 
@@ -482,7 +491,8 @@ local function rate_limited()
   end
   if check then
     if verifying() then
-      S.verify_at = nil
+      S.checks_held = S.checks_held + 1
+      S.verify_at = now + window * 2 ^ math.min(S.checks_held, @RECHECK_DOUBLINGS@)
     end
     return
   end
@@ -557,6 +567,7 @@ local function succeeded()
     if verifying() and limit ~= nil and log_count(at - window, at) > limit then
       S.limit = nil
       S.verify_at = nil
+      S.checks_held = 0
       S.counted_until = nil
       S.generation = S.generation + 1
     end
@@ -577,7 +588,7 @@ local function succeeded()
       return
     end
     local held = log_count(now - window, now)
-    local floor = S.limit == nil or S.verify_at ~= nil
+    local floor = S.limit == nil or (S.verify_at ~= nil and S.checks_held == 0)
     local estimate = math.max(S.limit or 0, held, 1)
     if ceiling ~= nil then
       S.limit = math.min(estimate, ceiling)
@@ -585,7 +596,7 @@ local function succeeded()
       S.limit = estimate
     end
     S.counted_until = nil
-    judge(floor)
+    judge(floor, now)
   end
   S.mode = 'model'
   S.generation = S.generation + 1
@@ -626,6 +637,7 @@ _SUBSTITUTIONS: Final = {
     "@FIELDS@": ", ".join(f"'{field}'" for field in STATE_FIELDS),
     "@PROBE_POLL@": repr(_PROBE_POLL),
     "@NEAR_LIMIT_ROOM@": repr(NEAR_LIMIT_ROOM),
+    "@RECHECK_DOUBLINGS@": repr(RECHECK_DOUBLINGS),
 }
 
 
@@ -864,7 +876,7 @@ class RedisStore:
         for name in ("limit", "ceiling"):
             if name in fields:
                 setattr(model, name, int(fields[name]))
-        for name in ("generation", "probe_failures", "failures"):
+        for name in ("generation", "probe_failures", "failures", "checks_held"):
             setattr(model, name, int(fields.get(name, "0")))
         for name in (
             "probe_at",

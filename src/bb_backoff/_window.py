@@ -98,6 +98,8 @@ HOLD: Final = "hold"
 # of the limit free (Bitbucket's own threshold is not documented; near the
 # model's own limit, the model stops sends by itself).
 NEAR_LIMIT_ROOM: Final = 0.2
+RECHECK_DOUBLINGS: Final = 5
+"""A learned limit that keeps holding is checked again at most every 2 ** this windows."""
 # While a probe is out, the others look again after the round trip, this long at least.
 _PROBE_POLL: Final = 0.05
 
@@ -235,6 +237,7 @@ class WindowModel:
 
     __slots__ = (
         "ceiling",
+        "checks_held",
         "counted_until",
         "failures",
         "generation",
@@ -278,9 +281,13 @@ class WindowModel:
         self.since: float | None = None
         """The time of the first send the model logged: it has watched the account since."""
         self.verify_at: float | None = None
-        """While :attr:`limit` is provisional (counted over less than a watched
-        window, so only a floor): when the model will have watched a whole
-        window, and may send one beyond it to check it; ``None`` otherwise."""
+        """When the model may send one beyond the learned :attr:`limit` to check
+        it (see :meth:`_judge`): once it has watched a whole window while the
+        limit is provisional (a floor), ever later while it holds; ``None``
+        when there is nothing to check."""
+        self.checks_held = 0
+        """How many checks in a row found the learned limit holding (0 while it
+        is provisional): the next check waits twice as many windows."""
 
     def __repr__(self) -> str:
         return (
@@ -387,7 +394,7 @@ class WindowModel:
             self.since = at
 
     def _may_verify(self, now: float, params: WindowParams, cap: int, margin: float) -> bool:
-        """Whether a send held for the window goes now as the provisional limit's check.
+        """Whether a send held for the window goes now as the learned limit's check.
 
         Only once the model has watched a whole window (older sends it never
         saw have left the server's window too), one check at a time, never
@@ -487,7 +494,12 @@ class WindowModel:
             self.limit -= 1
         if grant.reason == WINDOW and grant.kind == PROBE:
             if self._verifying(grant):
-                self.verify_at = None  # the window was full at the limit: it holds
+                # The window was full at the limit: it holds.  Check it again
+                # later (another tool may stop spending), each time twice as late.
+                self.checks_held += 1
+                self.verify_at = now + params.window * 2.0 ** min(
+                    self.checks_held, RECHECK_DOUBLINGS
+                )
             return
         if grant.kind == PROBE:
             if self.mode == BREAKER:
@@ -528,23 +540,29 @@ class WindowModel:
             # A count over a window the model did not watch from its start
             # is a floor: sends it never saw (a previous run's, another
             # tool's) may have filled the rest.
-            self._judge(params, floor=self.since is None or at - params.window < self.since)
+            self._judge(params, floor=self.since is None or at - params.window < self.since, at=at)
 
-    def _judge(self, params: WindowParams, *, floor: bool) -> None:
-        """Mark :attr:`limit` provisional (a ``floor``, to check) or not.
+    def _judge(self, params: WindowParams, *, floor: bool, at: float) -> None:
+        """Schedule the check of :attr:`limit`, learned at ``at``.
 
-        A stated or configured limit at or below it leaves nothing to check.
+        A ``floor`` (counted over less than a watched window) is provisional:
+        checked once the model has watched a window.  A limit counted over a
+        watched window may still be a share (another tool spending the
+        rest): checked two windows later, then ever later while it holds
+        (:data:`RECHECK_DOUBLINGS`).  A stated or configured limit at or
+        below it leaves nothing to check.
         """
         since, limit = self.since, self.limit
         ceiling = self.ceiling if self.ceiling is not None else params.limit
-        if (
-            floor
-            and since is not None
-            and limit is not None
-            and (ceiling is None or limit < ceiling)
-        ):
-            self.verify_at = since + params.window
+        if since is not None and limit is not None and (ceiling is None or limit < ceiling):
+            if floor:
+                self.checks_held = 0
+                self.verify_at = since + params.window
+            else:
+                self.checks_held = 1
+                self.verify_at = at + 2 * params.window
         else:
+            self.checks_held = 0
             self.verify_at = None
 
     def _verifying(self, grant: Grant) -> bool:
@@ -603,6 +621,7 @@ class WindowModel:
                 # and the next 429 counts a whole watched window.
                 self.limit = None
                 self.verify_at = None
+                self.checks_held = 0
                 self.counted_until = -math.inf
                 self.generation += 1
             return
@@ -627,11 +646,11 @@ class WindowModel:
             # What a probe let through tells is a floor: when nothing was
             # counted at a 429, the limit is one; otherwise it stays as
             # provisional as the count was.
-            floor = self.limit is None or self.verify_at is not None
+            floor = self.limit is None or (self.verify_at is not None and self.checks_held == 0)
             estimate = max(self.limit or 0, held, 1)
             self.limit = min(estimate, ceiling) if ceiling is not None else estimate
             self.counted_until = -math.inf
-            self._judge(params, floor=floor)
+            self._judge(params, floor=floor, at=now)
         self.mode = MODEL
         self.generation += 1
 
