@@ -609,6 +609,21 @@ def test_an_account_created_by_an_observe_is_not_swept_as_it_is_created() -> Non
     assert store.model("a-0") is None  # idle since t=0: swept at t=1000
 
 
+def test_a_sweep_judges_idleness_by_the_longest_window_using_the_store() -> None:
+    """Gates on one clock share a store: a short window's sweep keeps a long one's accounts."""
+    store = bb.MemoryStore()
+    hour = bb_window.WindowParams(window=3600.0)
+    minute = bb_window.WindowParams(window=60.0)
+    store.reserve("hourly", now=0.0, params=hour, member="h", margin=0.0, cancel=None)
+    for number in range(_SWEEP_EVERY - 1):
+        store.reserve(
+            f"m-{number}", now=600.0, params=minute, member=number, margin=0.0, cancel=None
+        )
+    model = store.model("hourly")
+    assert model is not None  # its send still counts for another 50 minutes
+    assert len(model.log) == 1
+
+
 # -- the round trip: the margin a freed slot waits ------------------------------------------------
 
 

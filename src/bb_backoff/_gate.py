@@ -131,17 +131,20 @@ class MemoryStore:
         self._models: dict[str, WindowModel] = {}
         self._lock = threading.Lock()
         self._created = 0
+        self._longest = 0.0
+        """The longest window of the gates using this store: idleness is judged by it."""
 
     def __repr__(self) -> str:
         return f"MemoryStore(accounts={len(self._models)})"
 
     def _model(self, key: str, now: float, window: float) -> WindowModel:
         model = self._models.get(key)
+        self._longest = max(self._longest, window)
         if model is None:
             model = self._models[key] = WindowModel()
             self._created += 1
             if self._created % _SWEEP_EVERY == 0:
-                self._sweep(now - 2 * window, keep=key)
+                self._sweep(now - 2 * self._longest, keep=key)
         model.last_used = now
         return model
 
