@@ -1069,6 +1069,29 @@ def test_a_server_stopped_mid_run_falls_back_then_reconnects_after_retry_interva
     assert store.knowledge("account").generation == 0  # Redis's, as the process follows it
 
 
+def test_each_outage_starts_a_local_model_of_its_own(own_redis: RedisServer, calls: Calls) -> None:
+    """The local model of an earlier outage never saw the sends made through Redis since."""
+    clock = FakeClock()
+    store = calls.store(own_redis.url, retry_interval=5.0, clock=clock)
+    own_redis.stop()
+    calls.reserve(store)
+    calls.reserve(store)
+    first = store._fallback.model("account")
+    assert first is not None
+    assert len(first.log) == 2
+    own_redis.start()
+    clock.seconds = 5.0
+    calls.reserve(store)
+    assert not on_local_state(store)
+    own_redis.stop()
+    calls.reserve(store)
+    assert on_local_state(store)
+    second = store._fallback.model("account")
+    assert second is not None
+    assert second is not first
+    assert len(second.log) == 1
+
+
 def test_a_failure_during_an_outage_keeps_one_warning_and_pushes_the_next_try(
     calls: Calls, caplog: pytest.LogCaptureFixture
 ) -> None:

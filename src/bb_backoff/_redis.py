@@ -1243,6 +1243,12 @@ class RedisStore:
         with self._lock:
             first = self._retry_at is None
             self._retry_at = self._clock() + self.retry_interval
+            if first:
+                # A new outage starts from what this process sees from now on:
+                # a local model kept from an earlier one would believe it had
+                # watched the account since then (it saw none of the sends
+                # that went through Redis meanwhile), and trust a floor.
+                self._fallback = MemoryStore()
         if first:
             message = scrub(f"{type(error).__name__}: {error}", self._passwords, "[redacted]")
             logger.warning(
