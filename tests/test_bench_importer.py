@@ -320,6 +320,11 @@ def test_an_import_times_every_logical_request_once(mode: str) -> None:
     assert latencies == {0.1: others, 0.2: diffs}
 
 
+def test_threads_take_up_new_work_as_soon_as_it_is_queued_like_tasks() -> None:
+    """No polling: an idle thread waits as one blocked on a queue, so both take as long."""
+    assert run_sync_import().seconds == pytest.approx(run_async_import().seconds)
+
+
 def first_pull_request_with_comments(mock: MockBitbucket) -> tuple[str, int]:
     repository = mock.dataset.repositories[0]
     pull_request = next(pr for pr in repository.pull_requests if pr.comments)

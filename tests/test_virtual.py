@@ -140,6 +140,64 @@ def test_a_worker_exception_is_raised_after_all_workers_finish() -> None:
     assert finished == ["slow"]
 
 
+def test_a_parked_worker_wakes_when_another_unparks_it_at_that_time() -> None:
+    """Like a consumer blocked on a queue: no turns while parked, awake when work comes."""
+    clock = VirtualClock()
+    threads = VirtualThreads(clock)
+    queue: list[str] = []
+    log: list[tuple[float, str]] = []
+
+    def consumer() -> None:
+        while not queue:
+            threads.park()
+        log.append((clock.monotonic(), queue.pop()))
+
+    def producer() -> None:
+        threads.sleep(7.5)
+        queue.append("work")
+        threads.unpark_all()
+        threads.sleep(100)
+
+    threads.run([consumer, producer])
+    assert log == [(7.5, "work")]
+    assert clock.sleeps == [7.5, 100]  # the parked consumer never polled
+
+
+def test_workers_left_parked_when_the_last_other_finishes_are_woken() -> None:
+    clock = VirtualClock()
+    threads = VirtualThreads(clock)
+    done = False
+    woke: list[float] = []
+
+    def waiter() -> None:
+        while not done:
+            threads.park()
+        woke.append(clock.monotonic())
+
+    def finisher() -> None:
+        nonlocal done
+        threads.sleep(3)
+        done = True  # and returns without unparking anyone
+
+    threads.run([waiter, waiter, finisher])
+    assert woke == [3.0, 3.0]
+
+
+def test_park_refuses_to_wait_for_nobody() -> None:
+    clock = VirtualClock()
+    threads = VirtualThreads(clock)
+    with pytest.raises(RuntimeError, match="worker"):
+        threads.park()
+
+    solo = VirtualThreads(clock)
+
+    def alone() -> None:
+        solo.park()
+
+    with pytest.raises(RuntimeError, match="nobody would unpark"):
+        solo.run([alone])
+
+
 def test_sleep_outside_a_worker_just_advances_the_clock() -> None:
     clock = VirtualClock()
     VirtualThreads(clock).sleep(5)

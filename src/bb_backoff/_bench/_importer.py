@@ -25,8 +25,6 @@ import attrs
 from ..testing import VirtualThreads
 
 PAGELEN: Final = 50
-# How often an idle thread looks for new work, in (virtual) seconds.
-_IDLE_POLL: Final = 0.5
 
 
 @attrs.frozen
@@ -300,8 +298,11 @@ def import_sync(
         while True:
             if not queue:
                 if busy == 0:
+                    threads.unpark_all()  # the others see it too, and finish
                     return
-                threads.sleep(_IDLE_POLL)
+                # Like a thread blocked on queue.Queue.get: woken by the next
+                # task, or by the last busy worker finishing.
+                threads.park()
                 continue
             task = queue.popleft()
             busy += 1
@@ -315,6 +316,7 @@ def import_sync(
             finally:
                 tally.latencies.append(clock() - begun)
                 busy -= 1
+                threads.unpark_all()
 
     try:
         threads.run([worker] * workers)

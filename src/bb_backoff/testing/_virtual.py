@@ -153,6 +153,7 @@ class VirtualThreads:
         self._local = threading.local()
         self._finished = threading.Event()
         self._workers: list[_Worker] = []
+        self._parked: list[_Worker] = []
 
     def sleep(self, seconds: float) -> None:
         """Wait ``seconds`` of virtual time, letting the other workers run meanwhile.
@@ -172,8 +173,40 @@ class VirtualThreads:
         self._hand_over()
         worker.turn.wait()
 
+    def park(self) -> None:
+        """Wait, letting the other workers run, until one of them calls :meth:`unpark_all`.
+
+        For a worker with nothing to do until another one produces work (a
+        thread blocked on ``queue.Queue.get``): it takes no turn meanwhile,
+        and wakes at the virtual time it is unparked.
+
+        Raises:
+            RuntimeError: called outside a worker, or by the last worker not
+                parked or done (nobody would wake it).
+        """
+        worker: _Worker | None = getattr(self._local, "worker", None)
+        if worker is None:
+            raise RuntimeError("park() is for a worker of VirtualThreads.run()")
+        if not self._sleepers:
+            raise RuntimeError("park() by the only worker left running: nobody would unpark it")
+        worker.turn.clear()
+        self._parked.append(worker)
+        self._hand_over()
+        worker.turn.wait()
+
+    def unpark_all(self) -> None:
+        """Wake every parked worker at the current virtual time (after this one's turn)."""
+        now = self.clock.monotonic()
+        for worker in self._parked:
+            heapq.heappush(self._sleepers, (now, next(self._order), worker))
+        self._parked.clear()
+
     def _hand_over(self) -> None:
         """Wake the earliest sleeper, moving the clock to its time; or finish."""
+        if not self._sleepers and self._parked:
+            # Nobody left to unpark them: wake them (like a condition
+            # variable's spurious wake-up, they look again and go on).
+            self.unpark_all()
         if not self._sleepers:
             if all(worker.done for worker in self._workers):
                 self._finished.set()
