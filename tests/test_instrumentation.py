@@ -115,8 +115,9 @@ def test_a_hook_hears_the_gate_change_mode() -> None:
     with client(answers, clock, hooks=[recorder], gate=gate) as api:
         for _ in range(4):
             api.get("/user")
-    changes = [(e.previous, e.mode) for e in recorder.of(GateChanged)]
-    assert changes == [("model", "probe"), ("probe", "model")]
+    changes = [(e.previous, e.mode, e.limit) for e in recorder.of(GateChanged)]
+    # The 429 after two sends teaches 2; the probe let through shows 3 fit.
+    assert changes == [("model", "probe", 2), ("probe", "model", 3)]
 
 
 def test_a_hook_needs_only_the_methods_it_wants_and_one_that_raises_fails_nothing(

@@ -298,13 +298,16 @@ end
 
 -- WindowModel.knowledge
 local function knowledge()
-  local ceiling = ''
+  local ceiling, limit = '', ''
   if S.ceiling ~= nil then
     ceiling = string.format('%d', S.ceiling)
   end
+  if S.limit ~= nil then
+    limit = string.format('%d', S.limit)
+  end
   return {
     string.format('%d', S.generation), S.mode, string.format('%d', S.failures), ceiling,
-    encode(S.near) or '',
+    encode(S.near) or '', limit,
   }
 end
 
@@ -681,13 +684,14 @@ def _params_args(params: WindowParams) -> list[str]:
 
 
 def _knowledge(reply: Sequence[object]) -> Knowledge:
-    generation, mode, failures, ceiling, near = (_text(item) for item in reply)
+    generation, mode, failures, ceiling, near, limit = (_text(item) for item in reply)
     return Knowledge(
         int(generation),
         _WORDS[mode],
         int(failures),
         int(ceiling) if ceiling else None,
         None if not near else near == "1",
+        int(limit) if limit else None,
     )
 
 

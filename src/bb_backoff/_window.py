@@ -201,6 +201,8 @@ class Knowledge:
     failures: int = 0
     ceiling: int | None = None
     near: bool | None = None
+    limit: int | None = None
+    """The learned limit, for the events that report a change of mode."""
 
 
 def probe_wait(failed: int, initial: float, cap: float, draw: float) -> float:
@@ -297,7 +299,9 @@ class WindowModel:
 
     def knowledge(self) -> Knowledge:
         """What a process may cache about this model."""
-        return Knowledge(self.generation, self.mode, self.failures, self.ceiling, self.near)
+        return Knowledge(
+            self.generation, self.mode, self.failures, self.ceiling, self.near, self.limit
+        )
 
     def cap(self, params: WindowParams) -> int | None:
         """The most sends the model lets into one window, or ``None`` (not known yet)."""
