@@ -108,6 +108,14 @@ def test_a_bool_or_a_static_flag_is_fixed_so_a_client_need_not_ask_it(
     assert FlagCheck(flag=flag, actor=None).fixed is on
 
 
+def test_a_static_flag_holding_no_bool_is_not_fixed_but_asked_and_refused() -> None:
+    """``StaticFlag(1)`` answers 1: a failure of the source, as for any other flag."""
+    check = FlagCheck(flag=StaticFlag(1), actor=None)  # type: ignore[arg-type]
+    assert check.fixed is None
+    assert check.ask() is False
+    assert check.errors == 1
+
+
 def test_a_source_that_may_answer_otherwise_is_not_fixed_even_a_static_flag_subclass() -> None:
     assert FlagCheck(flag=overruled([]), actor=None).fixed is None
     assert FlagCheck(flag=FlipperFlag(boolean=True), actor=None).fixed is None

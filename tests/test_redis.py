@@ -1092,6 +1092,25 @@ def test_each_outage_starts_a_local_model_of_its_own(own_redis: RedisServer, cal
     assert len(second.log) == 1
 
 
+def test_an_answer_to_an_earlier_outages_reservation_is_dropped(
+    own_redis: RedisServer, calls: Calls
+) -> None:
+    """Its local model is gone; the new one never logged the send, and must not learn from it."""
+    clock = FakeClock()
+    store = calls.store(own_redis.url, retry_interval=5.0, clock=clock)
+    own_redis.stop()
+    earlier = calls.reserve(store)
+    own_redis.start()
+    clock.seconds = 5.0
+    calls.reserve(store)
+    own_redis.stop()
+    calls.reserve(store)  # the second outage's first send
+    calls.observe(store, earlier, Observation(RATE_LIMITED))
+    model = store._fallback.model("account")
+    assert model is not None
+    assert (model.mode, model.generation, len(model.log)) == (MODEL, 0, 1)
+
+
 def test_a_failure_during_an_outage_keeps_one_warning_and_pushes_the_next_try(
     calls: Calls, caplog: pytest.LogCaptureFixture
 ) -> None:

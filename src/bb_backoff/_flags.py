@@ -119,7 +119,7 @@ class FlagCheck:
             )
         self.flag: Final[FlagSource] = flag
         self.actor: Final = actor
-        self.fixed: Final = flag.on if type(flag) is StaticFlag else None
+        self.fixed: Final = flag.on if type(flag) is StaticFlag and type(flag.on) is bool else None
         """The answer when the source can give no other (a :class:`StaticFlag`), else
         ``None``: a client need not ask at all."""
         self.errors = 0

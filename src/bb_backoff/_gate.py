@@ -122,8 +122,10 @@ class GateStore(Protocol):
 class MemoryStore:
     """Window models in this process's memory, one per account key.
 
-    Thread-safe.  Accounts idle for two windows are dropped (their log has
-    expired; a learned limit is learned again).  ``AccountGate()`` with no
+    Thread-safe.  Accounts idle for two windows (the longest window of the
+    gates using the store) are dropped as new accounts arrive, looked at
+    every 64 new ones (their log has expired; a learned limit is learned
+    again).  ``AccountGate()`` with no
     store uses one memory store per clock, shared by the whole process.
     """
 

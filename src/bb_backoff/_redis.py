@@ -17,7 +17,7 @@ Keys
       (``limit``, ``ceiling``, ``generation``, ``mode``, ``probe_at``,
       ``lease_until``, ``probe_failures``, ``failures``, ``outage_since``,
       ``hold_until``, ``pace``, ``near``, ``counted_until``, ``since``,
-      ``verify_at``); numbers as
+      ``verify_at``, ``checks_held``); numbers as
       ``%.17g`` text, so they round-trip exactly.
 
     Every call sets both keys to expire two windows (plus a minute) after
@@ -60,7 +60,10 @@ Fallback
     What is not lost: no request fails or waits for Redis beyond the
     timeout; reservations made locally are answered locally, never sent to
     Redis; and the shared model, which keeps its state (within its expiry)
-    and takes over again when Redis answers.
+    and takes over again when Redis answers.  Each outage starts a local
+    model of its own (one kept from an earlier outage never saw the sends
+    made through Redis since); answers to an earlier outage's reservations
+    are dropped.
 """
 
 from __future__ import annotations
@@ -441,7 +444,7 @@ _OBSERVE_BODY: Final = """
 local kind, generation, member, at = ARGV[10], tonumber(ARGV[11]), ARGV[12], tonumber(ARGV[13])
 local outcome, sent, hint = ARGV[14], ARGV[15] == '1', optional(ARGV[16])
 local header_limit, near, draw = optional(ARGV[17]), flag(ARGV[18]), tonumber(ARGV[19])
--- The provisional limit's check: one send beyond it (WindowModel.reserve)
+-- The learned limit's check: one send beyond it (WindowModel.reserve)
 local check = kind == 'probe' and ARGV[20] == 'window'
 
 -- WindowModel._judge
@@ -799,6 +802,8 @@ class RedisStore:
         )
         self._token = secrets.token_hex(8)
         self._fallback = MemoryStore()
+        self._outages = 0
+        """Outages so far: a local reservation's member carries the count of its own."""
         self._known: dict[str, Knowledge | WindowModel] = {}
         self._lock = threading.Lock()
         self._clock = clock
@@ -1180,10 +1185,16 @@ class RedisStore:
         margin: float,
         cancel: Grant | None,
     ) -> Grant:
-        if cancel is not None and self._made_here(cancel):
-            cancel = None  # Redis's: it stays in Redis's log until it leaves the window
+        if cancel is not None and not self._of_this_outage(cancel):
+            # Redis's, or an earlier outage's: it stays in that log until it leaves the window.
+            cancel = None
         grant = self._fallback.reserve(
-            key, now=now, params=params, member=member, margin=margin, cancel=cancel
+            key,
+            now=now,
+            params=params,
+            member=(self._outages, member),
+            margin=margin,
+            cancel=cancel,
         )
         self._follow_local(key)
         return grant
@@ -1198,11 +1209,20 @@ class RedisStore:
         observation: Observation,
         draw: float,
     ) -> Knowledge:
+        if not self._of_this_outage(grant):
+            # Made by an earlier outage's local model, which is gone: the
+            # answer is dropped, as one to Redis that cannot reach it.
+            return self._lost(key)
         known = self._fallback.observe(
             key, now=now, params=params, grant=grant, observation=observation, draw=draw
         )
         self._follow_local(key)
         return known
+
+    def _of_this_outage(self, grant: Grant) -> bool:
+        """Whether the local model of the current (or latest) outage made ``grant``."""
+        member = grant.member
+        return isinstance(member, tuple) and member[0] == self._outages
 
     def _follow_local(self, key: str) -> None:
         """During an outage the process follows its local model (live: other threads move it)."""
@@ -1253,6 +1273,7 @@ class RedisStore:
                 # watched the account since then (it saw none of the sends
                 # that went through Redis meanwhile), and trust a floor.
                 self._fallback = MemoryStore()
+                self._outages += 1
         if first:
             message = scrub(f"{type(error).__name__}: {error}", self._passwords, "[redacted]")
             logger.warning(

@@ -38,9 +38,12 @@ MODEL
     fallback model, another tool's burst) is *provisional*: a floor, since
     the server's window also held sends the model never saw.  Once the
     model has watched a whole window, while its own sends fill the window,
-    one send goes beyond the limit as a probe: refused, the limit is
-    confirmed; let through, the limit was too low and is forgotten (the
-    next 429, counted over a whole window, teaches the share).
+    one send goes beyond the limit as a check: refused, the limit holds;
+    let through, the limit was too low and is forgotten (the next 429,
+    counted over a whole window, teaches the share).  A limit that holds,
+    or was counted over a watched window, may still be a share another tool
+    stops taking: it is checked again two windows on, then twice as late
+    each time it holds (at most every :data:`RECHECK_DOUBLINGS` doublings).
 PROBE
     A 429 the model did not predict means the model is wrong: someone else
     spends the quota, or the limit changed.  Instead of waiting on a wrong
@@ -143,7 +146,7 @@ class Grant(NamedTuple):
         reason: why the request waits: ``"window"``, ``"hold"``,
             ``"probe"`` or ``"breaker"``; ``""`` when it does not.  A PROBE
             says which mode it probes for: ``"probe"`` or ``"breaker"``, or
-            ``"window"`` for the one send beyond a provisional limit.
+            ``"window"`` for the one send beyond a learned limit that checks it.
         generation: the model's generation when it answered; a waiting GO
             whose generation is no longer current is void.
         member: the log entry of the send (GO, PROBE), to report on.
@@ -277,7 +280,8 @@ class WindowModel:
         self.near: bool | None = None
         """``X-RateLimit-NearLimit`` as last seen."""
         self.last_used = 0.0
-        """When a store last touched this model (the store's time), to drop idle ones."""
+        """When a memory store created this model or told it an answer (the store's
+        time): with the newest log entry, what tells an idle model to drop."""
         self.counted_until = -math.inf
         """The time of the send whose 429 set :attr:`limit` by counting the log."""
         self.since: float | None = None
@@ -373,7 +377,7 @@ class WindowModel:
                 if paced > at:
                     at, reason = paced, WINDOW
             if reason == WINDOW and self._may_verify(now, params, cap, margin):
-                # One send beyond a provisional limit, into a window our own
+                # One send beyond a learned limit, into a window our own
                 # sends fill: refused, the limit holds; let through, it was low.
                 self.lease_until = now + params.probe_lease
                 self._log(now, member)
@@ -570,7 +574,7 @@ class WindowModel:
             self.verify_at = None
 
     def _verifying(self, grant: Grant) -> bool:
-        """Whether ``grant`` is the check of the provisional limit the model still holds.
+        """Whether ``grant`` is the check of the learned limit the model still holds.
 
         It frees the lease when it is: the next check may go.
         """
@@ -585,7 +589,7 @@ class WindowModel:
         if not sent:
             self._remove(grant.member, grant.at)
         self.failures += 1
-        # The mode's own probe; a provisional limit's check met a fault: no
+        # The mode's own probe; a learned limit's check met a fault: no
         # news about the limit, the next check may go.
         probe = grant.kind == PROBE
         if probe and grant.reason == WINDOW:
