@@ -358,9 +358,14 @@ def test_an_accounts_keys_share_one_hash_slot_and_expire_two_windows_after_its_l
     store = RedisStore(redis_url, prefix="fleet")
     params = WindowParams(window=10.0, limit=1)
     store.reserve("abc123", now=0.0, params=params, member=1, margin=0.0, cancel=None)
-    log_key, state_key = store.keys("abc123")
-    assert (log_key, state_key) == ("fleet:{abc123}:log", "fleet:{abc123}:state")
+    log_key, state_key, errors_key = store.keys("abc123")
+    assert (log_key, state_key, errors_key) == (
+        "fleet:{abc123}:log",
+        "fleet:{abc123}:state",
+        "fleet:{abc123}:errors",
+    )
     assert key_slot(log_key.encode()) == key_slot(state_key.encode())
+    assert key_slot(log_key.encode()) == key_slot(errors_key.encode())
     with redis.Redis.from_url(redis_url) as client:
         assert client.type(log_key) == b"zset"
         assert client.type(state_key) == b"hash"
@@ -372,6 +377,18 @@ def test_an_accounts_keys_share_one_hash_slot_and_expire_two_windows_after_its_l
             store.reserve("abc123", now=0.0, params=params, member=member, margin=0.0, cancel=None)
         assert client.pttl(log_key) > base + 30_000
         assert client.pttl(state_key) > base + 30_000
+        # An error marks its send; the mark expires with the rest.
+        grant = store.reserve("abc123", now=0.0, params=params, member=9, margin=0.0, cancel=None)
+        store.observe(
+            "abc123",
+            now=0.0,
+            params=params,
+            grant=grant,
+            observation=Observation(ERROR),
+            draw=0.5,
+        )
+        assert client.type(errors_key) == b"zset"
+        assert client.pttl(errors_key) > base + 30_000
 
 
 def test_members_are_unique_across_stores_so_processes_never_collide(redis_url: str) -> None:
@@ -402,6 +419,7 @@ def state(model: WindowModel | None) -> dict[str, Any]:
     model = WindowModel() if model is None else model
     fields = {name: getattr(model, name) for name in STATE_FIELDS}
     fields["log"] = [at for at, _member in model.log]
+    fields["errors"] = [at for at, _member in model.errors]
     return fields
 
 
@@ -617,6 +635,18 @@ _PATHS: Final[dict[str, tuple[list[WindowOperation], Callable[[WindowModel], boo
             ObserveOp(0, _observed(OK), 0.0),
         ],
         lambda model: (model.limit, model.verify_at, model.checks_held) == (None, None, 0),
+    ),
+    # A send an error answered is left out of what the server let through.
+    "error left out of the count": (
+        [
+            ReserveOp(0.0, None),
+            ReserveOp(0.0, None),
+            ReserveOp(0.0, None),
+            ObserveOp(0, _observed(ERROR), 0.0),
+            ReserveOp(0.0, None),
+            ObserveOp(0, _observed(RATE_LIMITED), 0.0),
+        ],
+        lambda model: model.limit == 2 and len(model.errors) == 1 and len(model.log) == 3,
     ),
     # The check got through: the limit was low, the model learns it again.
     "check let through": (

@@ -575,6 +575,25 @@ def test_a_check_refused_confirms_the_limit_and_the_next_check_waits_twice_as_lo
     assert model.verify_at == 310.8 + 4 * PARAMS.window
 
 
+def test_sends_an_error_answered_are_left_out_of_what_the_server_let_through() -> None:
+    """An outage's proxy answers 503 before the rate limiter: those sends may not count.
+
+    Learning leaves them out (a lower limit is the safe side); pacing still
+    counts them as spent until they leave the window.
+    """
+    model = WindowModel()
+    fill(model, 3, now=0.0)
+    failed = [reserve(model, 1.0) for _ in range(2)]
+    for grant in failed:
+        answer(model, 1.0, grant, ERROR)
+    answer(model, 1.5, reserve(model, 1.5), OK)  # the outage ends
+    fill(model, 1, now=2.0)
+    answer(model, 2.5, reserve(model, 2.5), RATE_LIMITED)
+    assert model.limit == 5  # 3 + 1 + 1 let through; the 2 errors left out
+    assert len(model.log) == 7  # yet all 7 sends stay logged for pacing
+    assert [at for at, _member in model.errors] == [1.0, 1.0]
+
+
 def test_a_share_another_tool_no_longer_takes_is_found_again_at_the_next_check() -> None:
     """A limit learned over a watched window may be a share: the check finds it grew.
 

@@ -7,12 +7,15 @@ ported to two Lua scripts; a differential property test (``tests/test_redis.py``
 runs random sequences through both and holds them equal, grant for grant.
 
 Keys
-    Two per account, both carrying the account key as a hash tag so that
+    Three per account, all carrying the account key as a hash tag so that
     the same scripts run on a single server and on Redis Cluster:
 
     - ``{prefix}:{<key>}:log``: a sorted set, the window's log.  Score: the
       send's time (seconds); member: a unique string (a random token per
       store, then the handle's counter), so processes never collide.
+    - ``{prefix}:{<key>}:errors``: a sorted set, the sends of the log that an
+      error answered (same score and member), left out of what the server
+      let through.
     - ``{prefix}:{<key>}:state``: a hash of the model's other fields
       (``limit``, ``ceiling``, ``generation``, ``mode``, ``probe_at``,
       ``lease_until``, ``probe_failures``, ``failures``, ``outage_since``,
@@ -20,7 +23,7 @@ Keys
       ``verify_at``, ``checks_held``); numbers as
       ``%.17g`` text, so they round-trip exactly.
 
-    Every call sets both keys to expire two windows (plus a minute) after
+    Every call sets the keys to expire two windows (plus a minute) after
     the latest time the account waits for: an abandoned account disappears,
     and its learned limit with it (as the memory store forgets idle ones).
 
@@ -151,7 +154,7 @@ _LOCAL: Final = "local"
 # other), never through Redis's integer replies.
 
 _PRELUDE: Final = """
-local log_key, state_key = KEYS[1], KEYS[2]
+local log_key, state_key, errors_key = KEYS[1], KEYS[2], KEYS[3]
 
 local function fmt(x)
   return string.format('%.17g', x)
@@ -243,6 +246,11 @@ end
 -- WindowModel._count: entries with low < time <= high
 local function log_count(low, high)
   return redis.call('ZCOUNT', log_key, '(' .. fmt(low), fmt(high))
+end
+
+-- WindowModel._let_through: the same, less the sends an error answered
+local function let_through(low, high)
+  return log_count(low, high) - redis.call('ZCOUNT', errors_key, '(' .. fmt(low), fmt(high))
 end
 
 -- WindowModel.cap
@@ -346,6 +354,7 @@ local function save()
   ttl = string.format('%d', ttl)
   redis.call('PEXPIRE', log_key, ttl)
   redis.call('PEXPIRE', state_key, ttl)
+  redis.call('PEXPIRE', errors_key, ttl)
 end
 """
 
@@ -357,6 +366,7 @@ if ARGV[12] ~= '' then
   log_remove(ARGV[12], tonumber(ARGV[13]))
 end
 redis.call('ZREMRANGEBYSCORE', log_key, '-inf', fmt(now - window - margin))
+redis.call('ZREMRANGEBYSCORE', errors_key, '-inf', fmt(now - window - margin))
 
 local function reserve()
   if S.mode ~= 'model' then
@@ -508,7 +518,7 @@ local function rate_limited()
       S.probe_failures = 0
     end
     if cap() == nil then
-      learn(log_count(at - window, at), at)
+      learn(let_through(at - window, at), at)
     end
     S.probe_failures = S.probe_failures + 1
     S.lease_until = 0
@@ -519,7 +529,7 @@ local function rate_limited()
     return
   end
   S.generation = S.generation + 1
-  local admitted = log_count(at - window, at)
+  local admitted = let_through(at - window, at)
   if cap() == nil and admitted > 0 then
     learn(admitted, at)
     if hint == nil then
@@ -538,6 +548,8 @@ end
 local function failed()
   if not sent then
     log_remove(member, at)
+  else
+    redis.call('ZADD', errors_key, fmt(at), member)
   end
   S.failures = S.failures + 1
   local probe = kind == 'probe'
@@ -570,7 +582,7 @@ local function succeeded()
   S.failures = 0
   if check then
     local limit = S.limit
-    if verifying() and limit ~= nil and log_count(at - window, at) > limit then
+    if verifying() and limit ~= nil and let_through(at - window, at) > limit then
       S.limit = nil
       S.verify_at = nil
       S.checks_held = 0
@@ -593,7 +605,7 @@ local function succeeded()
       S.probe_at = now
       return
     end
-    local held = log_count(now - window, now)
+    local held = let_through(now - window, now)
     local floor = S.limit == nil or (S.verify_at ~= nil and S.checks_held == 0)
     local estimate = math.max(S.limit or 0, held, 1)
     if ceiling ~= nil then
@@ -854,10 +866,10 @@ class RedisStore:
         """
         return self._known.get(key, _NOTHING_KNOWN)
 
-    def keys(self, key: str) -> tuple[str, str]:
-        """The account's two Redis keys: the log (a sorted set) and the state (a hash)."""
+    def keys(self, key: str) -> tuple[str, str, str]:
+        """The account's Redis keys: the log and its errors (sorted sets), the state (a hash)."""
         tag = f"{self.prefix}:{{{key}}}"
-        return f"{tag}:log", f"{tag}:state"
+        return f"{tag}:log", f"{tag}:state", f"{tag}:errors"
 
     def model(self, key: str) -> WindowModel | None:
         """The account's model as Redis holds it now, for inspection in tests and debugging.
@@ -872,7 +884,7 @@ class RedisStore:
             ``None`` when Redis holds nothing for the account.
         """
         connection = self._sync_connection()
-        log_key, state_key = self.keys(key)
+        log_key, state_key, errors_key = self.keys(key)
         fields = {
             _text(name): _text(value)
             for name, value in connection.client.hgetall(state_key).items()
@@ -882,6 +894,8 @@ class RedisStore:
             return None
         model = WindowModel()
         model.log = [(float(score), _text(member)) for member, score in entries]
+        errors = connection.client.zrange(errors_key, 0, -1, withscores=True)
+        model.errors = [(float(score), _text(member)) for member, score in errors]
         for name in ("limit", "ceiling"):
             if name in fields:
                 setattr(model, name, int(fields[name]))

@@ -244,6 +244,7 @@ class WindowModel:
         "ceiling",
         "checks_held",
         "counted_until",
+        "errors",
         "failures",
         "generation",
         "hold_until",
@@ -291,6 +292,11 @@ class WindowModel:
         it (see :meth:`_judge`): once it has watched a whole window while the
         limit is provisional (a floor), ever later while it holds; ``None``
         when there is nothing to check."""
+        self.errors: list[tuple[float, object]] = []
+        """(time, member) of the logged sends an error answered (a 5xx, a timeout
+        after sending), sorted.  The server may not have counted them (an outage's
+        proxy answers before its rate limiter), so what it let through is
+        counted without them, while pacing still counts them as spent."""
         self.checks_held = 0
         """How many checks in a row found the learned limit holding (0 while it
         is provisional): the next check waits twice as many windows."""
@@ -322,6 +328,14 @@ class WindowModel:
                 return True
             index += 1
         return False
+
+    def _let_through(self, low: float, high: float) -> int:
+        """Sends with ``low < time <= high``, less those an error answered."""
+        errors = self.errors
+        failed = bisect.bisect_right(errors, high, key=_time) - bisect.bisect_right(
+            errors, low, key=_time
+        )
+        return self._count(low, high) - failed
 
     def _count(self, low: float, high: float) -> int:
         """Entries with ``low < time <= high``."""
@@ -355,6 +369,9 @@ class WindowModel:
         horizon = now - params.window - margin
         if log and log[0][0] <= horizon:
             del log[: bisect.bisect_right(log, horizon, key=_time)]
+        errors = self.errors
+        if errors and errors[0][0] <= horizon:
+            del errors[: bisect.bisect_right(errors, horizon, key=_time)]
 
         if self.mode != MODEL:
             return self._reserve_probe(now, params, member, margin)
@@ -514,7 +531,7 @@ class WindowModel:
                 self.mode = PROBING
                 self.probe_failures = 0
             if self.cap(params) is None:
-                self._learn(self._count(grant.at - params.window, grant.at), grant.at, params)
+                self._learn(self._let_through(grant.at - params.window, grant.at), grant.at, params)
             self.probe_failures += 1
             self.lease_until = 0.0
             self.probe_at = now + probe_wait(
@@ -525,7 +542,7 @@ class WindowModel:
             return  # sent on an older model: this 429 is already explained
         self.generation += 1
         # What the server let through in the window up to this send.
-        admitted = self._count(grant.at - params.window, grant.at)
+        admitted = self._let_through(grant.at - params.window, grant.at)
         if self.cap(params) is None and admitted > 0:
             # Discovery: the limit is what got through before the first 429.
             self._learn(admitted, grant.at, params)
@@ -588,6 +605,8 @@ class WindowModel:
     ) -> None:
         if not sent:
             self._remove(grant.member, grant.at)
+        elif (grant.at, grant.member) not in self.errors:  # one mark per send
+            bisect.insort(self.errors, (grant.at, grant.member), key=_time)
         self.failures += 1
         # The mode's own probe; a learned limit's check met a fault: no
         # news about the limit, the next check may go.
@@ -622,7 +641,7 @@ class WindowModel:
             if (
                 self._verifying(grant)
                 and limit is not None
-                and self._count(grant.at - params.window, grant.at) > limit
+                and self._let_through(grant.at - params.window, grant.at) > limit
             ):
                 # More of our sends than the limit in one window got through:
                 # the limit was a floor.  Forget it: sends go at once again,
@@ -648,7 +667,7 @@ class WindowModel:
                 self.probe_at = now
                 return
             # The server let one more through: the window holds at least this much.
-            held = self._count(now - params.window, now)
+            held = self._let_through(now - params.window, now)
             # At least the probe itself fits, even when its answer came so
             # late that its send has left the window: a limit is never 0.
             # What a probe let through tells is a floor: when nothing was
