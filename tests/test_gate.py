@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import threading
+import time
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -622,6 +624,105 @@ def test_a_sweep_judges_idleness_by_the_longest_window_using_the_store() -> None
     model = store.model("hourly")
     assert model is not None  # its send still counts for another 50 minutes
     assert len(model.log) == 1
+
+
+# -- the fast lane: the memory gate's success path ------------------------------------------------
+
+
+def test_a_handle_takes_the_next_sends_from_the_models_lane_under_the_store_lock() -> None:
+    clock = VirtualClock()
+    store = bb.MemoryStore()
+    handle = bb.AccountGate(store=store).bind("key", clock=clock.monotonic, now=clock.time)
+    handle.reserve()
+    model = store.model("key")
+    assert model is not None
+    room = model.lane
+    assert room > 0
+    clock.advance(1.0)
+    grant = handle.reserve()
+    assert (grant.kind, grant.delay, grant.at) == (bb_window.GO, 0.0, 1.0)
+    assert model.lane == room - 1  # taken from the lane, not decided again
+    assert [at for at, _member in model.log] == [0.0, 1.0]
+
+
+def test_a_handle_whose_model_was_swept_sends_into_the_accounts_new_model() -> None:
+    """A sweep closes the lane of the model it drops, so no send is logged where no one looks."""
+    clock = VirtualClock()
+    store = bb.MemoryStore()
+    gate = bb.AccountGate(window=10.0, store=store)
+    handle = gate.bind("key", clock=clock.monotonic, now=clock.time)
+    handle.reserve()
+    dropped = store.model("key")
+    assert dropped is not None
+    clock.advance(100.0)
+    for number in range(_SWEEP_EVERY):
+        gate.bind(f"other-{number}", clock=clock.monotonic, now=clock.time).reserve()
+    assert store.model("key") is None
+    assert dropped.lane == 0
+    grant = handle.reserve()
+    model = store.model("key")
+    assert model is not None
+    assert model is not dropped
+    assert [member for _at, member in model.log] == [grant.member]
+    assert handle.answered(grant, httpx.Response(200), 0.1) is None
+
+
+def test_clients_of_gates_with_the_same_settings_share_one_lane() -> None:
+    clock = VirtualClock()
+    store = bb.MemoryStore()
+    first = bb.AccountGate(store=store).bind("key", clock=clock.monotonic, now=clock.time)
+    second = bb.AccountGate(store=store).bind("key", clock=clock.monotonic, now=clock.time)
+    assert first.params is second.params
+    first.reserve()
+    second.reserve()  # each handle's first send finds the account's model
+    model = store.model("key")
+    assert model is not None
+    room = model.lane
+    first.reserve()
+    second.reserve()
+    assert model.lane == room - 2
+
+
+def test_a_gate_with_a_configured_limit_is_held_to_it_while_another_gates_lane_is_open() -> None:
+    clock = VirtualClock()
+    store = bb.MemoryStore()
+    learning = bb.AccountGate(store=store).bind("key", clock=clock.monotonic, now=clock.time)
+    configured = bb.AccountGate(limit=2, store=store).bind(
+        "key", clock=clock.monotonic, now=clock.time
+    )
+    learning.reserve()
+    model = store.model("key")
+    assert model is not None
+    assert model.lane > 0
+    assert configured.reserve().delay == 0
+    assert configured.reserve().reason == bb_window.WINDOW  # two in the window already
+
+
+def test_threads_sharing_a_memory_gate_log_every_send_once_and_in_order() -> None:
+    store = bb.MemoryStore()
+    handles = [
+        bb.AccountGate(store=store).bind("key", clock=time.monotonic, now=time.time)
+        for _ in range(4)
+    ]
+    members: list[list[int]] = [[] for _ in handles]
+
+    def send(handle: GateHandle, mine: list[int]) -> None:
+        mine.extend(cast("int", handle.reserve().member) for _ in range(2_000))
+
+    threads = [
+        threading.Thread(target=send, args=pair) for pair in zip(handles, members, strict=True)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    model = store.model("key")
+    assert model is not None
+    times = [at for at, _member in model.log]
+    assert times == sorted(times)
+    assert sorted(cast("int", member) for _at, member in model.log) == sorted(
+        member for mine in members for member in mine
+    )
 
 
 # -- the round trip: the margin a freed slot waits ------------------------------------------------

@@ -15,11 +15,12 @@ import itertools
 import math
 
 import pytest
-from hypothesis import example, given
+from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 
 import bb_backoff as bb
 from bb_backoff._gate import account_key
+from bb_backoff._redis import STATE_FIELDS
 from bb_backoff._window import (
     BREAKER,
     ERROR,
@@ -40,7 +41,16 @@ from bb_backoff._window import (
 )
 from bb_backoff.testing import DatasetSize, MockBitbucket, VirtualClock, run_virtual
 from importers import Items, expected_items, import_async
-from strategies import SimulatedImport, simulated_imports
+from strategies import (
+    WINDOW_OPERATIONS,
+    Advance,
+    AdvanceTo,
+    ReserveOp,
+    SimulatedImport,
+    WindowOperation,
+    simulated_imports,
+    window_params,
+)
 
 PARAMS = WindowParams(window=100.0)
 _RESTART_SIZE = DatasetSize(
@@ -951,3 +961,157 @@ def test_an_importer_restarted_mid_window_imports_at_the_accounts_pace() -> None
     # The check got through, so no 429 for it: one per worker in flight when
     # the floor was counted, and when the share was.
     assert mock.counters.rate_limited <= 2 * 4
+
+
+# -- the fast lane: reserve_now answers as reserve would -------------------------------
+
+
+def _model_state(model: WindowModel) -> dict[str, object]:
+    """What a decision reads, with the log and the errors as their times (members differ)."""
+    fields = {name: getattr(model, name) for name in STATE_FIELDS}
+    fields["log"] = [at for at, _member in model.log]
+    fields["errors"] = [at for at, _member in model.errors]
+    return fields
+
+
+def _grant_fields(grant: Grant) -> tuple[object, ...]:
+    return (grant.kind, grant.delay, grant.reason, grant.generation, grant.at)
+
+
+# Runs of sends with no answer between them are what the lane serves.
+_BURSTS = st.lists(
+    st.builds(
+        ReserveOp, st.sampled_from([0.0, 0.5]) | st.floats(min_value=0.0, max_value=2.0), st.none()
+    ),
+    min_size=2,
+    max_size=12,
+)
+_LANE_RUNS = st.lists(
+    st.one_of(WINDOW_OPERATIONS.map(lambda operation: [operation]), _BURSTS), max_size=40
+).map(lambda runs: [operation for run in runs for operation in run])
+
+
+def _moment(
+    operation: AdvanceTo, model: WindowModel, grants: list[tuple[Grant, Grant]], window: float
+) -> float:
+    if operation.target in {"at", "at+window"}:
+        if not grants:
+            return -math.inf
+        at = grants[-1 - operation.index % len(grants)][0].at
+        return at if operation.target == "at" else at + window
+    moment: float | None = getattr(model, operation.target)
+    return -math.inf if moment is None else moment
+
+
+@given(params=window_params(), operations=_LANE_RUNS, step=st.sampled_from([0.0, 0.001, 0.3]))
+@settings(max_examples=300)
+def test_the_fast_lane_answers_exactly_as_a_full_decision_and_leaves_the_same_state(
+    params: WindowParams, operations: list[WindowOperation], step: float
+) -> None:
+    """A model asked ``reserve_now`` first (as the memory gate does) against one never asked.
+
+    Both see the same sends, answers and clock; at every step the grants and
+    every field a decision reads are equal, so the lane is only a shortcut.
+    """
+    lane, reference = WindowModel(), WindowModel()
+    now = 1_000.0
+    grants: list[tuple[Grant, Grant]] = []  # (the lane model's, the reference's)
+    served = 0
+    for number, operation in enumerate(operations, 1):
+        where = f"step {number}: {operation}"
+        if isinstance(operation, Advance):
+            now += operation.fraction * 2 * params.window
+        elif isinstance(operation, AdvanceTo):
+            now = max(now, _moment(operation, reference, grants, params.window))
+        elif isinstance(operation, ReserveOp):
+            now += step
+            member = next(_members)
+            cancel = None
+            if operation.cancel is not None and grants:
+                cancel = grants[-1 - operation.cancel % len(grants)]
+            got = None
+            if cancel is None:
+                got = lane.reserve_now(now, params, member, operation.margin)
+                served += got is not None
+            if got is None:
+                got = lane.reserve(
+                    now,
+                    params,
+                    member,
+                    operation.margin,
+                    None if cancel is None else (cancel[0].member, cancel[0].at),
+                )
+            expected = reference.reserve(
+                now,
+                params,
+                member,
+                operation.margin,
+                None if cancel is None else (cancel[1].member, cancel[1].at),
+            )
+            assert _grant_fields(got) == _grant_fields(expected), where
+            if expected.kind != WAIT:
+                grants.append((got, expected))
+        else:
+            if not grants:
+                continue
+            sent = grants[-1 - operation.grant % len(grants)]
+            observed = (
+                lane.observe(now, params, sent[0], operation.observation, draw=operation.draw),
+                reference.observe(now, params, sent[1], operation.observation, draw=operation.draw),
+            )
+            assert observed[0] == observed[1], where
+        assert _model_state(lane) == _model_state(reference), where
+    event(f"sends served by the lane: {'none' if not served else 'some'}")
+
+
+def test_after_a_send_at_once_the_next_sends_take_the_lane_until_an_answer() -> None:
+    model = WindowModel()
+    first = reserve(model, 0.0)
+    lane = [model.reserve_now(0.1 * n, PARAMS, next(_members)) for n in range(1, 6)]
+    assert all(grant is not None and grant.kind == GO and grant.delay == 0 for grant in lane)
+    assert [at for at, _member in model.log] == [0.0, 0.1, 0.2, 0.30000000000000004, 0.4, 0.5]
+    answer(model, 1.0, first)
+    assert model.reserve_now(1.0, PARAMS, next(_members)) is None  # an answer closes it
+
+
+def test_the_lane_holds_no_more_room_than_the_cap_leaves() -> None:
+    params = WindowParams(window=100.0, limit=3)
+    model = WindowModel()
+    reserve(model, 0.0, params)
+    assert model.reserve_now(0.0, params, next(_members)) is not None
+    assert model.reserve_now(0.0, params, next(_members)) is not None
+    assert model.reserve_now(0.0, params, next(_members)) is None  # the fourth waits
+    assert reserve(model, 0.0, params).reason == WINDOW
+
+
+def test_the_lane_serves_only_the_settings_it_was_opened_with() -> None:
+    model = WindowModel()
+    reserve(model, 0.0, PARAMS)
+    configured = WindowParams(window=100.0, limit=1)
+    assert model.reserve_now(0.0, configured, next(_members)) is None
+    assert reserve(model, 0.0, configured).reason == WINDOW
+
+
+def test_with_a_send_booked_ahead_the_lane_defers_to_reserve_which_keeps_the_log_sorted() -> None:
+    params = WindowParams(window=100.0, limit=4)
+    model = WindowModel()
+    sent = [reserve(model, 0.0, params) for _ in range(4)]
+    booked = reserve(model, 0.0, params)
+    assert booked.delay == 100.0
+    for grant in sent[:3]:  # three never left: room again, with the booked send still ahead
+        answer(model, 1.0, grant, ERROR, params, sent=False)
+    assert reserve(model, 10.0, params).delay == 0
+    assert model.lane == 1
+    assert model.reserve_now(11.0, params, next(_members)) is None
+    assert reserve(model, 11.0, params).delay == 0
+    assert [at for at, _member in model.log] == [0.0, 10.0, 11.0, 100.0]
+
+
+def test_the_lane_closes_when_the_oldest_send_leaves_the_window() -> None:
+    model = WindowModel()
+    reserve(model, 0.0)
+    assert model.reserve_now(50.0, PARAMS, next(_members), 0.5) is not None
+    # reserve would forget the send made at 0 first: the lane does not serve.
+    assert model.reserve_now(100.6, PARAMS, next(_members), 0.5) is None
+    reserve(model, 100.6, margin=0.5)
+    assert [at for at, _member in model.log] == [50.0, 100.6]

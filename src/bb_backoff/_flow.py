@@ -289,7 +289,7 @@ class RequestFlow:
         if grant.delay > 0 or grant.kind == WAIT:
             self.held = True
             return False
-        self.sent_at = self.settings.clock()
+        self.sent_at = grant.at  # a memory store keeps time on the client's clock
         return True
 
     def outcome(self, result: object) -> httpx.Response | None:

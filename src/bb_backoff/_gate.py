@@ -10,6 +10,7 @@ its view of one account in one store.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import logging
@@ -159,7 +160,7 @@ class MemoryStore:
         ]
         for key in idle:
             if key != keep:
-                del self._models[key]
+                self._models.pop(key).lane = 0
 
     def reserve(  # noqa: PLR0917 (positional for the handle: every request passes here)
         self,
@@ -250,6 +251,9 @@ _STORES_BY_CLOCK: Final[weakref.WeakKeyDictionary[object, MemoryStore]] = (
     weakref.WeakKeyDictionary()
 )
 _STORES_LOCK: Final = threading.Lock()
+_PARAMS: Final[weakref.WeakValueDictionary[tuple[object, ...], WindowParams]] = (
+    weakref.WeakValueDictionary()
+)
 
 
 def memory_store_for(clock: Callable[[], float]) -> MemoryStore:
@@ -396,8 +400,12 @@ class AccountGate:
 
     @property
     def params(self) -> WindowParams:
-        """The settings as the window model reads them."""
-        return WindowParams(
+        """The settings as the window model reads them.
+
+        Gates with the same settings give the same object: a model's fast
+        lane serves the settings it was opened with, told by identity.
+        """
+        params = WindowParams(
             window=self.window,
             limit=self.limit,
             failure_threshold=self.failure_threshold,
@@ -407,6 +415,8 @@ class AccountGate:
             probe_lease=self.probe_lease,
             max_hold=self.window,
         )
+        with _STORES_LOCK:
+            return _PARAMS.setdefault(attrs.astuple(params), params)
 
     def bind(
         self, account: str, *, clock: Callable[[], float], now: Callable[[], float]
@@ -431,6 +441,7 @@ class AccountGate:
 
 
 _members = itertools.count(1)
+_NO_LOCK: Final = contextlib.nullcontext()
 
 
 class GateHandle:
@@ -443,6 +454,8 @@ class GateHandle:
 
     __slots__ = (
         "_memory",
+        "_memory_lock",
+        "_model",
         "_random",
         "_rttvar",
         "_srtt",
@@ -473,6 +486,12 @@ class GateHandle:
         self.clock = clock
         self.store_time = store_time
         self._memory = store if type(store) is MemoryStore else None
+        self._model: WindowModel | None = None
+        self._memory_lock = (
+            self._memory._lock  # noqa: SLF001 (the store's lock, taken for its model's lane)
+            if self._memory is not None
+            else _NO_LOCK
+        )
         self.in_memory = self._memory is not None
         """Whether the store is this process's memory: the flow then calls it in
         place rather than through its driver (no I/O, nothing to await)."""
@@ -489,11 +508,24 @@ class GateHandle:
 
     def reserve(self, cancel: Grant | None = None) -> Grant:
         """Ask when the next send may go."""
+        model = self._model
+        if model is not None and model.lane and cancel is None:
+            # The memory model's fast lane (see WindowModel.reserve_now).
+            with self._memory_lock:
+                grant = model.reserve_now(
+                    self.store_time(), self.params, next(_members), self.margin
+                )
+            if grant is not None:
+                return grant
         memory = self._memory
         if memory is not None:
-            return memory.reserve(
+            grant = memory.reserve(
                 self.key, self.store_time(), self.params, next(_members), self.margin, cancel
             )
+            # The account's model, for the lane and for answers (a sweep that
+            # drops it closes its lane, so a stale one sends the next here).
+            self._model = memory.model(self.key)
+            return grant
         return self.store.reserve(
             self.key,
             now=self.store_time(),
@@ -589,7 +621,10 @@ class GateHandle:
         entries = headers._list if _HAS_LIST else None  # noqa: SLF001 (see _HAS_LIST)
         if entries is None or not _RATE_HEADERS.isdisjoint(map(_LOWERED, entries)):
             header_limit, near = rate_limit_headers(headers)
-        known = self.store.knowledge(self.key)
+        # The memory model itself (it has the fields), else what the store last said.
+        known: Knowledge | WindowModel | None = self._model
+        if known is None:
+            known = self.store.knowledge(self.key)
         if (
             grant.kind == PROBE
             or known.failures
