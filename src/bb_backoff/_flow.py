@@ -286,7 +286,7 @@ class RequestFlow:
         if not gate.in_memory:
             return False
         grant = self.grant = gate.reserve()
-        if grant.delay > 0 or grant.kind == WAIT:
+        if grant.delay > 0.0 or grant.kind == WAIT:
             self.held = True
             return False
         self.sent_at = grant.at  # a memory store keeps time on the client's clock
@@ -306,7 +306,8 @@ class RequestFlow:
         settings = self.settings
         gate = settings.gate
         if gate is not None and self.grant is not None:
-            news = gate.answered(self.grant, result, settings.clock() - self.sent_at)
+            clock = settings.clock
+            news = gate.answered(self.grant, result, clock() - self.sent_at)
             if news is not None:
                 self.news = news
                 return None

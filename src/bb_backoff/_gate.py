@@ -10,7 +10,6 @@ its view of one account in one store.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import itertools
 import logging
@@ -441,7 +440,6 @@ class AccountGate:
 
 
 _members = itertools.count(1)
-_NO_LOCK: Final = contextlib.nullcontext()
 
 
 class GateHandle:
@@ -490,7 +488,7 @@ class GateHandle:
         self._memory_lock = (
             self._memory._lock  # noqa: SLF001 (the store's lock, taken for its model's lane)
             if self._memory is not None
-            else _NO_LOCK
+            else threading.Lock()
         )
         self.in_memory = self._memory is not None
         """Whether the store is this process's memory: the flow then calls it in
@@ -511,10 +509,14 @@ class GateHandle:
         model = self._model
         if model is not None and model.lane and cancel is None:
             # The memory model's fast lane (see WindowModel.reserve_now).
-            with self._memory_lock:
-                grant = model.reserve_now(
-                    self.store_time(), self.params, next(_members), self.margin
-                )
+            # (Callables kept in slots are read into locals first, and the
+            # lock taken by its methods: both the interpreter's quick paths.)
+            lock, store_time = self._memory_lock, self.store_time
+            lock.acquire()
+            try:
+                grant = model.reserve_now(store_time(), self.params, next(_members), self.margin)
+            finally:
+                lock.release()
             if grant is not None:
                 return grant
         memory = self._memory
@@ -602,17 +604,21 @@ class GateHandle:
         round trip to a shared store).  Every successful request passes
         here: it is one function, written for few steps.
         """
-        if 0 <= seconds < _MAX_MARGIN:
+        # (Float literals: float-with-float arithmetic and comparisons take the
+        # interpreter's specialised paths, mixed ones the generic.)
+        if 0.0 <= seconds < _MAX_MARGIN:
             srtt = self._srtt
             if srtt is None:
                 srtt = seconds
-                rttvar = seconds / 2
+                rttvar = seconds / 2.0
             else:
                 deviation = srtt - seconds
-                rttvar = 0.75 * self._rttvar + 0.25 * (deviation if deviation >= 0 else -deviation)
+                rttvar = 0.75 * self._rttvar + 0.25 * (
+                    deviation if deviation >= 0.0 else -deviation
+                )
                 srtt = 0.875 * srtt + 0.125 * seconds
             self._srtt, self._rttvar = srtt, rttvar
-            margin = srtt + 4 * rttvar
+            margin = srtt + 4.0 * rttvar
             self.margin = margin if margin < _MAX_MARGIN else _MAX_MARGIN
         if response is None or grant is None:
             return None
