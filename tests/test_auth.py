@@ -23,15 +23,19 @@ import respx
 from bb_backoff import (
     DEFAULT_BASE_URL,
     TOKEN_URL,
+    AccountGate,
     AsyncBitbucketClient,
     BasicAuth,
     BearerToken,
     BitbucketClient,
+    MemoryStore,
     OAuth2,
     OAuth2Tokens,
     Unauthorized,
     UnsafeURL,
 )
+from bb_backoff._gate import account_key
+from bb_backoff._window import MODEL
 from bb_backoff.testing import VirtualClock
 
 USER_URL = f"{DEFAULT_BASE_URL}/user"
@@ -871,6 +875,30 @@ def test_a_transient_token_endpoint_failure_is_waited_out_not_unauthorized(
     if status == 429:
         assert clock.sleeps == [30.0]
     assert script.api_requests[0].headers["Authorization"] == f"Bearer {access(2)}"
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+@pytest.mark.parametrize("status", [429, 503])
+def test_a_token_endpoint_failure_teaches_the_apis_gate_nothing(kind: str, status: int) -> None:
+    """The token endpoint is another host with its own limits: its 429 is not the API's.
+
+    Read as the API's, it taught the gate a limit of the sends made so far
+    and held an import for up to an hour; and, with no ``Retry-After``, the
+    request retried at once at the gate instead of backing off.
+    """
+    clock = VirtualClock()
+    store = MemoryStore()
+    script = Script(httpx.Response(status, text="Rate limit exceeded"), token_answer(2))
+    credentials = oauth(clock)
+    assert run_both(kind, script, clock, credentials, gate=AccountGate(store=store)) == {"ok": True}
+    assert len(clock.sleeps) == 1
+    assert clock.sleeps[0] > 0  # the policy's backoff, not a gate with nothing to say
+    model = store.model(account_key(credentials, DEFAULT_BASE_URL))
+    assert model is not None
+    assert (model.mode, model.limit, model.hold_until) == (MODEL, None, 0.0)
+    assert len(model.log) == 1  # the API request that went out; the refused one spent nothing
+    assert model.errors == []
+    assert model.failures == 0  # the success ended the run
 
 
 @pytest.mark.parametrize("kind", ["sync", "async"])

@@ -40,6 +40,7 @@ from typing import Any, Final, TypeAlias
 import attrs
 import httpx
 
+from ._auth import TOKEN_REFRESH_EXTENSION
 from ._endpoints import endpoint_template
 from ._events import Event, GateChanged, GaveUp, RequestFinished, RetryEvent
 from ._exceptions import (
@@ -65,7 +66,7 @@ from ._policy import (
     StopReason,
     gate_wait_stop,
 )
-from ._window import BREAKER, HOLD, PROBE, WAIT, Grant, Observation
+from ._window import BREAKER, ERROR, HOLD, PROBE, WAIT, Grant, Observation
 
 # A wait shorter than this may end before the clock shows it moved (asyncio
 # wakes a timer up to the clock's resolution early): too short to judge sleep by.
@@ -562,8 +563,14 @@ class RequestFlow:
             if isinstance(failure, RetriesExhausted):
                 yield Emit(self._gave_up(failure))
             raise failure from (result if isinstance(result, Exception) else None)
-        if gate is not None and decision.reason is Reason.RATE_LIMIT:
-            # The gate knows when a slot frees: wait there, not on a blind backoff.
+        if (
+            gate is not None
+            and decision.reason is Reason.RATE_LIMIT
+            and not answered_by_token_endpoint(result)
+            and not self.request.extensions.get(TOKEN_REFRESH_EXTENSION)
+        ):
+            # The gate knows when the API's slot frees: wait there, not on a
+            # blind backoff (a token endpoint's 429 is not the API's window).
             state.history = attrs.evolve(
                 decision.history, rate_limit_waited=state.history.rate_limit_waited
             )
@@ -583,13 +590,20 @@ class RequestFlow:
         if isinstance(result, httpx.Response):
             outcome = outcome_of_response(result, self.settings.now(), request.method)
             if gate is not None and grant is not None:
-                gate.round_trip(self.settings.clock() - self.sent_at)
-                hint = None if outcome.hint is None else outcome.hint.seconds
-                yield from self._observe(
-                    gate,
-                    grant,
-                    observation_of(result.status_code, result.headers, sent=True, hint=hint),
-                )
+                if answered_by_token_endpoint(result) or request.extensions.get(
+                    TOKEN_REFRESH_EXTENSION
+                ):
+                    # The API request never left: the OAuth token endpoint (its
+                    # own host and limits) answered the refresh instead.  The
+                    # API's window spent nothing and learns nothing from it.
+                    observation = Observation(ERROR, sent=False)
+                else:
+                    gate.round_trip(self.settings.clock() - self.sent_at)
+                    hint = None if outcome.hint is None else outcome.hint.seconds
+                    observation = observation_of(
+                        result.status_code, result.headers, sent=True, hint=hint
+                    )
+                yield from self._observe(gate, grant, observation)
             return outcome, None
         if isinstance(result, httpx.TransportError):
             maybe = outcome_of_error(request.method, result)
@@ -860,6 +874,21 @@ _OUTCOMES: Final = (
     (InvalidResponse, "invalid_response"),
 )
 _STATUS_OUTCOMES: Final = {401: "unauthorized", 404: "not_found", 429: "rate_limited"}
+
+
+def answered_by_token_endpoint(result: object) -> bool:
+    """Whether ``result`` is the OAuth token endpoint's answer, not the API's.
+
+    When a refresh meets a 408, 429 or 5xx, the auth flow hands that answer
+    back as the request's response (see :class:`~bb_backoff._auth.OAuth2Flow`).
+    """
+    if not isinstance(result, httpx.Response):
+        return False
+    try:
+        request = result.request
+    except RuntimeError:  # a transport's own response, not yet bound to its request
+        return False
+    return bool(request.extensions.get(TOKEN_REFRESH_EXTENSION))
 
 
 def outcome_label(error: BitbucketError | None, response: httpx.Response | None) -> str:
