@@ -667,6 +667,40 @@ def test_a_handle_whose_model_was_swept_sends_into_the_accounts_new_model() -> N
     assert handle.answered(grant, httpx.Response(200), 0.1) is None
 
 
+def test_a_sweep_lets_go_of_a_dropped_models_entries_though_a_handle_still_holds_it() -> None:
+    clock = VirtualClock()
+    store = bb.MemoryStore()
+    gate = bb.AccountGate(window=10.0, store=store)
+    idle = gate.bind("idle", clock=clock.monotonic, now=clock.time)
+    for _ in range(10):
+        idle.reserve()
+    dropped = store.model("idle")
+    assert dropped is not None
+    clock.advance(100.0)
+    for number in range(_SWEEP_EVERY):
+        gate.bind(f"other-{number}", clock=clock.monotonic, now=clock.time).reserve()
+    assert store.model("idle") is None
+    assert (dropped.log, dropped.errors) == ([], [])
+
+
+def test_a_late_success_is_judged_by_the_accounts_model_now_not_one_a_sweep_dropped() -> None:
+    """A success that ends another client's run of errors is news, whatever the handle saw."""
+    clock = VirtualClock()
+    store = bb.MemoryStore()
+    gate = bb.AccountGate(window=10.0, store=store)
+    slow_client = gate.bind("key", clock=clock.monotonic, now=clock.time)
+    other_client = gate.bind("key", clock=clock.monotonic, now=clock.time)
+    slow = slow_client.reserve()  # its answer takes long
+    clock.advance(100.0)
+    for number in range(_SWEEP_EVERY):
+        gate.bind(f"other-{number}", clock=clock.monotonic, now=clock.time).reserve()
+    failed = other_client.reserve()  # into the account's new model
+    other_client.observe(failed, bb_window.Observation(bb_window.ERROR))
+    assert slow_client.answered(slow, httpx.Response(200), 0.2) == bb_window.Observation(
+        bb_window.OK
+    )
+
+
 def test_clients_of_gates_with_the_same_settings_share_one_lane() -> None:
     clock = VirtualClock()
     store = bb.MemoryStore()

@@ -14,6 +14,7 @@ import heapq
 import itertools
 import math
 
+import attrs
 import pytest
 from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
@@ -1003,16 +1004,29 @@ def _moment(
     return -math.inf if moment is None else moment
 
 
-@given(params=window_params(), operations=_LANE_RUNS, step=st.sampled_from([0.0, 0.001, 0.3]))
+@given(
+    params=window_params(),
+    operations=_LANE_RUNS,
+    # Between sends: none, a little, a lot, and back (a clock is not always monotonic).
+    step=st.sampled_from([0.0, 0.001, 0.3, -0.2]),
+    other_settings=st.lists(st.sampled_from(["same", "equal", "other"]), min_size=1),
+)
 @settings(max_examples=300)
 def test_the_fast_lane_answers_exactly_as_a_full_decision_and_leaves_the_same_state(
-    params: WindowParams, operations: list[WindowOperation], step: float
+    params: WindowParams, operations: list[WindowOperation], step: float, other_settings: list[str]
 ) -> None:
     """A model asked ``reserve_now`` first (as the memory gate does) against one never asked.
 
     Both see the same sends, answers and clock; at every step the grants and
     every field a decision reads are equal, so the lane is only a shortcut.
+    Sends come under the settings the lane was opened with, an equal copy
+    of them (not the same object), or other settings (another limit).
     """
+    variants = {
+        "same": params,
+        "equal": attrs.evolve(params),
+        "other": attrs.evolve(params, limit=1 if params.limit is None else None),
+    }
     lane, reference = WindowModel(), WindowModel()
     now = 1_000.0
     grants: list[tuple[Grant, Grant]] = []  # (the lane model's, the reference's)
@@ -1026,24 +1040,25 @@ def test_the_fast_lane_answers_exactly_as_a_full_decision_and_leaves_the_same_st
         elif isinstance(operation, ReserveOp):
             now += step
             member = next(_members)
+            settings_now = variants[other_settings[number % len(other_settings)]]
             cancel = None
             if operation.cancel is not None and grants:
                 cancel = grants[-1 - operation.cancel % len(grants)]
             got = None
             if cancel is None:
-                got = lane.reserve_now(now, params, member, operation.margin)
+                got = lane.reserve_now(now, settings_now, member, operation.margin)
                 served += got is not None
             if got is None:
                 got = lane.reserve(
                     now,
-                    params,
+                    settings_now,
                     member,
                     operation.margin,
                     None if cancel is None else (cancel[0].member, cancel[0].at),
                 )
             expected = reference.reserve(
                 now,
-                params,
+                settings_now,
                 member,
                 operation.margin,
                 None if cancel is None else (cancel[1].member, cancel[1].at),

@@ -159,7 +159,13 @@ class MemoryStore:
         ]
         for key in idle:
             if key != keep:
-                self._models.pop(key).lane = 0
+                dropped = self._models.pop(key)
+                # A handle may still hold it: close its lane (the next send
+                # finds the account's new model) and let its entries go, all
+                # older than the window anyway.
+                dropped.lane = 0
+                dropped.log.clear()
+                dropped.errors.clear()
 
     def reserve(  # noqa: PLR0917 (positional for the handle: every request passes here)
         self,
@@ -627,10 +633,7 @@ class GateHandle:
         entries = headers._list if _HAS_LIST else None  # noqa: SLF001 (see _HAS_LIST)
         if entries is None or not _RATE_HEADERS.isdisjoint(map(_LOWERED, entries)):
             header_limit, near = rate_limit_headers(headers)
-        # The memory model itself (it has the fields), else what the store last said.
-        known: Knowledge | WindowModel | None = self._model
-        if known is None:
-            known = self.store.knowledge(self.key)
+        known = self.store.knowledge(self.key)  # the account's model now (a sweep may replace it)
         if (
             grant.kind == PROBE
             or known.failures
