@@ -326,6 +326,36 @@ def test_a_retry_after_holds_the_whole_account_and_is_never_undercut() -> None:
     assert clock.sleeps[0] == 120.0
 
 
+@pytest.mark.parametrize("retry_after", ["0", "-5"])
+def test_a_retry_after_of_zero_on_the_first_429_is_no_hint_the_model_learns_and_paces(
+    retry_after: str,
+) -> None:
+    """``Retry-After: 0`` does not say when the window frees; probing at once on it
+    drew three times the 429s of no hint at all (an independent check's figure)."""
+    clock = VirtualClock()
+    sent: list[float] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        now = clock.monotonic()
+        if len([at for at in sent if at > now - 100.0]) >= 3:
+            return httpx.Response(429, headers={"Retry-After": retry_after}, text="slow down")
+        sent.append(now)
+        return httpx.Response(200, json={"ok": True})
+
+    store = bb.MemoryStore()
+    with bb.BitbucketClient(
+        auth=bb.BearerToken("zero-hint"),
+        transport=httpx.MockTransport(handler),
+        gate=bb.AccountGate(window=100.0, store=store),
+        **timing(clock),
+    ) as client:
+        for _ in range(7):
+            assert client.get("/user") == {"ok": True}
+        model = store.model(account_key(bb.BearerToken("zero-hint"), bb.DEFAULT_BASE_URL))
+    assert model is not None
+    assert (model.mode, model.limit, model.hold_until) == (MODEL, 3, 0.0)
+
+
 def test_waiting_at_the_gate_is_charged_to_the_rate_limit_budget() -> None:
     """A request that would wait past its budget gives up with the last 429's message."""
     clock = VirtualClock()

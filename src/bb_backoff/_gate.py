@@ -687,9 +687,16 @@ def rate_limit_headers(headers: httpx.Headers) -> tuple[int | None, bool | None]
 def observation_of(
     status: int | None, headers: httpx.Headers | None, *, sent: bool, hint: float | None
 ) -> Observation:
-    """The gate's view of a failed attempt: a 429, an error, or an answer (a final 4xx)."""
+    """The gate's view of a failed attempt: a 429, an error, or an answer (a final 4xx).
+
+    A hint of zero (``Retry-After: 0``) says nothing about when the window
+    frees: the gate takes the 429 as if it came with none (the model learns
+    from it and paces) rather than as the server's word to probe at once.
+    """
     header_limit, near = rate_limit_headers(headers) if headers is not None else (None, None)
     if status == 429:  # noqa: PLR2004
+        if hint is not None and hint <= 0:
+            hint = None
         return Observation(RATE_LIMITED, hint=hint, header_limit=header_limit, near=near)
     if status is None or status == 408 or status >= 500:  # noqa: PLR2004
         return Observation(ERROR, sent=sent, header_limit=header_limit)
