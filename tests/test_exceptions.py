@@ -7,8 +7,11 @@ apart.  The clients' errors are checked end to end, sync and async mirrored.
 
 from __future__ import annotations
 
+import base64
+import gc
 import pickle
 import re
+import traceback
 from typing import Any
 
 import httpx
@@ -564,3 +567,107 @@ def test_every_error_message_is_capped_and_printable(kind: type[Exception]) -> N
     assert str(long).isprintable()
     assert len(long.message) < 1_100
     assert pickle.loads(pickle.dumps(long)).message == long.message  # noqa: S301 (our own bytes)
+
+
+# -- a credential the server echoes back ----------------------------------------------------
+
+ECHO_TOKEN = "echoed-SECRET-token-value"
+ECHO_PASSWORD = "echoed-SECRET-api-token"
+ECHO_CLIENT_SECRET = "echoed-SECRET-consumer"
+ECHO_REFRESH = "echoed-SECRET-refresh"
+ECHO_ACCESS = "echoed-SECRET-access"
+
+
+def echo_credentials(kind: str, clock: VirtualClock) -> tuple[object, list[str]]:
+    """A credential of ``kind`` and every form of it a server could quote back."""
+    if kind == "bearer":
+        return bb_backoff.BearerToken(ECHO_TOKEN), [ECHO_TOKEN]
+    if kind == "basic":
+        encoded = base64.b64encode(f"me@example.com:{ECHO_PASSWORD}".encode()).decode()
+        return bb_backoff.BasicAuth("me@example.com", ECHO_PASSWORD), [ECHO_PASSWORD, encoded]
+    credentials = bb_backoff.OAuth2(
+        client_id="consumer",
+        client_secret=ECHO_CLIENT_SECRET,
+        refresh_token=ECHO_REFRESH,
+        access_token=ECHO_ACCESS,
+        expires_at=clock.time() + 7200,
+    )
+    return credentials, [ECHO_CLIENT_SECRET, ECHO_REFRESH, ECHO_ACCESS]
+
+
+def chain_text(error: BaseException) -> str:
+    """Everything an error and its chain show: str, repr, fields, the formatted traceback."""
+    parts = ["".join(traceback.format_exception(error))]
+    seen: BaseException | None = error
+    while seen is not None:
+        parts += [str(seen), repr(seen), repr(getattr(seen, "__dict__", {})), repr(seen.args)]
+        if isinstance(seen, BitbucketError):
+            parts.append(repr(pickle.loads(pickle.dumps(seen)).__dict__))  # noqa: S301 (ours)
+        seen = seen.__cause__ or seen.__context__
+    return "\n".join(parts)
+
+
+def echoing(request: httpx.Request) -> httpx.Response:
+    """A server that quotes the request's Authorization header in its error."""
+    quoted = request.headers.get("Authorization", "")
+    if request.url.path.endswith("/json"):
+        body = {"type": "error", "error": {"message": f"bad {quoted}", "detail": quoted}}
+        return httpx.Response(400, json=body)
+    if request.url.path.endswith("/html"):
+        return httpx.Response(200, text=f"<html>{quoted}</html>")
+    if request.url.path.endswith("/down"):
+        raise httpx.ConnectError(f"could not send {quoted}", request=request)
+    return httpx.Response(401, text=f"Bad credentials: {quoted}")
+
+
+@pytest.mark.parametrize("kind", ["bearer", "basic", "oauth"])
+@pytest.mark.parametrize("path", ["/user", "/json", "/html", "/down"])
+def test_a_credential_the_server_echoes_back_never_reaches_an_error_or_its_chain(
+    kind: str, path: str
+) -> None:
+    clock = VirtualClock()
+    credentials, secrets = echo_credentials(kind, clock)
+    with (
+        BitbucketClient(
+            auth=credentials,  # type: ignore[arg-type]
+            transport=httpx.MockTransport(echoing),
+            policy=ExponentialBackoff(error_attempts=2),
+            clock=clock.monotonic,
+            now=clock.time,
+            sleep=clock.sleep,
+        ) as client,
+        pytest.raises(BitbucketError) as caught,
+    ):
+        client.get(path)
+    shown = chain_text(caught.value)
+    assert "[redacted]" in shown or path == "/html"
+    for secret in secrets:
+        assert secret not in shown
+
+
+def test_a_refreshed_oauth_token_is_scrubbed_too() -> None:
+    clock = VirtualClock()
+    credentials, _secrets = echo_credentials("oauth", clock)
+    assert isinstance(credentials, bb_backoff.OAuth2)
+    exceptions_module.register_secrets(credentials, "rotated-SECRET-access")
+    assert exceptions_module.scrub("token rotated-SECRET-access") == "token [redacted]"
+    assert exceptions_module.scrub(f"token {ECHO_ACCESS}") == "token [redacted]"
+
+
+def test_a_live_credential_stays_scrubbed_when_an_equal_one_is_dropped() -> None:
+    """Credentials compare equal by value; the registry must not confuse two equal ones."""
+    first = bb_backoff.BearerToken("equal-SECRET-token")
+    second = bb_backoff.BearerToken("equal-SECRET-token")
+    assert first == second
+    del first
+    gc.collect()
+    assert "equal-SECRET-token" not in exceptions_module.scrub("say equal-SECRET-token")
+    del second
+    gc.collect()
+    assert exceptions_module.scrub("say equal-SECRET-token") == "say equal-SECRET-token"
+
+
+def test_values_too_short_to_be_a_credential_are_not_scrubbed() -> None:
+    owner = object.__new__(type("Owner", (), {}))
+    exceptions_module.register_secrets(owner, "abc", "", None)
+    assert exceptions_module.scrub("abc") == "abc"

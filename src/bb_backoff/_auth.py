@@ -30,7 +30,7 @@ from typing import Final
 import attrs
 import httpx
 
-from ._exceptions import Unauthorized, UnsafeURL, redact_url
+from ._exceptions import Unauthorized, UnsafeURL, redact_url, register_secrets
 
 logger: Final = logging.getLogger("bb_backoff")
 
@@ -46,7 +46,11 @@ _HIDDEN: Final = "'***'"
 
 
 def _basic(user: str, password: str) -> str:
-    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+    return "Basic " + _basic_value(user, password)
+
+
+def _basic_value(user: str, password: str) -> str:
+    return base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
 
 
 def _non_empty(name: str, value: object) -> None:
@@ -93,6 +97,9 @@ class BearerToken:
 
     token: str = attrs.field(validator=lambda _s, a, v: _header_safe(a.name, v))
 
+    def __attrs_post_init__(self) -> None:
+        register_secrets(self, self.token)
+
     def __repr__(self) -> str:
         return f"BearerToken(token={_HIDDEN})"
 
@@ -112,6 +119,9 @@ class BasicAuth:
 
     email: str = attrs.field(validator=lambda _s, a, v: _non_empty(a.name, v))
     api_token: str = attrs.field(validator=lambda _s, a, v: _non_empty(a.name, v))
+
+    def __attrs_post_init__(self) -> None:
+        register_secrets(self, self.api_token, _basic_value(self.email, self.api_token))
 
     def __repr__(self) -> str:
         return f"BasicAuth(email={self.email!r}, api_token={_HIDDEN})"
@@ -201,6 +211,13 @@ class OAuth2:
         self._on_refresh = on_refresh
         self._margin = margin
         self._tokens = OAuth2Tokens(access_token, refresh_token, expires_at)
+        register_secrets(
+            self,
+            client_secret,
+            _basic_value(client_id, client_secret),
+            refresh_token,
+            access_token,
+        )
         self._thread_lock = threading.Lock()
         # One task lock per event loop: an asyncio.Lock is bound to the loop
         # that first uses it, and an OAuth2 may outlive one asyncio.run().
@@ -278,6 +295,7 @@ class OAuth2:
                 url=redact_url(self.token_url),
             ) from None
         tokens = OAuth2Tokens(access, refresh, expires_at)
+        register_secrets(self, access, refresh)
         self._tokens = tokens
         if self._on_refresh is not None:
             try:

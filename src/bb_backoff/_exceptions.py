@@ -19,6 +19,8 @@ Messages never contain credentials: URLs in them are redacted with
 from __future__ import annotations
 
 import re
+import threading
+import weakref
 from typing import Any, Final
 from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
@@ -51,13 +53,80 @@ URL_LIMIT: Final = 500
 """Characters kept of a redacted URL."""
 
 
+SECRET_MINIMUM: Final = 6
+"""Credential values shorter than this are not scrubbed from text (they would
+garble it, and no Bitbucket credential is that short)."""
+
+# The values of the credentials alive in the process, by credential: what a
+# server may echo back (a 401 body quoting the Authorization header) and that
+# error text must never carry on.  Keyed by identity (credentials compare
+# equal by value: a WeakKeyDictionary would forget a live one when an equal
+# one died), each entry dropped when its credential is.
+_SECRETS: Final[dict[int, tuple[weakref.ref[object], tuple[str, ...]]]] = {}
+_SECRETS_LOCK: Final = threading.Lock()
+_KEPT_PER_CREDENTIAL: Final = 16
+
+
+def register_secrets(owner: object, *values: str | None) -> None:
+    """Have error and log text scrub ``values`` (``owner``'s own secrets) while ``owner`` lives.
+
+    A credential whose values change (an OAuth 2 refresh) registers the new
+    ones too; the last :data:`_KEPT_PER_CREDENTIAL` stay scrubbed.
+    """
+    fresh = tuple(value for value in values if value and len(value) >= SECRET_MINIMUM)
+    key = id(owner)
+    with _SECRETS_LOCK:
+        entry = _SECRETS.get(key)
+        if entry is not None and entry[0]() is owner:
+            reference, known = entry
+        else:
+            reference, known = weakref.ref(owner, lambda dead: _forget(key, dead)), ()
+        kept = known + tuple(value for value in fresh if value not in known)
+        _SECRETS[key] = (reference, kept[-_KEPT_PER_CREDENTIAL:])
+
+
+def _forget(key: int, dead: weakref.ref[object]) -> None:
+    with _SECRETS_LOCK:
+        entry = _SECRETS.get(key)
+        if entry is not None and entry[0] is dead:
+            del _SECRETS[key]
+
+
+def scrub(text: str) -> str:
+    """``text`` with every registered credential value replaced by ``[redacted]``."""
+    if not _SECRETS:
+        return text
+    with _SECRETS_LOCK:
+        secrets = [value for _reference, values in _SECRETS.values() for value in values]
+    # The longest first: a secret that contains another is replaced whole.
+    for secret in sorted(secrets, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, _REDACTED)
+    return text
+
+
+def scrub_error(error: BaseException) -> BaseException:
+    """``error`` (raised below us: a transport's) with the credentials scrubbed from its text.
+
+    It is about to become the cause of one of our errors, or to be raised
+    again: its message must not carry a credential on either (a transport
+    may quote a request header in it).
+    """
+    if _SECRETS and any(isinstance(arg, str) for arg in error.args):
+        error.args = tuple(scrub(arg) if isinstance(arg, str) else arg for arg in error.args)
+    return error
+
+
 def printable(text: str, limit: int = MESSAGE_LIMIT) -> str:
     r"""``text`` safe for one log line: control characters escaped, at most ``limit`` characters.
 
     Newlines, escape sequences and other non-printable characters become
     ``\\n``, ``\\x1b``..., so a server cannot forge log lines or colour a
-    terminal through an error message.
+    terminal through an error message.  The values of the credentials in
+    use are scrubbed first (see :func:`register_secrets`): a server may echo
+    them back.
     """
+    text = scrub(text)
     if len(text) <= limit and text.isprintable():
         return text
     cleaned = "".join(

@@ -53,6 +53,7 @@ from ._exceptions import (
     Unauthorized,
     UnsafeURL,
     redact_url,
+    scrub_error,
 )
 from ._gate import GateHandle, observation_of
 from ._hints import hint_from_headers
@@ -558,11 +559,11 @@ class RequestFlow:
                 if isinstance(result, httpx.Response):
                     result.extensions[CONTEXT] = (self.settings.variant, self.sent)
                     return result
-                raise result
+                raise scrub_error(result)
             failure = self._give_up(decision, result)
             if isinstance(failure, RetriesExhausted):
                 yield Emit(self._gave_up(failure))
-            raise failure from (result if isinstance(result, Exception) else None)
+            raise failure from (scrub_error(result) if isinstance(result, Exception) else None)
         if (
             gate is not None
             and decision.reason is Reason.RATE_LIMIT
@@ -618,7 +619,7 @@ class RequestFlow:
         failure = failed_send(result, self.logical, self.settings.variant, self.sent)
         if failure is result:
             raise failure  # our own error (origin guard, OAuth): its cause stays its own
-        raise failure from result
+        raise failure from scrub_error(result)
 
     def _charge_gate_wait(
         self, state: _Attempts, grant: Grant, delay: float, gate: GateHandle
@@ -943,7 +944,7 @@ def _not_transient(
         exhausted.__cause__ = None
         exhausted.__suppress_context__ = True
         return exhausted
-    exhausted.__cause__ = error
+    exhausted.__cause__ = scrub_error(error)
     return exhausted
 
 

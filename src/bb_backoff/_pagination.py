@@ -92,11 +92,14 @@ def json_body(response: httpx.Response) -> Any:
     try:
         return response.json()
     except (ValueError, RecursionError):  # not JSON, or nested too deep to parse
-        raise InvalidResponse(
-            f"expected JSON, got {response.headers.get('Content-Type', 'no content type')} "
-            f"(HTTP {response.status_code})",
-            **request_context(response),
-        ) from None
+        pass
+    # Raised outside the handler, so that the parser's error is not kept as
+    # the context: it holds the whole body, which may quote a credential.
+    raise InvalidResponse(
+        f"expected JSON, got {response.headers.get('Content-Type', 'no content type')} "
+        f"(HTTP {response.status_code})",
+        **request_context(response),
+    )
 
 
 def first_page_url(guard: OriginGuard, path_or_url: str, params: Mapping[str, Any] | None) -> str:
