@@ -11,6 +11,7 @@ import base64
 import gc
 import pickle
 import re
+import threading
 import traceback
 from typing import Any
 
@@ -668,6 +669,40 @@ def test_a_live_credential_stays_scrubbed_when_an_equal_one_is_dropped() -> None
 
 
 def test_values_too_short_to_be_a_credential_are_not_scrubbed() -> None:
-    owner = object.__new__(type("Owner", (), {}))
+    owner: object = type("Owner", (), {})()
     exceptions_module.register_secrets(owner, "abc", "", None)
     assert exceptions_module.scrub("abc") == "abc"
+
+
+class _Credential:
+    """A credential-like owner that can be part of a reference cycle."""
+
+    cycle: object = None
+
+
+def test_a_credential_collected_inside_the_secrets_lock_does_not_deadlock() -> None:
+    # The collector runs weakref callbacks wherever it happens to run: inside
+    # register_secrets or scrub of this very thread, holding the lock.  A
+    # callback that takes the lock hangs the process; one that changes the
+    # registry breaks the iteration.  Collect a registered credential with
+    # the lock held, in a thread, so that a hang fails the test.
+    done = threading.Event()
+
+    def collect_under_the_lock() -> None:
+        owner = _Credential()
+        owner.cycle = owner  # only the collector frees it
+        exceptions_module.register_secrets(owner, "cycled-SECRET-token")
+        del owner
+        with exceptions_module._SECRETS_LOCK:
+            gc.collect()
+        done.set()
+
+    worker = threading.Thread(target=collect_under_the_lock, daemon=True)
+    worker.start()
+    worker.join(timeout=30.0)
+    assert done.is_set(), "the weakref callback blocked on the secrets lock"
+    # The dead credential is dropped by the next caller, and scrubbing works.
+    assert exceptions_module.scrub("say cycled-SECRET-token") == "say cycled-SECRET-token"
+    assert not any(
+        reference() is None for reference, _values in exceptions_module._SECRETS.values()
+    )

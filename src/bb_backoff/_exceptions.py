@@ -61,9 +61,15 @@ garble it, and no Bitbucket credential is that short)."""
 # server may echo back (a 401 body quoting the Authorization header) and that
 # error text must never carry on.  Keyed by identity (credentials compare
 # equal by value: a WeakKeyDictionary would forget a live one when an equal
-# one died), each entry dropped when its credential is.
+# one died), each entry dropped once its credential is.
 _SECRETS: Final[dict[int, tuple[weakref.ref[object], tuple[str, ...]]]] = {}
 _SECRETS_LOCK: Final = threading.Lock()
+# Keys whose credential died, dropped from _SECRETS under the lock by the
+# next caller.  A weakref callback runs wherever the collector does, which
+# may be inside a critical section of this very thread: it must neither take
+# the lock (a deadlock) nor change _SECRETS (under an iteration); appending
+# to a list does neither.
+_DEAD: Final[list[int]] = []
 _KEPT_PER_CREDENTIAL: Final = 16
 
 
@@ -76,19 +82,24 @@ def register_secrets(owner: object, *values: str | None) -> None:
     fresh = tuple(value for value in values if value and len(value) >= SECRET_MINIMUM)
     key = id(owner)
     with _SECRETS_LOCK:
+        _drop_dead()
         entry = _SECRETS.get(key)
         if entry is not None and entry[0]() is owner:
             reference, known = entry
         else:
-            reference, known = weakref.ref(owner, lambda dead: _forget(key, dead)), ()
+            reference, known = weakref.ref(owner, lambda _dead: _DEAD.append(key)), ()
         kept = known + tuple(value for value in fresh if value not in known)
         _SECRETS[key] = (reference, kept[-_KEPT_PER_CREDENTIAL:])
 
 
-def _forget(key: int, dead: weakref.ref[object]) -> None:
-    with _SECRETS_LOCK:
+def _drop_dead() -> None:
+    """Drop the entries of credentials that died (the caller holds the lock)."""
+    while _DEAD:
+        key = _DEAD.pop()
         entry = _SECRETS.get(key)
-        if entry is not None and entry[0] is dead:
+        # The key may have been taken since by a new credential at the
+        # same address: only a dead reference's entry goes.
+        if entry is not None and entry[0]() is None:
             del _SECRETS[key]
 
 
@@ -97,6 +108,7 @@ def scrub(text: str) -> str:
     if not _SECRETS:
         return text
     with _SECRETS_LOCK:
+        _drop_dead()
         secrets = [value for _reference, values in _SECRETS.values() for value in values]
     # The longest first: a secret that contains another is replaced whole.
     for secret in sorted(secrets, key=len, reverse=True):
