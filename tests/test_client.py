@@ -624,7 +624,7 @@ async def test_a_next_link_to_another_host_raises_and_sends_nothing_there(
         "http://api.bitbucket.org/2.0/things?page=2",
         "https://api.bitbucket.org:8443/2.0/things?page=2",
         "https://api.bitbucket.org.evil.example/2.0/things?page=2",
-        "/2.0/things?page=2",
+        "//evil.example/2.0/things?page=2",
     ],
 )
 async def test_a_next_link_off_scheme_host_or_port_is_refused(
@@ -666,6 +666,179 @@ async def test_a_repeating_next_link_raises_instead_of_looping(
     with pytest.raises(bb.PaginationError, match="repeats an earlier page"):
         await api.call("paginate", "/things")
     assert len(api.requests) == 2
+
+
+async def items_then_error(
+    api: Api, method: str, path: str
+) -> tuple[list[Any], bb.BitbucketError | None]:
+    """The items a listing hands over (through ``pages`` or ``paginate``), then its error."""
+    items: list[Any] = []
+
+    def take(received: Any) -> None:
+        items.extend(received.values if method == "pages" else [received])
+
+    listing = getattr(api.client, method)(path)
+    try:
+        if isinstance(listing, AsyncIterator):
+            async for received in listing:
+                take(received)
+        else:
+            for received in listing:
+                take(received)
+    except bb.BitbucketError as error:
+        return items, error
+    return items, None
+
+
+def pages_by_number(*bodies: dict[str, Any]) -> Handler:
+    """Answer ``?page=N`` (no ``page``: 1) with the N-th body."""
+    return lambda request: httpx.Response(
+        200, json=bodies[int(request.url.params.get("page", "1")) - 1]
+    )
+
+
+@pytest.mark.parametrize("method", ["pages", "paginate"])
+async def test_the_page_whose_next_link_loops_back_is_handed_over_before_the_error(
+    make_api: Callable[..., Api], method: str
+) -> None:
+    api = make_api(
+        pages_by_number(
+            {"values": [1], "next": f"{BASE}/things?page=2"},
+            {"values": [2], "next": f"{BASE}/things?page=3"},
+            {"values": [3], "next": f"{BASE}/things?page=2"},
+        )
+    )
+    items, error = await items_then_error(api, method, "/things")
+    assert items == [1, 2, 3]
+    assert isinstance(error, bb.PaginationError)
+    assert "repeats an earlier page" in str(error)
+    assert len(api.requests) == 3
+
+
+@pytest.mark.parametrize("method", ["pages", "paginate"])
+async def test_the_page_whose_next_link_leaves_the_origin_is_handed_over_and_nothing_follows(
+    make_api: Callable[..., Api], method: str
+) -> None:
+    api = make_api(
+        pages_by_number(
+            {"values": [1], "next": f"{BASE}/things?page=2"},
+            {"values": [2], "next": "https://evil.example/2.0/things?page=3"},
+        )
+    )
+    items, error = await items_then_error(api, method, "/things")
+    assert items == [1, 2]
+    assert isinstance(error, bb.UnsafeURL)
+    assert str(error).startswith(
+        "the next link https://evil.example/2.0/things?page=3 leaves the origin of "
+        f"{BASE}; nothing was sent to it"
+    )
+    assert [r.url.host for r in api.requests] == ["api.bitbucket.org"] * 2
+
+
+async def test_the_page_whose_next_link_is_not_a_url_is_handed_over_before_the_error(
+    make_api: Callable[..., Api],
+) -> None:
+    api = make_api(scripted(then={"values": [1, 2], "next": 7}))
+    items, error = await items_then_error(api, "paginate", "/things")
+    assert items == [1, 2]
+    assert isinstance(error, bb.PaginationError)
+    assert "'next' is not a URL" in str(error)
+
+
+async def test_the_last_page_a_listing_may_have_is_handed_over_before_the_error(
+    make_api: Callable[..., Api], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("bb_backoff._pagination.MAX_PAGES", 3)
+    api = make_api(listing(pages=5, per_page=1))
+    items, error = await items_then_error(api, "paginate", "/things")
+    assert items == [0, 1, 2]
+    assert isinstance(error, bb.PaginationError)
+    assert "past 3 pages" in str(error)
+    assert len(api.requests) == 3
+
+
+@pytest.mark.parametrize(
+    "alias",
+    [
+        "https://API.bitbucket.org/2.0/things?page=2",
+        "https://api.bitbucket.org:443/2.0/things?page=2",
+        "HTTPS://Api.Bitbucket.Org:443/2.0/things?page=2",
+        "?page=2",
+    ],
+)
+async def test_a_next_link_repeating_a_page_in_another_spelling_is_a_repeat(
+    make_api: Callable[..., Api], alias: str
+) -> None:
+    api = make_api(
+        pages_by_number(
+            {"values": [1], "next": f"{BASE}/things?page=2"},
+            {"values": [2], "next": alias},
+        )
+    )
+    items, error = await items_then_error(api, "paginate", "/things")
+    assert items == [1, 2]
+    assert isinstance(error, bb.PaginationError)
+    assert "repeats an earlier page" in str(error)
+    assert len(api.requests) == 2
+
+
+async def test_a_next_link_back_to_the_first_page_in_capitals_is_a_repeat(
+    make_api: Callable[..., Api],
+) -> None:
+    api = make_api(scripted(then={"values": [1], "next": "https://API.BITBUCKET.ORG/2.0/things"}))
+    with pytest.raises(bb.PaginationError, match="repeats an earlier page"):
+        await api.call("paginate", "/things")
+    assert len(api.requests) == 1
+
+
+@pytest.mark.parametrize(
+    "relative", ["/2.0/repositories/w/r/pullrequests?page=2", "?page=2", "pullrequests?page=2"]
+)
+async def test_a_relative_next_link_is_followed_from_the_page_it_came_on(
+    make_api: Callable[..., Api], relative: str
+) -> None:
+    api = make_api(pages_by_number({"values": [1], "next": relative}, {"values": [2]}))
+    pages = await api.call("pages", "/repositories/w/r/pullrequests")
+    assert [p.values for p in pages] == [[1], [2]]
+    assert [str(r.url) for r in api.requests] == [
+        f"{BASE}/repositories/w/r/pullrequests",
+        f"{BASE}/repositories/w/r/pullrequests?page=2",
+    ]
+    # Stored as absolute, so an import resumes from it wherever it was read.
+    assert pages[0].next == f"{BASE}/repositories/w/r/pullrequests?page=2"
+
+
+@pytest.mark.parametrize(
+    "with_userinfo",
+    [
+        "https://attacker:chosen@api.bitbucket.org/2.0/things?page=2",
+        "https://attacker@api.bitbucket.org/2.0/things?page=2",
+        "//attacker:chosen@api.bitbucket.org/2.0/things?page=2",
+    ],
+)
+async def test_a_next_link_with_userinfo_is_refused_without_echoing_it(
+    make_api: Callable[..., Api], caplog: pytest.LogCaptureFixture, with_userinfo: str
+) -> None:
+    api = make_api(pages_by_number({"values": [1], "next": with_userinfo}, {"values": [2]}))
+    with caplog.at_level(logging.DEBUG):
+        items, error = await items_then_error(api, "paginate", "/things")
+    assert items == [1]
+    assert isinstance(error, bb.UnsafeURL)
+    assert "carries userinfo" in str(error)
+    assert "attacker" not in str(error)
+    assert "attacker" not in caplog.text
+    assert [r.headers["Authorization"] for r in api.requests] == [f"Bearer {TOKEN}"]
+
+
+async def test_a_url_with_userinfo_given_by_the_caller_is_refused_before_sending(
+    make_api: Callable[..., Api],
+) -> None:
+    api = make_api(scripted())
+    for call in ("get", "paginate"):
+        with pytest.raises(bb.UnsafeURL, match="carries userinfo") as caught:
+            await api.call(call, "https://attacker:chosen@api.bitbucket.org/2.0/user")
+        assert "chosen" not in str(caught.value)
+    assert api.requests == []
 
 
 async def test_a_page_without_values_raises_a_clear_error(make_api: Callable[..., Api]) -> None:
@@ -1305,6 +1478,7 @@ def test_the_guard_keeps_every_path_on_the_base_url(path: str, url: str) -> None
         f"{BASE}/user",
         "https://api.bitbucket.org:443/2.0/user",
         "HTTPS://API.Bitbucket.ORG/2.0/user",
+        "HTTPS://API.Bitbucket.ORG:443/2.0/user",
     ],
 )
 def test_the_guard_passes_a_request_to_the_api_origin_however_it_is_written(url: str) -> None:
@@ -1325,6 +1499,25 @@ def test_the_guard_passes_a_request_to_the_api_origin_however_it_is_written(url:
 def test_the_guard_refuses_a_request_off_the_api_origin(url: str) -> None:
     with pytest.raises(bb.UnsafeURL):
         OriginGuard(BASE).check(httpx.Request("GET", url))
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://attacker:chosen@api.bitbucket.org/2.0/user",
+        "https://attacker@api.bitbucket.org/2.0/user",
+        "https://:chosen@api.bitbucket.org/2.0/user",
+        "HTTPS://attacker:chosen@API.bitbucket.org:443/2.0/user",
+    ],
+)
+def test_the_guard_refuses_a_url_with_userinfo_even_on_the_api_origin(url: str) -> None:
+    guard = OriginGuard(BASE)
+    assert not guard.on_origin(url)
+    for refuse in (lambda: guard.url(url), lambda: guard.check(httpx.Request("GET", url))):
+        with pytest.raises(bb.UnsafeURL, match="carries userinfo") as caught:
+            refuse()
+        assert "attacker" not in str(caught.value)
+        assert "chosen" not in str(caught.value)
 
 
 def test_an_idna_origin_is_its_host_in_unicode_punycode_or_capitals_and_no_other() -> None:

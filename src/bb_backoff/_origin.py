@@ -5,7 +5,9 @@ response could point them anywhere.  :class:`OriginGuard` resolves the paths
 the caller gives, refuses absolute URLs off the origin before anything is
 sent, and checks every request httpx is about to send (redirects included),
 so the API credentials never leave the API and the OAuth refresh token goes
-to the token endpoint only.
+to the token endpoint only.  A URL with userinfo (``user:password@host``) is
+refused even on the origin: httpx would turn it into an ``Authorization:
+Basic`` header in place of the client's credentials, and log it.
 """
 
 from __future__ import annotations
@@ -22,10 +24,32 @@ from ._exceptions import UnsafeURL, redact_url
 # keeps the success path cheap; "://" inside a query does not count.
 is_absolute: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://").match
 
+_DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+
+USERINFO_REFUSED: Final = (
+    "it carries userinfo (user:password@), which would replace the client's credentials"
+)
+"""Why a URL with userinfo is refused (the userinfo itself is never shown)."""
+
 
 def origin(url: httpx.URL) -> tuple[str, str, int | None]:
-    """``(scheme, host, port)``; httpx normalises a default port to ``None``."""
-    return (url.scheme, url.host, url.port)
+    """``(scheme, host, port)``, with a default port as ``None``.
+
+    httpx drops a default port itself, but not when the scheme is written in
+    capitals (``HTTPS://host:443``), so it is dropped here too.
+    """
+    port = url.port
+    if port is not None and port == _DEFAULT_PORTS.get(url.scheme):
+        port = None
+    return (url.scheme, url.host, port)
+
+
+def has_userinfo(url: str | httpx.URL) -> bool:
+    """Whether a URL names a user or a password (``user:password@host``); False if unparseable."""
+    try:
+        return bool(httpx.URL(url).userinfo)
+    except httpx.InvalidURL:
+        return False
 
 
 # httpx keeps a URL's parsed parts in a private named tuple; comparing them
@@ -65,7 +89,7 @@ class OriginGuard:
 
         Raises:
             ValueError: ``path_or_url`` is not a non-empty string.
-            UnsafeURL: an absolute URL off the API's origin.
+            UnsafeURL: an absolute URL off the API's origin, or with userinfo.
         """
         if not isinstance(path_or_url, str) or not path_or_url:
             raise ValueError(f"path_or_url must be a non-empty string, got {path_or_url!r}")
@@ -74,18 +98,27 @@ class OriginGuard:
         if not is_absolute(path_or_url):
             return self._prefix + path_or_url.lstrip("/")
         if not self.on_origin(path_or_url):
+            if has_userinfo(path_or_url):
+                raise UnsafeURL(
+                    f"refusing to send a request to {redact_url(path_or_url)}: {USERINFO_REFUSED}"
+                )
             raise UnsafeURL(
                 f"refusing to send a request to {redact_url(path_or_url)}: "
                 f"it is not on the origin of {self.base_url}"
             )
         return path_or_url
 
-    def on_origin(self, url: str) -> bool:
-        """Whether an absolute URL is on the API's scheme, host and port (False if unparseable)."""
+    def on_origin(self, url: str | httpx.URL) -> bool:
+        """Whether an absolute URL may get the credentials: on the API's origin, no userinfo.
+
+        The origin is the API's scheme, host and port; an unparseable URL is
+        not on it.
+        """
         try:
-            return origin(httpx.URL(url)) == self._origin
+            parsed = httpx.URL(url)
         except httpx.InvalidURL:
             return False
+        return not parsed.userinfo and origin(parsed) == self._origin
 
     def check(self, request: httpx.Request) -> None:
         """Refuse to send anything off the API's origin; a token refresh goes to token_url only.
@@ -94,7 +127,7 @@ class OriginGuard:
         included.
 
         Raises:
-            UnsafeURL: the request would leave; nothing was sent.
+            UnsafeURL: the request would leave, or its URL has userinfo; nothing was sent.
         """
         url = request.url
         if request.extensions.get(TOKEN_REFRESH_EXTENSION):
@@ -106,8 +139,10 @@ class OriginGuard:
             )
         if self._parsed is not None:
             parsed = getattr(url, _PARSED)
-            if (parsed.scheme, parsed.host, parsed.port) == self._parsed:
+            if (parsed.scheme, parsed.host, parsed.port) == self._parsed and not parsed.userinfo:
                 return
+        if url.userinfo:
+            raise UnsafeURL(f"refusing to send a request to {redact_url(url)}: {USERINFO_REFUSED}")
         if origin(url) == self._origin:
             return
         raise UnsafeURL(

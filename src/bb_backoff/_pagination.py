@@ -1,14 +1,20 @@
 """Pages of a listing: the envelope, the opaque ``next`` links, and their checks.
 
 Bitbucket's listings come as ``{"values": [...], "next": ...}``; ``next`` is
-an opaque URL to follow, never to build.  :func:`read_page` checks one page
+an opaque URL to follow, never to build (a relative one is resolved against
+the page it came from, as a browser would).  :func:`read_page` checks one page
 (``values`` is a list, ``next`` stays on the API's origin and never repeats),
 and :func:`first_page_url` checks the page length before the first request.
-Both clients' ``pages`` loops call these.
+Both clients' ``pages`` loops call these through :class:`Pager`.
+
+A ``next`` link that is refused does not cost the page it came on: the page
+is handed to the caller first, and the refusal is raised when the caller
+asks for the page after it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Mapping
 from typing import Any, Final
@@ -17,9 +23,9 @@ import attrs
 import httpx
 
 from . import _endpoints as endpoints
-from ._exceptions import InvalidResponse, PaginationError, UnsafeURL, redact_url
+from ._exceptions import BitbucketError, InvalidResponse, PaginationError, UnsafeURL, redact_url
 from ._flow import CONTEXT
-from ._origin import OriginGuard, is_absolute
+from ._origin import USERINFO_REFUSED, OriginGuard, is_absolute, origin
 
 logger: Final = logging.getLogger("bb_backoff")
 
@@ -39,8 +45,12 @@ class Page:
 
     Attributes:
         values: the page's items.
-        next: the opaque URL of the next page, ``None`` on the last page.
-            Store it to resume an import later with ``paginate(next)``.
+        next: the opaque URL of the next page (absolute: a relative link is
+            resolved against ``url``), ``None`` on the last page or when the
+            server's ``next`` is not a string.  Store it to resume an import
+            later with ``paginate(next)``.  A ``next`` the client refuses is
+            kept here as the server sent it; the listing then raises when
+            asked for the page after this one.
         previous: the previous page's URL, if the API gave one.
         page: the page number, if given.
         pagelen: the page length, if given.
@@ -126,42 +136,98 @@ def first_page_url(guard: OriginGuard, path_or_url: str, params: Mapping[str, An
     return str(url)
 
 
-def read_page(guard: OriginGuard, data: Any, response: httpx.Response, seen: set[str]) -> Page:
+def page_key(url: httpx.URL) -> bytes:
+    """What makes two page URLs the same page, as a short digest.
+
+    Scheme and host in any case and an explicit default port name the same
+    page (httpx lower-cases both; :func:`~._origin.origin` drops the port);
+    the path and query count as sent.  A digest, not the URL, because a
+    relative ``next`` such as ``a/b`` grows the URL a little on every page:
+    keeping every URL would let a few bytes from the server fill gigabytes
+    before :data:`MAX_PAGES`.
+    """
+    scheme, host, port = origin(url)
+    return hashlib.blake2b(
+        f"{scheme}://{host}:{port}".encode() + url.raw_path, digest_size=16
+    ).digest()
+
+
+def _follow(
+    guard: OriginGuard, link: str, page_url: httpx.URL, seen: set[bytes], context: dict[str, Any]
+) -> tuple[str, BitbucketError | None]:
+    """The ``next`` URL to store and fetch, and why it must not be fetched (or ``None``).
+
+    A relative link resolves against the page it came on, as a browser would
+    resolve it; the origin check then applies to where it leads.
+    """
+    try:
+        resolved: httpx.URL | None = httpx.URL(link) if is_absolute(link) else page_url.join(link)
+    except httpx.InvalidURL:
+        resolved = None
+    if resolved is None or not guard.on_origin(resolved):
+        why = (
+            f": {USERINFO_REFUSED}"
+            if resolved is not None and resolved.userinfo
+            else f" leaves the origin of {guard.base_url}"
+        )
+        refused = UnsafeURL(
+            f"the next link {redact_url(link)}{why}; nothing was sent to it", **context
+        )
+        return link, refused
+    url = link if is_absolute(link) else str(resolved)
+    key = page_key(resolved)
+    if key in seen:
+        repeats = PaginationError(
+            f"the next link {redact_url(link)} repeats an earlier page; "
+            "stopping instead of looping",
+            **context,
+        )
+        return url, repeats
+    seen.add(key)
+    return url, None
+
+
+def read_page(
+    guard: OriginGuard, data: Any, response: httpx.Response, seen: set[bytes]
+) -> tuple[Page, BitbucketError | None]:
     """Check one page and its ``next`` link, and record the link as seen.
 
+    Args:
+        guard: the origin guard the ``next`` link must pass.
+        data: the page's parsed JSON body.
+        response: the page's response.
+        seen: the :func:`page_key` of every page URL of the listing so far.
+
+    Returns:
+        The page, and the error that refuses its ``next`` link (``None``
+        when the link may be followed): a :class:`PaginationError` for a
+        ``next`` that is not a URL or repeats, an :class:`UnsafeURL` for one
+        off the API's origin or with userinfo (nothing was sent to it).  The
+        error is returned, not raised, so that the page's items still reach
+        the caller.
+
     Raises:
-        PaginationError: no ``values`` list, a ``next`` that is not a URL or repeats.
-        UnsafeURL: a ``next`` off the API's origin (nothing was sent to it).
+        PaginationError: no ``values`` list (there is no page to hand over).
     """
     context = request_context(response)
     url = str(response.request.url)
     values = data.get("values") if isinstance(data, dict) else None
     if not isinstance(values, list):
         raise PaginationError("the page has no 'values' list", **context)
-    next_url = data.get("next") or None
-    if next_url is not None:
-        if not isinstance(next_url, str):
-            raise PaginationError("the page's 'next' is not a URL", **context)
-        if not is_absolute(next_url) or not guard.on_origin(next_url):
-            raise UnsafeURL(
-                f"the next link {redact_url(next_url)} leaves the origin of {guard.base_url}; "
-                "nothing was sent to it",
-                **context,
-            )
-        if next_url in seen:
-            raise PaginationError(
-                f"the next link {redact_url(next_url)} repeats an earlier page; "
-                "stopping instead of looping",
-                **context,
-            )
-        seen.add(next_url)
+    link = data.get("next") or None
+    next_url: str | None = None
+    refused: BitbucketError | None = None
+    if isinstance(link, str):
+        next_url, refused = _follow(guard, link, response.request.url, seen, context)
+    elif link is not None:
+        refused = PaginationError("the page's 'next' is not a URL", **context)
 
     def number(key: str) -> int | None:
         value = data.get(key)
         return value if isinstance(value, int) and not isinstance(value, bool) else None
 
     previous = data.get("previous")
-    return Page(
+    page = Page(
         values=values,
         next=next_url,
         previous=previous if isinstance(previous, str) else None,
@@ -172,6 +238,7 @@ def read_page(guard: OriginGuard, data: Any, response: httpx.Response, seen: set
         flag_variant=context["flag_variant"],
         attempts=context["attempts"],
     )
+    return page, refused
 
 
 def warn_if_short(first: Page | None, count: int) -> None:
@@ -197,16 +264,21 @@ class Pager:
             yield pager.read(send("GET", pager.url))
         pager.finish()
 
-    Every loop the server drives is bounded: a ``next`` never repeats, at
-    most :data:`MAX_EMPTY_PAGES` empty pages come in a row, and a listing has
-    at most :data:`MAX_PAGES` pages.
+    Every loop the server drives is bounded: a ``next`` never repeats (the
+    same page written with another host case or an explicit default port
+    counts as a repeat), at most :data:`MAX_EMPTY_PAGES` empty pages come in
+    a row, and a listing has at most :data:`MAX_PAGES` pages.  When a page's
+    ``next`` is refused for any of these reasons, or for leaving the origin,
+    :meth:`read` still returns the page (its items were received); it sets
+    :attr:`url` to ``None`` and :meth:`finish` raises the refusal, so the
+    loop hands the page over, sends nothing more, and then raises.
 
     Raises:
         ValueError: a ``pagelen`` the endpoint would refuse (at construction).
-        UnsafeURL: an absolute URL off the API's origin.
+        UnsafeURL: an absolute URL off the API's origin, or with userinfo.
     """
 
-    __slots__ = ("_empty", "_first", "_guard", "_items", "_pages", "_seen", "url")
+    __slots__ = ("_empty", "_first", "_guard", "_items", "_pages", "_refused", "_seen", "url")
 
     def __init__(
         self, guard: OriginGuard, path_or_url: str, params: Mapping[str, Any] | None
@@ -214,41 +286,56 @@ class Pager:
         self._guard = guard
         self.url: str | None = first_page_url(guard, path_or_url, params)
         """The next page to fetch, ``None`` after the last."""
-        self._seen: set[str] = {self.url}
+        self._seen = {page_key(httpx.URL(self.url))}
         self._first: Page | None = None
         self._items = 0
         self._pages = 0
         self._empty = 0
+        self._refused: BitbucketError | None = None
 
     def read(self, response: httpx.Response) -> Page:
         """Check the page in ``response`` and move :attr:`url` to its ``next``.
 
+        A refused ``next`` (see the class) sets :attr:`url` to ``None``
+        instead; :meth:`finish` raises why.
+
         Raises:
             InvalidResponse: the body is not JSON.
-            PaginationError: a bad envelope, a repeated ``next``, or a listing
-                past its bounds.
-            UnsafeURL: a ``next`` off the API's origin.
+            PaginationError: the page has no ``values`` list.
         """
-        page = read_page(self._guard, json_body(response), response, self._seen)
+        page, refused = read_page(self._guard, json_body(response), response, self._seen)
         self._pages += 1
         self._empty = 0 if page.values else self._empty + 1
-        if page.next is not None:
+        if refused is None and page.next is not None:
             if self._empty >= MAX_EMPTY_PAGES:
-                raise PaginationError(
+                refused = PaginationError(
                     f"{self._empty} empty pages in a row, each with a next link; "
                     "stopping instead of following them for ever",
                     **request_context(response),
                 )
-            if self._pages >= MAX_PAGES:
-                raise PaginationError(
+            elif self._pages >= MAX_PAGES:
+                refused = PaginationError(
                     f"the listing goes on past {MAX_PAGES} pages; stopping there",
                     **request_context(response),
                 )
         self._first = self._first or page
         self._items += len(page.values)
-        self.url = page.next
+        self.url = page.next if refused is None else None
+        self._refused = refused
         return page
 
     def finish(self) -> None:
-        """Log a listing that ended before its ``size`` said it would."""
+        """End the walk: raise the refusal of the last page's ``next``, if any.
+
+        Otherwise log a listing that ended before its ``size`` said it would.
+
+        Raises:
+            PaginationError: the last page's ``next`` repeats an earlier page
+                or is not a URL, or the listing ran past its bounds.
+            UnsafeURL: the last page's ``next`` leaves the API's origin or has
+                userinfo; nothing was sent to it.
+        """
+        refused, self._refused = self._refused, None
+        if refused is not None:
+            raise refused
         warn_if_short(self._first, self._items)
