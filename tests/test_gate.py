@@ -675,6 +675,13 @@ def test_a_handle_takes_the_next_sends_from_the_models_lane_under_the_store_lock
     assert [at for at, _member in model.log] == [0.0, 1.0]
 
 
+def _sweep_idle_models(gate: bb.AccountGate, clock: VirtualClock) -> None:
+    """Let every model go idle past its window, then send enough elsewhere for a sweep."""
+    clock.advance(100.0)
+    for number in range(_SWEEP_EVERY):
+        gate.bind(f"other-{number}", clock=clock.monotonic, now=clock.time).reserve()
+
+
 def test_a_handle_whose_model_was_swept_sends_into_the_accounts_new_model() -> None:
     """A sweep closes the lane of the model it drops, so no send is logged where no one looks."""
     clock = VirtualClock()
@@ -684,9 +691,7 @@ def test_a_handle_whose_model_was_swept_sends_into_the_accounts_new_model() -> N
     handle.reserve()
     dropped = store.model("key")
     assert dropped is not None
-    clock.advance(100.0)
-    for number in range(_SWEEP_EVERY):
-        gate.bind(f"other-{number}", clock=clock.monotonic, now=clock.time).reserve()
+    _sweep_idle_models(gate, clock)
     assert store.model("key") is None
     assert dropped.lane == 0
     grant = handle.reserve()
@@ -706,9 +711,7 @@ def test_a_sweep_lets_go_of_a_dropped_models_entries_though_a_handle_still_holds
         idle.reserve()
     dropped = store.model("idle")
     assert dropped is not None
-    clock.advance(100.0)
-    for number in range(_SWEEP_EVERY):
-        gate.bind(f"other-{number}", clock=clock.monotonic, now=clock.time).reserve()
+    _sweep_idle_models(gate, clock)
     assert store.model("idle") is None
     assert (dropped.log, dropped.errors) == ([], [])
 
@@ -721,9 +724,7 @@ def test_a_late_success_is_judged_by_the_accounts_model_now_not_one_a_sweep_drop
     slow_client = gate.bind("key", clock=clock.monotonic, now=clock.time)
     other_client = gate.bind("key", clock=clock.monotonic, now=clock.time)
     slow = slow_client.reserve()  # its answer takes long
-    clock.advance(100.0)
-    for number in range(_SWEEP_EVERY):
-        gate.bind(f"other-{number}", clock=clock.monotonic, now=clock.time).reserve()
+    _sweep_idle_models(gate, clock)
     failed = other_client.reserve()  # into the account's new model
     other_client.observe(failed, bb_window.Observation(bb_window.ERROR))
     assert slow_client.answered(slow, httpx.Response(200), 0.2) == bb_window.Observation(
