@@ -142,6 +142,8 @@ def test_retry_after_past_http_date_gives_no_hint(when: int, behind: float) -> N
         ("1000000000", 999_999_990.0, 10.0),  # at the threshold: an epoch timestamp
         (str(int(FIXED_NOW) + 60), FIXED_NOW, 60.0),
         (f"{int(FIXED_NOW)}.5", FIXED_NOW, 0.5),
+        (str(int(FIXED_NOW) * 1000 + 30_000), FIXED_NOW, 30.0),  # epoch milliseconds
+        ("1000000000000", 999_999_990.0, 10.0),  # at that threshold: milliseconds
         (str(int(FIXED_NOW)), FIXED_NOW, 0.0),
     ],
 )
@@ -163,10 +165,18 @@ def test_ratelimit_reset_below_1e9_is_seconds_remaining_whatever_now(
     assert parse_ratelimit_reset(str(remaining), now) == float(remaining)
 
 
-@given(st.integers(min_value=10**9, max_value=10**15 - 1), NOWS)
+@given(st.integers(min_value=10**9, max_value=10**12 - 1), NOWS)
 def test_ratelimit_reset_from_1e9_is_an_epoch_timestamp(epoch: int, now: float) -> None:
     expected = epoch - now if epoch >= now else None
     assert parse_ratelimit_reset(str(epoch), now) == expected
+
+
+@given(st.integers(min_value=10**12, max_value=10**16), NOWS)
+def test_ratelimit_reset_from_1e12_is_an_epoch_timestamp_in_milliseconds(
+    epoch_ms: int, now: float
+) -> None:
+    expected = epoch_ms / 1000.0 - now
+    assert parse_ratelimit_reset(str(epoch_ms), now) == (expected if expected >= 0 else None)
 
 
 @given(header_values(), NOWS)

@@ -38,6 +38,9 @@ _MAX_HINT_LENGTH: Final = 64
 # A "seconds remaining" value this large can only be an epoch timestamp
 # (about 2001-09-09), which some servers send instead; read it as one.
 _EPOCH_THRESHOLD: Final = 1_000_000_000.0
+# And one a thousand times larger (31,000 years as seconds) can only be an
+# epoch timestamp in milliseconds, the third convention in use.
+_EPOCH_MS_THRESHOLD: Final = 1_000_000_000_000.0
 
 
 @attrs.frozen
@@ -92,7 +95,8 @@ def parse_ratelimit_reset(value: str, now: float) -> float | None:
     """Read an ``X-RateLimit-Reset`` value as seconds from ``now``.
 
     Bitbucket's is reported as seconds remaining.  A value too large to be
-    that is read as an epoch timestamp, the other common convention.
+    that is read as an epoch timestamp, the other common convention: in
+    seconds from 10^9 (2001), in milliseconds from 10^12.
 
     Args:
         value: the header value.
@@ -105,7 +109,9 @@ def parse_ratelimit_reset(value: str, now: float) -> float | None:
     if len(text) > _MAX_HINT_LENGTH or not _DELTA_SECONDS.fullmatch(text):
         return None
     seconds = float(text)
-    if seconds >= _EPOCH_THRESHOLD:
+    if seconds >= _EPOCH_MS_THRESHOLD:
+        seconds = seconds / 1000.0 - now
+    elif seconds >= _EPOCH_THRESHOLD:
         seconds -= now
     return seconds if seconds >= 0 and math.isfinite(seconds) else None
 
