@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from bb_backoff import Hint, Outcome
 from bb_backoff._hints import RATELIMIT_RESET, RETRY_AFTER
 from bb_backoff._policy import JitterMode
-from bb_backoff._window import ERROR, OK, RATE_LIMITED, Observation, WindowParams
+from bb_backoff._window import ERROR, OK, RATE_LIMITED, VOID, Observation, WindowParams
 
 JITTER_MODES: Final[tuple[JitterMode, ...]] = (
     "full",
@@ -333,7 +333,7 @@ def window_params(draw: st.DrawFn) -> WindowParams:
 
 _OBSERVATIONS: Final = st.builds(
     Observation,
-    st.sampled_from([OK, RATE_LIMITED, RATE_LIMITED, ERROR]),
+    st.sampled_from([OK, RATE_LIMITED, RATE_LIMITED, ERROR, VOID]),
     sent=st.booleans(),
     hint=st.none() | st.none() | seconds(100.0) | st.just(math.inf),
     header_limit=_weighted(

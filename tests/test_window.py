@@ -32,6 +32,7 @@ from bb_backoff._window import (
     PROBE,
     PROBING,
     RATE_LIMITED,
+    VOID,
     WAIT,
     WINDOW,
     Grant,
@@ -307,6 +308,30 @@ def test_an_unanswered_probe_lets_another_request_probe_after_its_lease() -> Non
     assert reserve(model, 202.0 + PARAMS.probe_lease).kind == PROBE
 
 
+# -- VOID: a reservation that never sent ------------------------------------------------
+
+
+def test_a_void_reservation_gives_its_slot_back_to_the_next_request() -> None:
+    params = WindowParams(window=100.0, limit=2)
+    model = WindowModel()
+    fill(model, 2)
+    waiting = [reserve(model, 1.0, params) for _ in range(2)]
+    assert [(g.kind, g.at) for g in waiting] == [(GO, 100.0), (GO, 100.0)]
+    for grant in waiting:  # both gave up (or were cancelled) while they waited
+        answer(model, 2.0, grant, VOID, params=params)
+    assert reserve(model, 3.0, params).at == 100.0  # not 200: nobody holds those slots
+    assert (model.mode, model.limit, model.failures) == (MODEL, None, 0)
+
+
+def test_a_void_probe_lets_the_next_request_probe_at_once() -> None:
+    model = probing_model()
+    probe = reserve(model, 202.0)
+    assert reserve(model, 202.0).kind == WAIT
+    answer(model, 203.0, probe, VOID)
+    assert reserve(model, 203.0).kind == PROBE
+    assert (model.mode, model.probe_failures) == (PROBING, 0)
+
+
 # -- BREAKER: errors in a row ----------------------------------------------------------
 
 
@@ -381,7 +406,7 @@ def test_near_limit_when_the_model_itself_is_near_its_limit_changes_nothing() ->
 _EVENTS = st.lists(
     st.tuples(
         st.floats(min_value=0.0, max_value=30.0, allow_nan=False),
-        st.sampled_from([OK, OK, OK, RATE_LIMITED, ERROR]),
+        st.sampled_from([OK, OK, OK, RATE_LIMITED, ERROR, VOID]),
         st.one_of(st.none(), st.floats(min_value=0.0, max_value=200.0, allow_nan=False)),
     ),
     max_size=60,
@@ -430,8 +455,8 @@ def test_a_configured_limit_is_never_exceeded_in_any_window(
             assert grant.at >= model.hold_until or grant.reason != HOLD
         sent.append(grant.at)
         answer(model, grant.at, grant, outcome, params=params, hint=hint)
-        if outcome == RATE_LIMITED:
-            sent.remove(grant.at)  # refused: the server counted nothing
+        if outcome in {RATE_LIMITED, VOID}:
+            sent.remove(grant.at)  # refused, or never sent: the server counted nothing
     sent.sort()
     for index in range(len(sent) - limit):
         # The (limit + 1)-th send after any send is a whole window later.

@@ -784,9 +784,9 @@ def _drive(
     sleep: Callable[[float], object],
     report: Callable[[Event], object],
 ) -> httpx.Response:
-    """Carry out the steps of ``steps`` until it returns."""
-    step: Step = next(steps)
+    """Carry out the steps of ``steps`` until it returns (perhaps before its first step)."""
     try:
+        step: Step = next(steps)
         while True:
             if isinstance(step, Send):
                 step = steps.send(send(step.request))
@@ -836,9 +836,9 @@ async def _adrive(
     sleep: Callable[[float], object],
     report: Callable[[Event], object],
 ) -> httpx.Response:
-    """Carry out the steps of ``steps`` until it returns."""
-    step: Step = next(steps)
+    """Carry out the steps of ``steps`` until it returns (perhaps before its first step)."""
     try:
+        step: Step = next(steps)
         while True:
             if isinstance(step, Send):
                 step = steps.send(await send(step.request))

@@ -641,6 +641,12 @@ if outcome == 'rate_limited' then
   rate_limited()
 elseif outcome == 'error' then
   failed()
+elseif outcome == 'void' then
+  -- WindowModel.observe: the send never went
+  log_remove(member, at)
+  if kind == 'probe' then
+    S.lease_until = 0
+  end
 else
   succeeded()
 end

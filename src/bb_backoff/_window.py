@@ -93,6 +93,10 @@ RATE_LIMITED: Final = "rate_limited"
 """The server answered 429."""
 ERROR: Final = "error"
 """5xx, 408 or a transport error."""
+VOID: Final = "void"
+"""The send never went: the request gave up or was cancelled while its
+reservation waited.  The reservation is dropped (a probe's lease with it, so
+the next request may probe); nothing is learned."""
 
 # Why a grant makes the request wait; the client charges the wait to a budget.
 WINDOW: Final = "window"
@@ -557,6 +561,10 @@ class WindowModel:
             self._rate_limited(now, params, grant, observation.hint, draw)
         elif outcome == ERROR:
             self._error(now, params, grant, sent=observation.sent, draw=draw)
+        elif outcome == VOID:
+            self._remove(grant.member, grant.at)
+            if grant.kind == PROBE:
+                self.lease_until = 0.0
         else:
             self._ok(now, params, grant)
         if observation.near is not None and outcome != ERROR:
