@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import email.utils
+import itertools
 import logging
 import threading
 import time
@@ -381,6 +383,92 @@ def test_waiting_at_the_gate_is_charged_to_the_rate_limit_budget() -> None:
     assert error.status == 429
     assert error.error_message == "Rate limit for this resource has been exceeded"
     assert error.stop_reason == "budget"
+
+
+# Found by an independent probe: a request refused at the gate kept its
+# reservation, and the slots of requests that never sent held the others back.
+def test_a_request_refused_at_the_gate_gives_its_slot_back() -> None:
+    clock = VirtualClock()
+    gate = bb.AccountGate(limit=2, store=bb.MemoryStore())
+    policy = bb.ExponentialBackoff(rate_limit_budget=600, seed=2)
+    with bb.BitbucketClient(
+        auth=bb.BearerToken("refused"),
+        transport=httpx.MockTransport(lambda _request: httpx.Response(200, json={})),
+        policy=policy,
+        gate=gate,
+        **timing(clock),
+    ) as client:
+        client.get("/user")
+        client.get("/user")  # the window is full for an hour
+        for _ in range(3):
+            with pytest.raises(bb.RateLimited) as caught:
+                client.get("/user")
+            assert caught.value.stop_reason == "budget"
+        assert clock.slept == 0
+        clock.advance(3601.0)
+        client.get("/user")  # the two slots are free again: nobody holds them
+    assert clock.slept < 1.0
+
+
+def test_a_request_cancelled_while_it_waits_at_the_gate_gives_its_slot_back() -> None:
+    clock = VirtualClock()
+    gate = bb.AccountGate(limit=2, store=bb.MemoryStore())
+
+    async def main() -> float:
+        async with bb.AsyncBitbucketClient(
+            auth=bb.BearerToken("impatient"),
+            transport=httpx.MockTransport(lambda _request: httpx.Response(200, json={})),
+            clock=clock.monotonic,
+            now=clock.time,
+            gate=gate,
+        ) as client:
+            await client.get("/user")
+            await client.get("/user")  # the window is full for an hour
+            for _ in range(5):
+                with pytest.raises(TimeoutError):
+                    await asyncio.wait_for(client.get("/user"), 10.0)
+            await asyncio.sleep(3601.0 - clock.monotonic())
+            started = clock.monotonic()
+            await client.get("/user")
+            return clock.monotonic() - started
+
+    assert run_virtual(main(), clock) < 1.0
+
+
+@pytest.mark.parametrize("header", ["Retry-After", "X-RateLimit-Reset"])
+def test_a_request_given_up_at_the_gate_reports_the_servers_last_hint_in_seconds_from_now(
+    header: str,
+) -> None:
+    """An HTTP-date or epoch hint is read against ``now``, not against 1970."""
+    clock = VirtualClock()
+    calls = itertools.count()
+
+    def handler(_request: httpx.Request) -> httpx.Response:
+        if next(calls) == 0:
+            return httpx.Response(200, json={})
+        when = clock.time() + 50.0
+        value = (
+            email.utils.formatdate(when, usegmt=True) if header == "Retry-After" else str(int(when))
+        )
+        return httpx.Response(429, headers={header: value})
+
+    with (
+        bb.BitbucketClient(
+            auth=bb.BearerToken("hinted"),
+            transport=httpx.MockTransport(handler),
+            policy=bb.ExponentialBackoff(rate_limit_budget=600, seed=2),
+            gate=bb.AccountGate(store=bb.MemoryStore()),
+            **timing(clock),
+        ) as client,
+    ):
+        client.get("/user")
+        # The 429 teaches a limit of one: the next slot is an hour away, past
+        # the budget, so the request gives up at the gate after the hint.
+        with pytest.raises(bb.RateLimited) as caught:
+            client.get("/user")
+    assert caught.value.stop_reason == "budget"
+    assert caught.value.last_hint is not None
+    assert 49.0 <= caught.value.last_hint <= 50.0
 
 
 def test_a_429_under_the_gate_reports_the_gates_wait_as_the_retry_delay() -> None:

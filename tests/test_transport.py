@@ -7,7 +7,9 @@ through ``httpx.Client`` and ``httpx.AsyncClient`` alike.
 from __future__ import annotations
 
 import base64
+import gzip
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -15,6 +17,7 @@ import pytest
 
 import bb_backoff as bb
 from bb_backoff._transport import request_account
+from bb_backoff.instrumentation import GaveUp
 from bb_backoff.testing import VirtualClock, run_virtual
 
 BASE = "https://api.bitbucket.org/2.0"
@@ -103,11 +106,117 @@ def test_giving_up_returns_the_last_response_not_a_bitbucket_error(kind: str) ->
         response.raise_for_status()
 
 
-def test_a_final_status_is_returned_at_once(kind: str) -> None:
+# Found by an independent probe: with no gate on the way (the flag off, or
+# gate=False), the flow ended before its first step and its StopIteration
+# escaped: a bare 404 became StopIteration, or a RuntimeError under asyncio.
+@pytest.mark.parametrize("options", [{}, {"flag": False}, {"gate": False}])
+def test_a_final_status_is_returned_at_once(kind: str, options: dict[str, Any]) -> None:
     clock = VirtualClock()
     handler, seen = answers(httpx.Response(404, json={"type": "error"}))
-    assert get(kind, handler, clock).status_code == 404
+    assert get(kind, handler, clock, **options).status_code == 404
     assert len(seen) == 1
+
+
+def test_a_transport_error_no_retry_can_fix_is_httpx_s_own(kind: str) -> None:
+    clock = VirtualClock()
+    handler, seen = answers(httpx.UnsupportedProtocol("ftp is not http"))
+    with pytest.raises(httpx.UnsupportedProtocol):
+        get(kind, handler, clock)
+    assert len(seen) == 1
+
+
+def transport_on(clock: VirtualClock, handler: Handler, **options: Any) -> bb.RetryTransport:
+    """A RetryTransport over ``handler`` on ``clock``, with a gate of its own."""
+    options.setdefault("gate", bb.AccountGate(store=bb.MemoryStore(), seed=1))
+    return bb.RetryTransport(
+        httpx.MockTransport(handler),
+        clock=clock.monotonic,
+        now=clock.time,
+        sleep=clock.sleep,
+        async_sleep=clock.sleep,
+        **options,
+    )
+
+
+def test_a_request_the_gate_gives_up_on_returns_its_last_response() -> None:
+    """The rate-limit budget spent waiting at the gate: the last 429, not a RateLimited."""
+    clock = VirtualClock()
+    hooks = Recorder()
+    transport = transport_on(
+        clock,
+        lambda _request: httpx.Response(429, text="Rate limit for this resource has been exceeded"),
+        policy=bb.ExponentialBackoff(rate_limit_budget=600, seed=2),
+        hooks=[hooks],
+    )
+    with httpx.Client(transport=transport, base_url=BASE) as client:
+        response = client.get("/user")
+    assert response.status_code == 429
+    assert response.text == "Rate limit for this resource has been exceeded"
+    assert clock.slept <= 600
+    assert [(e.reason, e.outcome) for e in hooks.gave_up] == [("budget", "rate_limited")]
+
+
+def test_a_request_the_gate_gives_up_on_before_its_first_send_raises_httpx_pool_timeout() -> None:
+    """Nothing of its own to return: httpx's error for waiting too long for a slot."""
+    clock = VirtualClock()
+    answers_ = iter([httpx.Response(429, headers={"Retry-After": "7200"})])
+    transport = transport_on(
+        clock,
+        lambda _request: next(answers_, httpx.Response(200, json={})),
+        policy=bb.ExponentialBackoff(max_hint=3600, seed=2),
+        gate=bb.AccountGate(window=4 * 3600.0, store=bb.MemoryStore(), seed=1),
+    )
+    with httpx.Client(transport=transport, base_url=BASE) as client:
+        assert client.get("/user").status_code == 429  # the hint is too long: at once
+        # The account is held for two hours, longer than max_hint: the next
+        # request is refused at the gate before it sends anything.
+        with pytest.raises(httpx.PoolTimeout, match="max_hint"):
+            client.get("/user")
+    assert clock.slept == 0
+
+
+class Recorder:
+    """A hook keeping the give-ups it is told of."""
+
+    def __init__(self) -> None:
+        self.gave_up: list[GaveUp] = []
+
+    def on_give_up(self, event: GaveUp) -> None:
+        self.gave_up.append(event)
+
+
+def test_a_give_up_with_the_last_response_is_reported_to_hooks(kind: str) -> None:
+    clock = VirtualClock()
+    hooks = Recorder()
+    handler, seen = answers(*[httpx.Response(500)] * 10)
+    assert get(kind, handler, clock, gate=False, hooks=[hooks]).status_code == 500
+    assert len(seen) == 5
+    assert [(e.reason, e.status, e.attempts) for e in hooks.gave_up] == [("attempts", 500, 5)]
+
+
+# Found by an independent probe: the transport read and closed every error
+# response, so the httpx client above never saw its stream end and
+# ``response.elapsed`` raised.
+@pytest.mark.parametrize("status", [404, 503])
+def test_an_error_response_comes_back_unread_for_the_client_to_read_decode_and_time(
+    kind: str, status: int
+) -> None:
+    clock = VirtualClock()
+    body = gzip.compress(b"Service Unavailable")
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        # Streamed, as a real transport's: nothing read yet.
+        return httpx.Response(
+            status, headers={"Content-Encoding": "gzip"}, stream=httpx.ByteStream(body)
+        )
+
+    response = get(kind, handler, clock, gate=False)
+    assert response.status_code == status
+    assert response.text == "Service Unavailable"
+    assert response.elapsed >= timedelta(0)
+    assert len(seen) == (1 if status == 404 else 5)
 
 
 def test_after_transport_errors_httpx_s_own_error_comes_out(kind: str) -> None:

@@ -67,7 +67,7 @@ from ._policy import (
     StopReason,
     gate_wait_stop,
 )
-from ._window import BREAKER, ERROR, HOLD, PROBE, WAIT, Grant, Observation
+from ._window import BREAKER, ERROR, HOLD, PROBE, VOID, WAIT, Grant, Observation
 
 # A wait shorter than this may end before the clock shows it moved (asyncio
 # wakes a timer up to the clock's resolution early): too short to judge sleep by.
@@ -214,6 +214,8 @@ class FlowSettings:
 
 # Shared by every flow until its first redirect (then a list of its own).
 _NO_REDIRECTS: Final[list[httpx.Response]] = []
+# What the gate hears of a reservation whose request ended before its send.
+_VOIDED: Final = Observation(VOID, sent=False)
 
 
 class RequestFlow:
@@ -242,6 +244,8 @@ class RequestFlow:
     redirects: list[httpx.Response] = _NO_REDIRECTS
     held = False
     """Whether :meth:`ready` reserved the first send and left it to wait in :meth:`steps`."""
+    unsent: Grant | None = None
+    """The reservation waiting for its send: void, should the request end first."""
     news: Observation | None = None
     """What the last success told the gate's model, for :meth:`steps` to report."""
 
@@ -290,6 +294,8 @@ class RequestFlow:
         grant = self.grant = gate.reserve()
         if grant.delay > 0.0 or grant.kind == WAIT:
             self.held = True
+            if grant.kind != WAIT:
+                self.unsent = grant
             return False
         self.sent_at = grant.at  # a memory store keeps time on the client's clock
         return True
@@ -382,20 +388,13 @@ class RequestFlow:
     def _steps(self, result: object = None) -> Flow:
         """The loop; ``result`` is the first send's, when the driver sent it (see :meth:`ready`)."""
         settings = self.settings
-        gate, clock = settings.gate, settings.clock
+        gate = settings.gate
         while True:
             if result is None:  # nothing sent yet for this attempt
                 if gate is not None:
-                    if self.held:
-                        grant, self.held = self.grant, False
-                        assert grant is not None  # noqa: S101 (held means reserved)
-                    else:
-                        # An in-memory gate is asked in place: no I/O, so no step.
-                        grant = gate.reserve() if gate.in_memory else (yield _RESERVE)
-                        self.grant = grant
-                    if grant.delay > 0 or grant.kind == WAIT or self.pending is not None:
-                        yield from self._through_gate(gate, grant)
-                    self.sent_at = clock()
+                    given_up = yield from self._at_gate(gate)
+                    if given_up is not None:
+                        return given_up
                 result = yield Send(self.request)
                 response = self.outcome(result)
                 if response is not None:
@@ -419,6 +418,22 @@ class RequestFlow:
             if delay is not None:
                 yield Sleep(delay)
             result = None
+
+    def _at_gate(self, gate: GateHandle) -> Generator[Step, Any, httpx.Response | None]:
+        """Reserve the next send, and wait for it: ``None`` to send now, or give up."""
+        if self.held:
+            grant, self.held = self.grant, False
+            assert grant is not None  # noqa: S101 (held means reserved)
+        else:
+            # An in-memory gate is asked in place: no I/O, so no step.
+            grant = gate.reserve() if gate.in_memory else (yield _RESERVE)
+            self.grant = grant
+        if grant.delay > 0 or grant.kind == WAIT or self.pending is not None:
+            given_up = yield from self._through_gate(gate, grant)
+            if given_up is not None:
+                return given_up
+        self.sent_at = self.settings.clock()
+        return None
 
     def _follow(self, response: httpx.Response) -> None:
         """Move on to the redirect's target, or raise for a redirect that goes nowhere."""
@@ -446,12 +461,19 @@ class RequestFlow:
             self.state = _Attempts(self.settings.clock())
         return self.state
 
-    def _through_gate(self, gate: GateHandle, first: Grant) -> Generator[Step, Any, None]:
+    def _through_gate(
+        self, gate: GateHandle, first: Grant
+    ) -> Generator[Step, Any, httpx.Response | None]:
         """Wait as long as the gate says (within the budgets), asking again when it says so.
 
         Args:
             gate: the gate.
             first: the gate's first answer for this send.
+
+        Returns:
+            ``None``: send now.  When the wait does not fit a budget, the
+            reservation is voided and the request gives up: it raises, or
+            (``give_up_with_response``) returns its last response.
         """
         # The request's own hint is never undercut, whatever the gate's rounding.
         pending = self.pending
@@ -462,13 +484,13 @@ class RequestFlow:
             if grant is None:
                 grant = yield Reserve(cancel)
                 self.grant, cancel = grant, None
+            self.unsent = None if grant.kind == WAIT else grant
             delay = max(grant.delay, floor)
             if delay <= 0 and grant.kind != WAIT:
                 break
             refused = self._charge_gate_wait(self._attempts(), grant, delay, gate)
             if refused is not None:
-                yield Emit(self._gave_up(refused))
-                raise refused
+                return (yield from self._give_up_at_gate(refused))
             if self.pending is not None:
                 yield Emit(self._event(self.pending, delay))
                 self.pending = None
@@ -488,9 +510,40 @@ class RequestFlow:
                 # What is left of the request's own hint still holds.
                 floor = max(0.0, hint_left - slept)
             grant = None
+        self.unsent = None  # the send goes now
         if self.pending is not None:
             yield Emit(self._event(self.pending, 0.0))
             self.pending = None
+        return None
+
+    def _give_up_at_gate(self, refused: BitbucketError) -> Generator[Step, Any, httpx.Response]:
+        """Give the reservation back (it will not be sent), report, and give up."""
+        unsent = self.abandon()
+        if unsent is not None:
+            yield Observe(unsent, _VOIDED)
+        yield Emit(self._gave_up(refused))
+        if not self.settings.give_up_with_response:
+            raise refused
+        last = self._attempts().last_response
+        if last is None:
+            # Nothing of its own to answer with: httpx's error for a request
+            # that waited too long for its turn (the gate is a pool of slots).
+            raise httpx.PoolTimeout(str(refused), request=self.logical)
+        return self._given_up(last)
+
+    def abandon(self) -> Grant | None:
+        """Take the reservation still waiting for its send, to void it (the request ends first).
+
+        The drivers call it when the request ends by an exception from
+        outside the flow (a cancelled task, an interrupted sleep).
+        """
+        unsent, self.unsent = self.unsent, None
+        return unsent
+
+    def _given_up(self, response: httpx.Response) -> httpx.Response:
+        """``response``, the last answer, as a request that gave up returns it (a transport's)."""
+        response.extensions[CONTEXT] = (self.settings.variant, self.sent)
+        return response
 
     def _sleep_watching(
         self, gate: GateHandle, grant: Grant, delay: float
@@ -555,14 +608,13 @@ class RequestFlow:
             return None
         decision = self.settings.policy.decide(state.history, outcome)
         if decision.delay is None:
-            if self.settings.give_up_with_response:
-                if isinstance(result, httpx.Response):
-                    result.extensions[CONTEXT] = (self.settings.variant, self.sent)
-                    return result
-                raise scrub_error(result)
             failure = self._give_up(decision, result)
             if isinstance(failure, RetriesExhausted):
                 yield Emit(self._gave_up(failure))
+            if self.settings.give_up_with_response:
+                if isinstance(result, httpx.Response):
+                    return self._given_up(result)
+                raise scrub_error(result)
             raise failure from (scrub_error(result) if isinstance(result, Exception) else None)
         if (
             gate is not None
@@ -609,6 +661,8 @@ class RequestFlow:
         if isinstance(result, httpx.TransportError):
             maybe = outcome_of_error(request.method, result)
             if maybe is None:
+                if self.settings.give_up_with_response:
+                    raise scrub_error(result)  # httpx's own error, as without the transport
                 raise _not_transient(result, self.logical, self.settings.variant, self.sent)
             if gate is not None and grant is not None:
                 yield from self._observe(
@@ -658,7 +712,7 @@ class RequestFlow:
                 status=None if last is None else last.status_code,
                 error_message=message,
                 detail=detail,
-                last_hint=_hint_seconds(last),
+                last_hint=_hint_seconds(last, self.settings.now()),
             )
         history = state.history
         state.history = attrs.evolve(history, rate_limit_waited=history.rate_limit_waited + delay)
@@ -773,18 +827,23 @@ def run(
         steps = flow.resume(result)
     else:
         steps = flow.steps()
-    return _drive(steps, flow.settings.gate, send=send, sleep=sleep, report=report)
+    return _drive(flow, steps, send=send, sleep=sleep, report=report)
 
 
 def _drive(
+    flow: RequestFlow,
     steps: Flow,
-    gate: GateHandle | None,
     *,
     send: Callable[[httpx.Request], object],
     sleep: Callable[[float], object],
     report: Callable[[Event], object],
 ) -> httpx.Response:
-    """Carry out the steps of ``steps`` until it returns (perhaps before its first step)."""
+    """Carry out the steps of ``steps`` until it returns (perhaps before its first step).
+
+    A request ended from outside (an exception out of a sleep or a report,
+    a ``KeyboardInterrupt``) gives its waiting reservation back to the gate.
+    """
+    gate = flow.settings.gate
     try:
         step: Step = next(steps)
         while True:
@@ -803,6 +862,11 @@ def _drive(
     except StopIteration as done:
         response: httpx.Response = done.value
         return response
+    except BaseException:
+        unsent = flow.abandon()
+        if unsent is not None and gate is not None:
+            gate.observe(unsent, _VOIDED)
+        raise
 
 
 async def arun(
@@ -825,18 +889,24 @@ async def arun(
         steps = flow.resume(result)
     else:
         steps = flow.steps()
-    return await _adrive(steps, flow.settings.gate, send=send, sleep=sleep, report=report)
+    return await _adrive(flow, steps, send=send, sleep=sleep, report=report)
 
 
 async def _adrive(
+    flow: RequestFlow,
     steps: Flow,
-    gate: GateHandle | None,
     *,
     send: Callable[[httpx.Request], Awaitable[object]],
     sleep: Callable[[float], object],
     report: Callable[[Event], object],
 ) -> httpx.Response:
-    """Carry out the steps of ``steps`` until it returns (perhaps before its first step)."""
+    """Carry out the steps of ``steps`` until it returns; see :func:`_drive`.
+
+    A task cancelled while it waits at the gate (``asyncio.timeout``,
+    ``wait_for``) gives its reservation back: a slot nobody will use must
+    not hold the account's other requests back.
+    """
+    gate = flow.settings.gate
     try:
         step: Step = next(steps)
         while True:
@@ -863,6 +933,11 @@ async def _adrive(
     except StopIteration as done:
         response: httpx.Response = done.value
         return response
+    except BaseException:
+        unsent = flow.abandon()
+        if unsent is not None and gate is not None:
+            await gate.aobserve(unsent, _VOIDED)
+        raise
 
 
 _OUTCOMES: Final = (
@@ -907,10 +982,10 @@ def outcome_label(error: BitbucketError | None, response: httpx.Response | None)
     return _STATUS_OUTCOMES.get(status, "http_error")
 
 
-def _hint_seconds(response: httpx.Response | None) -> float | None:
+def _hint_seconds(response: httpx.Response | None, now: float) -> float | None:
     if response is None:
         return None
-    hint = hint_from_headers(response.headers, 0.0)
+    hint = hint_from_headers(response.headers, now)
     return None if hint is None else hint.seconds
 
 

@@ -22,7 +22,10 @@ transport sits under the client rather than around it:
 * there is no origin guard, no pagination and no endpoint helpers: those
   need the client's base URL and the page envelope;
 * a request body is read into memory before the first attempt, so that it
-  can be sent again.
+  can be sent again; so is an error response's (small) body, to release
+  the connection before a retry; the one returned is handed back unread
+  (as received, still encoded), for the client above to read, decode and
+  time as it does any response (``response.elapsed``).
 """
 
 from __future__ import annotations
@@ -53,6 +56,47 @@ from ._timing import (
 from .instrumentation._hooks import Hooks
 
 _FINAL_STATUS: Final = 400
+
+
+class _Buffered:
+    """The error responses of one request, read as they come; the last one, unread again.
+
+    An error response is read at once (the flow reads its message, and a
+    retry must not hold the connection), which closes it.  An httpx client
+    above would then never see the response's stream end, and could not
+    time it: the one returned leaves as a fresh response over the same raw
+    bytes.  A response the wrapped transport had read already (a
+    ``MockTransport``'s) goes back as it came.
+    """
+
+    __slots__ = ("last", "raw")
+
+    def __init__(self) -> None:
+        self.last: httpx.Response | None = None
+        self.raw = b""
+
+    def keep(self, response: httpx.Response, raw: bytes) -> httpx.Response:
+        """A read copy of ``response`` (closed, its ``raw`` bytes taken), for the flow."""
+        copy = httpx.Response(
+            response.status_code,
+            headers=response.headers,
+            stream=httpx.ByteStream(raw),
+            extensions=response.extensions,
+        )
+        copy.read()
+        self.last, self.raw = copy, raw
+        return copy
+
+    def returned(self, response: httpx.Response) -> httpx.Response:
+        """What the transport returns for the flow's ``response``: unread, if it was read here."""
+        if response is not self.last:
+            return response
+        return httpx.Response(
+            response.status_code,
+            headers=response.headers,
+            stream=httpx.ByteStream(self.raw),
+            extensions=response.extensions,
+        )
 
 
 def request_account(request: httpx.Request) -> str:
@@ -227,21 +271,21 @@ class RetryTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             check_sync_gate(self.gate, "gate")
         inner = self._sync_inner()
         request.read()  # a body that can be sent again
+        buffered = _Buffered()
 
         def send(attempt: httpx.Request) -> object:
             try:
                 response = inner.handle_request(attempt)
+                if response.status_code >= _FINAL_STATUS and not response.is_stream_consumed:
+                    # Error bodies are small; read them for the flow and
+                    # release the connection before any retry (iter_raw closes).
+                    return buffered.keep(response, b"".join(response.iter_raw()))
             except httpx.TransportError as error:
-                return error  # the flow judges it
-            if response.status_code >= _FINAL_STATUS:
-                # Error bodies are small; read them for the flow's error
-                # message and release the connection before any retry.
-                response.read()
-                response.close()
+                return error  # the flow judges it (a body cut short too)
             return response
 
         flow = self._flow(request, on=self._flag.ask())
-        return run(flow, send=send, sleep=self._sleep, report=self._hooks)
+        return buffered.returned(run(flow, send=send, sleep=self._sleep, report=self._hooks))
 
     def close(self) -> None:
         """Close the wrapped transport."""
@@ -266,19 +310,21 @@ class RetryTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         """Send ``request`` through the flow (httpx.AsyncClient calls this)."""
         inner = self._async_inner()
         await request.aread()
+        buffered = _Buffered()
 
         async def send(attempt: httpx.Request) -> object:
             try:
                 response = await inner.handle_async_request(attempt)
+                if response.status_code >= _FINAL_STATUS and not response.is_stream_consumed:
+                    raw = b"".join([part async for part in response.aiter_raw()])
+                    return buffered.keep(response, raw)
             except httpx.TransportError as error:
                 return error
-            if response.status_code >= _FINAL_STATUS:
-                await response.aread()
-                await response.aclose()
             return response
 
         flow = self._flow(request, on=await self._flag.ask_async())
-        return await arun(flow, send=send, sleep=self._async_sleep, report=self._hooks)
+        response = await arun(flow, send=send, sleep=self._async_sleep, report=self._hooks)
+        return buffered.returned(response)
 
     async def aclose(self) -> None:
         """Close the wrapped transport."""
