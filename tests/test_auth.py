@@ -1007,6 +1007,7 @@ def test_a_token_that_cannot_go_in_a_header_is_refused_without_echoing_it(
         "https://consumer:SECRET@bitbucket.org/site/oauth2/access_token",
         "not a url",
         "ftp://bitbucket.org/token",
+        "https://xn--pi-7ld.bitbucket.org/token",  # punycode that is not valid IDNA
     ],
 )
 def test_a_token_url_with_credentials_or_no_http_is_refused_without_echoing_secrets(

@@ -735,6 +735,45 @@ async def test_the_page_whose_next_link_leaves_the_origin_is_handed_over_and_not
     assert [r.url.host for r in api.requests] == ["api.bitbucket.org"] * 2
 
 
+# Punycode that is not valid IDNA: httpx parses it, and idna's UnicodeError
+# comes only when the host is read.
+INVALID_IDNA = "https://xn--pi-7ld.bitbucket.org/2.0/things?page=2"
+
+
+@pytest.mark.parametrize("method", ["pages", "paginate"])
+async def test_the_page_whose_next_link_has_an_invalid_idna_host_is_handed_over_before_the_error(
+    make_api: Callable[..., Api], method: str
+) -> None:
+    api = make_api(pages_by_number({"values": [1], "next": INVALID_IDNA}))
+    items, error = await items_then_error(api, method, "/things")
+    assert items == [1]
+    assert isinstance(error, bb.UnsafeURL)
+    assert str(error).startswith(
+        f"the next link {INVALID_IDNA} is not a valid URL; nothing was sent to it"
+    )
+    assert len(api.requests) == 1
+
+
+async def test_get_of_a_url_with_an_invalid_idna_host_is_refused_before_sending(
+    make_api: Callable[..., Api],
+) -> None:
+    api = make_api(scripted())
+    with pytest.raises(bb.UnsafeURL, match="it is not a valid URL"):
+        await api.get(INVALID_IDNA)
+    assert api.requests == []
+
+
+async def test_a_redirect_to_an_invalid_idna_host_is_an_invalid_response_and_never_followed(
+    make_api: Callable[..., Api],
+) -> None:
+    api = make_api(lambda _r: httpx.Response(302, headers={"Location": INVALID_IDNA}))
+    with pytest.raises(bb.InvalidResponse, match="could not be read: IDNABidiError") as caught:
+        await api.get("/user")
+    assert (caught.value.method, caught.value.attempts) == ("GET", 1)
+    assert isinstance(caught.value.__cause__, UnicodeError)
+    assert len(api.requests) == 1
+
+
 async def test_the_page_whose_next_link_is_not_a_url_is_handed_over_before_the_error(
     make_api: Callable[..., Api],
 ) -> None:
@@ -1438,6 +1477,12 @@ def test_a_base_url_that_may_hold_a_credential_is_refused_without_echoing_it(
     assert "hunter2" not in str(caught.value)
 
 
+def test_a_base_url_with_an_invalid_idna_host_is_refused_naming_base_url(kind: str) -> None:
+    client = bb.BitbucketClient if kind == "sync" else bb.AsyncBitbucketClient
+    with pytest.raises(ValueError, match="base_url is not a valid URL"):
+        client(base_url="https://xn--pi-7ld.bitbucket.org/2.0")
+
+
 def causes(error: BaseException) -> list[BaseException]:
     """The error and everything it was caused by or raised during, stopping at a repeat."""
     seen: list[BaseException] = []
@@ -1527,6 +1572,15 @@ def test_an_idna_origin_is_its_host_in_unicode_punycode_or_capitals_and_no_other
     for other in ["büchers.example", "xn--bchers-3ya.example", "bucher.example"]:
         with pytest.raises(bb.UnsafeURL):
             guard.check(httpx.Request("GET", f"https://{other}/2.0/x"))
+
+
+def test_the_guard_refuses_a_host_that_is_not_valid_idna_as_off_the_origin() -> None:
+    guard = OriginGuard(BASE)
+    assert not guard.on_origin(INVALID_IDNA)
+    # httpx reads the host to build a request unless it has a Host header.
+    request = httpx.Request("GET", INVALID_IDNA, headers={"Host": "api.bitbucket.org"})
+    with pytest.raises(bb.UnsafeURL, match="get the credentials"):
+        guard.check(request)
 
 
 def test_a_token_refresh_goes_to_the_token_url_only_never_to_the_api() -> None:

@@ -78,11 +78,14 @@ def _check_token_url(value: object) -> str:
         raise ValueError("token_url must be an absolute http(s) URL string")
     try:
         url = httpx.URL(value)
-    except httpx.InvalidURL:
+        # httpx parses punycode that is not valid IDNA and fails only when
+        # the host is read, with idna's UnicodeError.
+        host = url.host
+    except (httpx.InvalidURL, UnicodeError):
         raise ValueError("token_url is not a valid URL (the value is not shown)") from None
     if url.userinfo:
         raise ValueError("token_url must not contain credentials (the value is not shown)")
-    if url.scheme not in {"http", "https"} or not url.host:
+    if url.scheme not in {"http", "https"} or not host:
         raise ValueError(f"token_url must be an absolute http(s) URL, got {redact_url(value)!r}")
     return value
 

@@ -41,7 +41,7 @@ from ._exceptions import BitbucketError, redact_url
 from ._flags import FlagCheck, FlagSource
 from ._flow import FlowSettings, RequestFlow, arun, run
 from ._gate import AccountGate, account_key, check_sync_gate, resolve_gate
-from ._origin import OriginGuard
+from ._origin import OriginGuard, parse_url
 from ._pagination import Page, Pager, json_body
 from ._policy import ExponentialBackoff, FixedRetry, RetryPolicy
 from ._timing import (
@@ -203,8 +203,8 @@ class _BaseClient:
 def _check_base_url(base_url: object) -> httpx.URL:
     """The API root, refused (never echoed when it may hold a secret) unless plain http(s)."""
     try:
-        base = httpx.URL(base_url.rstrip("/") if isinstance(base_url, str) else "")
-    except httpx.InvalidURL:
+        base = parse_url(base_url.rstrip("/") if isinstance(base_url, str) else "")
+    except httpx.InvalidURL:  # not a URL, or a host that is not valid IDNA
         raise ValueError("base_url is not a valid URL") from None
     if base.userinfo:
         # Never echo it: the userinfo is a credential.
@@ -418,7 +418,9 @@ class BitbucketClient(_BaseClient, Endpoints[Any, str, Iterator[Any]]):
     def _send_once(self, request: httpx.Request) -> object:
         try:
             return self._http.send(request, follow_redirects=False)
-        except (httpx.RequestError, httpx.InvalidURL, BitbucketError) as error:
+        # UnicodeError: httpx reads a redirect's Location inside send, and
+        # punycode that is not valid IDNA fails there with idna's error.
+        except (httpx.RequestError, httpx.InvalidURL, UnicodeError, BitbucketError) as error:
             return error  # the flow judges it
 
     def get(self, path_or_url: str, params: Params | None = None) -> Any:
@@ -567,7 +569,9 @@ class AsyncBitbucketClient(
     async def _send_once(self, request: httpx.Request) -> object:
         try:
             return await self._http.send(request, follow_redirects=False)
-        except (httpx.RequestError, httpx.InvalidURL, BitbucketError) as error:
+        # UnicodeError: httpx reads a redirect's Location inside send, and
+        # punycode that is not valid IDNA fails there with idna's error.
+        except (httpx.RequestError, httpx.InvalidURL, UnicodeError, BitbucketError) as error:
             return error  # the flow judges it
 
     async def get(self, path_or_url: str, params: Params | None = None) -> Any:

@@ -32,16 +32,44 @@ USERINFO_REFUSED: Final = (
 """Why a URL with userinfo is refused (the userinfo itself is never shown)."""
 
 
+def _host(url: httpx.URL) -> str:
+    """The host as httpx reads it, or ``httpx.InvalidURL`` when it cannot be read.
+
+    httpx parses a punycode host that is not valid IDNA
+    (``xn--pi-7ld.example``) and only fails when the host is read, with
+    idna's error: a ``UnicodeError``, which nothing expecting a bad URL to
+    raise ``InvalidURL`` would catch.
+    """
+    try:
+        return url.host
+    except UnicodeError:
+        raise httpx.InvalidURL(f"Invalid IDNA hostname: {url.raw_host!r}") from None
+
+
+def parse_url(url: str | httpx.URL) -> httpx.URL:
+    """``url`` parsed, with a host that can be read.
+
+    Raises:
+        httpx.InvalidURL: ``url`` is not a URL, or its host is not valid IDNA.
+    """
+    parsed = httpx.URL(url)
+    _host(parsed)
+    return parsed
+
+
 def origin(url: httpx.URL) -> tuple[str, str, int | None]:
     """``(scheme, host, port)``, with a default port as ``None``.
 
     httpx drops a default port itself, but not when the scheme is written in
     capitals (``HTTPS://host:443``), so it is dropped here too.
+
+    Raises:
+        httpx.InvalidURL: the host is not valid IDNA.
     """
     port = url.port
     if port is not None and port == _DEFAULT_PORTS.get(url.scheme):
         port = None
-    return (url.scheme, url.host, port)
+    return (url.scheme, _host(url), port)
 
 
 def has_userinfo(url: str | httpx.URL) -> bool:
@@ -99,13 +127,15 @@ class OriginGuard:
             return self._prefix + path_or_url.lstrip("/")
         if not self.on_origin(path_or_url):
             if has_userinfo(path_or_url):
-                raise UnsafeURL(
-                    f"refusing to send a request to {redact_url(path_or_url)}: {USERINFO_REFUSED}"
-                )
-            raise UnsafeURL(
-                f"refusing to send a request to {redact_url(path_or_url)}: "
-                f"it is not on the origin of {self.base_url}"
-            )
+                why = USERINFO_REFUSED
+            else:
+                try:
+                    parse_url(path_or_url)
+                except httpx.InvalidURL:
+                    why = "it is not a valid URL"
+                else:
+                    why = f"it is not on the origin of {self.base_url}"
+            raise UnsafeURL(f"refusing to send a request to {redact_url(path_or_url)}: {why}")
         return path_or_url
 
     def on_origin(self, url: str | httpx.URL) -> bool:
@@ -116,9 +146,9 @@ class OriginGuard:
         """
         try:
             parsed = httpx.URL(url)
+            return not parsed.userinfo and origin(parsed) == self._origin
         except httpx.InvalidURL:
             return False
-        return not parsed.userinfo and origin(parsed) == self._origin
 
     def check(self, request: httpx.Request) -> None:
         """Refuse to send anything off the API's origin; a token refresh goes to token_url only.
@@ -143,7 +173,7 @@ class OriginGuard:
                 return
         if url.userinfo:
             raise UnsafeURL(f"refusing to send a request to {redact_url(url)}: {USERINFO_REFUSED}")
-        if origin(url) == self._origin:
+        if self.on_origin(url):
             return
         raise UnsafeURL(
             f"refusing to send a request to {redact_url(request.url)}: "

@@ -25,7 +25,7 @@ import httpx
 from . import _endpoints as endpoints
 from ._exceptions import BitbucketError, InvalidResponse, PaginationError, UnsafeURL, redact_url
 from ._flow import CONTEXT
-from ._origin import USERINFO_REFUSED, OriginGuard, is_absolute, origin
+from ._origin import USERINFO_REFUSED, OriginGuard, is_absolute, origin, parse_url
 
 logger: Final = logging.getLogger("bb_backoff")
 
@@ -161,15 +161,16 @@ def _follow(
     resolve it; the origin check then applies to where it leads.
     """
     try:
-        resolved: httpx.URL | None = httpx.URL(link) if is_absolute(link) else page_url.join(link)
-    except httpx.InvalidURL:
+        resolved: httpx.URL | None = parse_url(link if is_absolute(link) else page_url.join(link))
+    except httpx.InvalidURL:  # not a URL, or a host that is not valid IDNA
         resolved = None
     if resolved is None or not guard.on_origin(resolved):
-        why = (
-            f": {USERINFO_REFUSED}"
-            if resolved is not None and resolved.userinfo
-            else f" leaves the origin of {guard.base_url}"
-        )
+        if resolved is None:
+            why = " is not a valid URL"
+        elif resolved.userinfo:
+            why = f": {USERINFO_REFUSED}"
+        else:
+            why = f" leaves the origin of {guard.base_url}"
         refused = UnsafeURL(
             f"the next link {redact_url(link)}{why}; nothing was sent to it", **context
         )
