@@ -645,6 +645,24 @@ async def test_an_absolute_url_off_the_origin_is_refused_before_sending(
     assert api.requests == []
 
 
+@pytest.mark.parametrize(
+    ("path", "why"),
+    [
+        ("/repositories/a\x00b", "non-printable ASCII character"),
+        ("/repositories/" + "a" * 70_000, "too long"),
+    ],
+)
+@pytest.mark.parametrize("method", ["get", "paginate"])
+async def test_a_path_httpx_cannot_send_is_an_unsafe_url_naming_why_and_nothing_is_sent(
+    make_api: Callable[..., Api], method: str, path: str, why: str
+) -> None:
+    api = make_api(scripted(then={"values": []}))
+    with pytest.raises(bb.UnsafeURL, match=f"it is not a valid URL \\(.*{why}") as caught:
+        await api.call(method, path)
+    assert str(caught.value).startswith(f"refusing to send a request to {BASE}/repositories/a")
+    assert api.requests == []
+
+
 async def test_a_redirect_off_the_origin_is_refused_and_never_followed(
     make_api: Callable[..., Api],
 ) -> None:

@@ -41,7 +41,7 @@ from ._exceptions import BitbucketError, redact_url
 from ._flags import FlagCheck, FlagSource
 from ._flow import FlowSettings, RequestFlow, arun, run
 from ._gate import AccountGate, account_key, check_sync_gate, resolve_gate
-from ._origin import OriginGuard, parse_url
+from ._origin import OriginGuard, parse_url, unsendable
 from ._pagination import Page, Pager, json_body
 from ._policy import ExponentialBackoff, FixedRetry, RetryPolicy
 from ._timing import (
@@ -410,7 +410,10 @@ class BitbucketClient(_BaseClient, Endpoints[Any, str, Iterator[Any]]):
         headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
         """Drive one logical request's flow: the only place that sends or sleeps."""
-        request = self._http.build_request(method, url, params=params, headers=headers)
+        try:
+            request = self._http.build_request(method, url, params=params, headers=headers)
+        except httpx.InvalidURL as error:
+            raise unsendable(url, error) from None
         hooks = self._hooks
         flow = RequestFlow(request, self._ask_flag(), observe=hooks.observe_requests())
         return run(flow, send=self._send_once, sleep=self._sleep, report=hooks)
@@ -561,7 +564,10 @@ class AsyncBitbucketClient(
         variant = self._fixed
         if variant is None:
             variant = await self._ask_flag_async()
-        request = self._http.build_request(method, url, params=params, headers=headers)
+        try:
+            request = self._http.build_request(method, url, params=params, headers=headers)
+        except httpx.InvalidURL as error:
+            raise unsendable(url, error) from None
         hooks = self._hooks
         flow = RequestFlow(request, variant, observe=hooks.observe_requests())
         return await arun(flow, send=self._send_once, sleep=self._sleep, report=hooks)

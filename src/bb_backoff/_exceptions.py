@@ -8,7 +8,7 @@
     │   └── NotFound                404
     ├── RetriesExhausted            the policy gave up on 408 / 5xx / transport errors
     │   └── RateLimited             ...gave up while rate limited: waited, last_hint
-    ├── UnsafeURL                   a next link or redirect off the API's origin; nothing sent
+    ├── UnsafeURL                   a URL off the API's origin, or not valid; nothing sent
     └── InvalidResponse             a body that is not what the API promises
         └── PaginationError         a page without ``values``, or a ``next`` that repeats
 
@@ -381,10 +381,12 @@ class RateLimited(RetriesExhausted):
 
 
 class UnsafeURL(BitbucketError):
-    """A URL off the API's origin (scheme, host, port): nothing was sent to it.
+    """A URL off the API's origin (scheme, host, port), or not valid: nothing was sent to it.
 
     Raised for ``next`` links, redirects and absolute URLs given to
-    :meth:`~bb_backoff.BitbucketClient.get`, so credentials never leave the API.
+    :meth:`~bb_backoff.BitbucketClient.get`, so credentials never leave the API,
+    and for a path or URL httpx cannot send (a control character, over 64 KiB,
+    a host that is not valid IDNA).
     """
 
 

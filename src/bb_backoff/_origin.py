@@ -72,6 +72,22 @@ def origin(url: httpx.URL) -> tuple[str, str, int | None]:
     return (url.scheme, _host(url), port)
 
 
+def unsendable(url: str, error: httpx.InvalidURL) -> UnsafeURL:
+    """The error for a URL httpx cannot build a request for; nothing was sent.
+
+    A path with a control character or over httpx's 64 KiB limit passes
+    :meth:`OriginGuard.url` (paths are joined, not parsed, on the fast
+    path) and fails only when the request is built.
+
+    Args:
+        url: the URL as it was to be sent (shown redacted).
+        error: httpx's reason.
+    """
+    return UnsafeURL(
+        f"refusing to send a request to {redact_url(url)}: it is not a valid URL ({error})"
+    )
+
+
 def has_userinfo(url: str | httpx.URL) -> bool:
     """Whether a URL names a user or a password (``user:password@host``); False if unparseable."""
     try:

@@ -25,7 +25,7 @@ import httpx
 from . import _endpoints as endpoints
 from ._exceptions import BitbucketError, InvalidResponse, PaginationError, UnsafeURL, redact_url
 from ._flow import CONTEXT
-from ._origin import USERINFO_REFUSED, OriginGuard, is_absolute, origin, parse_url
+from ._origin import USERINFO_REFUSED, OriginGuard, is_absolute, origin, parse_url, unsendable
 
 logger: Final = logging.getLogger("bb_backoff")
 
@@ -117,11 +117,16 @@ def first_page_url(guard: OriginGuard, path_or_url: str, params: Mapping[str, An
 
     Raises:
         ValueError: a ``pagelen`` the endpoint would refuse.
-        UnsafeURL: an absolute URL off the API's origin.
+        UnsafeURL: an absolute URL off the API's origin, or a URL httpx
+            cannot send (a control character, too long).
     """
-    url = httpx.URL(guard.url(path_or_url))
-    if params:
-        url = url.copy_merge_params(dict(params))
+    joined = guard.url(path_or_url)
+    try:
+        url = httpx.URL(joined)
+        if params:
+            url = url.copy_merge_params(dict(params))
+    except httpx.InvalidURL as error:
+        raise unsendable(joined, error) from None
     # Check the page length whatever form the caller used (with or without a
     # slash, a query or the origin).
     base_path = httpx.URL(guard.base_url).path
