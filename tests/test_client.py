@@ -1191,6 +1191,16 @@ def test_the_error_envelope_parser_copes_with_bodies_that_are_not_envelopes() ->
     assert message == "x" * 200
 
 
+def test_the_error_envelope_scrubs_credentials_from_json_message_and_detail() -> None:
+    request = httpx.Request("GET", BASE)
+    token = bb.BearerToken("envelope-SECRET-token")  # registered while it lives
+    body = {"error": {"message": f"bad {token.token}", "detail": f"{token.token} refused"}}
+    assert _error_envelope(httpx.Response(401, json=body, request=request)) == (
+        "bad [redacted]",
+        "[redacted] refused",
+    )
+
+
 # -- hardening (each pins a bug a review found) ----------------------------------------------
 
 

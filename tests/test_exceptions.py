@@ -37,7 +37,8 @@ from bb_backoff import (
     UnsafeURL,
 )
 from bb_backoff import _exceptions as exceptions_module
-from bb_backoff._exceptions import redact_url
+from bb_backoff._exceptions import SECRET_MINIMUM, redact_url
+from bb_backoff._outcomes import ERROR_TEXT_LIMIT
 from bb_backoff.testing import VirtualClock
 
 BASE_URL = "https://api.bitbucket.org/2.0"
@@ -644,6 +645,35 @@ def test_a_credential_the_server_echoes_back_never_reaches_an_error_or_its_chain
     assert "[redacted]" in shown or path == "/html"
     for secret in secrets:
         assert secret not in shown
+
+
+@pytest.mark.parametrize("kept", [6, 12, len(ECHO_TOKEN) - 1])
+def test_a_token_quoted_across_the_plain_text_cut_leaves_no_prefix_in_the_error(
+    kept: int,
+) -> None:
+    """The body is scrubbed before it is cut: cut first, ``kept`` characters of the token stayed."""
+    pad = ERROR_TEXT_LIMIT - len("Bearer ") - kept
+
+    def quoting(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(401, text="x" * pad + request.headers["Authorization"])
+
+    clock = VirtualClock()
+    with (
+        BitbucketClient(
+            auth=bb_backoff.BearerToken(ECHO_TOKEN),
+            transport=httpx.MockTransport(quoting),
+            gate=False,
+            clock=clock.monotonic,
+            now=clock.time,
+            sleep=clock.sleep,
+        ) as client,
+        pytest.raises(bb_backoff.Unauthorized) as caught,
+    ):
+        client.get("/user")
+    assert caught.value.error_message == ("x" * pad + "Bearer [redacted]")[:ERROR_TEXT_LIMIT]
+    shown = chain_text(caught.value)
+    for length in range(SECRET_MINIMUM, len(ECHO_TOKEN) + 1):
+        assert ECHO_TOKEN[:length] not in shown
 
 
 def test_a_refreshed_oauth_token_is_scrubbed_too() -> None:

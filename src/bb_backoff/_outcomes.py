@@ -11,6 +11,7 @@ from typing import Final
 
 import httpx
 
+from ._exceptions import scrub
 from ._hints import hint_from_headers
 from ._policy import Outcome
 
@@ -61,17 +62,24 @@ def outcome_of_response(response: httpx.Response, now: float, method: str | None
 
 
 def error_envelope(response: httpx.Response) -> tuple[str | None, str | None]:
-    """``error.message`` and ``error.detail`` from Bitbucket's envelope, or a plain-text body."""
+    """``error.message`` and ``error.detail`` from Bitbucket's envelope, or a plain-text body.
+
+    The credentials in use are scrubbed from both (see
+    :func:`~bb_backoff._exceptions.register_secrets`) before a plain-text
+    body is cut to :data:`ERROR_TEXT_LIMIT`: cut first, a 401 body quoting the
+    ``Authorization`` header across the cut would keep the token's first
+    characters, which the scrub no longer recognises.
+    """
     try:
         body = response.json()
     except (ValueError, RecursionError):  # not JSON, or nested too deep to parse
-        text = response.text.strip()
+        text = scrub(response.text.strip())
         return (text[:ERROR_TEXT_LIMIT] or None, None)
     error = body.get("error") if isinstance(body, dict) else None
     if not isinstance(error, dict):
         return (None, None)
     message, detail = error.get("message"), error.get("detail")
     return (
-        message if isinstance(message, str) else None,
-        detail if isinstance(detail, str) else None,
+        scrub(message) if isinstance(message, str) else None,
+        scrub(detail) if isinstance(detail, str) else None,
     )
