@@ -264,6 +264,62 @@ def test_a_repeated_retry_after_joined_by_commas_gives_the_longest() -> None:
     assert parse_retry_after("30, soon", FIXED_NOW) is None
 
 
+def test_a_repeated_ratelimit_reset_joined_by_commas_gives_the_longest() -> None:
+    """The same list handling as Retry-After: a repeated reset was dropped as garbage."""
+    assert parse_ratelimit_reset("120, 120", FIXED_NOW) == 120.0
+    assert parse_ratelimit_reset("30,90", FIXED_NOW) == 90.0
+    assert parse_ratelimit_reset(f"30, {int(FIXED_NOW) + 60}", FIXED_NOW) == 60.0
+    assert parse_ratelimit_reset(f"30, {int(FIXED_NOW) * 1000 + 45_000}", FIXED_NOW) == 45.0
+    assert parse_ratelimit_reset(f"30, {int(FIXED_NOW) - 1}", FIXED_NOW) == 30.0  # a past epoch
+    assert parse_ratelimit_reset("30, soon", FIXED_NOW) is None
+    assert parse_ratelimit_reset("30,", FIXED_NOW) is None
+
+
+def test_a_repeated_ratelimit_reset_header_is_never_undercut() -> None:
+    headers = httpx.Headers([(RATELIMIT_RESET, "120"), (RATELIMIT_RESET, "120")])
+    assert hint_from_headers(headers, FIXED_NOW) == Hint(120.0, RATELIMIT_RESET)
+
+
+# One X-RateLimit-Reset number from each of its readings: seconds remaining,
+# epoch seconds, epoch milliseconds.
+RESET_NUMBERS = (
+    st.integers(min_value=0, max_value=10**9 - 1)
+    | st.integers(min_value=10**9, max_value=10**12 - 1)
+    | st.integers(min_value=10**12, max_value=10**16)
+)
+SEPARATORS = st.sampled_from([",", ", ", " , ", ",\t"])
+
+
+@given(st.lists(RESET_NUMBERS, min_size=1, max_size=3), SEPARATORS, NOWS)
+def test_a_ratelimit_reset_list_is_the_longest_of_its_numbers_each_read_alone(
+    numbers: list[int], separator: str, now: float
+) -> None:
+    alone = [parse_ratelimit_reset(str(number), now) for number in numbers]
+    expected = max((wait for wait in alone if wait is not None), default=None)
+    assert parse_ratelimit_reset(separator.join(map(str, numbers)), now) == expected
+
+
+@given(st.lists(st.integers(min_value=0, max_value=10**15), min_size=1, max_size=3), SEPARATORS)
+def test_a_retry_after_list_is_the_longest_of_its_delta_seconds(
+    numbers: list[int], separator: str
+) -> None:
+    joined = separator.join(map(str, numbers))
+    assert parse_retry_after(joined, FIXED_NOW) == float(max(numbers))
+
+
+@given(
+    st.lists(RESET_NUMBERS, min_size=1, max_size=2),
+    st.sampled_from(["soon", "", "-5", "1e3", "nan"]),
+    NOWS,
+)
+def test_a_hint_list_with_one_part_that_is_not_a_number_is_no_hint(
+    numbers: list[int], garbage: str, now: float
+) -> None:
+    joined = ", ".join([*map(str, numbers), garbage])
+    assert parse_ratelimit_reset(joined, now) is None
+    assert parse_retry_after(joined, now) is None
+
+
 @pytest.mark.parametrize("value", ["1234567890123456", "1.1234567890", "9" * 60])
 def test_long_numbers_are_read_so_the_policy_can_refuse_them_clearly(value: str) -> None:
     """An absurd Retry-After is the policy's to refuse (max_hint), not garbage to ignore."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import Final
@@ -61,7 +61,8 @@ def parse_retry_after(value: str, now: float) -> float | None:
 
     Args:
         value: the header value: delta-seconds (``"120"``) or an HTTP-date
-            (``"Wed, 21 Oct 2015 07:28:00 GMT"``).
+            (``"Wed, 21 Oct 2015 07:28:00 GMT"``); a repeated header's
+            delta-seconds (``"120, 120"``) give the longest.
         now: the current time in epoch seconds, to turn a date into a delay.
 
     Returns:
@@ -71,14 +72,9 @@ def parse_retry_after(value: str, now: float) -> float | None:
     text = value.strip()
     if not text or len(text) > _MAX_HINT_LENGTH:
         return None
-    if _DELTA_SECONDS.fullmatch(text):
-        return float(text)
-    if "," in text:
-        # A repeated header arrives joined ("120, 120"); dates have commas too,
-        # so only a list of numbers is read this way, and its longest wins.
-        parts = [part.strip() for part in text.split(",")]
-        if all(_DELTA_SECONDS.fullmatch(part) for part in parts):
-            return max(float(part) for part in parts)
+    delay = _longest(text, lambda seconds: seconds)
+    if delay is not None:
+        return delay
     try:
         when = parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError, OverflowError):
@@ -96,7 +92,8 @@ def parse_ratelimit_reset(value: str, now: float) -> float | None:
 
     Bitbucket's is reported as seconds remaining.  A value too large to be
     that is read as an epoch timestamp, the other common convention: in
-    seconds from 10^9 (2001), in milliseconds from 10^12.
+    seconds from 10^9 (2001), in milliseconds from 10^12.  A repeated header
+    (``"120, 120"``) gives the longest of its waits, each read that way.
 
     Args:
         value: the header value.
@@ -106,14 +103,37 @@ def parse_ratelimit_reset(value: str, now: float) -> float | None:
         Seconds to wait, or ``None`` for garbage, negative or past values.
     """
     text = value.strip()
-    if len(text) > _MAX_HINT_LENGTH or not _DELTA_SECONDS.fullmatch(text):
+    if len(text) > _MAX_HINT_LENGTH:
         return None
-    seconds = float(text)
+    return _longest(text, lambda number: _reset_remaining(number, now))
+
+
+def _reset_remaining(number: float, now: float) -> float | None:
+    """One ``X-RateLimit-Reset`` number as seconds from ``now``: remaining, or an epoch."""
+    seconds = number
     if seconds >= _EPOCH_MS_THRESHOLD:
         seconds = seconds / 1000.0 - now
     elif seconds >= _EPOCH_THRESHOLD:
         seconds -= now
     return seconds if seconds >= 0 and math.isfinite(seconds) else None
+
+
+def _longest(text: str, read: Callable[[float], float | None]) -> float | None:
+    """The longest wait in a number or a comma-joined list of numbers, each read by ``read``.
+
+    A repeated header arrives joined (``"120, 120"``, httpx's way); taking the
+    longest of its waits undercuts none of them.  Only a list of numbers is
+    read this way (an HTTP-date has commas too).
+
+    Returns:
+        The longest wait ``read`` finds, or ``None`` when a part is not a
+        number or ``read`` finds no wait in any.
+    """
+    parts = [part.strip() for part in text.split(",")]
+    if not all(_DELTA_SECONDS.fullmatch(part) for part in parts):
+        return None
+    waits = [wait for wait in (read(float(part)) for part in parts) if wait is not None]
+    return max(waits, default=None)
 
 
 def hint_from_headers(headers: Mapping[str, str], now: float) -> Hint | None:
