@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import math
 import random
+import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import timedelta
 from email.utils import formatdate
@@ -24,6 +26,7 @@ from hypothesis import strategies as st
 import bb_backoff as bb
 from bb_backoff import _flow
 from bb_backoff._auth import TOKEN_REFRESH_EXTENSION
+from bb_backoff._client import MAX_TIMEOUT
 from bb_backoff._gate import account_key
 from bb_backoff._origin import OriginGuard
 from bb_backoff._outcomes import error_envelope as _error_envelope
@@ -1487,6 +1490,53 @@ def test_an_invalid_timeout_is_refused_naming_it(kind: str, timeout: object) -> 
     client = bb.BitbucketClient if kind == "sync" else bb.AsyncBitbucketClient
     with pytest.raises(ValueError, match="timeout"):
         client(timeout=timeout)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "timeout",
+    [
+        math.inf,
+        1e300,
+        pytest.param(10**400, id="10**400"),
+        MAX_TIMEOUT + 1,
+        timedelta(days=10**8),
+        httpx.Timeout(-1),
+        httpx.Timeout(5.0, read=math.inf),
+        httpx.Timeout(5.0, pool=0),
+        httpx.Timeout(5.0, write=10**5000),
+        httpx.Timeout(5.0, connect="5"),  # type: ignore[arg-type]
+    ],
+)
+def test_a_timeout_the_socket_would_refuse_on_every_request_is_refused_naming_it(
+    kind: str, timeout: object
+) -> None:
+    """httpx took these, then every sync request raised a raw OverflowError or ValueError."""
+    client = bb.BitbucketClient if kind == "sync" else bb.AsyncBitbucketClient
+    with pytest.raises(ValueError, match=r"^timeout"):
+        client(timeout=timeout)  # type: ignore[arg-type]
+
+
+@given(
+    st.floats(allow_nan=True, allow_infinity=True)
+    | st.integers(min_value=-(10**30), max_value=10**30)
+    | st.integers(min_value=0, max_value=2 * 86_400),
+)
+def test_a_timeout_is_taken_exactly_when_it_is_positive_and_at_most_max_timeout(
+    timeout: float,
+) -> None:
+    if 0 < timeout <= MAX_TIMEOUT:
+        bb.BitbucketClient(timeout=timeout, gate=False).close()
+    else:
+        with pytest.raises(ValueError, match=r"^timeout must be positive seconds"):
+            bb.BitbucketClient(timeout=timeout, gate=False)
+
+
+def test_the_longest_timeout_is_one_the_socket_takes() -> None:
+    for timeout in (MAX_TIMEOUT, timedelta(days=1), httpx.Timeout(MAX_TIMEOUT)):
+        bb.BitbucketClient(timeout=timeout, gate=False).close()
+    with socket.socket() as sock:
+        sock.settimeout(MAX_TIMEOUT)  # what httpcore's sync backend calls
+        assert sock.gettimeout() == MAX_TIMEOUT
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import math
 import ssl
 import threading
 from collections.abc import (
@@ -29,7 +28,7 @@ from collections.abc import (
     Sequence,
 )
 from datetime import timedelta
-from typing import Any, Final, Self, TypeAlias
+from typing import Any, Final, Self, TypeAlias, TypeGuard
 
 import attrs
 import httpx
@@ -37,7 +36,7 @@ import httpx
 from ._auth import BasicAuth, BearerToken, OAuth2, OAuth2Flow
 from ._endpoints import Endpoints
 from ._events import OnRetry
-from ._exceptions import BitbucketError, redact_url
+from ._exceptions import BitbucketError, redact_url, short_repr
 from ._flags import FlagCheck, FlagSource
 from ._flow import FlowSettings, RequestFlow, arun, run
 from ._gate import AccountGate, account_key, check_sync_gate, resolve_gate
@@ -61,6 +60,15 @@ logger: Final = logging.getLogger("bb_backoff")
 DEFAULT_BASE_URL: Final = "https://api.bitbucket.org/2.0"
 DEFAULT_TIMEOUT: Final = 30.0
 """Seconds; diffs of large pull requests take a while."""
+MAX_TIMEOUT: Final = 86_400.0
+"""The longest timeout taken, in seconds: a day.
+
+A timeout bounds one step of a request (connecting, one read, one write,
+waiting for a pooled connection), so a day is far past any need; the socket
+would take up to about 292 years before failing every request, but a
+larger value is a mistake (``math.inf``, milliseconds taken for seconds).
+``httpx.Timeout(None)`` waits for ever.
+"""
 
 Auth: TypeAlias = BearerToken | BasicAuth | OAuth2
 Params: TypeAlias = Mapping[str, Any]
@@ -221,22 +229,37 @@ def _check_base_url(base_url: object) -> httpx.URL:
 
 
 def _check_timeout(timeout: object) -> float | httpx.Timeout:
-    """Seconds, a timedelta or an :class:`httpx.Timeout`; anything else is refused."""
+    """Seconds, a timedelta or an :class:`httpx.Timeout`, each up to :data:`MAX_TIMEOUT`.
+
+    Checked here because httpx takes any number and the socket fails on it
+    later, on every request: ``settimeout`` refuses more than 2**63
+    nanoseconds (about 292 years) with an ``OverflowError``, and a negative
+    value with a ``ValueError``.
+    """
     if isinstance(timeout, httpx.Timeout):
+        for step, seconds in timeout.as_dict().items():
+            if seconds is not None and not _timeout_seconds(seconds):
+                raise ValueError(
+                    f"timeout's {step} must be None (no limit) or positive seconds up to "
+                    f"{MAX_TIMEOUT:.0f}, got {short_repr(seconds)}"
+                )
         return timeout
     if isinstance(timeout, timedelta):
         timeout = timeout.total_seconds()
-    if (
-        isinstance(timeout, bool)
-        or not isinstance(timeout, int | float)
-        or math.isnan(timeout)
-        or timeout <= 0
-    ):
+    if not _timeout_seconds(timeout):
         raise ValueError(
-            f"timeout must be positive seconds, a timedelta or an httpx.Timeout, got {timeout!r} "
+            f"timeout must be positive seconds up to {MAX_TIMEOUT:.0f} (a day), a timedelta "
+            f"or an httpx.Timeout, got {short_repr(timeout)} "
             "(httpx.Timeout(None) waits for ever, if you must)"
         )
     return float(timeout)
+
+
+def _timeout_seconds(value: object) -> TypeGuard[float]:
+    # Compared as they are: float() of a huge int overflows, and NaN is in no range.
+    return (
+        isinstance(value, int | float) and not isinstance(value, bool) and 0 < value <= MAX_TIMEOUT
+    )
 
 
 _HOOK_KINDS: Final = frozenset({"request", "response"})
@@ -319,7 +342,9 @@ class BitbucketClient(_BaseClient, Endpoints[Any, str, Iterator[Any]]):
         clock: monotonic seconds.
         now: epoch seconds (to read HTTP-date hints and token expiry).
         sleep: waits the given seconds; the only place the client sleeps.
-        timeout: seconds, a timedelta or an :class:`httpx.Timeout`.
+        timeout: seconds, a timedelta or an :class:`httpx.Timeout`: positive
+            and at most a day (86,400 s) for each step, or ``None`` in an
+            :class:`httpx.Timeout` for no limit.
         gate: the :class:`AccountGate` (``None``: the process's default,
             shared by every client on the same credential and clock;
             ``False``: none, every request backs off on its own).

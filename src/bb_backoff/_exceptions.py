@@ -150,6 +150,21 @@ def printable(text: str, limit: int = MESSAGE_LIMIT) -> str:
     return cleaned
 
 
+_SHOWN_BITS: Final = 256
+_SHOWN_CHARACTERS: Final = 80
+
+
+def short_repr(value: object) -> str:
+    """``repr(value)`` for an error message, cut short.
+
+    A huge int's repr is itself a denial of service, and past 4,300 digits
+    Python refuses it with a ``ValueError`` that names no argument.
+    """
+    huge = isinstance(value, int) and value.bit_length() >= _SHOWN_BITS
+    text = "a huge int" if huge else repr(value)
+    return text if len(text) <= _SHOWN_CHARACTERS else text[: _SHOWN_CHARACTERS - 3] + "..."
+
+
 def _secret_name(name: str) -> bool:
     lowered = unquote_plus(name).lower()
     return lowered in _SECRET_NAMES or any(marker in lowered for marker in _SECRET_MARKERS)

@@ -32,6 +32,7 @@ from typing import Final, Literal, Protocol, runtime_checkable
 
 import attrs
 
+from ._exceptions import short_repr
 from ._hints import Hint
 from ._timing import duration, finite, limit
 
@@ -339,22 +340,11 @@ def _sampled_schedule(
     return [column for column in columns if column]
 
 
-_SHOWN_BITS: Final = 256
-_SHOWN_CHARACTERS: Final = 80
-
-
-def _short(value: object) -> str:
-    """``repr(value)``, cut short: a huge int's repr is itself a denial of service."""
-    huge = isinstance(value, int) and value.bit_length() >= _SHOWN_BITS
-    text = "a huge int" if huge else repr(value)
-    return text if len(text) <= _SHOWN_CHARACTERS else text[: _SHOWN_CHARACTERS - 3] + "..."
-
-
 def _positive_int(name: str, value: int | None, *, optional: bool = False) -> None:
     if value is None and optional:
         return
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {_short(value)}")
+        raise ValueError(f"{name} must be a positive integer, got {short_repr(value)}")
 
 
 @attrs.frozen(kw_only=True)
@@ -443,7 +433,7 @@ class ExponentialBackoff:
         except OverflowError:  # an int too large for a float
             usable = False
         if not usable:
-            raise ValueError(f"factor must be a finite number >= 1, got {_short(factor)}")
+            raise ValueError(f"factor must be a finite number >= 1, got {short_repr(factor)}")
         for name in ("respect_hints", "retry_transport_errors", "shared_backoff"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
