@@ -1725,6 +1725,9 @@ def test_event_hooks_run_after_the_origin_guard_for_every_hop() -> None:
     [
         ({"event_hooks": {"sent": []}}, "event_hooks"),
         ({"event_hooks": {"request": [1]}}, "event_hooks"),
+        ({"event_hooks": {"request": None}}, "event_hooks"),  # was TypeError: not iterable
+        ({"event_hooks": {"response": print}}, "event_hooks"),
+        ({"event_hooks": {"request": iter([print])}}, "event_hooks"),  # read twice
         ({"limits": 10}, "limits"),
         ({"verify": 3}, "verify"),
         ({"proxy": "not a url"}, "proxy"),

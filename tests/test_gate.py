@@ -122,6 +122,11 @@ def run_sync_import(workers: int, limit: int, **options: Any) -> tuple[Items, Mo
         ({"probe_lease": float("nan")}, "probe_lease"),
         ({"seed": True}, "seed"),
         ({"store": object()}, "store"),
+        # Past Python's 4,300-digit limit: repr() of these raised a ValueError naming nothing.
+        ({"window": 10**5000}, "window"),
+        ({"probe_lease": 10**5000}, "probe_lease"),
+        ({"limit": 10**5000}, "limit"),
+        ({"failure_threshold": 2**63}, "failure_threshold"),
     ],
 )
 def test_an_invalid_gate_setting_is_refused_naming_it(
@@ -129,6 +134,10 @@ def test_an_invalid_gate_setting_is_refused_naming_it(
 ) -> None:
     with pytest.raises(ValueError, match=named):
         bb.AccountGate(**arguments)
+
+
+def test_a_huge_gate_seed_is_taken_and_its_repr_does_not_print_its_digits() -> None:
+    assert "seed=a huge int" in repr(bb.AccountGate(seed=10**5000))
 
 
 def test_every_time_setting_accepts_a_timedelta() -> None:

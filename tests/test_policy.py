@@ -754,6 +754,16 @@ def test_gitlab_16_7_schedule_lists_its_two_waits() -> None:
         ({"max_hint": [1]}, "max_hint"),
         ({"factor": 10**400}, "factor"),
         ({"max_attempts": 10**400 * -1}, "max_attempts"),
+        # Past Python's 4,300-digit limit: repr() of these raised a ValueError naming nothing.
+        ({"initial": 10**5000}, "initial"),
+        ({"max_delay": 10**5000}, "max_delay"),
+        ({"error_budget": -(10**5000)}, "error_budget"),
+        ({"max_attempts": 10**5000}, "max_attempts"),
+        ({"max_attempts": 2**63}, "max_attempts"),
+        ({"error_attempts": 10**5000}, "error_attempts"),
+        ({"jitter": []}, "jitter"),  # unhashable: raised TypeError "unhashable type"
+        ({"jitter": {}}, "jitter"),
+        ({"jitter": None}, "jitter"),
         ({"respect_hints": "no"}, "respect_hints"),
         ({"respect_hints": 0}, "respect_hints"),
         ({"retry_transport_errors": "false"}, "retry_transport_errors"),
@@ -765,6 +775,11 @@ def test_invalid_exponential_backoff_parameter_raises_naming_it(
 ) -> None:
     with pytest.raises(ValueError, match=rf"^{name}\b"):
         ExponentialBackoff(**kwargs)
+
+
+def test_a_huge_seed_is_taken_and_its_repr_does_not_print_its_digits() -> None:
+    policy = ExponentialBackoff(seed=10**5000)
+    assert "seed=a huge int" in repr(policy)
 
 
 @pytest.mark.parametrize(
@@ -779,6 +794,8 @@ def test_invalid_exponential_backoff_parameter_raises_naming_it(
         ({"max_attempts": None}, "max_attempts"),
         ({"max_attempts": True}, "max_attempts"),
         ({"max_attempts": 1.0}, "max_attempts"),
+        ({"delay": 10**5000}, "delay"),
+        ({"max_attempts": 10**5000}, "max_attempts"),
     ],
 )
 def test_invalid_fixed_retry_parameter_raises_naming_it(kwargs: dict[str, Any], name: str) -> None:
@@ -797,6 +814,7 @@ def test_invalid_fixed_retry_parameter_raises_naming_it(kwargs: dict[str, Any], 
         {"seed": 2**100},
         {"seed": -1},
         {"max_attempts": 1},
+        {"max_attempts": 2**63 - 1},
         {"error_attempts": 1},
         {"error_budget": 0, "rate_limit_budget": 0, "max_hint": 0},
         {"error_budget": math.inf, "rate_limit_budget": math.inf, "max_hint": math.inf},

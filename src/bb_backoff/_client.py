@@ -300,7 +300,14 @@ class HTTPOptions:
                 or not set(self.event_hooks) <= _HOOK_KINDS
             ):
                 raise ValueError('event_hooks must be {"request": [...], "response": [...]}')
-            for hooks in self.event_hooks.values():
+            for event, hooks in self.event_hooks.items():
+                # A list or a tuple: read here and again when the client is
+                # built, which an iterator would not survive.
+                if not isinstance(hooks, list | tuple):
+                    raise ValueError(
+                        f"event_hooks[{event!r}] must be a list of callables, "
+                        f"got {type(hooks).__name__}"
+                    )
                 for hook in hooks:
                     if not callable(hook) or inspect.iscoroutinefunction(hook) != asynchronous:
                         kind = "async callables" if asynchronous else "callables (not async)"

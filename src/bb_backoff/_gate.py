@@ -26,6 +26,8 @@ import attrs
 import httpx
 
 from ._auth import BasicAuth, BearerToken, OAuth2
+from ._exceptions import short_repr
+from ._policy import positive_int
 from ._redis_clients import is_redis_client, is_redis_url
 from ._timing import duration, finite
 from ._timing import limit as unbounded_duration
@@ -276,17 +278,10 @@ def memory_store_for(clock: Callable[[], float]) -> MemoryStore:
         return store
 
 
-def _positive_int(name: str, value: object, *, optional: bool = False) -> None:
-    if value is None and optional:
-        return
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-
-
 def _positive(_instance: object, field: attrs.Attribute[Any], value: float) -> None:
     unbounded_duration(_instance, field, value)
     if value <= 0:
-        raise ValueError(f"{field.name} must be more than 0 seconds, got {value!r}")
+        raise ValueError(f"{field.name} must be more than 0 seconds, got {short_repr(value)}")
 
 
 def _to_store(value: object) -> object:
@@ -379,13 +374,13 @@ class AccountGate:
     probe_lease: float = attrs.field(
         default=60.0, converter=duration, validator=_positive, kw_only=True
     )
-    seed: int | None = attrs.field(default=None, kw_only=True)
+    seed: int | None = attrs.field(default=None, kw_only=True, repr=short_repr)
 
     def __attrs_post_init__(self) -> None:
         if math.isinf(self.window):
             raise ValueError("window must be finite")
-        _positive_int("limit", self.limit, optional=True)
-        _positive_int("failure_threshold", self.failure_threshold)
+        positive_int("limit", self.limit, optional=True)
+        positive_int("failure_threshold", self.failure_threshold)
         for name in ("probe_initial", "probe_max", "breaker_max", "probe_lease"):
             finite(self, attrs.fields_dict(AccountGate)[name], getattr(self, name))
         if self.probe_max < self.probe_initial:
@@ -401,7 +396,7 @@ class AccountGate:
         if self.seed is not None and (
             not isinstance(self.seed, int) or isinstance(self.seed, bool)
         ):
-            raise ValueError(f"seed must be an integer or None, got {self.seed!r}")
+            raise ValueError(f"seed must be an integer or None, got {short_repr(self.seed)}")
 
     @property
     def params(self) -> WindowParams:

@@ -340,11 +340,26 @@ def _sampled_schedule(
     return [column for column in columns if column]
 
 
-def _positive_int(name: str, value: int | None, *, optional: bool = False) -> None:
+MAX_COUNT: Final = 2**63 - 1
+"""The largest count an argument takes (attempts, a limit, a threshold): a 64-bit integer.
+
+Larger is no count anyone means, and where a count reaches Redis or a
+message, its digits would cost more than the request.
+"""
+
+
+def positive_int(name: str, value: object, *, optional: bool = False) -> None:
+    """Check a count argument: an int from 1 to :data:`MAX_COUNT` (or ``None`` if ``optional``).
+
+    Raises:
+        ValueError: naming ``name``; a huge int is not printed in full.
+    """
     if value is None and optional:
         return
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {short_repr(value)}")
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_COUNT:
+        raise ValueError(
+            f"{name} must be a positive integer up to 2**63 - 1, got {short_repr(value)}"
+        )
 
 
 @attrs.frozen(kw_only=True)
@@ -410,7 +425,7 @@ class ExponentialBackoff:
     factor: float = 2.0
     max_delay: float = attrs.field(default=300.0, converter=duration, validator=limit)
     jitter: JitterMode = "full"
-    seed: int | None = None
+    seed: int | None = attrs.field(default=None, repr=short_repr)
     max_attempts: int | None = None
     error_attempts: int = 5
     error_budget: float = attrs.field(default=60.0, converter=duration, validator=limit)
@@ -445,14 +460,17 @@ class ExponentialBackoff:
             raise ValueError(
                 f"max_delay ({self.max_delay} s) must be at least initial ({self.initial} s)"
             )
-        if self.jitter not in _JITTER_MODES:
-            raise ValueError(f"jitter must be one of {sorted(_JITTER_MODES)}, got {self.jitter!r}")
-        _positive_int("max_attempts", self.max_attempts, optional=True)
-        _positive_int("error_attempts", self.error_attempts)
+        # A str first: "in" hashes the value, and a list is not hashable.
+        if not isinstance(self.jitter, str) or self.jitter not in _JITTER_MODES:
+            raise ValueError(
+                f"jitter must be one of {sorted(_JITTER_MODES)}, got {short_repr(self.jitter)}"
+            )
+        positive_int("max_attempts", self.max_attempts, optional=True)
+        positive_int("error_attempts", self.error_attempts)
         if self.seed is not None and (
             not isinstance(self.seed, int) or isinstance(self.seed, bool)
         ):
-            raise ValueError(f"seed must be an integer or None, got {self.seed!r}")
+            raise ValueError(f"seed must be an integer or None, got {short_repr(self.seed)}")
         object.__setattr__(self, "_random", random.Random(self.seed))  # noqa: S311 (jitter, not security)
 
     def backoff(self, retry: int, previous: float | None, draw: float) -> float:
@@ -563,7 +581,7 @@ class ExponentialBackoff:
         Returns:
             One row per wait, fewer if the policy gives up sooner.
         """
-        _positive_int("retries", retries)
+        positive_int("retries", retries)
         columns = _sampled_schedule(attrs.evolve(self, seed=0), retries, reason)
         rows = []
         uniform = self.jitter in {"full", "equal", "none"}
@@ -594,7 +612,7 @@ class FixedRetry:
     max_attempts: int = 3
 
     def __attrs_post_init__(self) -> None:
-        _positive_int("max_attempts", self.max_attempts)
+        positive_int("max_attempts", self.max_attempts)
 
     def decide(self, history: RetryHistory, outcome: Outcome) -> Decision:
         """Decide what to do after ``outcome``: retry after ``delay`` until ``max_attempts``.
@@ -632,7 +650,7 @@ class FixedRetry:
         Returns:
             One row per wait.
         """
-        _positive_int("retries", retries)
+        positive_int("retries", retries)
         del reason  # a fixed policy treats every reason alike
         count = min(retries, self.max_attempts - 1)
         return [ScheduleRow(n, self.delay, self.delay, self.delay) for n in range(1, count + 1)]

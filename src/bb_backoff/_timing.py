@@ -19,6 +19,8 @@ from typing import Any, TypeAlias
 
 import attrs
 
+from ._exceptions import short_repr
+
 Seconds: TypeAlias = float | int | timedelta
 """A duration: seconds as a number, or a :class:`datetime.timedelta`."""
 
@@ -53,15 +55,15 @@ def to_seconds(value: object, name: str, *, allow_inf: bool = False) -> float:
         try:
             seconds = float(value)
         except OverflowError:
-            raise ValueError(f"{name} is too large to be a duration: {value!r}") from None
+            raise ValueError(f"{name} is too large to be a duration: {short_repr(value)}") from None
     else:
         raise ValueError(
             f"{name} must be seconds (a number) or a timedelta, not {type(value).__name__}"
         )
     if math.isnan(seconds) or seconds < 0:
-        raise ValueError(f"{name} must be a non-negative duration, got {value!r}")
+        raise ValueError(f"{name} must be a non-negative duration, got {short_repr(value)}")
     if math.isinf(seconds) and not allow_inf:
-        raise ValueError(f"{name} must be finite, got {value!r}")
+        raise ValueError(f"{name} must be finite, got {short_repr(value)}")
     return seconds
 
 
