@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import math
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -973,6 +974,15 @@ def test_a_secret_with_whitespace_is_refused_without_echoing_it(make: Callable[[
         ({"expires_at": "soon"}, "expires_at"),
         ({"margin": -1}, "margin"),
         ({"margin": True}, "margin"),
+        # NaN never compared as expired; inf and a huge int failed on every request.
+        ({"expires_at": math.nan}, "expires_at"),
+        ({"expires_at": math.inf}, "expires_at"),
+        ({"expires_at": -math.inf}, "expires_at"),
+        ({"expires_at": 10**400}, "expires_at"),
+        ({"expires_at": True}, "expires_at"),
+        ({"margin": math.inf}, "margin"),
+        ({"margin": math.nan}, "margin"),
+        ({"margin": 10**5000}, "margin"),
     ],
 )
 def test_oauth2_validates_its_times(options: dict[str, Any], name: str) -> None:

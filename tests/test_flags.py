@@ -364,6 +364,35 @@ def test_invalid_actor_ids_raise_naming_actor(actor: Any) -> None:
     assert flag.actors == frozenset()
 
 
+@pytest.mark.parametrize("value", ["false", "true", 0, 1, None, [0]])
+def test_a_boolean_gate_that_is_not_a_bool_is_refused_naming_it(value: Any) -> None:
+    """bool("false") is True: the flag was on for everyone."""
+    with pytest.raises(ValueError, match=r"^boolean must be True or False"):
+        FlipperFlag(boolean=value)
+
+
+@pytest.mark.parametrize("value", [None, "", 7, b"name"])
+def test_a_name_that_is_not_a_non_empty_string_is_refused_naming_it(value: Any) -> None:
+    with pytest.raises(ValueError, match=r"^name must be a non-empty string"):
+        FlipperFlag(value)
+
+
+@pytest.mark.parametrize("value", [None, 7, "Project:1"])
+def test_actors_that_are_not_a_collection_of_ids_are_refused_naming_them(value: Any) -> None:
+    with pytest.raises(ValueError, match=r"^actors must be a collection of ids"):
+        FlipperFlag(actors=value)
+
+
+def test_a_random_that_is_not_callable_is_refused_naming_it() -> None:
+    with pytest.raises(ValueError, match=r"^random must be a callable"):
+        FlipperFlag(random=0.5)  # type: ignore[arg-type]
+
+
+def test_a_huge_int_percentage_is_refused_naming_it_without_its_digits() -> None:
+    with pytest.raises(ValueError, match=r"^percentage_of_time .* got a huge int$"):
+        FlipperFlag(percentage_of_time=10**5000)
+
+
 @pytest.mark.parametrize("value", [-1, float("nan"), float("inf"), 60.001, "1", None, True])
 def test_invalid_cache_seconds_raise_naming_it(value: Any) -> None:
     with pytest.raises(ValueError, match=r"^cache_seconds must be"):

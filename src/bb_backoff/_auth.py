@@ -25,12 +25,12 @@ import math
 import threading
 import weakref
 from collections.abc import AsyncGenerator, Callable, Generator
-from typing import Final
+from typing import Final, TypeGuard
 
 import attrs
 import httpx
 
-from ._exceptions import Unauthorized, UnsafeURL, redact_url, register_secrets
+from ._exceptions import Unauthorized, UnsafeURL, redact_url, register_secrets, short_repr
 
 logger: Final = logging.getLogger("bb_backoff")
 
@@ -71,6 +71,16 @@ def _header_safe(name: str, value: object) -> None:
             f"{name} must be ASCII: it is sent as it is in the Authorization header "
             "(the value is not shown)"
         )
+
+
+def _finite_number(value: object) -> TypeGuard[float]:
+    """A real number (not a bool) that a float holds, finite."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
 
 
 def _check_token_url(value: object) -> str:
@@ -200,12 +210,14 @@ class OAuth2:
         _non_empty("refresh_token", refresh_token)
         if access_token is not None:
             _header_safe("access_token", access_token)
-        if expires_at is not None and (
-            isinstance(expires_at, bool) or not isinstance(expires_at, int | float)
-        ):
-            raise ValueError("expires_at must be epoch seconds (a number) or None")
-        if isinstance(margin, bool) or not isinstance(margin, int | float) or not margin >= 0:
-            raise ValueError(f"margin must be non-negative seconds, got {margin!r}")
+        if expires_at is not None and not _finite_number(expires_at):
+            # NaN never compares as expired, and inf or a huge int fails
+            # (or overflows) on every request's expiry check instead.
+            raise ValueError("expires_at must be epoch seconds (a finite number) or None")
+        if not _finite_number(margin) or not margin >= 0:
+            raise ValueError(
+                f"margin must be finite non-negative seconds, got {short_repr(margin)}"
+            )
         self.client_id: Final = client_id
         self._client_secret = client_secret
         if on_refresh is not None and not callable(on_refresh):

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol, Self, runtime_checkable
 
 import attrs
 
+from ._exceptions import short_repr
 from ._timing import Clock, Seconds, default_clock, to_seconds
 
 if TYPE_CHECKING:
@@ -191,14 +192,25 @@ def actor_in_percentage(name: str, actor: str, percentage: float) -> bool:
 
 def _percentage(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 100:  # noqa: PLR2004
-        raise ValueError(f"{name} must be a number from 0 to 100, got {value!r}")
+        raise ValueError(f"{name} must be a number from 0 to 100, got {short_repr(value)}")
     return float(value)
 
 
 def _actor_id(value: object) -> str:
     if not isinstance(value, str) or not value:
-        raise ValueError(f"actor must be a non-empty id string like 'Project:123', got {value!r}")
+        raise ValueError(
+            f"actor must be a non-empty id string like 'Project:123', got {short_repr(value)}"
+        )
     return value
+
+
+def _actor_ids(actors: object) -> frozenset[str]:
+    """The ``actors`` argument: a collection of ids (not one string, which is a collection too)."""
+    if isinstance(actors, str) or not isinstance(actors, Iterable):
+        raise ValueError(
+            f"actors must be a collection of ids (not one string), got {short_repr(actors)}"
+        )
+    return frozenset(_actor_id(actor) for actor in actors)
 
 
 @attrs.frozen
@@ -240,7 +252,7 @@ def _cache_seconds(value: object) -> float:
     if seconds > MAX_CACHE_SECONDS:
         raise ValueError(
             f"cache_seconds must be at most {MAX_CACHE_SECONDS:g} (a rollback must reach every "
-            f"process quickly), got {value!r}"
+            f"process quickly), got {short_repr(value)}"
         )
     return seconds
 
@@ -308,18 +320,23 @@ class FlipperFlag:
         cache_seconds: Seconds = DEFAULT_CACHE_SECONDS,
         clock: Clock = default_clock,
     ) -> None:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"name must be a non-empty string, got {short_repr(name)}")
         self.name: Final = name
-        if isinstance(actors, str):
-            raise ValueError(f"actors must be a collection of ids, not one string: {actors!r}")
+        # Not bool(boolean): "false" and [0] are true, and would open the flag for everyone.
+        if not isinstance(boolean, bool):
+            raise ValueError(f"boolean must be True or False, got {short_repr(boolean)}")
         if not callable(clock):
             raise ValueError(f"clock must be a callable returning seconds, got {clock!r}")
+        if not callable(random):
+            raise ValueError(f"random must be a callable returning [0, 1), got {random!r}")
         self._random = random
         self._clock = clock
         self._cache_seconds: Final = _cache_seconds(cache_seconds)
         self._lock = threading.Lock()
         self._gates = _Gates(
-            boolean=bool(boolean),
-            actors=frozenset(_actor_id(actor) for actor in actors),
+            boolean=boolean,
+            actors=_actor_ids(actors),
             percentage_of_actors=_percentage("percentage_of_actors", percentage_of_actors),
             percentage_of_time=_percentage("percentage_of_time", percentage_of_time),
         )
