@@ -9,8 +9,10 @@ no cycle and shows no credential, and every loop the server drives ends.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import httpx
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -186,3 +188,56 @@ def test_the_async_client_keeps_the_same_promise(
                 check_error(error)
 
     run_virtual(main(), clock)
+
+
+# Found by an independent probe: an OSError from a transport of the caller's
+# (httpx's own map theirs) escaped a client call as it was.
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_an_os_error_from_a_transport_is_a_network_error_retried_then_a_bitbucket_error(
+    kind: str,
+) -> None:
+    clock = VirtualClock()
+    calls: list[int] = []
+
+    def flaky(_request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        if len(calls) < 3:
+            raise OSError(f"network is unreachable ({TOKEN})")
+        return httpx.Response(200, json={"ok": True})
+
+    def down(_request: httpx.Request) -> httpx.Response:
+        raise OSError("network is unreachable")
+
+    options: dict[str, Any] = {
+        "auth": bb.BearerToken(TOKEN),
+        "clock": clock.monotonic,
+        "now": clock.time,
+        "policy": bb.ExponentialBackoff(seed=0),
+        "gate": False,
+    }
+    if kind == "sync":
+        options["sleep"] = clock.sleep
+        with bb.BitbucketClient(transport=httpx.MockTransport(flaky), **options) as api:
+            assert api.get("/user") == {"ok": True}
+        with (
+            bb.BitbucketClient(transport=httpx.MockTransport(down), **options) as api,
+            pytest.raises(bb.RetriesExhausted) as caught,
+        ):
+            api.get("/user")
+    else:
+
+        async def main() -> Any:
+            async with bb.AsyncBitbucketClient(
+                transport=httpx.MockTransport(flaky), **options
+            ) as api:
+                assert await api.get("/user") == {"ok": True}
+            async with bb.AsyncBitbucketClient(
+                transport=httpx.MockTransport(down), **options
+            ) as api:
+                await api.get("/user")
+
+        with pytest.raises(bb.RetriesExhausted) as caught:
+            run_virtual(main(), clock)
+    assert len(calls) == 3
+    check_error(caught.value)
+    assert isinstance(caught.value.__cause__, httpx.NetworkError)

@@ -38,7 +38,7 @@ from ._endpoints import Endpoints
 from ._events import OnRetry
 from ._exceptions import BitbucketError, redact_url, short_repr
 from ._flags import FlagCheck, FlagSource
-from ._flow import FlowSettings, RequestFlow, arun, run
+from ._flow import FlowSettings, RequestFlow, arun, network_error, run
 from ._gate import AccountGate, account_key, check_sync_gate, resolve_gate
 from ._origin import OriginGuard, parse_url, unsendable
 from ._pagination import Page, Pager, json_body
@@ -457,6 +457,8 @@ class BitbucketClient(_BaseClient, Endpoints[Any, str, Iterator[Any]]):
         # punycode that is not valid IDNA fails there with idna's error.
         except (httpx.RequestError, httpx.InvalidURL, UnicodeError, BitbucketError) as error:
             return error  # the flow judges it
+        except OSError as error:  # from a transport that is not httpx's
+            return network_error(error, request)
 
     def get(self, path_or_url: str, params: Params | None = None) -> Any:
         """GET a path (relative to ``base_url``) or an absolute URL on the API's origin.
@@ -611,6 +613,8 @@ class AsyncBitbucketClient(
         # punycode that is not valid IDNA fails there with idna's error.
         except (httpx.RequestError, httpx.InvalidURL, UnicodeError, BitbucketError) as error:
             return error  # the flow judges it
+        except OSError as error:  # from a transport that is not httpx's
+            return network_error(error, request)
 
     async def get(self, path_or_url: str, params: Params | None = None) -> Any:
         """GET a path or an absolute URL on the API's origin; see :meth:`BitbucketClient.get`."""

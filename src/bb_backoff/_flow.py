@@ -1023,6 +1023,19 @@ def _not_transient(
     return exhausted
 
 
+def network_error(error: OSError, request: httpx.Request) -> httpx.NetworkError:
+    """An ``OSError`` a transport let through, as the network error it is.
+
+    httpx's own transports map theirs to :class:`httpx.TransportError`; a
+    transport of the caller's may not.  Judged as one (retried, and its
+    send counted as made, the safe side), it is no raw exception out of a
+    client call.
+    """
+    failure = httpx.NetworkError(f"{type(error).__name__}: {error}", request=request)
+    failure.__cause__ = error
+    return failure
+
+
 def failed_send(
     error: Exception, request: httpx.Request, variant: str, attempts: int
 ) -> BitbucketError:
@@ -1059,6 +1072,7 @@ __all__ = [
     "Step",
     "arun",
     "failed_send",
+    "network_error",
     "outcome_label",
     "run",
 ]
