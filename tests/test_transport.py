@@ -6,9 +6,10 @@ through ``httpx.Client`` and ``httpx.AsyncClient`` alike.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import gzip
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from datetime import timedelta
 from typing import Any
 
@@ -17,12 +18,13 @@ import pytest
 
 import bb_backoff as bb
 from bb_backoff._transport import request_account
-from bb_backoff.instrumentation import GaveUp
+from bb_backoff.instrumentation import GaveUp, RequestFinished
 from bb_backoff.testing import VirtualClock, run_virtual
 
 BASE = "https://api.bitbucket.org/2.0"
 
 Handler = Callable[[httpx.Request], httpx.Response]
+AsyncHandler = Callable[[httpx.Request], Coroutine[Any, Any, httpx.Response]]
 
 
 def answers(*responses: httpx.Response | Exception) -> tuple[Handler, list[httpx.Request]]:
@@ -125,7 +127,9 @@ def test_a_transport_error_no_retry_can_fix_is_httpx_s_own(kind: str) -> None:
     assert len(seen) == 1
 
 
-def transport_on(clock: VirtualClock, handler: Handler, **options: Any) -> bb.RetryTransport:
+def transport_on(
+    clock: VirtualClock, handler: Handler | AsyncHandler, **options: Any
+) -> bb.RetryTransport:
     """A RetryTransport over ``handler`` on ``clock``, with a gate of its own."""
     options.setdefault("gate", bb.AccountGate(store=bb.MemoryStore(), seed=1))
     return bb.RetryTransport(
@@ -176,13 +180,77 @@ def test_a_request_the_gate_gives_up_on_before_its_first_send_raises_httpx_pool_
 
 
 class Recorder:
-    """A hook keeping the give-ups it is told of."""
+    """A hook keeping the give-ups and finished requests it is told of."""
 
     def __init__(self) -> None:
         self.gave_up: list[GaveUp] = []
+        self.finished: list[RequestFinished] = []
 
     def on_give_up(self, event: GaveUp) -> None:
         self.gave_up.append(event)
+
+    def on_request(self, event: RequestFinished) -> None:
+        self.finished.append(event)
+
+
+def test_a_request_the_gate_gives_up_on_after_a_transport_error_raises_that_error() -> None:
+    """It did send: httpx's error of its last attempt, not a PoolTimeout."""
+    clock = VirtualClock()
+    hooks = Recorder()
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/held"):
+            return httpx.Response(429, headers={"Retry-After": "3000"})
+        await asyncio.sleep(1.0)  # meanwhile the other request's 429 holds the account
+        raise httpx.ReadTimeout("slow", request=request)
+
+    transport = transport_on(
+        clock,
+        handler,
+        policy=bb.ExponentialBackoff(rate_limit_budget=600, seed=1),
+        hooks=[hooks],
+    )
+
+    async def main() -> tuple[object, object]:
+        async with httpx.AsyncClient(transport=transport, base_url=BASE) as client:
+            return await asyncio.gather(
+                client.get("/slow"), client.get("/held"), return_exceptions=True
+            )
+
+    slow, held = run_virtual(main(), clock)
+    assert isinstance(slow, httpx.ReadTimeout)
+    assert isinstance(held, httpx.Response)
+    assert held.status_code == 429
+    assert sorted((e.outcome, e.attempts) for e in hooks.finished) == [("rate_limited", 1)] * 2
+
+
+def test_every_request_a_transport_gives_up_on_is_reported_as_finished() -> None:
+    """httpx's own error out of the transport: the request still ends in a RequestFinished."""
+    clock = VirtualClock()
+    hooks = Recorder()
+    handler, _ = answers(httpx.UnsupportedProtocol("ftp"))
+    transport = transport_on(clock, handler, hooks=[hooks])
+    with httpx.Client(transport=transport, base_url=BASE) as client:
+        with pytest.raises(httpx.UnsupportedProtocol):
+            client.get("/user")
+        answers_ = iter([httpx.Response(429, headers={"Retry-After": "7200"})])
+        held = transport_on(
+            clock,
+            lambda _request: next(answers_, httpx.Response(200, json={})),
+            policy=bb.ExponentialBackoff(max_hint=3600, seed=2),
+            gate=bb.AccountGate(window=4 * 3600.0, store=bb.MemoryStore(), seed=1),
+            hooks=[hooks],
+        )
+    with httpx.Client(transport=held, base_url=BASE) as client:
+        client.get("/user")
+        with pytest.raises(httpx.PoolTimeout):
+            client.get("/user")
+    assert [(e.outcome, e.status) for e in hooks.finished] == [
+        ("retries_exhausted", None),
+        ("rate_limited", 429),
+        ("rate_limited", None),
+    ]
+    assert [e.reason for e in hooks.gave_up] == ["not_retryable", "hint_too_long", "hint_too_long"]
 
 
 def test_a_give_up_with_the_last_response_is_reported_to_hooks(kind: str) -> None:

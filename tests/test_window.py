@@ -323,6 +323,23 @@ def test_a_void_reservation_gives_its_slot_back_to_the_next_request() -> None:
     assert (model.mode, model.limit, model.failures) == (MODEL, None, 0)
 
 
+def test_a_void_reservation_moves_up_the_ones_booked_after_it() -> None:
+    """Those reservations see a new generation: asked again, they take the freed slot."""
+    params = WindowParams(window=100.0, limit=1)
+    model = WindowModel()
+    fill(model, 1)
+    first, later = reserve(model, 1.0, params), reserve(model, 1.0, params)
+    assert (first.at, later.at) == (100.0, 200.0)
+    generation = model.generation
+    answer(model, 2.0, first, VOID, params=params)  # cancelled while it waited
+    assert model.generation == generation + 1
+    again = reserve(model, 3.0, params, cancel=(later.member, later.at))  # as the client does
+    assert again.at == 100.0
+    # A reservation whose time has come, voided, moves no one: no new generation.
+    answer(model, 100.0, again, VOID, params=params)
+    assert model.generation == generation + 1
+
+
 def test_a_void_probe_lets_the_next_request_probe_at_once() -> None:
     model = probing_model()
     probe = reserve(model, 202.0)

@@ -147,6 +147,8 @@ class _Attempts:
     breaker_waited: float = 0.0
     last_response: httpx.Response | None = None
     """The last error response, for the error a request gives up with."""
+    last_error: httpx.TransportError | None = None
+    """The last transport error, for a transport's give-up (httpx's own error)."""
 
 
 # A retry whose wait the gate decides: the policy's decision, the outcome, the error's name.
@@ -246,6 +248,8 @@ class RequestFlow:
     """Whether :meth:`ready` reserved the first send and left it to wait in :meth:`steps`."""
     unsent: Grant | None = None
     """The reservation waiting for its send: void, should the request end first."""
+    given_up: BitbucketError | None = None
+    """Why a transport's request gave up with httpx's error: what a client would raise."""
     news: Observation | None = None
     """What the last success told the gate's model, for :meth:`steps` to report."""
 
@@ -341,6 +345,9 @@ class RequestFlow:
             response = yield from self._steps()
         except BitbucketError as error:
             yield Emit(self._finished(started, error, None))
+            raise
+        except httpx.HTTPError:  # a transport's give-up: httpx's own error
+            yield Emit(self._finished(started, self.given_up, None))
             raise
         yield Emit(self._finished(started, None, response))
         return response
@@ -510,10 +517,10 @@ class RequestFlow:
                 # What is left of the request's own hint still holds.
                 floor = max(0.0, hint_left - slept)
             grant = None
-        self.unsent = None  # the send goes now
         if self.pending is not None:
             yield Emit(self._event(self.pending, 0.0))
             self.pending = None
+        self.unsent = None  # the send goes now
         return None
 
     def _give_up_at_gate(self, refused: BitbucketError) -> Generator[Step, Any, httpx.Response]:
@@ -524,12 +531,15 @@ class RequestFlow:
         yield Emit(self._gave_up(refused))
         if not self.settings.give_up_with_response:
             raise refused
-        last = self._attempts().last_response
-        if last is None:
-            # Nothing of its own to answer with: httpx's error for a request
-            # that waited too long for its turn (the gate is a pool of slots).
-            raise httpx.PoolTimeout(str(refused), request=self.logical)
-        return self._given_up(last)
+        state = self._attempts()
+        if state.last_response is not None:
+            return self._given_up(state.last_response)
+        self.given_up = refused
+        if state.last_error is not None:
+            raise scrub_error(state.last_error)  # its last attempt's own error
+        # Nothing sent to answer with: httpx's error for a request that
+        # waited too long for its turn (the gate is a pool of slots).
+        raise httpx.PoolTimeout(str(refused), request=self.logical)
 
     def abandon(self) -> Grant | None:
         """Take the reservation still waiting for its send, to void it (the request ends first).
@@ -597,6 +607,7 @@ class RequestFlow:
 
         state = self._attempts()
         state.last_response = result if isinstance(result, httpx.Response) else None
+        state.last_error = result if isinstance(result, httpx.TransportError) else None
         if (
             grant is not None
             and grant.kind == PROBE
@@ -614,6 +625,7 @@ class RequestFlow:
             if self.settings.give_up_with_response:
                 if isinstance(result, httpx.Response):
                     return self._given_up(result)
+                self.given_up = failure
                 raise scrub_error(result)
             raise failure from (scrub_error(result) if isinstance(result, Exception) else None)
         if (
@@ -661,9 +673,12 @@ class RequestFlow:
         if isinstance(result, httpx.TransportError):
             maybe = outcome_of_error(request.method, result)
             if maybe is None:
+                failure = _not_transient(result, self.logical, self.settings.variant, self.sent)
+                yield Emit(self._gave_up(failure))
                 if self.settings.give_up_with_response:
+                    self.given_up = failure
                     raise scrub_error(result)  # httpx's own error, as without the transport
-                raise _not_transient(result, self.logical, self.settings.variant, self.sent)
+                raise failure
             if gate is not None and grant is not None:
                 yield from self._observe(
                     gate, grant, observation_of(None, None, sent=maybe.sent, hint=None)

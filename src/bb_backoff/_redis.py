@@ -240,7 +240,9 @@ local function log_remove(member, at)
   local score = redis.call('ZSCORE', log_key, member)
   if score and tonumber(score) == at then
     redis.call('ZREM', log_key, member)
+    return true
   end
+  return false
 end
 
 -- WindowModel._count: entries with low < time <= high
@@ -658,7 +660,9 @@ elseif outcome == 'error' then
   failed()
 elseif outcome == 'void' then
   -- WindowModel.observe: the send never went
-  log_remove(member, at)
+  if log_remove(member, at) and at > now then
+    S.generation = S.generation + 1
+  end
   if kind == 'probe' then
     S.lease_until = 0
   end

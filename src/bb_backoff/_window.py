@@ -100,7 +100,8 @@ ERROR: Final = "error"
 VOID: Final = "void"
 """The send never went: the request gave up or was cancelled while its
 reservation waited.  The reservation is dropped (a probe's lease with it, so
-the next request may probe); nothing is learned."""
+the next request may probe; a future slot's reservations booked after it
+see a new generation and ask again); nothing is learned."""
 
 # Why a grant makes the request wait; the client charges the wait to a budget.
 WINDOW: Final = "window"
@@ -566,7 +567,10 @@ class WindowModel:
         elif outcome == ERROR:
             self._error(now, params, grant, sent=observation.sent, draw=draw)
         elif outcome == VOID:
-            self._remove(grant.member, grant.at)
+            if self._remove(grant.member, grant.at) and grant.at > now:
+                # A slot in the future freed: the reservations booked after
+                # it may move up (they ask again when they see the change).
+                self.generation += 1
             if grant.kind == PROBE:
                 self.lease_until = 0.0
         else:
