@@ -1330,6 +1330,40 @@ async def test_an_undecodable_body_is_an_invalid_response(make_api: Callable[...
         await api.get("/user")
 
 
+# Found by an independent probe: a 429 or a 503 whose page a proxy sent with
+# a wrong Content-Encoding was taken for a broken answer and given up on at once.
+@pytest.mark.parametrize("status", [429, 503])
+async def test_an_error_status_with_an_undecodable_body_is_judged_by_its_status(
+    make_api: Callable[..., Api], status: int
+) -> None:
+    calls: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        if len(calls) == 1:
+            # Streamed, as a real transport's: the body is decoded when read.
+            return httpx.Response(
+                status, headers={"Content-Encoding": "gzip"}, stream=httpx.ByteStream(b"not gzip")
+            )
+        return httpx.Response(200, json={"ok": True})
+
+    api = make_api(handler)
+    assert await api.get("/user") == {"ok": True}
+    assert len(calls) == 2
+
+
+async def test_a_success_with_an_undecodable_streamed_body_is_an_invalid_response(
+    make_api: Callable[..., Api],
+) -> None:
+    api = make_api(
+        lambda _r: httpx.Response(
+            200, headers={"Content-Encoding": "gzip"}, stream=httpx.ByteStream(b"not gzip")
+        )
+    )
+    with pytest.raises(bb.InvalidResponse, match="DecodingError"):
+        await api.get("/user")
+
+
 async def test_an_unparseable_next_link_is_refused_cleanly(make_api: Callable[..., Api]) -> None:
     api = make_api(scripted(then={"values": [1], "next": "https://[api.bitbucket.org/2.0/x"}))
     with pytest.raises(bb.UnsafeURL, match="unparseable URL"):

@@ -262,6 +262,16 @@ def test_a_give_up_with_the_last_response_is_reported_to_hooks(kind: str) -> Non
     assert [(e.reason, e.status, e.attempts) for e in hooks.gave_up] == [("attempts", 500, 5)]
 
 
+def test_an_error_status_with_an_undecodable_body_is_retried_by_its_status(kind: str) -> None:
+    clock = VirtualClock()
+    garbled = httpx.Response(
+        429, headers={"Content-Encoding": "gzip"}, stream=httpx.ByteStream(b"not gzip")
+    )
+    handler, seen = answers(garbled)
+    assert get(kind, handler, clock).json() == {"ok": True}
+    assert len(seen) == 2
+
+
 # Found by an independent probe: the transport read and closed every error
 # response, so the httpx client above never saw its stream end and
 # ``response.elapsed`` raised.

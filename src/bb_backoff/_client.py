@@ -41,6 +41,7 @@ from ._flags import FlagCheck, FlagSource
 from ._flow import FlowSettings, RequestFlow, arun, network_error, run
 from ._gate import AccountGate, account_key, check_sync_gate, resolve_gate
 from ._origin import OriginGuard, parse_url, unsendable
+from ._outcomes import without_body
 from ._pagination import Page, Pager, json_body
 from ._policy import ExponentialBackoff, FixedRetry, RetryPolicy
 from ._timing import (
@@ -70,6 +71,7 @@ larger value is a mistake (``math.inf``, milliseconds taken for seconds).
 ``httpx.Timeout(None)`` waits for ever.
 """
 
+_ERROR_STATUS: Final = 400
 Auth: TypeAlias = BearerToken | BasicAuth | OAuth2
 Params: TypeAlias = Mapping[str, Any]
 
@@ -452,7 +454,19 @@ class BitbucketClient(_BaseClient, Endpoints[Any, str, Iterator[Any]]):
 
     def _send_once(self, request: httpx.Request) -> object:
         try:
-            return self._http.send(request, follow_redirects=False)
+            # Streamed, then read here, so that an error status survives a
+            # body that cannot be decoded (see without_body).
+            response = self._http.send(request, follow_redirects=False, stream=True)
+            try:
+                response.read()
+            except httpx.DecodingError as error:
+                response.close()
+                return error if response.status_code < _ERROR_STATUS else without_body(response)
+            except BaseException:
+                response.close()
+                raise
+            else:
+                return response
         # UnicodeError: httpx reads a redirect's Location inside send, and
         # punycode that is not valid IDNA fails there with idna's error.
         except (httpx.RequestError, httpx.InvalidURL, UnicodeError, BitbucketError) as error:
@@ -608,7 +622,17 @@ class AsyncBitbucketClient(
 
     async def _send_once(self, request: httpx.Request) -> object:
         try:
-            return await self._http.send(request, follow_redirects=False)
+            response = await self._http.send(request, follow_redirects=False, stream=True)
+            try:
+                await response.aread()
+            except httpx.DecodingError as error:
+                await response.aclose()
+                return error if response.status_code < _ERROR_STATUS else without_body(response)
+            except BaseException:
+                await response.aclose()
+                raise
+            else:
+                return response
         # UnicodeError: httpx reads a redirect's Location inside send, and
         # punycode that is not valid IDNA fails there with idna's error.
         except (httpx.RequestError, httpx.InvalidURL, UnicodeError, BitbucketError) as error:

@@ -83,3 +83,29 @@ def error_envelope(response: httpx.Response) -> tuple[str | None, str | None]:
         scrub(message) if isinstance(message, str) else None,
         scrub(detail) if isinstance(detail, str) else None,
     )
+
+
+def without_body(response: httpx.Response) -> httpx.Response:
+    """An error response whose body could not be decoded, as one with no body.
+
+    Its status and headers still tell what happened: a 429 or a 503 whose
+    page a proxy sent with a wrong ``Content-Encoding`` is waited out or
+    retried as any other, not taken for a broken answer.  (A success's body
+    is the answer itself: its decoding error stays final.)
+    """
+    headers = [
+        (name, value)
+        for name, value in response.headers.multi_items()
+        if name.lower() not in {"content-encoding", "content-length"}
+    ]
+    try:
+        request: httpx.Request | None = response.request
+    except RuntimeError:  # a transport's own response, not yet bound to its request
+        request = None
+    return httpx.Response(
+        response.status_code,
+        headers=headers,
+        content=b"",
+        request=request,
+        extensions=response.extensions,
+    )

@@ -43,6 +43,7 @@ from ._events import OnRetry
 from ._flags import FlagCheck, FlagSource
 from ._flow import FlowSettings, RequestFlow, arun, run
 from ._gate import AccountGate, GateHandle, check_sync_gate, resolve_gate
+from ._outcomes import without_body
 from ._policy import ExponentialBackoff, FixedRetry, RetryPolicy
 from ._timing import (
     AsyncSleep,
@@ -83,7 +84,10 @@ class _Buffered:
             stream=httpx.ByteStream(raw),
             extensions=response.extensions,
         )
-        copy.read()
+        try:
+            copy.read()
+        except httpx.DecodingError:
+            copy = without_body(copy)  # the flow judges its status and headers
         self.last, self.raw = copy, raw
         return copy
 
