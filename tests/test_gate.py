@@ -19,6 +19,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, cast
 
+import anyio
 import httpx
 import pytest
 from hypothesis import given
@@ -443,6 +444,81 @@ def test_a_request_cancelled_while_it_waits_at_the_gate_gives_its_slot_back() ->
             return clock.monotonic() - started
 
     assert run_virtual(main(), clock) < 1.0
+
+
+class LatentStore:
+    """A store that answers after an await, as a network store (Redis) does.
+
+    The real :class:`MemoryStore` does the work; each async call then
+    yields to the loop once, as a reply on its way would.  (A real Redis
+    answers too fast to land a cancellation in that gap on purpose.)
+    """
+
+    def __init__(self) -> None:
+        self.inner = bb.MemoryStore()
+
+    def reserve(self, key: str, **call: Any) -> bb_window.Grant:
+        return self.inner.reserve(
+            key,
+            call["now"],
+            call["params"],
+            call["member"],
+            call["margin"],
+            call["cancel"],
+        )
+
+    def observe(self, key: str, **call: Any) -> bb_window.Knowledge:
+        return self.inner.observe(key, **call)
+
+    async def areserve(self, key: str, **call: Any) -> bb_window.Grant:
+        grant = self.reserve(key, **call)  # made on the server...
+        await asyncio.sleep(0)  # ...and the reply on its way
+        return grant
+
+    async def aobserve(self, key: str, **call: Any) -> bb_window.Knowledge:
+        await asyncio.sleep(0)
+        return self.observe(key, **call)
+
+    def knowledge(self, key: str) -> bb_window.Knowledge | bb_window.WindowModel:
+        return self.inner.knowledge(key)
+
+
+@pytest.mark.parametrize("scope", ["asyncio.wait_for", "anyio.fail_after"])
+def test_a_request_cancelled_while_a_network_store_answers_gives_its_slot_back(
+    scope: str,
+) -> None:
+    """Cancelled while its reservation is on the way, or while it waits: the slot comes back.
+
+    anyio's cancel scopes cancel every await of the task again, the void
+    included: it runs in a task of its own.
+    """
+    clock = VirtualClock()
+    store = LatentStore()
+
+    async def main() -> None:
+        async with bb.AsyncBitbucketClient(
+            auth=bb.BearerToken("latent"),
+            transport=httpx.MockTransport(lambda _request: httpx.Response(200, json={})),
+            clock=clock.monotonic,
+            now=clock.time,
+            gate=bb.AccountGate(limit=1, store=store),
+        ) as client:
+            await client.get("/user")  # the window is full for an hour
+            # 0: cancelled at its first await (under anyio, the reserve call's;
+            # asyncio's wait_for never starts it); 10: while it waits its turn.
+            for delay in (0.0, 10.0):
+                if scope == "asyncio.wait_for":
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(client.get("/user"), delay)
+                else:
+                    with anyio.move_on_after(delay):
+                        await client.get("/user")
+            for _ in range(5):
+                await asyncio.sleep(0)  # the voids' own tasks run
+
+    run_virtual(main(), clock)
+    (model,) = store.inner._models.values()
+    assert len(model.log) == 1  # the one send made
 
 
 def test_a_request_booked_after_cancelled_ones_moves_up_to_the_slot_they_left() -> None:

@@ -32,6 +32,8 @@ account's breaker is not charged to the request.  See
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Generator
@@ -928,7 +930,8 @@ async def _adrive(
             if isinstance(step, Send):
                 step = steps.send(await send(step.request))
             elif isinstance(step, Reserve):
-                step = steps.send(await gate.areserve(step.cancel))  # type: ignore[union-attr]
+                assert gate is not None  # noqa: S101 (a flow reserves only with a gate)
+                step = steps.send(await _reserve_shielded(gate, step.cancel))
             elif isinstance(step, Sleep):
                 slept = sleep(step.seconds)
                 if inspect.isawaitable(slept):
@@ -951,8 +954,49 @@ async def _adrive(
     except BaseException:
         unsent = flow.abandon()
         if unsent is not None and gate is not None:
-            await gate.aobserve(unsent, _VOIDED)
+            # A task of its own: in a cancelled scope (anyio's, trio-style)
+            # every await of this task is cancelled again.
+            _void_soon(gate, unsent)
         raise
+
+
+# Voids in flight, kept referenced until they are done (the loop keeps only weak ones).
+_VOIDING: Final[set[asyncio.Future[object]]] = set()
+
+
+async def _reserve_shielded(gate: GateHandle, cancel: Grant | None) -> Grant:
+    """``gate.areserve(cancel)``, the reservation voided should the request be cancelled meanwhile.
+
+    A network store has made the reservation by the time its answer is on
+    the way: a task cancelled while it awaits that answer would never learn
+    of it, and the slot would be held for nobody.  The call runs on, out of
+    the cancellation's reach, and what it made is given back when it ends.
+    """
+    reserving = asyncio.ensure_future(gate.areserve(cancel))
+    try:
+        return await asyncio.shield(reserving)
+    except asyncio.CancelledError:
+        reserving.add_done_callback(functools.partial(_void_when_made, gate))
+        raise
+
+
+def _void_when_made(gate: GateHandle, reserving: asyncio.Future[Grant]) -> None:
+    if reserving.cancelled() or reserving.exception() is not None:
+        return
+    grant = reserving.result()
+    if grant.kind != WAIT:
+        _void_soon(gate, grant)
+
+
+def _void_soon(gate: GateHandle, grant: Grant) -> None:
+    """Tell the gate ``grant`` will not be sent, in a task of its own (out of any cancellation)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # no loop left to run it on: nothing more can be done
+        return
+    voiding: asyncio.Future[object] = loop.create_task(gate.aobserve(grant, _VOIDED))
+    _VOIDING.add(voiding)
+    voiding.add_done_callback(_VOIDING.discard)
 
 
 _OUTCOMES: Final = (
