@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import itertools
 import json
 import logging
@@ -1274,3 +1275,57 @@ def test_importer_processes_lose_nothing_when_redis_is_killed_mid_import(
     assert degraded
     for report in degraded:
         assert report["stderr"].count("Redis at") == 1, report["stderr"]
+
+
+# Found by an independent probe: after a restart, every connection pooled
+# before it failed once when next taken, and each failure opened a new
+# outage (a warning, a fresh local model, five seconds of uncoordinated sends).
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_restart_is_one_outage_whatever_the_pool_held(
+    own_redis: RedisServer, caplog: pytest.LogCaptureFixture, kind: str
+) -> None:
+    caplog.set_level(logging.INFO, logger="bb_backoff")
+    clock = FakeClock()
+    store = RedisStore(own_redis.url, retry_interval=5.0, clock=clock)
+    members = itertools.count(1)
+
+    def arguments() -> dict[str, Any]:
+        return {
+            "now": 0.0,
+            "params": LIMITED,
+            "member": next(members),
+            "margin": 0.0,
+            "cancel": None,
+        }
+
+    async def at_once(count: int) -> None:
+        """``count`` calls at once: each takes a pooled connection of its own."""
+        await asyncio.gather(*(store.areserve("account", **arguments()) for _ in range(count)))
+
+    def calls_at_once(count: int) -> None:
+        if kind == "async":
+            runner.run(at_once(count))
+        else:
+            with concurrent.futures.ThreadPoolExecutor(count) as pool:
+                for future in [
+                    pool.submit(store.reserve, "account", **arguments()) for _ in range(count)
+                ]:
+                    future.result()
+
+    with asyncio.Runner() as runner:
+        calls_at_once(8)  # eight connections pooled
+        own_redis.stop()
+        own_redis.start()
+        calls_at_once(1)  # a dead connection (unless the pool noticed): the outage starts
+        if store.degraded:
+            clock.seconds = 5.0
+            calls_at_once(1)  # tried again: back
+            assert not store.degraded
+        for _ in range(3):
+            calls_at_once(8)  # every connection taken from the pool works
+            assert not store.degraded
+        if kind == "async":
+            runner.run(store.aclose())
+    store.close()
+    assert len(warnings_of(caplog)) <= 1
+    assert len(warnings_of(caplog, logging.INFO)) == len(warnings_of(caplog))

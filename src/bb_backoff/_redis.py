@@ -72,6 +72,7 @@ Fallback
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import threading
@@ -746,6 +747,24 @@ class _Connection:
         self.observe = client.register_script(OBSERVE_SCRIPT)
 
 
+def _drop_idle(connection: _Connection) -> None:
+    """Close the connections the client's pool holds idle, after a call failed.
+
+    A connection that outlived a restart of Redis fails the first time it
+    is taken again, and each failure would start an outage of its own (a
+    warning, a new local model, ``retry_interval`` seconds uncoordinated):
+    dropped now, the pool opens fresh ones when Redis is back.
+    """
+    with contextlib.suppress(Exception):  # the pool's own trouble is no request's
+        connection.client.connection_pool.disconnect(inuse_connections=False)
+
+
+async def _adrop_idle(connection: _Connection) -> None:
+    """:func:`_drop_idle` for an asyncio client."""
+    with contextlib.suppress(Exception):
+        await connection.client.connection_pool.disconnect(inuse_connections=False)
+
+
 class RedisStore:
     """A :class:`~bb_backoff.GateStore` in Redis: one account model for every process.
 
@@ -981,6 +1000,7 @@ class RedisStore:
                 reply = connection.reserve(keys=self.keys(key), args=args)
             except self._trouble_types() as error:
                 self._trouble(error)
+                _drop_idle(connection)
             else:
                 self._recovered(route)
                 return self._grant(key, reply, redis_member)
@@ -1018,6 +1038,7 @@ class RedisStore:
                 reply = await connection.reserve(keys=self.keys(key), args=args)
             except self._trouble_types() as error:
                 self._trouble(error)
+                await _adrop_idle(connection)
             else:
                 self._recovered(route)
                 return self._grant(key, reply, redis_member)
@@ -1067,6 +1088,7 @@ class RedisStore:
                 reply = connection.observe(keys=self.keys(key), args=args)
             except self._trouble_types() as error:
                 self._trouble(error)
+                _drop_idle(connection)
             else:
                 self._recovered(route)
                 return self._learn(key, reply)
@@ -1105,6 +1127,7 @@ class RedisStore:
                 reply = await connection.observe(keys=self.keys(key), args=args)
             except self._trouble_types() as error:
                 self._trouble(error)
+                await _adrop_idle(connection)
             else:
                 self._recovered(route)
                 return self._learn(key, reply)
