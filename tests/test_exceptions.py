@@ -685,6 +685,24 @@ def test_a_refreshed_oauth_token_is_scrubbed_too() -> None:
     assert exceptions_module.scrub(f"token {ECHO_ACCESS}") == "token [redacted]"
 
 
+# Found by an independent probe: only a credential's last 16 values were
+# kept, so after seven refreshes (about twelve hours of 7,200 s tokens) the
+# consumer's secret and its basic value were no longer scrubbed.
+def test_a_credentials_first_values_stay_scrubbed_however_often_it_rotates() -> None:
+    owner = _Credential()
+    exceptions_module.register_secrets(owner, "consumer-SECRET-value", "first-SECRET-refresh")
+    for rotation in range(100):
+        exceptions_module.register_secrets(
+            owner, f"access-{rotation:03d}-SECRET", f"refresh-{rotation:03d}-SECRET"
+        )
+    shown = exceptions_module.scrub(
+        "consumer-SECRET-value first-SECRET-refresh access-099-SECRET refresh-099-SECRET"
+    )
+    assert shown == " ".join(["[redacted]"] * 4)
+    # Rotated values long dead are let go: a long import rotates hundreds.
+    assert exceptions_module.scrub("access-000-SECRET") == "access-000-SECRET"
+
+
 def test_a_live_credential_stays_scrubbed_when_an_equal_one_is_dropped() -> None:
     """Credentials compare equal by value; the registry must not confuse two equal ones."""
     first = bb_backoff.BearerToken("equal-SECRET-token")
@@ -734,5 +752,5 @@ def test_a_credential_collected_inside_the_secrets_lock_does_not_deadlock() -> N
     # The dead credential is dropped by the next caller, and scrubbing works.
     assert exceptions_module.scrub("say cycled-SECRET-token") == "say cycled-SECRET-token"
     assert not any(
-        reference() is None for reference, _values in exceptions_module._SECRETS.values()
+        reference() is None for reference, _first, _rotated in exceptions_module._SECRETS.values()
     )

@@ -62,7 +62,7 @@ garble it, and no Bitbucket credential is that short)."""
 # error text must never carry on.  Keyed by identity (credentials compare
 # equal by value: a WeakKeyDictionary would forget a live one when an equal
 # one died), each entry dropped once its credential is.
-_SECRETS: Final[dict[int, tuple[weakref.ref[object], tuple[str, ...]]]] = {}
+_SECRETS: Final[dict[int, tuple[weakref.ref[object], tuple[str, ...], tuple[str, ...]]]] = {}
 _SECRETS_LOCK: Final = threading.Lock()
 # Keys whose credential died, dropped from _SECRETS under the lock by the
 # next caller.  A weakref callback runs wherever the collector does, which
@@ -76,8 +76,11 @@ _KEPT_PER_CREDENTIAL: Final = 16
 def register_secrets(owner: object, *values: str | None) -> None:
     """Have error and log text scrub ``values`` (``owner``'s own secrets) while ``owner`` lives.
 
-    A credential whose values change (an OAuth 2 refresh) registers the new
-    ones too; the last :data:`_KEPT_PER_CREDENTIAL` stay scrubbed.
+    The values of the first call (a consumer's secret, a basic credential)
+    stay scrubbed as long as the owner lives.  A credential whose values
+    change (an OAuth 2 refresh) registers the new ones too; of those, the
+    last :data:`_KEPT_PER_CREDENTIAL` stay scrubbed (old rotated tokens are
+    dead, and a long import rotates hundreds).
     """
     fresh = tuple(value for value in values if value and len(value) >= SECRET_MINIMUM)
     key = id(owner)
@@ -85,11 +88,13 @@ def register_secrets(owner: object, *values: str | None) -> None:
         _drop_dead()
         entry = _SECRETS.get(key)
         if entry is not None and entry[0]() is owner:
-            reference, known = entry
+            reference, first, rotated = entry
+            new = tuple(value for value in fresh if value not in first and value not in rotated)
+            rotated = (rotated + new)[-_KEPT_PER_CREDENTIAL:]
         else:
-            reference, known = weakref.ref(owner, lambda _dead: _DEAD.append(key)), ()
-        kept = known + tuple(value for value in fresh if value not in known)
-        _SECRETS[key] = (reference, kept[-_KEPT_PER_CREDENTIAL:])
+            reference = weakref.ref(owner, lambda _dead: _DEAD.append(key))
+            first, rotated = tuple(dict.fromkeys(fresh)), ()
+        _SECRETS[key] = (reference, first, rotated)
 
 
 def _drop_dead() -> None:
@@ -109,7 +114,9 @@ def scrub(text: str) -> str:
         return text
     with _SECRETS_LOCK:
         _drop_dead()
-        secrets = [value for _reference, values in _SECRETS.values() for value in values]
+        secrets = [
+            value for _reference, first, rotated in _SECRETS.values() for value in first + rotated
+        ]
     # The longest first: a secret that contains another is replaced whole.
     for secret in sorted(secrets, key=len, reverse=True):
         if secret in text:
