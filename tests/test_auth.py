@@ -37,7 +37,7 @@ from bb_backoff import (
 )
 from bb_backoff._gate import account_key
 from bb_backoff._window import MODEL
-from bb_backoff.testing import VirtualClock
+from bb_backoff.testing import VirtualClock, run_virtual
 
 USER_URL = f"{DEFAULT_BASE_URL}/user"
 EVIL_URL = "https://evil.example/steal"
@@ -864,7 +864,11 @@ def test_the_refresh_request_carries_the_clients_timeout(kind: str) -> None:
 
 
 @pytest.mark.parametrize("kind", ["sync", "async"])
-@pytest.mark.parametrize(("status", "headers"), [(503, {}), (429, {"Retry-After": "30"})])
+@pytest.mark.parametrize(
+    ("status", "headers"),
+    # 507 and 520: any 5xx, as the API's (found by an independent probe).
+    [(503, {}), (429, {"Retry-After": "30"}), (507, {}), (520, {})],
+)
 def test_a_transient_token_endpoint_failure_is_waited_out_not_unauthorized(
     kind: str, status: int, headers: dict[str, str]
 ) -> None:
@@ -931,6 +935,76 @@ def test_one_request_refreshes_at_most_once(kind: str) -> None:
     with pytest.raises(Unauthorized):
         run_both(kind, script, clock, oauth(clock))
     assert len(script.token_requests) == 1
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_one_request_refreshes_at_most_once_across_its_retries(kind: str) -> None:
+    """503 and 401 "expired" in turn: the request's retries do not refresh again.
+
+    Found by an independent probe: each retry ran the auth flow afresh, and
+    one request rotated the tokens four times.
+    """
+    clock = VirtualClock()
+    answers = iter([httpx.Response(503), httpx.Response(401, json=EXPIRED_BODY)] * 5)
+    script = Script(*(token_answer(generation) for generation in range(2, 8)))
+    script.api = None
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url == httpx.URL(TOKEN_URL):
+            return script(request)
+        script.api_requests.append(request)
+        return next(answers)
+
+    fresh = OAuth2(
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+        refresh_token=refresh(1),
+        access_token=access(1),
+        expires_at=clock.time() + ACCESS_LIFETIME,
+    )
+    with pytest.raises(Unauthorized):
+        run_both(kind, script, clock, fresh, transport=httpx.MockTransport(handler))
+    assert len(script.token_requests) == 1
+    assert len(script.api_requests) == 4  # 503, 401: refresh; 503, 401: given up
+
+
+def test_an_async_request_cancelled_during_its_refresh_leaves_the_rotated_tokens_stored() -> None:
+    """The refresh finishes out of the cancelled request's reach; the next requests use it.
+
+    Found by an independent probe: the answer was dropped with the request,
+    and every later refresh sent the dead refresh token (``invalid_grant``).
+    """
+    clock = VirtualClock()
+    stored: list[OAuth2Tokens] = []
+    spent: list[str] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if request.url == httpx.URL(TOKEN_URL):
+            given = parse_qs(request.content.decode())["refresh_token"][0]
+            if given in spent:
+                return httpx.Response(400, json={"error": "invalid_grant"})
+            spent.append(given)
+            await asyncio.sleep(5.0)  # rotated on the server; the answer on its way
+            return token_answer(len(spent) + 1)
+        return httpx.Response(200, json={"ok": True})
+
+    credentials = oauth(clock, on_refresh=stored.append)
+
+    async def main() -> list[Any]:
+        async with AsyncBitbucketClient(
+            auth=credentials,
+            transport=httpx.MockTransport(handler),
+            clock=clock.monotonic,
+            now=clock.time,
+        ) as client:
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(client.get("/user"), 1.0)
+            return list(await asyncio.gather(*(client.get("/user") for _ in range(3))))
+
+    assert run_virtual(main(), clock) == [{"ok": True}] * 3
+    assert spent == [refresh(1)]
+    assert [tokens.refresh_token for tokens in stored] == [refresh(2)]
+    assert credentials.tokens.refresh_token == refresh(2)
 
 
 def test_one_oauth2_serves_clients_on_successive_event_loops() -> None:
@@ -1047,15 +1121,16 @@ def test_an_on_refresh_that_raises_is_logged_and_the_request_goes_on(
     clock = VirtualClock()
     script = Script(token_answer(2))
 
-    def store(_tokens: OAuth2Tokens) -> None:
-        raise OSError("disk full")
+    def store(tokens: OAuth2Tokens) -> None:
+        # A storage error quoting what it was given (found by an independent probe).
+        raise OSError(f"disk full: {tokens.refresh_token} {tokens.access_token}")
 
     credentials = oauth(clock, on_refresh=store)
     with caplog.at_level("ERROR", logger="bb_backoff"):
         assert run_both(kind, script, clock, credentials) == {"ok": True}
     assert credentials.tokens.access_token == access(2)
-    assert any("on_refresh raised" in r.getMessage() for r in caplog.records)
-    assert all("SECRET" not in r.getMessage() for r in caplog.records)
+    assert any("on_refresh raised OSError: disk full" in r.getMessage() for r in caplog.records)
+    assert "SECRET" not in caplog.text
 
 
 @pytest.mark.parametrize("kind", ["sync", "async"])
@@ -1066,6 +1141,8 @@ def test_an_on_refresh_that_raises_is_logged_and_the_request_goes_on(
         {"access_token": "a b", "refresh_token": "r2"},
         {"access_token": "ok-SECRET", "refresh_token": ["r2"], "expires_in": 7200},
         {"access_token": "ok-SECRET", "refresh_token": "r2", "expires_in": "nan"},
+        # Found by an independent probe: float() of it overflowed, raw.
+        {"access_token": "ok-SECRET", "refresh_token": "r2", "expires_in": 10**400},
     ],
 )
 def test_a_refresh_answer_with_unusable_tokens_is_unauthorized_without_secrets(

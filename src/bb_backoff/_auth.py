@@ -30,7 +30,14 @@ from typing import Final, TypeGuard
 import attrs
 import httpx
 
-from ._exceptions import Unauthorized, UnsafeURL, redact_url, register_secrets, short_repr
+from ._exceptions import (
+    Unauthorized,
+    UnsafeURL,
+    printable,
+    redact_url,
+    register_secrets,
+    short_repr,
+)
 
 logger: Final = logging.getLogger("bb_backoff")
 
@@ -42,6 +49,23 @@ TOKEN_URL: Final = "https://bitbucket.org/site/oauth2/access_token"  # noqa: S10
 _DEFAULT_MARGIN: Final = 60.0
 # Marks the refresh request, the one request allowed off the API's origin.
 TOKEN_REFRESH_EXTENSION: Final = "bb_backoff.token_refresh"  # noqa: S105 (a name)
+_REFRESHED_ON_401: Final = "bb_backoff.refreshed_on_401"
+"""Set on a request once a 401 "expired" made it refresh: the request's retries refresh no more."""
+
+
+class TokenEndpointAnswered(Exception):
+    """The token endpoint's transient answer (408, 429, 5xx) to a refresh sent on the side.
+
+    The async flow sends its refresh out of the request's reach (see
+    :meth:`OAuth2Flow.async_auth_flow`); the client takes this answer as
+    the request's response, as httpx would have handed it over.
+    """
+
+    def __init__(self, response: httpx.Response) -> None:
+        super().__init__(f"the token endpoint answered HTTP {response.status_code}")
+        self.response = response
+
+
 _HIDDEN: Final = "'***'"
 
 
@@ -302,7 +326,7 @@ class OAuth2:
             _non_empty("refresh_token", refresh)
             if expires_at is not None and not math.isfinite(expires_at):
                 raise ValueError("expires_in is not a number of seconds")  # noqa: TRY301
-        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError, OverflowError):
             raise Unauthorized(
                 "OAuth 2 token refresh returned no usable access token",
                 status=response.status_code,
@@ -315,14 +339,22 @@ class OAuth2:
         if self._on_refresh is not None:
             try:
                 self._on_refresh(tokens)
-            except Exception:
+            except Exception as error:  # noqa: BLE001 (the caller's callback: anything)
                 # The request goes on with the new tokens; they stay readable
-                # in OAuth2.tokens for the caller to store another way.
-                logger.exception(
-                    "on_refresh raised; the rotated tokens were not stored by it "
-                    "(read them from OAuth2.tokens)"
+                # in OAuth2.tokens for the caller to store another way.  A
+                # storage error may quote what it was given: the tokens.
+                logger.error(  # noqa: TRY400 (a traceback would show the unscrubbed text)
+                    "on_refresh raised %s; the rotated tokens were not stored by it "
+                    "(read them from OAuth2.tokens)",
+                    printable(f"{type(error).__name__}: {error}"),
                 )
         return tokens
+
+
+def _retrieved(task: asyncio.Future[bool]) -> None:
+    """Mark a task's outcome as seen (asyncio logs an exception nobody retrieved)."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _oauth_error(response: httpx.Response) -> str | None:
@@ -341,9 +373,13 @@ def _says_expired(response: httpx.Response) -> bool:
     return "expired" in response.text.lower()
 
 
-# The token endpoint's own transient failures: handed back to the client's
-# retry loop as the response, instead of ending the import as Unauthorized.
-_TRANSIENT_STATUSES: Final = frozenset({408, 429, 500, 502, 503, 504})
+def _transient(status: int) -> bool:
+    """The token endpoint's own transient failures (408, 429, any 5xx), as the API's.
+
+    Handed back to the client's retry loop as the response, instead of
+    ending the import as Unauthorized.
+    """
+    return status in {408, 429} or 500 <= status <= 599  # noqa: PLR2004
 
 
 class OAuth2Flow(httpx.Auth):
@@ -374,6 +410,7 @@ class OAuth2Flow(httpx.Auth):
         # httpcore reads timeouts from each request; a refresh built here
         # would otherwise have none and could hang every thread on the lock.
         self._timeout = httpx.Timeout(timeout).as_dict()
+        self._client: httpx.AsyncClient | None = None
 
     def _refresh_needed(self, seen: OAuth2Tokens, *, force: bool) -> httpx.Request | None:
         """The refresh request to send, or ``None`` if someone else already refreshed."""
@@ -399,18 +436,30 @@ class OAuth2Flow(httpx.Auth):
                     if refresh is not None:
                         answer = yield refresh
                         answer.read()
-                        if answer.status_code in _TRANSIENT_STATUSES:
+                        if _transient(answer.status_code):
                             return
                         credentials._accept(answer, self._now())
                         refreshed = True
                 tokens = credentials.tokens
             request.headers["Authorization"] = f"Bearer {tokens.access_token}"
             response = yield request
-            if refreshed or response.status_code != 401:  # noqa: PLR2004
+            if not self._may_refresh_on(response, request, refreshed=refreshed):
                 return
             response.read()
             if not _says_expired(response):
                 return
+            request.extensions[_REFRESHED_ON_401] = True
+
+    @staticmethod
+    def _may_refresh_on(
+        response: httpx.Response, request: httpx.Request, *, refreshed: bool
+    ) -> bool:
+        """Whether a 401 may make ``request`` refresh: once per request, its retries included."""
+        return (
+            response.status_code == 401  # noqa: PLR2004
+            and not refreshed
+            and not request.extensions.get(_REFRESHED_ON_401)
+        )
 
     async def async_auth_flow(
         self, request: httpx.Request
@@ -421,20 +470,55 @@ class OAuth2Flow(httpx.Auth):
         refreshed = False
         for attempt in range(2):
             if attempt or credentials._stale(tokens, self._now()):
-                async with credentials._task_lock():
-                    refresh = self._refresh_needed(tokens, force=bool(attempt))
-                    if refresh is not None:
-                        answer = yield refresh
-                        await answer.aread()
-                        if answer.status_code in _TRANSIENT_STATUSES:
-                            return
-                        credentials._accept(answer, self._now())
-                        refreshed = True
+                if self._client is not None:
+                    # Out of the request's reach: a request cancelled while
+                    # the token endpoint answers would drop the rotated pair
+                    # (the old refresh token is dead by then), and every
+                    # later refresh would fail.  The task holds the lock
+                    # until the pair is stored, whatever becomes of us.
+                    refreshing = asyncio.ensure_future(self._refresh_aside(tokens, attempt))
+                    # Left alone when we are cancelled: its error is nobody's to raise.
+                    refreshing.add_done_callback(_retrieved)
+                    refreshed = await asyncio.shield(refreshing) or refreshed
+                else:
+                    async with credentials._task_lock():
+                        refresh = self._refresh_needed(tokens, force=bool(attempt))
+                        if refresh is not None:
+                            answer = yield refresh
+                            await answer.aread()
+                            if _transient(answer.status_code):
+                                return
+                            credentials._accept(answer, self._now())
+                            refreshed = True
                 tokens = credentials.tokens
             request.headers["Authorization"] = f"Bearer {tokens.access_token}"
             response = yield request
-            if refreshed or response.status_code != 401:  # noqa: PLR2004
+            if not self._may_refresh_on(response, request, refreshed=refreshed):
                 return
             await response.aread()
             if not _says_expired(response):
                 return
+            request.extensions[_REFRESHED_ON_401] = True
+
+    def bind(self, client: httpx.AsyncClient) -> None:
+        """Send async refreshes through ``client`` (with no auth), each in a task of its own."""
+        self._client = client
+
+    async def _refresh_aside(self, seen: OAuth2Tokens, attempt: int) -> bool:
+        """Refresh ``seen`` unless someone did, under the task lock: whether this refreshed.
+
+        Raises:
+            TokenEndpointAnswered: the token endpoint's transient answer.
+            Unauthorized, UnsafeURL: the refresh was refused.
+        """
+        credentials = self._credentials
+        assert self._client is not None  # noqa: S101 (bound: see bind)
+        async with credentials._task_lock():
+            refresh = self._refresh_needed(seen, force=bool(attempt))
+            if refresh is None:
+                return False
+            answer = await self._client.send(refresh, auth=None, follow_redirects=False)
+            if _transient(answer.status_code):
+                raise TokenEndpointAnswered(answer)
+            credentials._accept(answer, self._now())
+            return True

@@ -33,7 +33,7 @@ from typing import Any, Final, Self, TypeAlias, TypeGuard
 import attrs
 import httpx
 
-from ._auth import BasicAuth, BearerToken, OAuth2, OAuth2Flow
+from ._auth import BasicAuth, BearerToken, OAuth2, OAuth2Flow, TokenEndpointAnswered
 from ._endpoints import Endpoints
 from ._events import OnRetry
 from ._exceptions import BitbucketError, redact_url, short_repr
@@ -584,6 +584,8 @@ class AsyncBitbucketClient(
         self._http = httpx.AsyncClient(
             transport=transport, **self._httpx_options(self._async_guard)
         )
+        if isinstance(self._http.auth, OAuth2Flow):
+            self._http.auth.bind(self._http)
 
     async def _async_guard(self, request: httpx.Request) -> None:
         self._guard.check(request)
@@ -637,6 +639,8 @@ class AsyncBitbucketClient(
         # punycode that is not valid IDNA fails there with idna's error.
         except (httpx.RequestError, httpx.InvalidURL, UnicodeError, BitbucketError) as error:
             return error  # the flow judges it
+        except TokenEndpointAnswered as answered:
+            return answered.response  # the refresh's transient failure, waited out as any
         except OSError as error:  # from a transport that is not httpx's
             return network_error(error, request)
 
