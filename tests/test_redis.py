@@ -635,7 +635,7 @@ _PATHS: Final[dict[str, tuple[list[WindowOperation], Callable[[WindowModel], boo
             ReserveOp(0.0, None),
             ObserveOp(0, _observed(OK), 0.0),
         ],
-        lambda model: (model.limit, model.checks_held) == (3, 0) and model.verify_at is not None,
+        lambda model: (model.limit, model.verify_at, model.checks_held) == (None, None, 0),
     ),
     # A send an error answered is left out of what the server let through.
     "error left out of the count": (
@@ -649,15 +649,10 @@ _PATHS: Final[dict[str, tuple[list[WindowOperation], Callable[[WindowModel], boo
         ],
         lambda model: model.limit == 2 and len(model.errors) == 1 and len(model.log) == 3,
     ),
-    # The check got through: the limit was low; it grows by the check, and
-    # the next check goes at once (here: the next send).
+    # The check got through: the limit was low, the model learns it again.
     "check let through": (
         [*_CHECK, ObserveOp(0, _observed(OK), 0.0), ReserveOp(0.0, None)],
-        lambda model: (
-            model.mode == MODEL
-            and (model.limit, model.checks_held) == (3, 0)
-            and model.lease_until > 0
-        ),
+        lambda model: model.mode == MODEL and (model.limit, model.verify_at) == (None, None),
     ),
     # A fault on the check: no news, the lease is free for the next check.
     "check met a fault": (
@@ -1286,7 +1281,9 @@ def test_a_restart_is_one_outage_whatever_the_pool_held(
 ) -> None:
     caplog.set_level(logging.INFO, logger="bb_backoff")
     clock = FakeClock()
-    store = RedisStore(own_redis.url, retry_interval=5.0, clock=clock)
+    # A generous timeout: a server just restarted on a busy machine may be
+    # slow to answer, and a timeout is an outage of its own.
+    store = RedisStore(own_redis.url, retry_interval=5.0, clock=clock, timeout=5.0)
     members = itertools.count(1)
 
     def arguments() -> dict[str, Any]:

@@ -76,7 +76,7 @@ from ._window import BREAKER, ERROR, HOLD, PROBE, VOID, WAIT, Grant, Observation
 _NOTICEABLE: Final = 0.001
 # A wait for a slot is slept in pieces of at most this share of the window,
 # so that a waiting request notices when the model changes under it (a
-# learned limit raised by a check, a hold lifted) instead of sleeping out a
+# provisional limit forgotten, a hold lifted) instead of sleeping out a
 # reservation made on a model that no longer stands.
 _RECHECK_SHARE: Final = 1 / 60
 logger: Final = logging.getLogger("bb_backoff")

@@ -585,27 +585,12 @@ local function succeeded()
   S.failures = 0
   if check then
     local limit = S.limit
-    if verifying() and limit ~= nil then
-      local counted = let_through(at - window, at)
-      if counted > limit then
-        local ceiling = S.ceiling
-        if ceiling == nil then
-          ceiling = params_limit
-        end
-        if ceiling ~= nil then
-          S.limit = math.min(counted, ceiling)
-        else
-          S.limit = counted
-        end
-        S.counted_until = nil
-        S.checks_held = 0
-        if ceiling == nil or S.limit < ceiling then
-          S.verify_at = now
-        else
-          S.verify_at = nil
-        end
-        S.generation = S.generation + 1
-      end
+    if verifying() and limit ~= nil and let_through(at - window, at) > limit then
+      S.limit = nil
+      S.verify_at = nil
+      S.checks_held = 0
+      S.counted_until = nil
+      S.generation = S.generation + 1
     end
     return
   end
@@ -662,6 +647,7 @@ elseif outcome == 'error' then
 elseif outcome == 'void' then
   -- WindowModel.observe: the send never went
   if log_remove(member, at) and at > now then
+    redis.call('ZREMRANGEBYSCORE', log_key, '(' .. fmt(now), '+inf')
     S.generation = S.generation + 1
   end
   if kind == 'probe' then

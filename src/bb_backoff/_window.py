@@ -39,12 +39,8 @@ MODEL
     the server's window also held sends the model never saw.  Once the
     model has watched a whole window, while its own sends fill the window,
     one send goes beyond the limit as a check: refused, the limit holds;
-    let through, the limit was too low: it grows to what got through, and
-    the next check goes as soon as the window is full again (the limit
-    climbs a send per round trip, up to the first check refused).  A
-    limit learned at a 429 may also come out a little low where sends
-    overtake each other on the way (one sent later, answered first, the
-    model never counts).  A limit that holds,
+    let through, the limit was too low and is forgotten (the next 429,
+    counted over a whole window, teaches the share).  A limit that holds,
     or was counted over a watched window, may still be a share another tool
     stops taking: it is checked again two windows on, then twice as late
     each time it holds (at most every :data:`RECHECK_DOUBLINGS` doublings).
@@ -569,7 +565,11 @@ class WindowModel:
         elif outcome == VOID:
             if self._remove(grant.member, grant.at) and grant.at > now:
                 # A slot in the future freed: the reservations booked after
-                # it may move up (they ask again when they see the change).
+                # it may move up.  They ask again when they see the new
+                # generation, and queue afresh: their old entries go now
+                # (kept, each asking again would queue behind the others'
+                # and move back, leaving the freed slots to nobody).
+                del self.log[bisect.bisect_right(self.log, now, key=_time) :]
                 self.generation += 1
             if grant.kind == PROBE:
                 self.lease_until = 0.0
@@ -710,23 +710,19 @@ class WindowModel:
         self.failures = 0
         if grant.reason == WINDOW and grant.kind == PROBE:
             limit = self.limit
-            if self._verifying(grant) and limit is not None:
-                counted = self._let_through(grant.at - params.window, grant.at)
-                if counted > limit:
-                    # More of our sends than the limit in one window got
-                    # through: the limit was low.  It grows to what got
-                    # through, and the next send beyond it is checked as soon
-                    # as our sends fill the window again: the limit climbs a
-                    # send per round trip while checks get through, and stops
-                    # at the first one refused (a single 429), where
-                    # forgetting it let every worker send into the full
-                    # window at once (a 429 each).
-                    ceiling = self.ceiling if self.ceiling is not None else params.limit
-                    self.limit = counted if ceiling is None else min(counted, ceiling)
-                    self.counted_until = -math.inf
-                    self.checks_held = 0
-                    self.verify_at = now if ceiling is None or self.limit < ceiling else None
-                    self.generation += 1
+            if (
+                self._verifying(grant)
+                and limit is not None
+                and self._let_through(grant.at - params.window, grant.at) > limit
+            ):
+                # More of our sends than the limit in one window got through:
+                # the limit was a floor.  Forget it: sends go at once again,
+                # and the next 429 counts a whole watched window.
+                self.limit = None
+                self.verify_at = None
+                self.checks_held = 0
+                self.counted_until = -math.inf
+                self.generation += 1
             return
         if grant.kind != PROBE or self.mode == MODEL:
             return
