@@ -1330,6 +1330,41 @@ async def test_an_undecodable_body_is_an_invalid_response(make_api: Callable[...
         await api.get("/user")
 
 
+# Found by an independent probe: httpx's build_request(url, params=...)
+# replaces the URL's query, so a stored next link given with a fields filter
+# lost its page (and params={} dropped the whole query).
+@pytest.mark.parametrize(
+    ("params", "query"),
+    [
+        ({"fields": "+values.x"}, "state=ALL&page=7&fields=%2Bvalues.x"),
+        ({}, "state=ALL&page=7"),
+        ({"page": 8}, "state=ALL&page=8"),  # a parameter given replaces the URL's
+    ],
+)
+async def test_get_merges_params_into_the_query_of_the_url_it_is_given(
+    make_api: Callable[..., Api], params: dict[str, Any], query: str
+) -> None:
+    api = make_api(scripted())
+    await api.get(f"{BASE}/repositories/a/b/pullrequests?state=ALL&page=7", params)
+    assert api.requests[0].url.query.decode() == query
+
+
+async def test_paginate_sends_every_value_of_a_repeated_parameter(
+    make_api: Callable[..., Api],
+) -> None:
+    """httpx.QueryParams is a Mapping: dict() of it kept one value of each name."""
+    api = make_api(scripted(then={"values": [1]}))
+    states = httpx.QueryParams([("state", "OPEN"), ("state", "MERGED"), ("state", "DECLINED")])
+    assert await api.call("paginate", "/repositories/a/b/pullrequests", states) == [1]
+    assert api.requests[0].url.params.get_list("state") == ["OPEN", "MERGED", "DECLINED"]
+    with pytest.raises(ValueError, match="pagelen"):
+        await api.call(
+            "paginate",
+            "/repositories/a/b/pullrequests",
+            httpx.QueryParams([("pagelen", "10"), ("pagelen", "100")]),
+        )
+
+
 # Found by an independent probe: a 429 or a 503 whose page a proxy sent with
 # a wrong Content-Encoding was taken for a broken answer and given up on at once.
 @pytest.mark.parametrize("status", [429, 503])

@@ -26,6 +26,12 @@ BASE = "https://api.bitbucket.org/2.0"
         ("/repositories/ws/repo/pullrequests/3/comments", 100),
         ("/repositories/ws/repo/issues", 100),
         ("/workspaces/ws/members", 100),
+        # Every list of pull requests (found by an independent probe: these
+        # were checked against 100 and sent pagelen=100 to a 400).
+        ("/workspaces/ws/pullrequests/{user-uuid}", 50),
+        ("/pullrequests/{user-uuid}", 50),
+        ("/repositories/ws/repo/commit/abc123/pullrequests", 50),
+        ("/repositories/ws/repo/pullrequests/3", 100),
     ],
 )
 def test_pull_request_lists_cap_pagelen_at_50_and_the_rest_at_100(path: str, cap: int) -> None:

@@ -257,6 +257,16 @@ def _check_timeout(timeout: object) -> float | httpx.Timeout:
     return float(timeout)
 
 
+def _with_params(url: str, params: Params | None) -> str | httpx.URL:
+    """``url`` with ``params`` merged into its query, as :meth:`pages` does.
+
+    httpx's ``build_request(url, params=...)`` replaces the URL's query: a
+    stored ``next`` given with ``fields`` would lose its page.  A parameter
+    given replaces the URL's of the same name; repeated values stay.
+    """
+    return httpx.URL(url).copy_merge_params(params) if params else url
+
+
 def _timeout_seconds(value: object) -> TypeGuard[float]:
     # Compared as they are: float() of a huge int overflows, and NaN is in no range.
     return (
@@ -445,7 +455,7 @@ class BitbucketClient(_BaseClient, Endpoints[Any, str, Iterator[Any]]):
     ) -> httpx.Response:
         """Drive one logical request's flow: the only place that sends or sleeps."""
         try:
-            request = self._http.build_request(method, url, params=params, headers=headers)
+            request = self._http.build_request(method, _with_params(url, params), headers=headers)
         except httpx.InvalidURL as error:
             raise unsendable(url, error) from None
         hooks = self._hooks
@@ -615,7 +625,7 @@ class AsyncBitbucketClient(
         if variant is None:
             variant = await self._ask_flag_async()
         try:
-            request = self._http.build_request(method, url, params=params, headers=headers)
+            request = self._http.build_request(method, _with_params(url, params), headers=headers)
         except httpx.InvalidURL as error:
             raise unsendable(url, error) from None
         hooks = self._hooks

@@ -20,7 +20,11 @@ PAGELEN_MAX: Final = 100
 PULL_REQUEST_PAGELEN_MAX: Final = 50
 """Pull-request lists answer ``pagelen`` above 50 with 400 "Invalid pagelen"."""
 
-_PULL_REQUEST_LIST: Final = re.compile(r"/repositories/[^/]+/[^/]+/pullrequests/?$")
+# Every list of pull requests: a repository's, a commit's, and a user's
+# (across a workspace or everywhere); not a pull request's own lists.
+_PULL_REQUEST_LIST: Final = re.compile(
+    r"/pullrequests/?$|^(?:/workspaces/[^/]+)?/pullrequests/[^/]+/?$"
+)
 
 Params = Mapping[str, Any]
 

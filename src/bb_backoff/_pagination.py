@@ -124,19 +124,19 @@ def first_page_url(guard: OriginGuard, path_or_url: str, params: Mapping[str, An
     try:
         url = httpx.URL(joined)
         if params:
-            url = url.copy_merge_params(dict(params))
+            # As given: dict() of httpx.QueryParams keeps one value of each.
+            url = url.copy_merge_params(params)
     except httpx.InvalidURL as error:
         raise unsendable(joined, error) from None
     # Check the page length whatever form the caller used (with or without a
     # slash, a query or the origin).
     base_path = httpx.URL(guard.base_url).path
     path = url.path.removeprefix(base_path.rstrip("/"))
-    pagelen = url.params.get_list("pagelen")
-    if pagelen:
+    for text in url.params.get_list("pagelen"):  # every one sent, repeated or not
         try:
-            value: object = int(pagelen[-1])
+            value: object = int(text)
         except ValueError:
-            value = pagelen[-1]
+            value = text
         endpoints.check_pagelen(path, {"pagelen": value})
     return str(url)
 
