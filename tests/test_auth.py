@@ -991,12 +991,7 @@ def test_an_async_request_cancelled_during_its_refresh_leaves_the_rotated_tokens
     credentials = oauth(clock, on_refresh=stored.append)
 
     async def main() -> list[Any]:
-        async with AsyncBitbucketClient(
-            auth=credentials,
-            transport=httpx.MockTransport(handler),
-            clock=clock.monotonic,
-            now=clock.time,
-        ) as client:
+        async with async_client(credentials, clock, handler) as client:
             with pytest.raises(TimeoutError):
                 await asyncio.wait_for(client.get("/user"), 1.0)
             return list(await asyncio.gather(*(client.get("/user") for _ in range(3))))

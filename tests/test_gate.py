@@ -421,18 +421,23 @@ def test_a_request_refused_at_the_gate_gives_its_slot_back() -> None:
     assert clock.slept < 1.0
 
 
+def answering_ok(clock: VirtualClock, gate: bb.AccountGate) -> bb.AsyncBitbucketClient:
+    """An async client on ``clock`` and ``gate`` whose server answers every request 200."""
+    return bb.AsyncBitbucketClient(
+        auth=bb.BearerToken("ok-SECRET-token"),
+        transport=httpx.MockTransport(lambda _request: httpx.Response(200, json={})),
+        clock=clock.monotonic,
+        now=clock.time,
+        gate=gate,
+    )
+
+
 def test_a_request_cancelled_while_it_waits_at_the_gate_gives_its_slot_back() -> None:
     clock = VirtualClock()
     gate = bb.AccountGate(limit=2, store=bb.MemoryStore())
 
     async def main() -> float:
-        async with bb.AsyncBitbucketClient(
-            auth=bb.BearerToken("impatient"),
-            transport=httpx.MockTransport(lambda _request: httpx.Response(200, json={})),
-            clock=clock.monotonic,
-            now=clock.time,
-            gate=gate,
-        ) as client:
+        async with answering_ok(clock, gate) as client:
             await client.get("/user")
             await client.get("/user")  # the window is full for an hour
             for _ in range(5):
@@ -496,13 +501,7 @@ def test_a_request_cancelled_while_a_network_store_answers_gives_its_slot_back(
     store = LatentStore()
 
     async def main() -> None:
-        async with bb.AsyncBitbucketClient(
-            auth=bb.BearerToken("latent"),
-            transport=httpx.MockTransport(lambda _request: httpx.Response(200, json={})),
-            clock=clock.monotonic,
-            now=clock.time,
-            gate=bb.AccountGate(limit=1, store=store),
-        ) as client:
+        async with answering_ok(clock, bb.AccountGate(limit=1, store=store)) as client:
             await client.get("/user")  # the window is full for an hour
             # 0: cancelled at its first await (under anyio, the reserve call's;
             # asyncio's wait_for never starts it); 10: while it waits its turn.

@@ -160,16 +160,25 @@ def test_a_request_the_gate_gives_up_on_returns_its_last_response() -> None:
     assert [(e.reason, e.outcome) for e in hooks.gave_up] == [("budget", "rate_limited")]
 
 
+def held_for_two_hours(clock: VirtualClock, **options: Any) -> bb.RetryTransport:
+    """A transport whose first answer holds the account longer than ``max_hint`` (then 200s).
+
+    The gate's window is four hours, so that it holds the whole two.
+    """
+    first = iter([httpx.Response(429, headers={"Retry-After": "7200"})])
+    return transport_on(
+        clock,
+        lambda _request: next(first, httpx.Response(200, json={})),
+        policy=bb.ExponentialBackoff(max_hint=3600, seed=2),
+        gate=bb.AccountGate(window=4 * 3600.0, store=bb.MemoryStore(), seed=1),
+        **options,
+    )
+
+
 def test_a_request_the_gate_gives_up_on_before_its_first_send_raises_httpx_pool_timeout() -> None:
     """Nothing of its own to return: httpx's error for waiting too long for a slot."""
     clock = VirtualClock()
-    answers_ = iter([httpx.Response(429, headers={"Retry-After": "7200"})])
-    transport = transport_on(
-        clock,
-        lambda _request: next(answers_, httpx.Response(200, json={})),
-        policy=bb.ExponentialBackoff(max_hint=3600, seed=2),
-        gate=bb.AccountGate(window=4 * 3600.0, store=bb.MemoryStore(), seed=1),
-    )
+    transport = held_for_two_hours(clock)
     with httpx.Client(transport=transport, base_url=BASE) as client:
         assert client.get("/user").status_code == 429  # the hint is too long: at once
         # The account is held for two hours, longer than max_hint: the next
@@ -230,17 +239,12 @@ def test_every_request_a_transport_gives_up_on_is_reported_as_finished() -> None
     hooks = Recorder()
     handler, _ = answers(httpx.UnsupportedProtocol("ftp"))
     transport = transport_on(clock, handler, hooks=[hooks])
-    with httpx.Client(transport=transport, base_url=BASE) as client:
-        with pytest.raises(httpx.UnsupportedProtocol):
-            client.get("/user")
-        answers_ = iter([httpx.Response(429, headers={"Retry-After": "7200"})])
-        held = transport_on(
-            clock,
-            lambda _request: next(answers_, httpx.Response(200, json={})),
-            policy=bb.ExponentialBackoff(max_hint=3600, seed=2),
-            gate=bb.AccountGate(window=4 * 3600.0, store=bb.MemoryStore(), seed=1),
-            hooks=[hooks],
-        )
+    with (
+        httpx.Client(transport=transport, base_url=BASE) as client,
+        pytest.raises(httpx.UnsupportedProtocol),
+    ):
+        client.get("/user")
+    held = held_for_two_hours(clock, hooks=[hooks])
     with httpx.Client(transport=held, base_url=BASE) as client:
         client.get("/user")
         with pytest.raises(httpx.PoolTimeout):
