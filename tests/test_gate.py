@@ -520,40 +520,6 @@ def test_a_request_cancelled_while_a_network_store_answers_gives_its_slot_back(
     assert len(model.log) == 1  # the one send made
 
 
-def test_a_request_booked_after_cancelled_ones_moves_up_to_the_slot_they_left() -> None:
-    """Nine impatient requests give up their slots: the patient one behind them takes the first."""
-    clock = VirtualClock()
-    sent: dict[str, float] = {}
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        sent[request.url.path] = clock.monotonic()
-        return httpx.Response(200, json={})
-
-    async def main() -> None:
-        async with bb.AsyncBitbucketClient(
-            auth=bb.BearerToken("queue"),
-            transport=httpx.MockTransport(handler),
-            clock=clock.monotonic,
-            now=clock.time,
-            gate=bb.AccountGate(limit=1, store=bb.MemoryStore()),
-        ) as client:
-            await client.get("/first")  # the window is full for an hour
-
-            async def impatient(index: int) -> None:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(client.get(f"/impatient/{index}"), 100.0)
-
-            async def patient() -> None:
-                await asyncio.sleep(1.0)  # booked behind the nine, nine hours out
-                await client.get("/patient")
-
-            await asyncio.gather(*(impatient(index) for index in range(9)), patient())
-
-    run_virtual(main(), clock)
-    assert set(sent) == {"/2.0/first", "/2.0/patient"}
-    assert 3600.0 <= sent["/2.0/patient"] < 3700.0  # the first free slot, not the tenth
-
-
 @pytest.mark.parametrize("header", ["Retry-After", "X-RateLimit-Reset"])
 def test_a_request_given_up_at_the_gate_reports_the_servers_last_hint_in_seconds_from_now(
     header: str,

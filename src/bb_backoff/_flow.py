@@ -921,7 +921,7 @@ async def _adrive(
 
     A task cancelled while it waits at the gate (``asyncio.timeout``,
     ``wait_for``) gives its reservation back: a slot nobody will use must
-    not hold the account's other requests back.
+    not be counted against the account.
     """
     gate = flow.settings.gate
     try:

@@ -646,10 +646,7 @@ elseif outcome == 'error' then
   failed()
 elseif outcome == 'void' then
   -- WindowModel.observe: the send never went
-  if log_remove(member, at) and at > now then
-    redis.call('ZREMRANGEBYSCORE', log_key, '(' .. fmt(now), '+inf')
-    S.generation = S.generation + 1
-  end
+  log_remove(member, at)
   if kind == 'probe' then
     S.lease_until = 0
   end

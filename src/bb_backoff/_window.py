@@ -96,8 +96,7 @@ ERROR: Final = "error"
 VOID: Final = "void"
 """The send never went: the request gave up or was cancelled while its
 reservation waited.  The reservation is dropped (a probe's lease with it, so
-the next request may probe; a future slot's reservations booked after it
-see a new generation and ask again); nothing is learned."""
+the next request may probe); nothing is learned."""
 
 # Why a grant makes the request wait; the client charges the wait to a budget.
 WINDOW: Final = "window"
@@ -563,14 +562,12 @@ class WindowModel:
         elif outcome == ERROR:
             self._error(now, params, grant, sent=observation.sent, draw=draw)
         elif outcome == VOID:
-            if self._remove(grant.member, grant.at) and grant.at > now:
-                # A slot in the future freed: the reservations booked after
-                # it may move up.  They ask again when they see the new
-                # generation, and queue afresh: their old entries go now
-                # (kept, each asking again would queue behind the others'
-                # and move back, leaving the freed slots to nobody).
-                del self.log[bisect.bisect_right(self.log, now, key=_time) :]
-                self.generation += 1
+            # The entry goes; the reservations booked after it keep theirs.
+            # (Moving them up means telling every process that holds one:
+            # one that never heard would send at its old time, no longer
+            # counted.  Asking them again while their old entries stay
+            # queues each behind the others' and moves it back.)
+            self._remove(grant.member, grant.at)
             if grant.kind == PROBE:
                 self.lease_until = 0.0
         else:
