@@ -1002,6 +1002,60 @@ def test_an_async_request_cancelled_during_its_refresh_leaves_the_rotated_tokens
     assert credentials.tokens.refresh_token == refresh(2)
 
 
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_401_whose_refresh_met_a_brief_failure_refreshes_when_tried_again(kind: str) -> None:
+    """The request is marked as refreshed only once its refresh happened (found by a review)."""
+    clock = VirtualClock()
+    answers = iter([httpx.Response(401, json=EXPIRED_BODY)] * 2)
+    script = Script(httpx.Response(503), token_answer(2))
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url == httpx.URL(TOKEN_URL):
+            return script(request)
+        script.api_requests.append(request)
+        if request.headers["Authorization"] == f"Bearer {access(2)}":
+            return httpx.Response(200, json={"ok": True})
+        return next(answers)
+
+    fresh = OAuth2(
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+        refresh_token=refresh(1),
+        access_token=access(1),
+        expires_at=clock.time() + ACCESS_LIFETIME,
+    )
+    assert run_both(kind, script, clock, fresh, transport=httpx.MockTransport(handler)) == {
+        "ok": True
+    }
+    assert len(script.token_requests) == 2
+
+
+def test_closing_an_async_client_waits_for_a_refresh_on_the_wire() -> None:
+    """A job with a deadline: the loop ends right after; the rotated pair is stored first.
+
+    Found by a review: asyncio.run cancels the tasks left, the refresh's too.
+    """
+    clock = VirtualClock()
+    stored: list[OAuth2Tokens] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if request.url == httpx.URL(TOKEN_URL):
+            await asyncio.sleep(5.0)  # rotated on the server; the answer on its way
+            return token_answer(2)
+        return httpx.Response(200, json={"ok": True})
+
+    credentials = oauth(clock, on_refresh=stored.append)
+
+    async def job() -> None:
+        async with async_client(credentials, clock, handler) as client:
+            await client.get("/user")
+
+    with pytest.raises(TimeoutError):
+        run_virtual(asyncio.wait_for(job(), 1.0), clock)
+    assert [tokens.refresh_token for tokens in stored] == [refresh(2)]
+    assert credentials.tokens.refresh_token == refresh(2)
+
+
 def test_one_oauth2_serves_clients_on_successive_event_loops() -> None:
     """An asyncio.Lock binds to its first loop; the credentials keep one per loop."""
     clock = VirtualClock()

@@ -32,6 +32,10 @@ BASE = "https://api.bitbucket.org/2.0"
         ("/pullrequests/{user-uuid}", 50),
         ("/repositories/ws/repo/commit/abc123/pullrequests", 50),
         ("/repositories/ws/repo/pullrequests/3", 100),
+        # Not lists of pull requests, though named so (found by a review).
+        ("/repositories/ws/repo/src/main/docs/pullrequests", 100),
+        ("/repositories/ws/repo/commits/pullrequests", 100),
+        ("/repositories/pullrequests", 100),
     ],
 )
 def test_pull_request_lists_cap_pagelen_at_50_and_the_rest_at_100(path: str, cap: int) -> None:

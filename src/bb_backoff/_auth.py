@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import math
 import threading
@@ -411,6 +412,8 @@ class OAuth2Flow(httpx.Auth):
         # would otherwise have none and could hang every thread on the lock.
         self._timeout = httpx.Timeout(timeout).as_dict()
         self._client: httpx.AsyncClient | None = None
+        # Refreshes on the wire, referenced until done (the loop keeps weak ones).
+        self._refreshing: set[asyncio.Future[bool]] = set()
 
     def _refresh_needed(self, seen: OAuth2Tokens, *, force: bool) -> httpx.Request | None:
         """The refresh request to send, or ``None`` if someone else already refreshed."""
@@ -441,6 +444,8 @@ class OAuth2Flow(httpx.Auth):
                         credentials._accept(answer, self._now())
                         refreshed = True
                 tokens = credentials.tokens
+                if attempt:  # refreshed for a 401, by us or by another request
+                    request.extensions[_REFRESHED_ON_401] = True
             request.headers["Authorization"] = f"Bearer {tokens.access_token}"
             response = yield request
             if not self._may_refresh_on(response, request, refreshed=refreshed):
@@ -448,7 +453,6 @@ class OAuth2Flow(httpx.Auth):
             response.read()
             if not _says_expired(response):
                 return
-            request.extensions[_REFRESHED_ON_401] = True
 
     @staticmethod
     def _may_refresh_on(
@@ -477,6 +481,8 @@ class OAuth2Flow(httpx.Auth):
                     # later refresh would fail.  The task holds the lock
                     # until the pair is stored, whatever becomes of us.
                     refreshing = asyncio.ensure_future(self._refresh_aside(tokens, attempt))
+                    self._refreshing.add(refreshing)
+                    refreshing.add_done_callback(self._refreshing.discard)
                     # Left alone when we are cancelled: its error is nobody's to raise.
                     refreshing.add_done_callback(_retrieved)
                     refreshed = await asyncio.shield(refreshing) or refreshed
@@ -491,6 +497,8 @@ class OAuth2Flow(httpx.Auth):
                             credentials._accept(answer, self._now())
                             refreshed = True
                 tokens = credentials.tokens
+                if attempt:  # refreshed for a 401, by us or by another request
+                    request.extensions[_REFRESHED_ON_401] = True
             request.headers["Authorization"] = f"Bearer {tokens.access_token}"
             response = yield request
             if not self._may_refresh_on(response, request, refreshed=refreshed):
@@ -498,7 +506,18 @@ class OAuth2Flow(httpx.Auth):
             await response.aread()
             if not _says_expired(response):
                 return
-            request.extensions[_REFRESHED_ON_401] = True
+
+    async def settle(self) -> None:
+        """Wait for the refreshes on the wire, so that their rotated pairs are stored.
+
+        The async client's ``aclose`` calls it: a loop torn down right after
+        (``asyncio.run`` cancels what is left) would otherwise drop a pair
+        the token endpoint has already rotated.
+        """
+        while self._refreshing:
+            pending = list(self._refreshing)
+            with contextlib.suppress(Exception):
+                await asyncio.shield(asyncio.gather(*pending, return_exceptions=True))
 
     def bind(self, client: httpx.AsyncClient) -> None:
         """Send async refreshes through ``client`` (with no auth), each in a task of its own."""

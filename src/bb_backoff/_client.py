@@ -607,7 +607,10 @@ class AsyncBitbucketClient(
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the connections."""
+        """Close the connections, once an OAuth 2 refresh on the wire has stored its pair."""
+        auth = self._http.auth
+        if isinstance(auth, OAuth2Flow):
+            await auth.settle()
         await self._http.aclose()
 
     async def _ask_flag_async(self) -> FlowSettings:

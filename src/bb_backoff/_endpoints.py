@@ -23,7 +23,8 @@ PULL_REQUEST_PAGELEN_MAX: Final = 50
 # Every list of pull requests: a repository's, a commit's, and a user's
 # (across a workspace or everywhere); not a pull request's own lists.
 _PULL_REQUEST_LIST: Final = re.compile(
-    r"/pullrequests/?$|^(?:/workspaces/[^/]+)?/pullrequests/[^/]+/?$"
+    r"^/repositories/[^/]+/[^/]+/(?:commit/[^/]+/)?pullrequests/?$"
+    r"|^(?:/workspaces/[^/]+)?/pullrequests/[^/]+/?$"
 )
 
 Params = Mapping[str, Any]
