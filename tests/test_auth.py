@@ -786,13 +786,13 @@ async def test_async_same_origin_redirect_is_followed_with_the_credentials(
 
 
 def oauth(clock: VirtualClock, **options: Any) -> OAuth2:
-    """Credentials whose access token expired a minute ago by the virtual clock."""
+    """Credentials whose access token expired a minute ago by the virtual clock (by default)."""
+    options.setdefault("expires_at", clock.time() - 60)
     return OAuth2(
         client_id=CLIENT_ID,
         client_secret=CLIENT_SECRET,
         refresh_token=refresh(1),
         access_token=access(1),
-        expires_at=clock.time() - 60,
         **options,
     )
 
@@ -955,13 +955,7 @@ def test_one_request_refreshes_at_most_once_across_its_retries(kind: str) -> Non
         script.api_requests.append(request)
         return next(answers)
 
-    fresh = OAuth2(
-        client_id=CLIENT_ID,
-        client_secret=CLIENT_SECRET,
-        refresh_token=refresh(1),
-        access_token=access(1),
-        expires_at=clock.time() + ACCESS_LIFETIME,
-    )
+    fresh = oauth(clock, expires_at=clock.time() + ACCESS_LIFETIME)
     with pytest.raises(Unauthorized):
         run_both(kind, script, clock, fresh, transport=httpx.MockTransport(handler))
     assert len(script.token_requests) == 1
@@ -1017,13 +1011,7 @@ def test_a_401_whose_refresh_met_a_brief_failure_refreshes_when_tried_again(kind
             return httpx.Response(200, json={"ok": True})
         return next(answers)
 
-    fresh = OAuth2(
-        client_id=CLIENT_ID,
-        client_secret=CLIENT_SECRET,
-        refresh_token=refresh(1),
-        access_token=access(1),
-        expires_at=clock.time() + ACCESS_LIFETIME,
-    )
+    fresh = oauth(clock, expires_at=clock.time() + ACCESS_LIFETIME)
     assert run_both(kind, script, clock, fresh, transport=httpx.MockTransport(handler)) == {
         "ok": True
     }
