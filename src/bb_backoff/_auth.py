@@ -39,6 +39,7 @@ from ._exceptions import (
     register_secrets,
     short_repr,
 )
+from ._policy import server_failed
 
 logger: Final = logging.getLogger("bb_backoff")
 
@@ -380,7 +381,7 @@ def _transient(status: int) -> bool:
     Handed back to the client's retry loop as the response, instead of
     ending the import as Unauthorized.
     """
-    return status in {408, 429} or 500 <= status <= 599  # noqa: PLR2004
+    return status == 429 or server_failed(status)  # noqa: PLR2004
 
 
 class OAuth2Flow(httpx.Auth):

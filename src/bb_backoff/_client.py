@@ -41,7 +41,7 @@ from ._flags import FlagCheck, FlagSource
 from ._flow import FlowSettings, RequestFlow, arun, network_error, run
 from ._gate import AccountGate, account_key, check_sync_gate, resolve_gate
 from ._origin import OriginGuard, parse_url, unsendable
-from ._outcomes import without_body
+from ._outcomes import undecodable
 from ._pagination import Page, Pager, json_body
 from ._policy import ExponentialBackoff, FixedRetry, RetryPolicy
 from ._timing import (
@@ -71,7 +71,6 @@ larger value is a mistake (``math.inf``, milliseconds taken for seconds).
 ``httpx.Timeout(None)`` waits for ever.
 """
 
-_ERROR_STATUS: Final = 400
 Auth: TypeAlias = BearerToken | BasicAuth | OAuth2
 Params: TypeAlias = Mapping[str, Any]
 
@@ -255,6 +254,24 @@ def _check_timeout(timeout: object) -> float | httpx.Timeout:
             "(httpx.Timeout(None) waits for ever, if you must)"
         )
     return float(timeout)
+
+
+def build_request(
+    http: httpx.Client | httpx.AsyncClient,
+    method: str,
+    url: str,
+    params: Params | None,
+    headers: Mapping[str, str] | None,
+) -> httpx.Request:
+    """The request to send, ``params`` merged into ``url``'s query.
+
+    Raises:
+        UnsafeURL: httpx cannot build a request for ``url`` (nothing is sent).
+    """
+    try:
+        return http.build_request(method, _with_params(url, params), headers=headers)
+    except httpx.InvalidURL as error:
+        raise unsendable(url, error) from None
 
 
 def _with_params(url: str, params: Params | None) -> str | httpx.URL:
@@ -454,10 +471,7 @@ class BitbucketClient(_BaseClient, Endpoints[Any, str, Iterator[Any]]):
         headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
         """Drive one logical request's flow: the only place that sends or sleeps."""
-        try:
-            request = self._http.build_request(method, _with_params(url, params), headers=headers)
-        except httpx.InvalidURL as error:
-            raise unsendable(url, error) from None
+        request = build_request(self._http, method, url, params, headers)
         hooks = self._hooks
         flow = RequestFlow(request, self._ask_flag(), observe=hooks.observe_requests())
         return run(flow, send=self._send_once, sleep=self._sleep, report=hooks)
@@ -471,7 +485,7 @@ class BitbucketClient(_BaseClient, Endpoints[Any, str, Iterator[Any]]):
                 response.read()
             except httpx.DecodingError as error:
                 response.close()
-                return error if response.status_code < _ERROR_STATUS else without_body(response)
+                return undecodable(response, error)
             except BaseException:
                 response.close()
                 raise
@@ -627,10 +641,7 @@ class AsyncBitbucketClient(
         variant = self._fixed
         if variant is None:
             variant = await self._ask_flag_async()
-        try:
-            request = self._http.build_request(method, _with_params(url, params), headers=headers)
-        except httpx.InvalidURL as error:
-            raise unsendable(url, error) from None
+        request = build_request(self._http, method, url, params, headers)
         hooks = self._hooks
         flow = RequestFlow(request, variant, observe=hooks.observe_requests())
         return await arun(flow, send=self._send_once, sleep=self._sleep, report=hooks)
@@ -642,7 +653,7 @@ class AsyncBitbucketClient(
                 await response.aread()
             except httpx.DecodingError as error:
                 await response.aclose()
-                return error if response.status_code < _ERROR_STATUS else without_body(response)
+                return undecodable(response, error)
             except BaseException:
                 await response.aclose()
                 raise

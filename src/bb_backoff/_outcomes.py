@@ -33,6 +33,7 @@ The others (``UnsupportedProtocol``, ``LocalProtocolError``: a bad URL
 scheme, a header httpx refuses to send) are bugs on our side that a retry
 repeats.
 """
+_ERROR_STATUS: Final = 400
 ERROR_TEXT_LIMIT: Final = 200
 """Characters of a plain-text error body kept in an error message."""
 
@@ -83,6 +84,17 @@ def error_envelope(response: httpx.Response) -> tuple[str | None, str | None]:
         scrub(message) if isinstance(message, str) else None,
         scrub(detail) if isinstance(detail, str) else None,
     )
+
+
+def undecodable(
+    response: httpx.Response, error: httpx.DecodingError
+) -> httpx.Response | httpx.DecodingError:
+    """What the flow judges when ``response``'s body cannot be decoded.
+
+    An error status: the response without its body (see :func:`without_body`).
+    A success: the decoding error (its body is the answer).
+    """
+    return without_body(response) if response.status_code >= _ERROR_STATUS else error
 
 
 def without_body(response: httpx.Response) -> httpx.Response:

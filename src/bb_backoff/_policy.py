@@ -110,9 +110,14 @@ def classify(outcome: Outcome, *, transport_errors: bool = True) -> Reason | Non
         if transport_errors and (idempotent or not outcome.sent):
             return Reason.TRANSPORT_ERROR
         return None
-    if (status == 408 or 500 <= status <= 599) and idempotent:  # noqa: PLR2004
+    if server_failed(status) and idempotent:
         return Reason.SERVER_ERROR
     return None
+
+
+def server_failed(status: int) -> bool:
+    """408 or 5xx: the server failed or timed out (retried where sending again is safe)."""
+    return status == 408 or 500 <= status <= 599  # noqa: PLR2004
 
 
 @attrs.frozen

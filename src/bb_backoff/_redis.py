@@ -241,9 +241,7 @@ local function log_remove(member, at)
   local score = redis.call('ZSCORE', log_key, member)
   if score and tonumber(score) == at then
     redis.call('ZREM', log_key, member)
-    return true
   end
-  return false
 end
 
 -- WindowModel._count: entries with low < time <= high

@@ -78,12 +78,7 @@ class _Buffered:
 
     def keep(self, response: httpx.Response, raw: bytes) -> httpx.Response:
         """A read copy of ``response`` (closed, its ``raw`` bytes taken), for the flow."""
-        copy = httpx.Response(
-            response.status_code,
-            headers=response.headers,
-            stream=httpx.ByteStream(raw),
-            extensions=response.extensions,
-        )
+        copy = _unread(response, raw)
         try:
             copy.read()
         except httpx.DecodingError:
@@ -93,14 +88,17 @@ class _Buffered:
 
     def returned(self, response: httpx.Response) -> httpx.Response:
         """What the transport returns for the flow's ``response``: unread, if it was read here."""
-        if response is not self.last:
-            return response
-        return httpx.Response(
-            response.status_code,
-            headers=response.headers,
-            stream=httpx.ByteStream(self.raw),
-            extensions=response.extensions,
-        )
+        return response if response is not self.last else _unread(response, self.raw)
+
+
+def _unread(response: httpx.Response, raw: bytes) -> httpx.Response:
+    """``response`` again over its ``raw`` bytes (still encoded), not read yet."""
+    return httpx.Response(
+        response.status_code,
+        headers=response.headers,
+        stream=httpx.ByteStream(raw),
+        extensions=response.extensions,
+    )
 
 
 def request_account(request: httpx.Request) -> str:
