@@ -634,6 +634,7 @@ _PATHS: Final[dict[str, tuple[list[WindowOperation], Callable[[WindowModel], boo
             ReserveOp(0.0, None),
             ReserveOp(0.0, None),
             ObserveOp(0, _observed(OK), 0.0),
+            ReserveOp(0.0, None),  # passes the verdict
         ],
         lambda model: (model.limit, model.verify_at, model.checks_held) == (None, None, 0),
     ),
@@ -775,6 +776,8 @@ def test_the_differential_test_reaches_every_mode_and_reason(
         both_observe(sent, Observation(OK))
     both_observe(first[3], Observation(RATE_LIMITED))  # discovery: the limit is 3
     assert model.limit == 3
+    assert both_reserve(5)[0].kind == WAIT  # for the sends on their way to answer
+    now += 0.1
     waiting = both_reserve(5)  # the window is full
     now += 0.05
     both_observe(both_reserve(6), Observation(RATE_LIMITED, hint=2.0))  # a miss: probe

@@ -16,7 +16,7 @@ import math
 
 import attrs
 import pytest
-from hypothesis import event, example, given, settings
+from hypothesis import assume, event, example, given, settings
 from hypothesis import strategies as st
 
 import bb_backoff as bb
@@ -141,6 +141,104 @@ def test_429s_of_sends_in_flight_at_discovery_correct_the_learned_limit() -> Non
     for grant in burst[6:9]:
         answer(model, 0.1, grant, RATE_LIMITED)
     assert model.limit == 6
+
+
+def test_sends_on_their_way_overtake_the_refused_one_and_count_as_let_through() -> None:
+    """With jittered round trips, sends made after the refused one reach the server first.
+
+    The server lets 5 through: 3 sends, then 4 on their way together; the
+    first of the 4 arrives last and is refused, and of the 3 made after it,
+    two overtook it (one answered before the 429 came back, one after) and
+    one is refused.  Counting only the sends made before the refused one
+    would learn 3 where the server allows 5.
+    """
+    model = WindowModel()
+    fill(model, 3, now=0.0)
+    refused, early, late, also_refused = (reserve(model, 1.0 + i / 10) for i in range(4))
+    answer(model, 1.5, early)  # overtook the refused send, answered before its 429
+    answer(model, 1.6, refused, RATE_LIMITED)
+    assert (model.limit, model.counted_until) == (5 + 1, 1.6)  # all made so far, but one
+    answer(model, 1.7, late)
+    answer(model, 1.8, also_refused, RATE_LIMITED)
+    assert model.limit == 5  # once all have answered: what the server let through
+
+
+def test_a_send_made_after_the_first_counted_one_left_the_window_is_not_counted() -> None:
+    """A send made once a counted one has left the window may have taken the slot it freed."""
+    model = WindowModel()
+    fill(model, 2, now=0.0)
+    fill(model, 2, now=50.0)
+    refused = reserve(model, 99.0)
+    # 0.0 has left the window: this one may take its slot.  (A margin of a
+    # second keeps 0.0 in the log: the count needs it.)
+    after = reserve(model, 100.5, margin=1.0)
+    answer(model, 101.0, refused, RATE_LIMITED)
+    assert (model.limit, model.counted_until) == (4, 100.0)
+    answer(model, 101.0, after)
+    assert model.limit == 4
+
+
+def test_an_error_or_a_void_answering_a_counted_send_takes_it_off_the_limit() -> None:
+    model = WindowModel()
+    fill(model, 4, now=0.0)
+    refused, failed, unsent, voided = (reserve(model, 1.0) for _ in range(4))
+    answer(model, 1.1, refused, RATE_LIMITED)
+    assert model.limit == 7
+    answer(model, 1.2, failed, ERROR)  # may not have counted: left out, as before a 429
+    answer(model, 1.2, unsent, ERROR, sent=False)  # never left
+    answer(model, 1.2, voided, VOID)
+    assert model.limit == 4
+    answer(model, 1.3, failed, ERROR)  # told twice: one mark, one correction
+    assert model.limit == 4
+
+
+def test_no_slot_is_booked_on_a_fresh_count_before_the_sends_on_their_way_have_answered() -> None:
+    """A slot booked on a count its refused sends will lower would be one too many."""
+    model = WindowModel()
+    fill(model, 2, now=10.0)
+    refused, other = reserve(model, 11.0), reserve(model, 11.0)
+    answer(model, 11.2, refused, RATE_LIMITED)
+    wait = reserve(model, 11.2, margin=0.5)
+    assert (wait.kind, wait.reason) == (WAIT, WINDOW)
+    assert wait.delay == pytest.approx(0.5)
+    answer(model, 11.4, other, RATE_LIMITED)
+    assert model.limit == 2
+    grant = reserve(model, 11.7, margin=0.5)
+    assert (grant.kind, grant.at) == (GO, 10.0 + 100.0 + 0.5)
+
+
+@settings(max_examples=300)
+@given(
+    limit=st.integers(min_value=1, max_value=30),
+    extra=st.integers(min_value=1, max_value=30),
+    data=st.data(),
+)
+def test_the_limit_learned_is_what_the_server_let_through_however_the_answers_raced(
+    limit: int, extra: int, data: st.DataObject
+) -> None:
+    """Sends made together, arriving and answered in any order: once all have answered,
+    the limit is exactly the number the server let through.
+
+    (Where the first refused send was made before any let through, nothing
+    of ours is known to be in the window: the model probes instead.)
+    """
+    model = WindowModel()
+    moments = st.floats(min_value=0.0, max_value=1.0)
+    sends = []
+    for _ in range(limit + extra):
+        made = data.draw(moments)
+        arrives = made + data.draw(moments) + 1.0  # after every send is made
+        sends.append((made, arrives, arrives + data.draw(moments)))
+    sends.sort()
+    grants = [reserve(model, made) for made, _arrives, _answered in sends]
+    by_arrival = sorted(range(len(sends)), key=lambda i: sends[i][1])
+    admitted = set(by_arrival[:limit])
+    by_answer = sorted(range(len(sends)), key=lambda i: sends[i][2])
+    first_refused = next(i for i in by_answer if i not in admitted)
+    assume(min(admitted) < first_refused)  # sends are in the order made
+    for i in by_answer:
+        answer(model, sends[i][2], grants[i], OK if i in admitted else RATE_LIMITED)
+    assert model.limit == limit
 
 
 def test_a_429_on_an_older_model_changes_nothing_but_the_log() -> None:
@@ -591,15 +689,59 @@ def test_a_check_let_through_means_the_limit_was_low_so_the_model_learns_it_agai
     waiting = reserve(model, 110.2)
     generation = model.generation
     answer(model, 110.3, check, OK)  # 4 of ours in one window got through
-    assert (model.mode, model.limit, model.verify_at) == (MODEL, None, None)
+    # The verdict waits a round trip (the margin) for sends still on their
+    # way: meanwhile the limit stands, and requests wait for the verdict.
+    assert (model.limit, model.passed_seen) == (3, 110.3)
+    wait = reserve(model, 110.35, margin=0.1)
+    assert (wait.kind, wait.reason, model.limit) == (WAIT, WINDOW, 3)
+    assert wait.delay == pytest.approx(0.05)
+    reserve(model, 110.4, margin=0.1, cancel=(waiting.member, waiting.at))  # as the client does
+    assert (model.mode, model.limit, model.verify_at, model.passed_seen) == (
+        MODEL,
+        None,
+        None,
+        None,
+    )
     assert model.generation == generation + 1  # the waiting reservation is void
     assert waiting.generation < model.generation
-    reserve(model, 110.4, cancel=(waiting.member, waiting.at))  # as the client does
     assert [reserve(model, 110.4).delay for _ in range(5)] == [0.0] * 5
     # The next 429 counts a whole watched window: 3 + the check + 6; checked
     # again two windows later.
     answer(model, 110.5, reserve(model, 110.5), RATE_LIMITED)
     assert (model.limit, model.checks_held, model.verify_at) == (10, 1, 110.5 + 2 * PARAMS.window)
+
+
+def test_a_send_refused_while_the_check_is_out_means_the_limit_holds() -> None:
+    """The check overtook a send of the full window: it took that send's slot.
+
+    The refused send is the answer the refused check would have been; the
+    check's own success, when it comes, is no verdict any more.
+    """
+    model = restarted_model()
+    on_their_way = [reserve(model, 110.0) for _ in range(3)]
+    check = reserve(model, 110.1)
+    assert (check.kind, check.reason) == (PROBE, WINDOW)
+    answer(model, 110.2, on_their_way[0], RATE_LIMITED)
+    assert (model.mode, model.limit, model.checks_held) == (MODEL, 3, 1)
+    assert (model.verify_at, model.lease_until) == (110.2 + 2 * PARAMS.window, 0.0)
+    answer(model, 110.3, check, OK)
+    assert (model.limit, model.passed_seen, model.checks_held) == (3, None, 1)
+    assert reserve(model, 110.4).reason == WINDOW
+
+
+def test_a_send_refused_within_a_round_trip_of_the_checks_success_means_the_limit_holds() -> None:
+    model = restarted_model()
+    on_their_way = [reserve(model, 110.0) for _ in range(3)]
+    for grant in on_their_way[:2]:
+        answer(model, 110.1, grant)
+    check = reserve(model, 110.1)
+    answer(model, 110.2, check, OK)  # before the last send made before it
+    assert (model.limit, model.passed_seen) == (3, 110.2)
+    assert reserve(model, 110.25, margin=0.5).kind == WAIT  # for the verdict
+    answer(model, 110.3, on_their_way[2], RATE_LIMITED)
+    assert (model.limit, model.passed_seen, model.checks_held) == (3, None, 1)
+    grant = reserve(model, 110.4, margin=0.5)
+    assert (grant.kind, grant.reason, model.limit) == (GO, WINDOW, 3)
 
 
 def test_a_check_refused_confirms_the_limit_and_the_next_check_waits_twice_as_long() -> None:
@@ -664,8 +806,8 @@ def test_a_share_another_tool_no_longer_takes_is_found_again_at_the_next_check()
     check = reserve(model, 330.2)
     assert (check.kind, check.reason) == (PROBE, WINDOW)
     answer(model, 330.3, check, OK)
+    sent = [reserve(model, 330.4) for _ in range(3)]  # the verdict is passed (no margin)
     assert (model.limit, model.verify_at) == (None, None)
-    sent = [reserve(model, 330.4) for _ in range(3)]
     assert [grant.delay for grant in sent] == [0.0] * 3
     answer(model, 330.5, reserve(model, 330.5), RATE_LIMITED)  # 4 + the check + 3 = 8
     assert model.limit == 8
@@ -688,7 +830,13 @@ def test_a_check_goes_only_while_the_sends_made_fill_the_window_not_while_they_a
     grant = reserve(model, 111.2, margin=0.5)  # 11.0 has left, 111.5 is not made yet
     assert (grant.kind, grant.reason) == (GO, WINDOW)
     answer(model, 111.5, booked[1])
-    check = reserve(model, 111.6, margin=0.5)  # 12.0, 110.5 and 111.5: full
+    # 12.0, 110.5 and 111.5 fill the window, but 12.0 is within a round trip
+    # of its trailing edge: it may have reached the server early enough to
+    # have left the server's window already.
+    grant = reserve(model, 111.6, margin=0.5)
+    assert (grant.kind, grant.reason) == (GO, WINDOW)
+    answer(model, 112.5, booked[2])
+    check = reserve(model, 112.6, margin=0.5)  # 110.5, 111.5 and 112.5: full
     assert (check.kind, check.reason) == (PROBE, WINDOW)
 
 
@@ -771,6 +919,7 @@ def test_a_limit_learned_below_a_configured_one_is_provisional_and_a_check_resto
     check = reserve(model, now + 0.1, params)
     assert (check.kind, check.reason) == (PROBE, WINDOW)
     answer(model, now + 0.2, check, params=params)
+    reserve(model, now + 0.3, params)  # the verdict is passed
     assert (model.limit, model.cap(params)) == (None, 10)
 
 

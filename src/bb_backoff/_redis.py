@@ -20,7 +20,7 @@ Keys
       (``limit``, ``ceiling``, ``generation``, ``mode``, ``probe_at``,
       ``lease_until``, ``probe_failures``, ``failures``, ``outage_since``,
       ``hold_until``, ``pace``, ``near``, ``counted_until``, ``since``,
-      ``verify_at``, ``checks_held``); numbers as
+      ``verify_at``, ``checks_held``, ``passed_seen``); numbers as
       ``%.17g`` text, so they round-trip exactly.
 
     Every call sets the keys to expire two windows (plus a minute) after
@@ -96,6 +96,7 @@ from ._redis_clients import (
 from ._timing import default_clock, to_seconds
 from ._window import (
     _PROBE_POLL,
+    _SETTLE_SLACK,
     BREAKER,
     GO,
     HOLD,
@@ -137,6 +138,7 @@ STATE_FIELDS: Final = (
     "since",
     "verify_at",
     "checks_held",
+    "passed_seen",
 )
 _NOTHING_KNOWN: Final = Knowledge()
 # How the store reaches Redis for one call.
@@ -213,6 +215,7 @@ local S = {
   since = optional(stored.since),
   verify_at = optional(stored.verify_at),
   checks_held = optional(stored.checks_held) or 0,
+  passed_seen = optional(stored.passed_seen),
 }
 
 -- len(log)
@@ -241,7 +244,9 @@ local function log_remove(member, at)
   local score = redis.call('ZSCORE', log_key, member)
   if score and tonumber(score) == at then
     redis.call('ZREM', log_key, member)
+    return true
   end
+  return false
 end
 
 -- WindowModel._count: entries with low < time <= high
@@ -290,6 +295,16 @@ end
 local function probe_wait(failed, initial, ceiling, draw)
   local base = math.min(ceiling, initial * 2 ^ failed)
   return base / 2 + draw * base / 2
+end
+
+-- WindowModel._forget
+local function forget()
+  S.limit = nil
+  S.verify_at = nil
+  S.passed_seen = nil
+  S.checks_held = 0
+  S.counted_until = nil
+  S.generation = S.generation + 1
 end
 
 local function encode(value)
@@ -402,6 +417,20 @@ local function reserve()
     log_add(now, member)
     return {'probe', '0', reason, fmt(now)}
   end
+  -- the limit was just counted (sends on their way included), or a check got through
+  local settled = nil
+  if S.counted_until ~= nil then
+    settled = S.counted_until + margin
+  end
+  if S.passed_seen ~= nil then
+    settled = S.passed_seen + margin
+    if settled - now <= @SETTLE_SLACK@ then
+      forget()
+    end
+  end
+  if settled ~= nil and settled - now > @SETTLE_SLACK@ then
+    return {'wait', fmt(settled - now), 'window', '0'}
+  end
   local at, reason = now, ''
   if S.hold_until > at then
     at, reason = S.hold_until, 'hold'
@@ -427,8 +456,8 @@ local function reserve()
       stated = params_limit
     end
     if reason == 'window' and S.verify_at ~= nil and now >= S.verify_at
-        and S.lease_until <= now and S.hold_until <= now
-        and log_count(now - window, now) >= limit
+        and S.passed_seen == nil and S.lease_until <= now and S.hold_until <= now
+        and log_count(now - window + margin, now) >= limit
         and (stated == nil or count < stated
              or after(log_time(count - stated), window + margin) <= now) then
       S.lease_until = now + probe_lease
@@ -478,18 +507,37 @@ local function judge(floor, when)
   end
 end
 
+-- WindowModel._held
+local function held()
+  S.checks_held = S.checks_held + 1
+  S.verify_at = now + window * 2 ^ math.min(S.checks_held, @RECHECK_DOUBLINGS@)
+end
+
 -- WindowModel._learn
-local function learn(admitted, when)
-  if admitted > 0 then
-    S.limit = admitted
-    S.counted_until = when
-    judge(S.since == nil or when - window < S.since, when)
+local function learn(when)
+  local low = when - window
+  if let_through(low, when) <= 0 then
+    return
+  end
+  local first = redis.call('ZRANGEBYSCORE', log_key, '(' .. fmt(low), '+inf', 'WITHSCORES',
+    'LIMIT', 0, 1)
+  local until_ = math.max(when, math.min(tonumber(first[2]) + window, now))
+  S.limit = let_through(low, until_)
+  S.counted_until = until_
+  judge(S.since == nil or low < S.since, when)
+end
+
+-- WindowModel._uncount
+local function uncount(when)
+  if S.counted_until ~= nil and when <= S.counted_until and S.limit ~= nil and S.limit > 1 then
+    S.limit = S.limit - 1
   end
 end
 
 -- WindowModel._verifying
 local function verifying()
-  if S.mode ~= 'model' or generation ~= S.generation or S.verify_at == nil then
+  if S.mode ~= 'model' or generation ~= S.generation or S.verify_at == nil
+      or at < S.verify_at then
     return false
   end
   S.lease_until = 0
@@ -503,13 +551,10 @@ local function rate_limited()
   if hint ~= nil then
     S.hold_until = math.max(S.hold_until, now + math.min(hint, max_hold))
   end
-  if S.counted_until ~= nil and at <= S.counted_until and S.limit ~= nil and S.limit > 1 then
-    S.limit = S.limit - 1
-  end
+  uncount(at)
   if check then
     if verifying() then
-      S.checks_held = S.checks_held + 1
-      S.verify_at = now + window * 2 ^ math.min(S.checks_held, @RECHECK_DOUBLINGS@)
+      held()
     end
     return
   end
@@ -519,7 +564,7 @@ local function rate_limited()
       S.probe_failures = 0
     end
     if cap() == nil then
-      learn(let_through(at - window, at), at)
+      learn(at)
     end
     S.probe_failures = S.probe_failures + 1
     S.lease_until = 0
@@ -529,15 +574,18 @@ local function rate_limited()
   if generation ~= S.generation or S.mode ~= 'model' then
     return
   end
+  if S.passed_seen ~= nil
+      or (S.verify_at ~= nil and S.verify_at <= now and now < S.lease_until) then
+    S.passed_seen = nil
+    S.lease_until = 0
+    held()
+    return
+  end
   S.generation = S.generation + 1
-  local admitted = let_through(at - window, at)
-  if cap() == nil and admitted > 0 then
-    learn(admitted, at)
-    if hint == nil then
-      return
-    end
-  else
-    learn(admitted, at)
+  local discovery = cap() == nil and let_through(at - window, at) > 0
+  learn(at)
+  if discovery and hint == nil then
+    return
   end
   S.mode = 'probe'
   S.probe_failures = 0
@@ -548,9 +596,11 @@ end
 -- WindowModel._error
 local function failed()
   if not sent then
-    log_remove(member, at)
-  else
-    redis.call('ZADD', errors_key, fmt(at), member)
+    if log_remove(member, at) then
+      uncount(at)
+    end
+  elseif redis.call('ZADD', errors_key, fmt(at), member) == 1 then
+    uncount(at)
   end
   S.failures = S.failures + 1
   local probe = kind == 'probe'
@@ -584,11 +634,7 @@ local function succeeded()
   if check then
     local limit = S.limit
     if verifying() and limit ~= nil and let_through(at - window, at) > limit then
-      S.limit = nil
-      S.verify_at = nil
-      S.checks_held = 0
-      S.counted_until = nil
-      S.generation = S.generation + 1
+      S.passed_seen = now
     end
     return
   end
@@ -636,6 +682,7 @@ if header_limit ~= nil and header_limit ~= S.ceiling then
   S.ceiling = math.max(1, header_limit)
   S.limit = nil
   S.verify_at = nil
+  S.passed_seen = nil
   S.generation = S.generation + 1
 end
 if outcome == 'rate_limited' then
@@ -644,7 +691,9 @@ elseif outcome == 'error' then
   failed()
 elseif outcome == 'void' then
   -- WindowModel.observe: the send never went
-  log_remove(member, at)
+  if log_remove(member, at) then
+    uncount(at)
+  end
   if kind == 'probe' then
     S.lease_until = 0
   end
@@ -661,6 +710,7 @@ return knowledge()
 _SUBSTITUTIONS: Final = {
     "@FIELDS@": ", ".join(f"'{field}'" for field in STATE_FIELDS),
     "@PROBE_POLL@": repr(_PROBE_POLL),
+    "@SETTLE_SLACK@": repr(_SETTLE_SLACK),
     "@NEAR_LIMIT_ROOM@": repr(NEAR_LIMIT_ROOM),
     "@RECHECK_DOUBLINGS@": repr(RECHECK_DOUBLINGS),
 }
@@ -934,6 +984,7 @@ class RedisStore:
             "counted_until",
             "since",
             "verify_at",
+            "passed_seen",
         ):
             if name in fields:
                 setattr(model, name, float(fields[name]))

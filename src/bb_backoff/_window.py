@@ -26,7 +26,11 @@ MODEL
     The log holds the account's own sends in the window (reservations,
     possibly in the future).  With no limit known, every send goes at once
     and is logged.  The first 429 teaches the limit: the number of sends the
-    server let through in the window before it.  The limit can also come
+    server let through in its window.  Round trips race, so the sends made
+    after the refused one, up to its answer, count as let through until
+    they come back refused (see :meth:`WindowModel._learn`); no slot is
+    booked on the count until they have had a round trip to answer.  The
+    limit can also come
     from ``X-RateLimit-Limit`` (the server's word wins) or from the
     configuration.  With a limit, a send is released when the oldest of the
     last ``limit`` sends leaves the window, plus ``margin`` seconds for the
@@ -38,9 +42,11 @@ MODEL
     fallback model, another tool's burst) is *provisional*: a floor, since
     the server's window also held sends the model never saw.  Once the
     model has watched a whole window, while its own sends fill the window,
-    one send goes beyond the limit as a check: refused, the limit holds;
-    let through, the limit was too low and is forgotten (the next 429,
-    counted over a whole window, teaches the share).  A limit that holds,
+    one send goes beyond the limit as a check: refused (or a send of the
+    full window refused while it is out or within a round trip after it got
+    through: it overtook that send), the limit holds; let through, the
+    limit was too low and is forgotten (the next 429, counted over a whole
+    window, teaches the share).  A limit that holds,
     or was counted over a watched window, may still be a share another tool
     stops taking: it is checked again two windows on, then twice as late
     each time it holds (at most every :data:`RECHECK_DOUBLINGS` doublings).
@@ -111,6 +117,9 @@ LANE: Final = 64
 """The most sends a fast lane lets go between full decisions (:meth:`WindowModel.reserve_now`)."""
 # While a probe is out, the others look again after the round trip, this long at least.
 _PROBE_POLL: Final = 0.05
+# A wait for answers on their way shorter than this is no wait (a clock that
+# rounds it away would have the request ask again forever).
+_SETTLE_SLACK: Final = 0.001
 
 
 @attrs.frozen(kw_only=True)
@@ -265,6 +274,7 @@ class WindowModel:
         "near",
         "outage_since",
         "pace",
+        "passed_seen",
         "probe_at",
         "probe_failures",
         "since",
@@ -293,7 +303,13 @@ class WindowModel:
         """When a memory store created this model or told it an answer (the store's
         time): with the newest log entry, what tells an idle model to drop."""
         self.counted_until = -math.inf
-        """The time of the send whose 429 set :attr:`limit` by counting the log."""
+        """The newest send :attr:`limit` counted as let through, when a 429 set it by
+        counting the log (see :meth:`_learn`): a 429 or an error answering a send
+        logged at or before it takes one off."""
+        self.passed_seen: float | None = None
+        """When a check of the limit got through: the verdict (forget the limit)
+        waits a round trip for the sends that were on their way before it (see
+        :meth:`_ok`); ``None`` when no verdict waits."""
         self.since: float | None = None
         """The time of the first send the model logged: it has watched the account since."""
         self.verify_at: float | None = None
@@ -395,6 +411,9 @@ class WindowModel:
         if self.mode != MODEL:
             return self._reserve_probe(now, params, member, margin)
 
+        settling = self._settling(now, margin)
+        if settling:
+            return Grant(WAIT, settling, WINDOW, self.generation)
         at = now
         reason = ""
         if self.hold_until > at:
@@ -425,9 +444,10 @@ class WindowModel:
         since = self.since
         if since is None or at < since:
             self.since = at
-        if at == now and not self.pace:
+        if at == now and not self.pace and self.passed_seen is None:
             # What this decision would decide again, as long as nothing is
-            # answered: the next sends go at once while the log has room.
+            # answered (and no verdict waits to be passed by time): the next
+            # sends go at once while the log has room.
             room = LANE if cap is None else min(LANE, cap - len(log))
             if room > 0:
                 self.lane, self.lane_params = room, params
@@ -436,6 +456,23 @@ class WindowModel:
                 self.lane_oldest = oldest if not errors or oldest < errors[0][0] else errors[0][0]
         grant: Grant = _new_tuple(Grant, (GO, at - now, reason, self.generation, member, at))
         return grant
+
+    def _settling(self, now: float, margin: float) -> float:
+        """How long sends on their way still have to answer before a slot is booked (or 0).
+
+        The limit was just counted, sends still on their way included, or a
+        check got through: nothing is booked on the limit before they have
+        had a round trip to answer (a refused one takes one off the count,
+        or makes the check's verdict "holds").  A verdict that waited long
+        enough is passed here: the limit was low, and is forgotten.
+        """
+        settled = self.counted_until + margin
+        if self.passed_seen is not None:
+            settled = self.passed_seen + margin
+            if settled - now <= _SETTLE_SLACK:
+                self._forget()
+        wait = settled - now
+        return wait if wait > _SETTLE_SLACK else 0.0
 
     def reserve_now(
         self, now: float, params: WindowParams, member: object, margin: float = 0.0
@@ -493,9 +530,12 @@ class WindowModel:
         if not (
             verify_at is not None
             and now >= verify_at
+            and self.passed_seen is None
             and self.lease_until <= now
             and self.hold_until <= now
-            and self._count(now - params.window, now) >= cap
+            # (Counted from a round trip in: a send at the window's trailing
+            # edge may have reached the server early enough to leave its window.)
+            and self._count(now - params.window + margin, now) >= cap
         ):
             return False
         ceiling = self.ceiling if self.ceiling is not None else params.limit
@@ -555,7 +595,7 @@ class WindowModel:
             # The server says what the limit is: believe it over any estimate.
             self.ceiling = max(1, observation.header_limit)
             self.limit = None
-            self.verify_at = None
+            self.verify_at = self.passed_seen = None
             self.generation += 1
         if outcome == RATE_LIMITED:
             self._rate_limited(now, params, grant, observation.hint, draw)
@@ -567,7 +607,8 @@ class WindowModel:
             # one that never heard would send at its old time, no longer
             # counted.  Asking them again while their old entries stay
             # queues each behind the others' and moves it back.)
-            self._remove(grant.member, grant.at)
+            if self._remove(grant.member, grant.at):
+                self._uncount(grant.at)
             if grant.kind == PROBE:
                 self.lease_until = 0.0
         else:
@@ -583,24 +624,17 @@ class WindowModel:
         self._remove(grant.member, grant.at)
         if hint is not None:
             self.hold_until = max(self.hold_until, now + min(hint, params.max_hold))
-        if grant.at <= self.counted_until and self.limit is not None and self.limit > 1:
-            # Counted as let through when the limit was learned, but refused.
-            self.limit -= 1
+        self._uncount(grant.at)
         if grant.reason == WINDOW and grant.kind == PROBE:
             if self._verifying(grant):
-                # The window was full at the limit: it holds.  Check it again
-                # later (another tool may stop spending), each time twice as late.
-                self.checks_held += 1
-                self.verify_at = now + params.window * 2.0 ** min(
-                    self.checks_held, RECHECK_DOUBLINGS
-                )
+                self._held(now, params)
             return
         if grant.kind == PROBE:
             if self.mode == BREAKER:
                 self.mode = PROBING
                 self.probe_failures = 0
             if self.cap(params) is None:
-                self._learn(self._let_through(grant.at - params.window, grant.at), grant.at, params)
+                self._learn(grant.at, params, now)
             self.probe_failures += 1
             self.lease_until = 0.0
             self.probe_at = now + probe_wait(
@@ -609,32 +643,75 @@ class WindowModel:
             return
         if grant.generation != self.generation or self.mode != MODEL:
             return  # sent on an older model: this 429 is already explained
+        verify_at = self.verify_at
+        if self.passed_seen is not None or (
+            verify_at is not None and verify_at <= now < self.lease_until
+        ):
+            # A check is out or got through, and a send made on the same
+            # model is refused: the check took the slot it found taken (it
+            # overtook sends on their way to a full window).  The limit
+            # holds, as if the check had been refused.
+            self.passed_seen = None
+            self.lease_until = 0.0
+            self._held(now, params)
+            return
         self.generation += 1
-        # What the server let through in the window up to this send.
-        admitted = self._let_through(grant.at - params.window, grant.at)
-        if self.cap(params) is None and admitted > 0:
-            # Discovery: the limit is what got through before the first 429.
-            self._learn(admitted, grant.at, params)
-            if hint is None:
-                return
-            # The server says when to come back: its word wins over the
-            # model's window, so one probe goes when the hint has passed.
-        else:
-            # The model said there was room and the server disagreed.
-            self._learn(admitted, grant.at, params)
+        # Discovery: no limit known, and the model logged some of what the
+        # server let through in the window up to this send.
+        discovery = (
+            self.cap(params) is None and self._let_through(grant.at - params.window, grant.at) > 0
+        )
+        self._learn(grant.at, params, now)
+        if discovery and hint is None:
+            return
+        # The model said there was room and the server disagreed; or the
+        # server says when to come back, and its word wins over the model's
+        # window: one probe goes when the hint has passed.
         self.mode = PROBING
         self.probe_failures = 0
         self.lease_until = 0.0
         self.probe_at = now + probe_wait(0, params.probe_initial, params.probe_max, draw)
 
-    def _learn(self, admitted: int, at: float, params: WindowParams) -> None:
-        if admitted > 0:
-            self.limit = admitted
-            self.counted_until = at
-            # A count over a window the model did not watch from its start
-            # is a floor: sends it never saw (a previous run's, another
-            # tool's) may have filled the rest.
-            self._judge(params, floor=self.since is None or at - params.window < self.since, at=at)
+    def _held(self, now: float, params: WindowParams) -> None:
+        """A check found the window full at the limit: it holds.
+
+        Check it again later (another tool may stop spending), each time
+        twice as late.
+        """
+        self.checks_held += 1
+        self.verify_at = now + params.window * 2.0 ** min(self.checks_held, RECHECK_DOUBLINGS)
+
+    def _learn(self, at: float, params: WindowParams, now: float) -> None:
+        """Learn the limit from the 429 of the send made at ``at``, answered at ``now``.
+
+        The limit is what the server let through in the window up to that
+        send, when the model logged any of it.  Sends made after it, up to
+        ``now``, were on their way: with jittered round trips, some
+        overtook it at the server and were let through in that very window
+        (some may even have been answered already).  So they are counted as
+        let through too, and each that comes back refused (or failed) takes
+        one off (see :meth:`_rate_limited`): once they have all answered, the
+        limit is what the server let through, however they raced.  Only up
+        to when the first counted send leaves the window: a send made after
+        that may have taken the slot it freed.
+        """
+        low = at - params.window
+        if self._let_through(low, at) <= 0:
+            return
+        log = self.log
+        first = log[bisect.bisect_right(log, low, key=_time)][0]
+        until = max(at, min(first + params.window, now))
+        self.limit = self._let_through(low, until)
+        self.counted_until = until
+        # A count over a window the model did not watch from its start is a
+        # floor: sends it never saw (a previous run's, another tool's) may
+        # have filled the rest.
+        self._judge(params, floor=self.since is None or low < self.since, at=at)
+
+    def _uncount(self, at: float) -> None:
+        """The send logged at ``at`` was not let through: if the limit counted it, take it off."""
+        if at <= self.counted_until and self.limit is not None and self.limit > 1:
+            self.limit -= 1
 
     def _judge(self, params: WindowParams, *, floor: bool, at: float) -> None:
         """Schedule the check of :attr:`limit`, learned at ``at``.
@@ -664,7 +741,13 @@ class WindowModel:
 
         It frees the lease when it is: the next check may go.
         """
-        if self.mode != MODEL or grant.generation != self.generation or self.verify_at is None:
+        verify_at = self.verify_at
+        if (
+            self.mode != MODEL
+            or grant.generation != self.generation
+            or verify_at is None
+            or grant.at < verify_at  # a check already judged (a later one is due)
+        ):
             return False
         self.lease_until = 0.0
         return True
@@ -673,9 +756,11 @@ class WindowModel:
         self, now: float, params: WindowParams, grant: Grant, *, sent: bool, draw: float
     ) -> None:
         if not sent:
-            self._remove(grant.member, grant.at)
+            if self._remove(grant.member, grant.at):
+                self._uncount(grant.at)
         elif (grant.at, grant.member) not in self.errors:  # one mark per send
             bisect.insort(self.errors, (grant.at, grant.member), key=_time)
+            self._uncount(grant.at)
         self.failures += 1
         # The mode's own probe; a learned limit's check met a fault: no
         # news about the limit, the next check may go.
@@ -713,13 +798,10 @@ class WindowModel:
                 and self._let_through(grant.at - params.window, grant.at) > limit
             ):
                 # More of our sends than the limit in one window got through:
-                # the limit was a floor.  Forget it: sends go at once again,
-                # and the next 429 counts a whole watched window.
-                self.limit = None
-                self.verify_at = None
-                self.checks_held = 0
-                self.counted_until = -math.inf
-                self.generation += 1
+                # the limit was a floor, unless the check overtook sends still
+                # on their way.  The verdict waits a round trip for them
+                # (reserve passes it): a refused one means the limit holds.
+                self.passed_seen = now
             return
         if grant.kind != PROBE or self.mode == MODEL:
             return
@@ -748,6 +830,18 @@ class WindowModel:
             self.counted_until = -math.inf
             self._judge(params, floor=floor, at=now)
         self.mode = MODEL
+        self.generation += 1
+
+    def _forget(self) -> None:
+        """Forget a learned limit found too low: sends go at once again.
+
+        The next 429 counts a whole watched window.
+        """
+        self.limit = None
+        self.verify_at = None
+        self.passed_seen = None
+        self.checks_held = 0
+        self.counted_until = -math.inf
         self.generation += 1
 
     def _near(self, params: WindowParams, *, near: bool) -> None:
