@@ -48,6 +48,7 @@ from bb_backoff._window import (
     PROBE,
     PROBING,
     RATE_LIMITED,
+    VOID,
     WAIT,
     WINDOW,
     Grant,
@@ -694,6 +695,45 @@ _PATHS: Final[dict[str, tuple[list[WindowOperation], Callable[[WindowModel], boo
             ObserveOp(0, _observed(OK), 0.0),
         ],
         lambda model: model.mode == MODEL and model.limit == 2 and model.verify_at is not None,
+    ),
+    # A send of the full window refused while the check is out: the check
+    # overtook it, the limit holds, and the check's own success is no verdict.
+    "check overtook a send": (
+        [*_CHECK, ObserveOp(1, _observed(RATE_LIMITED), 0.0), ObserveOp(0, _observed(OK), 0.0)],
+        lambda model: (model.limit, model.checks_held, model.passed_seen) == (2, 1, None),
+    ),
+    # The check got through: the verdict waits a round trip (a WAIT meanwhile).
+    "verdict waits a round trip": (
+        [*_CHECK, ObserveOp(0, _observed(OK), 0.0), ReserveOp(0.5, None)],
+        lambda model: model.limit == 2 and model.passed_seen is not None,
+    ),
+    # ... and is passed a round trip later.
+    "verdict passed a round trip later": (
+        [
+            *_CHECK,
+            ObserveOp(0, _observed(OK), 0.0),
+            ReserveOp(0.5, None),
+            Advance(0.03),
+            ReserveOp(0.5, None),
+        ],
+        lambda model: (model.limit, model.passed_seen, model.verify_at) == (None, None, None),
+    ),
+    # ... unless a send made before it is refused meanwhile: the limit holds.
+    "refused within the verdict's round trip": (
+        [*_CHECK, ObserveOp(0, _observed(OK), 0.0), ObserveOp(1, _observed(RATE_LIMITED), 0.0)],
+        lambda model: (model.limit, model.checks_held, model.passed_seen) == (2, 1, None),
+    ),
+    # Sends on their way at the first 429 count as let through until an
+    # error, a void or a cancelled reservation says otherwise.
+    "counted sends taken off": (
+        [
+            *[ReserveOp(0.0, None)] * 6,
+            ObserveOp(5, _observed(RATE_LIMITED), 0.0),
+            ObserveOp(4, _observed(ERROR), 0.0),
+            ObserveOp(3, Observation(VOID), 0.0),
+            ReserveOp(0.0, 0),
+        ],
+        lambda model: model.limit == 2 and len(model.errors) == 1,
     ),
     # Learned below X-RateLimit-Limit: provisional; grown to it by a probe: nothing to check.
     "provisional up to the stated limit": (

@@ -174,7 +174,7 @@ def test_a_send_made_after_the_first_counted_one_left_the_window_is_not_counted(
     after = reserve(model, 100.5, margin=1.0)
     answer(model, 101.0, refused, RATE_LIMITED)
     assert (model.limit, model.counted_until) == (4, 100.0)
-    answer(model, 101.0, after)
+    answer(model, 101.0, after, RATE_LIMITED)  # not counted: takes nothing off
     assert model.limit == 4
 
 
@@ -190,6 +190,42 @@ def test_an_error_or_a_void_answering_a_counted_send_takes_it_off_the_limit() ->
     assert model.limit == 4
     answer(model, 1.3, failed, ERROR)  # told twice: one mark, one correction
     assert model.limit == 4
+
+
+def test_a_cancelled_reservation_counted_as_let_through_is_taken_off() -> None:
+    model = WindowModel()
+    fill(model, 2, now=0.0)
+    refused, unsent = reserve(model, 1.0), reserve(model, 1.0)
+    answer(model, 1.1, refused, RATE_LIMITED)
+    assert model.limit == 3
+    reserve(model, 1.2, cancel=(unsent.member, unsent.at))  # it never went
+    assert model.limit == 2
+
+
+def test_a_stated_limit_after_a_count_leaves_nothing_to_settle() -> None:
+    model = WindowModel()
+    fill(model, 2, now=0.0)
+    refused, other = reserve(model, 1.0), reserve(model, 1.0)
+    answer(model, 1.2, refused, RATE_LIMITED)
+    answer(model, 1.25, other, header_limit=1000)
+    assert (model.limit, model.ceiling, model.counted_until) == (None, 1000, -math.inf)
+    grant = reserve(model, 1.3, margin=0.5)
+    assert (grant.kind, grant.delay) == (GO, 0.0)
+    assert model.lane > 0  # and the lane answers as reserve does
+
+
+def test_an_outage_drops_a_checks_pending_verdict() -> None:
+    """After an outage, a check's success from before it says nothing about the window."""
+    params = attrs.evolve(PARAMS, failure_threshold=2)
+    model = restarted_model()
+    fill(model, 3, now=110.0)
+    check = reserve(model, 110.1, params)
+    booked = [reserve(model, 110.1, params) for _ in range(2)]
+    answer(model, 110.2, check, OK, params=params)
+    assert (model.mode, model.passed_seen) == (MODEL, 110.2)
+    for grant in booked:
+        answer(model, 110.3, grant, ERROR, params=params)
+    assert (model.mode, model.passed_seen, model.limit) == (BREAKER, None, 3)
 
 
 def test_no_slot_is_booked_on_a_fresh_count_before_the_sends_on_their_way_have_answered() -> None:

@@ -297,6 +297,13 @@ local function probe_wait(failed, initial, ceiling, draw)
   return base / 2 + draw * base / 2
 end
 
+-- WindowModel._uncount
+local function uncount(when)
+  if S.counted_until ~= nil and when <= S.counted_until and S.limit ~= nil and S.limit > 1 then
+    S.limit = S.limit - 1
+  end
+end
+
 -- WindowModel._forget
 local function forget()
   S.limit = nil
@@ -378,8 +385,8 @@ _RESERVE_BODY: Final = """
 -- WindowModel.reserve: ARGV[10] member, ARGV[11] margin, ARGV[12..13] the
 -- void reservation to drop first (member, time), or empty.
 local member, margin = ARGV[10], tonumber(ARGV[11])
-if ARGV[12] ~= '' then
-  log_remove(ARGV[12], tonumber(ARGV[13]))
+if ARGV[12] ~= '' and log_remove(ARGV[12], tonumber(ARGV[13])) then
+  uncount(tonumber(ARGV[13]))
 end
 redis.call('ZREMRANGEBYSCORE', log_key, '-inf', fmt(now - window - margin))
 redis.call('ZREMRANGEBYSCORE', errors_key, '-inf', fmt(now - window - margin))
@@ -527,13 +534,6 @@ local function learn(when)
   judge(S.since == nil or low < S.since, when)
 end
 
--- WindowModel._uncount
-local function uncount(when)
-  if S.counted_until ~= nil and when <= S.counted_until and S.limit ~= nil and S.limit > 1 then
-    S.limit = S.limit - 1
-  end
-end
-
 -- WindowModel._verifying
 local function verifying()
   if S.mode ~= 'model' or generation ~= S.generation or S.verify_at == nil
@@ -548,10 +548,10 @@ end
 local function rate_limited()
   S.failures = 0
   log_remove(member, at)
+  uncount(at)
   if hint ~= nil then
     S.hold_until = math.max(S.hold_until, now + math.min(hint, max_hold))
   end
-  uncount(at)
   if check then
     if verifying() then
       held()
@@ -618,6 +618,7 @@ local function failed()
   end
   if S.failures >= failure_threshold then
     S.mode = 'breaker'
+    S.passed_seen = nil
     S.generation = S.generation + 1
     S.outage_since = now
     S.probe_failures = 0
@@ -683,6 +684,7 @@ if header_limit ~= nil and header_limit ~= S.ceiling then
   S.limit = nil
   S.verify_at = nil
   S.passed_seen = nil
+  S.counted_until = nil
   S.generation = S.generation + 1
 end
 if outcome == 'rate_limited' then

@@ -398,8 +398,8 @@ class WindowModel:
             delay``.
         """
         self.lane = 0
-        if cancel is not None:
-            self._remove(*cancel)
+        if cancel is not None and self._remove(*cancel):
+            self._uncount(cancel[1])  # never sent: if counted as let through, it was not
         log = self.log
         horizon = now - params.window - margin
         if log and log[0][0] <= horizon:
@@ -444,10 +444,17 @@ class WindowModel:
         since = self.since
         if since is None or at < since:
             self.since = at
-        if at == now and not self.pace and self.passed_seen is None:
+        if (
+            at == now
+            and not self.pace
+            and self.counted_until == -math.inf
+            and self.passed_seen is None
+        ):
             # What this decision would decide again, as long as nothing is
-            # answered (and no verdict waits to be passed by time): the next
-            # sends go at once while the log has room.
+            # answered: the next sends go at once while the log has room.
+            # (Not on a limit counted at a 429, nor while a check's verdict
+            # waits: whether they must settle first depends on the margin,
+            # which may grow meanwhile.  The pace is the limit's then anyway.)
             room = LANE if cap is None else min(LANE, cap - len(log))
             if room > 0:
                 self.lane, self.lane_params = room, params
@@ -480,7 +487,8 @@ class WindowModel:
         """The success path's reservation: the GO at once :meth:`reserve` would give, or ``None``.
 
         A full decision that lets a send go at once, in the MODEL mode with
-        no hold and no pacing, opens a *lane*: the room it left in the
+        no hold, no pacing, no limit counted at a 429 and no check's verdict
+        waiting, opens a *lane*: the room it left in the
         window under the cap it used.  Until an answer is observed (the only
         thing that changes the mode, the limit, a hold or the pacing) or the
         room is spent, the next sends go at once too: the log only grows
@@ -596,6 +604,7 @@ class WindowModel:
             self.ceiling = max(1, observation.header_limit)
             self.limit = None
             self.verify_at = self.passed_seen = None
+            self.counted_until = -math.inf
             self.generation += 1
         if outcome == RATE_LIMITED:
             self._rate_limited(now, params, grant, observation.hint, draw)
@@ -622,9 +631,11 @@ class WindowModel:
     ) -> None:
         self.failures = 0  # the server is up: a 429 ends an outage
         self._remove(grant.member, grant.at)
+        # Counted as let through, but refused (even when a late answer finds
+        # its entry already gone from the log: it was there when counted).
+        self._uncount(grant.at)
         if hint is not None:
             self.hold_until = max(self.hold_until, now + min(hint, params.max_hold))
-        self._uncount(grant.at)
         if grant.reason == WINDOW and grant.kind == PROBE:
             if self._verifying(grant):
                 self._held(now, params)
@@ -778,6 +789,7 @@ class WindowModel:
             return
         if self.failures >= params.failure_threshold:
             self.mode = BREAKER
+            self.passed_seen = None  # a check's pending verdict is no news after an outage
             self.generation += 1
             self.outage_since = now
             self.probe_failures = 0
