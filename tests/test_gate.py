@@ -71,6 +71,24 @@ def timing(clock: VirtualClock) -> dict[str, Any]:
     return {"clock": clock.monotonic, "now": clock.time, "sleep": clock.sleep}
 
 
+def virtual_client(
+    clock: VirtualClock,
+    transport: httpx.AsyncBaseTransport,
+    token: str,
+    seed: int,
+    gate: bb.AccountGate,
+) -> bb.AsyncBitbucketClient:
+    """An async client on ``clock``, its policy and gate seeded with ``seed``."""
+    return bb.AsyncBitbucketClient(
+        auth=bb.BearerToken(token),
+        transport=transport,
+        clock=clock.monotonic,
+        now=clock.time,
+        policy=bb.ExponentialBackoff(seed=seed),
+        gate=gate,
+    )
+
+
 def run_async_import(
     mock: MockBitbucket, clock: VirtualClock, workers: int, **options: Any
 ) -> Items:
@@ -320,14 +338,8 @@ def test_with_round_trips_that_overtake_each_other_the_limit_is_met_once_per_req
     workers, items = 8, 70
 
     async def main() -> list[object]:
-        async with bb.AsyncBitbucketClient(
-            auth=bb.BearerToken("jittered"),
-            transport=server,
-            clock=clock.monotonic,
-            now=clock.time,
-            policy=bb.ExponentialBackoff(seed=seed),
-            gate=bb.AccountGate(store=bb.MemoryStore(), seed=seed),
-        ) as client:
+        gate = bb.AccountGate(store=bb.MemoryStore(), seed=seed)
+        async with virtual_client(clock, server, "jittered", seed, gate) as client:
             queue = list(range(items))
 
             async def worker() -> list[object]:
@@ -680,14 +692,8 @@ def run_outage(workers: int, seconds: float, **gate: Any) -> tuple[list[object],
     transport = httpx.MockTransport(outage_handler(clock, 60.0, seconds, calls))
 
     async def main() -> list[object]:
-        async with bb.AsyncBitbucketClient(
-            auth=bb.BearerToken("outage"),
-            transport=transport,
-            clock=clock.monotonic,
-            now=clock.time,
-            policy=bb.ExponentialBackoff(seed=4),
-            gate=bb.AccountGate(seed=4, **gate),
-        ) as client:
+        shared = bb.AccountGate(seed=4, **gate)
+        async with virtual_client(clock, transport, "outage", 4, shared) as client:
 
             async def worker() -> list[object]:
                 results = []

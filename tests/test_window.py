@@ -192,21 +192,27 @@ def test_an_error_or_a_void_answering_a_counted_send_takes_it_off_the_limit() ->
     assert model.limit == 4
 
 
-def test_a_cancelled_reservation_counted_as_let_through_is_taken_off() -> None:
+def counted_with_one_on_its_way() -> tuple[WindowModel, Grant]:
+    """Two sends let through at 0.0, two more at 1.0, the first refused at 1.1.
+
+    The count (3) takes the other, still on its way, as let through.
+    """
     model = WindowModel()
     fill(model, 2, now=0.0)
-    refused, unsent = reserve(model, 1.0), reserve(model, 1.0)
+    refused, other = reserve(model, 1.0), reserve(model, 1.0)
     answer(model, 1.1, refused, RATE_LIMITED)
+    return model, other
+
+
+def test_a_cancelled_reservation_counted_as_let_through_is_taken_off() -> None:
+    model, unsent = counted_with_one_on_its_way()
     assert model.limit == 3
     reserve(model, 1.2, cancel=(unsent.member, unsent.at))  # it never went
     assert model.limit == 2
 
 
 def test_a_stated_limit_after_a_count_leaves_nothing_to_settle() -> None:
-    model = WindowModel()
-    fill(model, 2, now=0.0)
-    refused, other = reserve(model, 1.0), reserve(model, 1.0)
-    answer(model, 1.2, refused, RATE_LIMITED)
+    model, other = counted_with_one_on_its_way()
     answer(model, 1.25, other, header_limit=1000)
     assert (model.limit, model.ceiling, model.counted_until) == (None, 1000, -math.inf)
     grant = reserve(model, 1.3, margin=0.5)
