@@ -269,19 +269,15 @@ def build_request(
         UnsafeURL: httpx cannot build a request for ``url`` (nothing is sent).
     """
     try:
-        return http.build_request(method, _with_params(url, params), headers=headers)
+        # ``params`` merged into the URL's query, as :meth:`pages` does:
+        # httpx's ``build_request(url, params=...)`` replaces the query, and a
+        # stored ``next`` given with ``fields`` would lose its page.  A
+        # parameter given replaces the URL's of the same name; repeated
+        # values stay.
+        target = httpx.URL(url).copy_merge_params(params) if params else url
+        return http.build_request(method, target, headers=headers)
     except httpx.InvalidURL as error:
         raise unsendable(url, error) from None
-
-
-def _with_params(url: str, params: Params | None) -> str | httpx.URL:
-    """``url`` with ``params`` merged into its query, as :meth:`pages` does.
-
-    httpx's ``build_request(url, params=...)`` replaces the URL's query: a
-    stored ``next`` given with ``fields`` would lose its page.  A parameter
-    given replaces the URL's of the same name; repeated values stay.
-    """
-    return httpx.URL(url).copy_merge_params(params) if params else url
 
 
 def _timeout_seconds(value: object) -> TypeGuard[float]:
@@ -473,7 +469,7 @@ class BitbucketClient(_BaseClient, Endpoints[Any, str, Iterator[Any]]):
         """Drive one logical request's flow: the only place that sends or sleeps."""
         request = build_request(self._http, method, url, params, headers)
         hooks = self._hooks
-        flow = RequestFlow(request, self._ask_flag(), observe=hooks.observe_requests())
+        flow = RequestFlow(request, self._ask_flag(), hooks.observe_requests())
         return run(flow, send=self._send_once, sleep=self._sleep, report=hooks)
 
     def _send_once(self, request: httpx.Request) -> object:
@@ -643,7 +639,7 @@ class AsyncBitbucketClient(
             variant = await self._ask_flag_async()
         request = build_request(self._http, method, url, params, headers)
         hooks = self._hooks
-        flow = RequestFlow(request, variant, observe=hooks.observe_requests())
+        flow = RequestFlow(request, variant, hooks.observe_requests())
         return await arun(flow, send=self._send_once, sleep=self._sleep, report=hooks)
 
     async def _send_once(self, request: httpx.Request) -> object:

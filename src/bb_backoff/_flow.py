@@ -256,7 +256,10 @@ class RequestFlow:
     """What the last success told the gate's model, for :meth:`steps` to report."""
 
     def __init__(
-        self, request: httpx.Request, settings: FlowSettings, *, observe: bool = False
+        self,
+        request: httpx.Request,
+        settings: FlowSettings,
+        observe: bool = False,  # noqa: FBT001, FBT002 (a class called with a keyword builds a dict)
     ) -> None:
         self.settings = settings
         self.observe = observe
@@ -313,9 +316,12 @@ class RequestFlow:
         news in it, kept for :meth:`steps` to report).  A success the gate
         has nothing to learn from, and that is not a redirect, is the answer.
         """
-        if not isinstance(result, BitbucketError):
-            self.sent += 1  # refused by the origin guard: nothing went out
-        if not isinstance(result, httpx.Response) or result.status_code >= 400:  # noqa: PLR2004
+        if not isinstance(result, httpx.Response):
+            if not isinstance(result, BitbucketError):
+                self.sent += 1  # refused by the origin guard: nothing went out
+            return None
+        self.sent += 1
+        if result.status_code >= 400:  # noqa: PLR2004
             return None
         settings = self.settings
         gate = settings.gate

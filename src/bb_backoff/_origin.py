@@ -138,6 +138,8 @@ class OriginGuard:
         if not isinstance(path_or_url, str) or not path_or_url:
             raise ValueError(f"path_or_url must be a non-empty string, got {path_or_url!r}")
         if path_or_url[0] == "/":  # the common case: a path, never a URL with a scheme
+            if path_or_url[1:2] != "/":  # one slash: the base URL has none at its end
+                return self.base_url + path_or_url
             return self._prefix + path_or_url.lstrip("/")
         if not is_absolute(path_or_url):
             return self._prefix + path_or_url.lstrip("/")

@@ -234,7 +234,7 @@ class RetryTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             give_up_with_response=True,
             base_path="",
         )
-        return RequestFlow(request, settings, observe=self._hooks.observe_requests())
+        return RequestFlow(request, settings, self._hooks.observe_requests())
 
     def _handle(self, account: str) -> GateHandle:
         handle = self._handles.get(account)
