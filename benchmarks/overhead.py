@@ -13,19 +13,33 @@ processes (``--processes``, 5 by default) and reports, per variant, the
 median over processes of the extra time over the baseline, with the lowest
 and highest beside it.
 
-Run: ``python benchmarks/overhead.py [--requests N] [--rounds N] [--processes N]``.
+Timing on a shared machine moves with its neighbours.  ``--callgrind``
+counts instead: each variant runs under valgrind's callgrind, which gives
+the instructions per request and the misses of a simulated first-level
+instruction cache, whatever else the machine does: the sync rows repeat to
+the instruction, the async ones within a few hundred (the event loop reads
+the clock).  It takes minutes, and valgrind.  On these machines the extra
+time follows the misses more than the instructions.
+
+Run: ``python benchmarks/overhead.py [--requests N] [--rounds N] [--processes N]``
+or ``python benchmarks/overhead.py --callgrind``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
+import contextlib
 import json
+import os
+import re
+import shutil
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import httpx
 import tenacity
@@ -34,6 +48,11 @@ import bb_backoff as bb
 
 URL = "https://api.bitbucket.org/2.0/user"
 BODY = b'{"username": "ada", "account_id": "1234"}'
+WARM_UP = 200
+"""Requests each variant makes before it is measured."""
+# callgrind's summary line: instructions, data reads and writes, then the
+# first-level instruction cache's read misses, ...
+COLLECTED = re.compile(r"Collected : (\d+) \d+ \d+ (\d+)")
 
 
 def handler(_request: httpx.Request) -> httpx.Response:
@@ -57,60 +76,70 @@ def timed_sync(call: Callable[[], object], requests: int) -> float:
     return (time.perf_counter() - start) / requests
 
 
-async def measure_async(requests: int, rounds: int) -> dict[str, float]:
-    """Median seconds per request of each async variant."""
+@contextlib.asynccontextmanager
+async def async_variants() -> AsyncIterator[dict[str, Callable[[], Awaitable[object]]]]:
+    """The async variants, by name; the first is the baseline."""
     transport = httpx.MockTransport(handler)
-    bare = httpx.AsyncClient(transport=transport)
-    ours = bb.AsyncBitbucketClient(transport=transport)
-    ours_ungated = bb.AsyncBitbucketClient(transport=transport, gate=False)
-    ours_off = bb.AsyncBitbucketClient(transport=transport, flag=bb.FlipperFlag())
     retrying = tenacity.AsyncRetrying(stop=tenacity.stop_after_attempt(3))
+    async with (
+        httpx.AsyncClient(transport=transport) as bare,
+        bb.AsyncBitbucketClient(transport=transport) as ours,
+        bb.AsyncBitbucketClient(transport=transport, gate=False) as ungated,
+        bb.AsyncBitbucketClient(transport=transport, flag=bb.FlipperFlag()) as off,
+    ):
 
-    async def bare_get() -> object:
-        return (await bare.get(URL)).json()
+        async def bare_get() -> object:
+            return (await bare.get(URL)).json()
 
-    async def tenacity_get() -> object:
-        async for attempt in retrying:
-            with attempt:
-                return (await bare.get(URL)).json()
-        return None  # pragma: no cover (tenacity either returns or raises)
+        async def tenacity_get() -> object:
+            async for attempt in retrying:
+                with attempt:
+                    return (await bare.get(URL)).json()
+            return None  # pragma: no cover (tenacity either returns or raises)
 
-    variants: dict[str, Callable[[], Awaitable[object]]] = {
-        "httpx.AsyncClient.get + json": bare_get,
-        "AsyncBitbucketClient.get (flag on, memory gate)": lambda: ours.get("/user"),
-        "AsyncBitbucketClient.get (flag on, gate=False)": lambda: ours_ungated.get("/user"),
-        "AsyncBitbucketClient.get (FlipperFlag off)": lambda: ours_off.get("/user"),
-        "tenacity AsyncRetrying around httpx": tenacity_get,
-    }
-    samples: dict[str, list[float]] = {name: [] for name in variants}
-    for call in variants.values():  # warm up
-        await timed(call, 200)
-    for _ in range(rounds):
-        for name, call in variants.items():
-            samples[name].append(await timed(call, requests))
-    await bare.aclose()
-    await ours.aclose()
-    await ours_ungated.aclose()
-    await ours_off.aclose()
-    return {name: statistics.median(values) for name, values in samples.items()}
+        yield {
+            "httpx.AsyncClient.get + json": bare_get,
+            "AsyncBitbucketClient.get (flag on, memory gate)": lambda: ours.get("/user"),
+            "AsyncBitbucketClient.get (flag on, gate=False)": lambda: ungated.get("/user"),
+            "AsyncBitbucketClient.get (FlipperFlag off)": lambda: off.get("/user"),
+            "tenacity AsyncRetrying around httpx": tenacity_get,
+        }
 
 
-def measure_sync(requests: int, rounds: int) -> dict[str, float]:
-    """Median seconds per request of each sync variant."""
+@contextlib.contextmanager
+def sync_variants() -> Iterator[dict[str, Callable[[], object]]]:
+    """The sync variants, by name; the first is the baseline."""
     transport = httpx.MockTransport(handler)
     with (
         httpx.Client(transport=transport) as bare,
         bb.BitbucketClient(transport=transport) as ours,
         bb.BitbucketClient(transport=transport, gate=False) as ungated,
     ):
-        variants: dict[str, Callable[[], object]] = {
+        yield {
             "httpx.Client.get + json": lambda: bare.get(URL).json(),
             "BitbucketClient.get (flag on, memory gate)": lambda: ours.get("/user"),
             "BitbucketClient.get (flag on, gate=False)": lambda: ungated.get("/user"),
         }
+
+
+async def measure_async(requests: int, rounds: int) -> dict[str, float]:
+    """Median seconds per request of each async variant."""
+    async with async_variants() as variants:
+        samples: dict[str, list[float]] = {name: [] for name in variants}
+        for call in variants.values():  # warm up
+            await timed(call, WARM_UP)
+        for _ in range(rounds):
+            for name, call in variants.items():
+                samples[name].append(await timed(call, requests))
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def measure_sync(requests: int, rounds: int) -> dict[str, float]:
+    """Median seconds per request of each sync variant."""
+    with sync_variants() as variants:
         samples: dict[str, list[float]] = {name: [] for name in variants}
         for call in variants.values():
-            timed_sync(call, 200)
+            timed_sync(call, WARM_UP)
         for _ in range(rounds):
             for name, call in variants.items():
                 samples[name].append(timed_sync(call, requests))
@@ -141,16 +170,116 @@ def measure(requests: int, rounds: int) -> dict[str, dict[str, float]]:
     }
 
 
+# -- counted, not timed --------------------------------------------------------------
+
+
+def run_variant(kind: str, name: str, requests: int) -> None:
+    """Warm one variant up, then make ``requests`` requests (what callgrind counts)."""
+    if kind == "sync":
+        with sync_variants() as variants:
+            timed_sync(variants[name], WARM_UP + requests)
+        return
+
+    async def main() -> None:
+        async with async_variants() as variants:
+            await timed(variants[name], WARM_UP + requests)
+
+    asyncio.run(main())
+
+
+def counted(kind: str, name: str, requests: int) -> tuple[int, int]:
+    """Instructions and simulated instruction-cache misses of a whole run of one variant."""
+    command = ["valgrind", "--tool=callgrind", "--cache-sim=yes", "--callgrind-out-file=/dev/null"]
+    command += [sys.executable, __file__, "--run", kind, name, "--requests", str(requests)]
+    # A fixed hash seed: the same run executes the same instructions.
+    environment = {**os.environ, "PYTHONHASHSEED": "0"}
+    done = subprocess.run(command, capture_output=True, text=True, check=True, env=environment)  # noqa: S603
+    found = COLLECTED.search(done.stderr)
+    if found is None:
+        raise SystemExit(f"no callgrind summary in valgrind's output:\n{done.stderr[-2000:]}")
+    return int(found[1]), int(found[2])
+
+
+def count_requests(requests: int) -> dict[str, dict[str, tuple[float, float]]]:
+    """Per request, instructions and instruction-cache misses of every variant.
+
+    Each variant runs twice under callgrind, with ``requests`` and with
+    three times as many; the difference divided by the difference in
+    requests is one request's share, with start-up and warm-up taken out.
+    """
+    results: dict[str, dict[str, tuple[float, float]]] = {}
+    with sync_variants() as sync_names:
+        names = {"sync": list(sync_names)}
+
+    async def async_names() -> list[str]:
+        async with async_variants() as variants:
+            return list(variants)
+
+    names["async"] = asyncio.run(async_names())
+    runs = [(kind, name) for kind in ("async", "sync") for name in names[kind]]
+    # One valgrind per core: the counts do not depend on what else runs.
+    with concurrent.futures.ThreadPoolExecutor(os.cpu_count()) as pool:
+        few = pool.map(lambda run: counted(run[0], run[1], requests), runs)
+        many = pool.map(lambda run: counted(run[0], run[1], 3 * requests), runs)
+        for (kind, name), (few_ir, few_misses), (many_ir, many_misses) in zip(
+            runs, few, many, strict=True
+        ):
+            extra = 2 * requests
+            results.setdefault(kind, {})[name] = (
+                (many_ir - few_ir) / extra,
+                (many_misses - few_misses) / extra,
+            )
+    return results
+
+
+def report_counts(title: str, counts: dict[str, tuple[float, float]]) -> None:
+    """Print one table of counts; the first variant is the baseline."""
+    names = list(counts)
+    base_ir, base_misses = counts[names[0]]
+    print(f"\n{title} (per request, under callgrind: instructions, first-level I-cache misses)")
+    print(f"{'variant':48} {'instr':>9} {'+instr':>8} {'ratio':>6} {'I1 miss':>8} {'+miss':>6}")
+    for name in names:
+        ir, misses = counts[name]
+        marker = "" if name != names[0] else "  (baseline)"
+        print(
+            f"{name:48} {ir:9.0f} {ir - base_ir:+8.0f} {ir / base_ir:6.3f} "
+            f"{misses:8.0f} {misses - base_misses:+6.0f}{marker}"
+        )
+
+
 def main() -> None:
     """Measure in fresh processes, and print."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=2000, help="requests per round")
+    parser.add_argument(
+        "--requests",
+        type=int,
+        help="requests per round (2000); with --callgrind, of the shorter run (1000)",
+    )
     parser.add_argument("--rounds", type=int, default=15, help="interleaved rounds")
     parser.add_argument("--processes", type=int, default=5, help="fresh processes measured")
+    parser.add_argument(
+        "--callgrind",
+        action="store_true",
+        help="count instructions and instruction-cache misses under valgrind instead of timing",
+    )
     parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--run", nargs=2, metavar=("KIND", "VARIANT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.requests is None:
+        args.requests = 1000 if args.callgrind or args.run else 2000
     if args.requests < 1 or args.rounds < 1 or args.processes < 1:
         parser.error("--requests, --rounds and --processes must be positive")
+    if args.run:  # one variant's run, under callgrind
+        kind, name = args.run
+        run_variant(kind, name, args.requests)
+        return
+    if args.callgrind:
+        if shutil.which("valgrind") is None:
+            parser.error("--callgrind needs valgrind (Debian's package valgrind)")
+        counts = count_requests(args.requests)
+        for title in ("async", "sync"):
+            report_counts(title, counts[title])
+        return
     if args.json:  # one process's share of a measurement
         print(json.dumps(measure(args.requests, args.rounds)))
         return
