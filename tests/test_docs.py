@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
 import re
 import socket
@@ -27,6 +26,7 @@ import pytest
 
 import bb_backoff
 from bb_backoff._cli import schedule_table
+from files import load_file
 
 ROOT = Path(__file__).parent.parent
 
@@ -225,13 +225,7 @@ def test_the_reference_page_lists_every_public_name() -> None:
 
 def load_reference_extensions() -> Any:
     """docs/_ext/griffe_reference.py, as mkdocs.yml loads it for mkdocstrings."""
-    path = ROOT / "docs" / "_ext" / "griffe_reference.py"
-    spec = importlib.util.spec_from_file_location("griffe_reference", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_file(ROOT / "docs" / "_ext" / "griffe_reference.py", "griffe_reference")
 
 
 def walk(obj: Any) -> Iterator[Any]:

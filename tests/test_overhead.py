@@ -6,28 +6,19 @@ flaky on shared machines, and callgrind takes minutes.
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+
+from files import load_file
 
 SCRIPT = Path(__file__).parent.parent / "benchmarks" / "overhead.py"
 USER = {"username": "ada", "account_id": "1234"}
 
 
-def load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("overhead", SCRIPT)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-overhead = load()
+overhead = load_file(SCRIPT, "overhead")
 
 
 def test_every_variant_answers_with_the_body() -> None:
