@@ -524,7 +524,7 @@ end
 local function learn(when)
   local low = when - window
   if let_through(low, when) <= 0 then
-    return
+    return false
   end
   local first = redis.call('ZRANGEBYSCORE', log_key, '(' .. fmt(low), '+inf', 'WITHSCORES',
     'LIMIT', 0, 1)
@@ -532,6 +532,7 @@ local function learn(when)
   S.limit = let_through(low, until_)
   S.counted_until = until_
   judge(S.since == nil or low < S.since, when)
+  return true
 end
 
 -- WindowModel._verifying
@@ -582,9 +583,8 @@ local function rate_limited()
     return
   end
   S.generation = S.generation + 1
-  local discovery = cap() == nil and let_through(at - window, at) > 0
-  learn(at)
-  if discovery and hint == nil then
+  local unknown = cap() == nil
+  if learn(at) and unknown and hint == nil then
     return
   end
   S.mode = 'probe'

@@ -669,11 +669,8 @@ class WindowModel:
         self.generation += 1
         # Discovery: no limit known, and the model logged some of what the
         # server let through in the window up to this send.
-        discovery = (
-            self.cap(params) is None and self._let_through(grant.at - params.window, grant.at) > 0
-        )
-        self._learn(grant.at, params, now)
-        if discovery and hint is None:
+        unknown = self.cap(params) is None
+        if self._learn(grant.at, params, now) and unknown and hint is None:
             return
         # The model said there was room and the server disagreed; or the
         # server says when to come back, and its word wins over the model's
@@ -692,7 +689,7 @@ class WindowModel:
         self.checks_held += 1
         self.verify_at = now + params.window * 2.0 ** min(self.checks_held, RECHECK_DOUBLINGS)
 
-    def _learn(self, at: float, params: WindowParams, now: float) -> None:
+    def _learn(self, at: float, params: WindowParams, now: float) -> bool:
         """Learn the limit from the 429 of the send made at ``at``, answered at ``now``.
 
         The limit is what the server let through in the window up to that
@@ -705,10 +702,13 @@ class WindowModel:
         limit is what the server let through, however they raced.  Only up
         to when the first counted send leaves the window: a send made after
         that may have taken the slot it freed.
+
+        Returns:
+            Whether a limit was learned (the model logged some of the window).
         """
         low = at - params.window
         if self._let_through(low, at) <= 0:
-            return
+            return False
         log = self.log
         first = log[bisect.bisect_right(log, low, key=_time)][0]
         until = max(at, min(first + params.window, now))
@@ -718,6 +718,7 @@ class WindowModel:
         # floor: sends it never saw (a previous run's, another tool's) may
         # have filled the rest.
         self._judge(params, floor=self.since is None or low < self.since, at=at)
+        return True
 
     def _uncount(self, at: float) -> None:
         """The send logged at ``at`` was not let through: if the limit counted it, take it off."""
