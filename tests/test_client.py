@@ -824,21 +824,63 @@ async def test_the_last_page_a_listing_may_have_is_handed_over_before_the_error(
         "https://api.bitbucket.org:443/2.0/things?page=2",
         "HTTPS://Api.Bitbucket.Org:443/2.0/things?page=2",
         "?page=2",
+        # The query as the server reads it: in any order, a parameter repeated.
+        "https://api.bitbucket.org/2.0/things?page=2&sort=id",
+        "https://api.bitbucket.org/2.0/things?sort=id&page=2&sort=id&page=2",
     ],
 )
 async def test_a_next_link_repeating_a_page_in_another_spelling_is_a_repeat(
     make_api: Callable[..., Api], alias: str
 ) -> None:
-    api = make_api(
-        pages_by_number(
-            {"values": [1], "next": f"{BASE}/things?page=2"},
-            {"values": [2], "next": alias},
-        )
-    )
+    first = {"values": [1], "next": f"{BASE}/things?sort=id&page=2"}
+    if "sort" not in alias:
+        first["next"] = f"{BASE}/things?page=2"
+    api = make_api(pages_by_number(first, {"values": [2], "next": alias}))
     items, error = await items_then_error(api, "paginate", "/things")
     assert items == [1, 2]
     assert isinstance(error, bb.PaginationError)
     assert "repeats an earlier page" in str(error)
+    assert len(api.requests) == 2
+
+
+@pytest.mark.parametrize(
+    "back", [f"{BASE}/things?pagelen=50&page=1", f"{BASE}/things?page=1&pagelen=50&page=1"]
+)
+async def test_a_next_link_back_to_the_first_page_by_its_number_is_a_repeat(
+    make_api: Callable[..., Api], back: str
+) -> None:
+    """The first page's URL has no ``page``; a link back to it says ``page=1``."""
+    api = make_api(
+        pages_by_number(
+            {"values": [1], "next": f"{BASE}/things?pagelen=50&page=2"},
+            {"values": [2], "next": back},
+        )
+    )
+    items, error = await items_then_error(api, "paginate", "/things?pagelen=50")
+    assert items == [1, 2]  # page 1 is not fetched nor handed over twice
+    assert isinstance(error, bb.PaginationError)
+    assert len(api.requests) == 2
+
+
+async def test_next_links_that_repeat_their_parameters_once_more_each_time_are_a_loop(
+    make_api: Callable[..., Api],
+) -> None:
+    """A server that appends its query again on every page serves page 2 forever.
+
+    Each link is longer than the last, so no two are the same text; the
+    page they name is the same, found on the first repeat.
+    """
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        query = request.url.query.decode()
+        return httpx.Response(
+            200, json={"values": [query], "next": f"{BASE}/things?{query}&page=2"}
+        )
+
+    api = make_api(handler)
+    items, error = await items_then_error(api, "paginate", "/things?state=ALL")
+    assert isinstance(error, bb.PaginationError)
+    assert items == ["state=ALL", "state=ALL&page=2"]  # page 2 is not fetched again
     assert len(api.requests) == 2
 
 
@@ -1113,6 +1155,29 @@ async def test_clients_are_context_managers_that_close(clock: VirtualClock) -> N
     assert async_client._http.is_closed
 
 
+async def test_a_closed_client_raises_the_librarys_error_not_httpxs_runtime_error() -> None:
+    sync_client = bb.BitbucketClient(transport=httpx.MockTransport(scripted()))
+    sync_client.close()
+    with pytest.raises(bb.BitbucketError, match="client is closed") as raised:
+        sync_client.get("/user")
+    assert (raised.value.attempts, raised.value.method) == (0, "GET")
+    async_client = bb.AsyncBitbucketClient(transport=httpx.MockTransport(scripted()))
+    await async_client.aclose()
+    with pytest.raises(bb.BitbucketError, match="client is closed"):
+        await async_client.get("/user")
+
+
+def test_a_runtime_error_from_an_open_clients_transport_goes_up_as_it_came() -> None:
+    def broken(_request: httpx.Request) -> httpx.Response:
+        raise RuntimeError("a bug in the caller's transport")
+
+    with (
+        bb.BitbucketClient(transport=httpx.MockTransport(broken)) as client,
+        pytest.raises(RuntimeError, match="a bug in the caller's transport"),
+    ):
+        client.get("/user")
+
+
 async def test_the_async_client_awaits_an_async_sleep(clock: VirtualClock) -> None:
     slept: list[float] = []
 
@@ -1218,6 +1283,20 @@ def test_the_sync_client_refuses_an_async_sleep_or_on_retry() -> None:
         bb.BitbucketClient(sleep=asleep)
     with pytest.raises(ValueError, match="on_retry"):
         bb.BitbucketClient(on_retry=notify)
+
+
+def test_a_transport_of_the_wrong_kind_is_refused_at_construction_naming_it() -> None:
+    """Not a raw AttributeError out of the first request."""
+    with pytest.raises(ValueError, match=r"^transport must be a sync httpx transport.*got int$"):
+        bb.BitbucketClient(transport=5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"transport.*AsyncBitbucketClient takes this one"):
+        bb.BitbucketClient(transport=httpx.AsyncHTTPTransport())  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"transport.*BitbucketClient takes this one"):
+        bb.AsyncBitbucketClient(transport=httpx.HTTPTransport())  # type: ignore[arg-type]
+    # One that serves both (httpx's mock) suits either.
+    mock = httpx.MockTransport(lambda _request: httpx.Response(200, json={}))
+    bb.BitbucketClient(transport=mock).close()
+    bb.AsyncBitbucketClient(transport=mock)
 
 
 def test_the_async_client_awaits_an_async_on_retry(clock: VirtualClock) -> None:

@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from bb_backoff import (
     FLAG_NAME,
     AsyncBitbucketClient,
+    BearerToken,
     BitbucketClient,
     ExponentialBackoff,
     FixedRetry,
@@ -84,6 +85,13 @@ def test_static_flag_answers_on_for_every_name_and_actor(
     assert StaticFlag(on).enabled(name, actor) is on
 
 
+@pytest.mark.parametrize("value", ["false", "yes", 0, 1, None])
+def test_static_flag_refuses_anything_but_a_bool_naming_on(value: object) -> None:
+    """``StaticFlag("false")`` would otherwise fail every check at request time."""
+    with pytest.raises(ValueError, match=r"^on must be True or False, got "):
+        StaticFlag(value)  # type: ignore[arg-type]
+
+
 def test_static_and_flipper_flags_satisfy_the_flag_source_protocol() -> None:
     assert isinstance(StaticFlag(True), FlagSource)
     assert isinstance(FlipperFlag(), FlagSource)
@@ -109,8 +117,10 @@ def test_a_bool_or_a_static_flag_is_fixed_so_a_client_need_not_ask_it(
 
 
 def test_a_static_flag_holding_no_bool_is_not_fixed_but_asked_and_refused() -> None:
-    """``StaticFlag(1)`` answers 1: a failure of the source, as for any other flag."""
-    check = FlagCheck(flag=StaticFlag(1), actor=None)  # type: ignore[arg-type]
+    """One forced past its validator answers 1: a failure of the source, as for any other."""
+    flag = StaticFlag(True)
+    object.__setattr__(flag, "on", 1)  # StaticFlag(1) itself is refused (see above)
+    check = FlagCheck(flag=flag, actor=None)
     assert check.fixed is None
     assert check.ask() is False
     assert check.errors == 1
@@ -721,6 +731,26 @@ def test_sync_flag_source_that_raises_falls_back_to_legacy_and_logs(
     assert "legacy policy" in warnings[0].getMessage()
     assert warnings[0].exc_info is not None
     assert warnings[0].exc_info[0] is RuntimeError
+
+
+def test_a_flag_sources_error_is_logged_with_its_traceback_but_never_the_token(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The source's message, and its cause's, may quote the client's credential."""
+    token = BearerToken("flag-SECRET-token")
+
+    class Quoting:
+        def enabled(self, name: str, actor: str | None) -> bool:
+            cause = OSError(f"refused Authorization: Bearer {token.token}")
+            raise RuntimeError(f"flag service said: {token.token}") from cause
+
+    caplog.set_level(logging.WARNING, logger="bb_backoff")
+    transport = httpx.MockTransport(lambda _request: httpx.Response(200, json={"ok": True}))
+    with BitbucketClient(auth=token, flag=Quoting(), transport=transport) as client:
+        assert client.get("/user") == {"ok": True}
+    assert "flag service said: [redacted]" in caplog.text  # the traceback is there...
+    assert "Bearer [redacted]" in caplog.text  # ...with its cause
+    assert token.token not in caplog.text
 
 
 @pytest.mark.anyio

@@ -145,6 +145,38 @@ def test_a_hook_needs_only_the_methods_it_wants_and_one_that_raises_fails_nothin
     assert any("hook raised" in r.getMessage() for r in caplog.records)
 
 
+def test_a_raising_hook_or_on_retry_is_logged_with_a_traceback_scrubbed_of_the_token(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    token = bb.BearerToken("hook-SECRET-token")
+
+    class Quoting:
+        def on_request(self, event: RequestFinished) -> None:
+            raise RuntimeError(f"exporter refused {token.token}")
+
+    def on_retry(_event: RetryEvent) -> None:
+        raise RuntimeError(f"callback saw {token.token}")
+
+    clock = VirtualClock()
+    transport = httpx.MockTransport(scripted(httpx.Response(503)))
+    with (
+        caplog.at_level(logging.ERROR, logger="bb_backoff"),
+        bb.BitbucketClient(
+            auth=token,
+            transport=transport,
+            hooks=[Quoting()],
+            on_retry=on_retry,
+            clock=clock.monotonic,
+            now=clock.time,
+            sleep=clock.sleep,
+        ) as api,
+    ):
+        assert api.get("/user") == {"ok": True}
+    assert "exporter refused [redacted]" in caplog.text
+    assert "callback saw [redacted]" in caplog.text
+    assert token.token not in caplog.text
+
+
 @pytest.mark.parametrize("hooks", [[object()], "hook", 5])
 def test_something_that_is_not_a_hook_is_refused(hooks: Any) -> None:
     with pytest.raises(ValueError, match="hooks"):

@@ -280,6 +280,33 @@ def build_request(
         raise unsendable(url, error) from None
 
 
+def _check_transport(transport: object, *, asynchronous: bool) -> None:
+    """``ValueError`` naming ``transport`` unless it is one the httpx client can send through."""
+    method = "handle_async_request" if asynchronous else "handle_request"
+    if transport is None or callable(getattr(transport, method, None)):
+        return
+    wanted, other = (
+        ("an async httpx transport (httpx.AsyncBaseTransport)", "BitbucketClient")
+        if asynchronous
+        else ("a sync httpx transport (httpx.BaseTransport)", "AsyncBitbucketClient")
+    )
+    usable_by_other = callable(
+        getattr(transport, "handle_request" if asynchronous else "handle_async_request", None)
+    )
+    hint = f"; {other} takes this one" if usable_by_other else ""
+    raise ValueError(f"transport must be {wanted}, got {type(transport).__name__}{hint}")
+
+
+def _closed(http: httpx.Client | httpx.AsyncClient, error: RuntimeError) -> BitbucketError:
+    """The error for a request on a closed client (httpx's is a bare ``RuntimeError``).
+
+    Any other ``RuntimeError`` goes on up as it came.
+    """
+    if not http.is_closed:
+        raise error
+    return BitbucketError("the client is closed and sends nothing more; make a new one")
+
+
 def _timeout_seconds(value: object) -> TypeGuard[float]:
     # Compared as they are: float() of a huge int overflows, and NaN is in no range.
     return (
@@ -446,6 +473,7 @@ class BitbucketClient(_BaseClient, Endpoints[Any, str, Iterator[Any]]):
         check_sync_gate(self.gate, "gate")
         if inspect.iscoroutinefunction(on_retry):
             raise ValueError("on_retry must not be async here; AsyncBitbucketClient awaits it")
+        _check_transport(transport, asynchronous=False)
         self._sleep = sleep
         self._http = httpx.Client(transport=transport, **self._httpx_options(self._guard.check))
 
@@ -493,6 +521,8 @@ class BitbucketClient(_BaseClient, Endpoints[Any, str, Iterator[Any]]):
             return error  # the flow judges it
         except OSError as error:  # from a transport that is not httpx's
             return network_error(error, request)
+        except RuntimeError as error:
+            return _closed(self._http, error)
 
     def get(self, path_or_url: str, params: Params | None = None) -> Any:
         """GET a path (relative to ``base_url``) or an absolute URL on the API's origin.
@@ -600,6 +630,7 @@ class AsyncBitbucketClient(
         )
         if not callable(sleep):
             raise ValueError("sleep must be a callable taking seconds")
+        _check_transport(transport, asynchronous=True)
         self._sleep = sleep
         self._http = httpx.AsyncClient(
             transport=transport, **self._httpx_options(self._async_guard)
@@ -663,6 +694,8 @@ class AsyncBitbucketClient(
             return answered.response  # the refresh's transient failure, waited out as any
         except OSError as error:  # from a transport that is not httpx's
             return network_error(error, request)
+        except RuntimeError as error:
+            return _closed(self._http, error)
 
     async def get(self, path_or_url: str, params: Params | None = None) -> Any:
         """GET a path or an absolute URL on the API's origin; see :meth:`BitbucketClient.get`."""

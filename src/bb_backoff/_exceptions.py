@@ -136,6 +136,24 @@ def scrub_error(error: BaseException) -> BaseException:
     return error
 
 
+def scrub_chain(error: BaseException) -> BaseException:
+    """``error`` and every exception chained to it, scrubbed (see :func:`scrub_error`).
+
+    For an exception of the caller's code (a flag source, a hook) that is
+    logged with its traceback: the traceback prints each chained message.
+    """
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [error]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        scrub_error(current)
+        pending += (current.__cause__, current.__context__)
+    return error
+
+
 def printable(text: str, limit: int = MESSAGE_LIMIT) -> str:
     r"""``text`` safe for one log line: control characters escaped, at most ``limit`` characters.
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol, Self, runtime_checkable
 
 import attrs
 
-from ._exceptions import short_repr
+from ._exceptions import scrub_chain, short_repr
 from ._timing import Clock, Seconds, default_clock, to_seconds
 
 if TYPE_CHECKING:
@@ -81,10 +81,19 @@ class StaticFlag:
     """A flag that is on or off for everyone, forever.
 
     Args:
-        on: the answer to every question.
+        on: the answer to every question: ``True`` or ``False``.
+
+    Raises:
+        ValueError: ``on`` is not a bool (``StaticFlag("false")`` would
+            otherwise fail every check, and every request would go legacy).
     """
 
-    on: bool
+    on: bool = attrs.field()
+
+    @on.validator
+    def _check_on(self, _attribute: attrs.Attribute[bool], value: object) -> None:
+        if not isinstance(value, bool):
+            raise ValueError(f"on must be True or False, got {short_repr(value)}")
 
     def enabled(self, name: str, actor: str | None) -> bool:  # noqa: ARG002 (protocol signature)
         """Return ``on``, whatever the flag and actor."""
@@ -166,7 +175,7 @@ class FlagCheck:
             what,
             FLAG_NAME,
             self.actor,
-            exc_info=error,
+            exc_info=None if error is None else scrub_chain(error),
         )
         return False
 

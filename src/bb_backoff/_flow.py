@@ -55,6 +55,7 @@ from ._exceptions import (
     Unauthorized,
     UnsafeURL,
     redact_url,
+    scrub_chain,
     scrub_error,
 )
 from ._gate import GateHandle, observation_of
@@ -951,8 +952,11 @@ async def _adrive(
                 if inspect.isawaitable(reported):
                     try:
                         await reported
-                    except Exception:
-                        logger.exception("on_retry callback raised; the request goes on")
+                    except Exception as error:
+                        logger.error(  # noqa: TRY400 (with the traceback, scrubbed)
+                            "on_retry callback raised; the request goes on",
+                            exc_info=scrub_chain(error),
+                        )
                 step = next(steps)
     except StopIteration as done:
         response: httpx.Response = done.value

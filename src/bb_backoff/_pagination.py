@@ -146,15 +146,26 @@ def page_key(url: httpx.URL) -> bytes:
 
     Scheme and host in any case and an explicit default port name the same
     page (httpx lower-cases both; :func:`~._origin.origin` drops the port);
-    the path and query count as sent.  A digest, not the URL, because a
-    relative ``next`` such as ``a/b`` grows the URL a little on every page:
-    keeping every URL would let a few bytes from the server fill gigabytes
-    before :data:`MAX_PAGES`.
+    the path counts as sent.  The query counts as the server reads it: its
+    parameters in any order, a repeated one once (Bitbucket's ``next``
+    links repeat parameters, and a link that repeats them once more on
+    every page would never match an earlier one), and no ``page`` as
+    ``page=1`` (the first page's URL often has none, a link back to it
+    does).  A digest, not the URL, because a relative ``next`` such as
+    ``a/b`` grows the URL a little on every page: keeping every URL would
+    let a few bytes from the server fill gigabytes before :data:`MAX_PAGES`.
     """
     scheme, host, port = origin(url)
-    return hashlib.blake2b(
-        f"{scheme}://{host}:{port}".encode() + url.raw_path, digest_size=16
-    ).digest()
+    query = set(url.params.multi_items())
+    if "page" not in url.params:
+        query.add(("page", "1"))
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(f"{scheme}://{host}:{port}".encode() + url.raw_path.partition(b"?")[0])
+    for name, value in sorted(query):
+        # Lengths first: no two different queries run together into the same bytes.
+        name_bytes, value_bytes = name.encode(), value.encode()
+        digest.update(b"%d:%d:" % (len(name_bytes), len(value_bytes)) + name_bytes + value_bytes)
+    return digest.digest()
 
 
 def _follow(

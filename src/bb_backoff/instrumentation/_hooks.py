@@ -17,6 +17,7 @@ from typing import Any, Final, Protocol, runtime_checkable
 import attrs
 
 from .._events import Event, GateChanged, GaveUp, OnRetry, RequestFinished, RetryEvent
+from .._exceptions import scrub_chain
 
 logger: Final = logging.getLogger("bb_backoff")
 
@@ -150,13 +151,17 @@ class Hooks:
         if isinstance(event, RetryEvent) and self.on_retry is not None:
             try:
                 result = self.on_retry(event)
-            except Exception:
-                logger.exception("on_retry callback raised; the request goes on")
+            except Exception as error:
+                logger.error(  # noqa: TRY400 (with the traceback, scrubbed)
+                    "on_retry callback raised; the request goes on", exc_info=scrub_chain(error)
+                )
         for call in self._calls[type(event)]:
             try:
                 call(event)
-            except Exception:
-                logger.exception(
-                    "a bb_backoff hook raised on %s; the request goes on", type(event).__name__
+            except Exception as error:
+                logger.error(  # noqa: TRY400 (with the traceback, scrubbed)
+                    "a bb_backoff hook raised on %s; the request goes on",
+                    type(event).__name__,
+                    exc_info=scrub_chain(error),
                 )
         return result
