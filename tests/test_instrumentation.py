@@ -109,14 +109,17 @@ def test_a_hook_hears_the_gate_change_mode() -> None:
     clock = VirtualClock()
     recorder = Recorder()
     answers = scripted(
-        httpx.Response(200, json={}), httpx.Response(200, json={}), httpx.Response(429)
+        httpx.Response(200, json={}),
+        httpx.Response(200, json={}),
+        httpx.Response(429, headers={"Retry-After": "1"}),
     )
     gate = bb.AccountGate(store=bb.MemoryStore(), limit=5, seed=1)
     with client(answers, clock, hooks=[recorder], gate=gate) as api:
         for _ in range(4):
             api.get("/user")
     changes = [(e.previous, e.mode, e.limit) for e in recorder.of(GateChanged)]
-    # The 429 after two sends teaches 2; the probe let through shows 3 fit.
+    # The 429 after two sends teaches 2, and its hint sends the gate probing;
+    # the probe let through shows 3 fit.
     assert changes == [("model", "probe", 2), ("probe", "model", 3)]
 
 

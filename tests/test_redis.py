@@ -735,18 +735,34 @@ _PATHS: Final[dict[str, tuple[list[WindowOperation], Callable[[WindowModel], boo
         ],
         lambda model: model.limit == 2 and len(model.errors) == 1,
     ),
-    # Learned below X-RateLimit-Limit: provisional; grown to it by a probe: nothing to check.
+    # Learned below X-RateLimit-Limit (a hint sends it probing): provisional;
+    # grown to it by a probe: nothing to check.
     "provisional up to the stated limit": (
         [
             ReserveOp(0.0, None),
             ObserveOp(0, _observed(OK, header_limit=2), 0.0),
             ReserveOp(0.0, None),
-            ObserveOp(0, _observed(RATE_LIMITED), 0.0),
+            ObserveOp(0, _observed(RATE_LIMITED, hint=0.1), 0.0),
             AdvanceTo("probe_at", 0),
             ReserveOp(0.0, None),
             ObserveOp(0, _observed(OK), 0.0),
         ],
         lambda model: model.mode == MODEL and (model.limit, model.verify_at) == (2, None),
+    ),
+    # A 429 under X-RateLimit-Limit with no hint: the count is the share, the
+    # model keeps going on it (no probing), and checks it later.
+    "a share learned under the stated limit": (
+        [
+            ReserveOp(0.0, None),
+            ObserveOp(0, _observed(OK, header_limit=5), 0.0),
+            ReserveOp(0.0, None),
+            ObserveOp(0, _observed(RATE_LIMITED), 0.0),
+        ],
+        lambda model: (
+            model.mode == MODEL
+            and (model.limit, model.ceiling) == (1, 5)
+            and model.verify_at is not None
+        ),
     ),
 }
 

@@ -558,6 +558,45 @@ def test_near_limit_when_the_model_itself_is_near_its_limit_changes_nothing() ->
     assert not model.pace
 
 
+def test_near_limit_paces_only_until_a_429_teaches_the_accounts_share() -> None:
+    """The share counts the others' sends already: pacing on top only spreads a turn."""
+    params = WindowParams(window=100.0)
+    model = WindowModel()
+    answer(model, 0.0, reserve(model, 0.0, params), params=params, header_limit=10)
+    grants = [reserve(model, 0.1, params) for _ in range(3)]
+    answer(model, 0.2, grants[0], params=params, near=True)
+    assert model.pace  # 4 of 10 while the server is near: others spend too
+    answer(model, 0.2, grants[1], params=params)
+    answer(model, 0.2, grants[2], RATE_LIMITED, params=params, near=True)
+    assert (model.mode, model.limit, model.pace) == (MODEL, 3, False)
+    again = reserve(model, 0.2, params)
+    answer(model, 0.2, again, params=params, near=True)
+    assert not model.pace
+
+
+@pytest.mark.parametrize("told", ["header", "configured"])
+def test_a_429_under_a_stated_or_configured_limit_teaches_the_share_without_probing(
+    told: str,
+) -> None:
+    """Another tool spends part of the quota: the count is the account's share.
+
+    The model waits for its own sends to leave the window, as after a 429
+    with no limit known, rather than probing (whose waits would add to each
+    window's turn).
+    """
+    params = WindowParams(window=100.0, limit=10 if told == "configured" else None)
+    model = WindowModel()
+    if told == "header":  # the first answer states it
+        answer(model, 0.0, reserve(model, 0.0, params), params=params, header_limit=10)
+    grants = [reserve(model, 0.0, params) for _ in range(7 - len(model.log))]
+    for grant in grants[:-1]:
+        answer(model, 0.1, grant, params=params)
+    answer(model, 0.2, grants[-1], RATE_LIMITED, params=params)
+    assert (model.mode, model.limit, model.cap(params)) == (MODEL, 6, 6)
+    following = reserve(model, 0.3, params)
+    assert (following.kind, following.at, following.reason) == (GO, 100.0, WINDOW)
+
+
 # -- rules that always hold -------------------------------------------------------------
 
 _EVENTS = st.lists(
@@ -949,13 +988,11 @@ def test_a_limit_learned_below_a_configured_one_is_provisional_and_a_check_resto
     for grant in fill_with[:3]:
         answer(model, 10.1, grant, params=params)
     answer(model, 10.1, fill_with[3], RATE_LIMITED, params=params)
-    assert (model.mode, model.limit, model.verify_at) == (PROBING, 3, 110.0)
-    probe = reserve(model, model.probe_at, params)
-    answer(model, probe.at, probe, params=params)  # room again: 4 of ours in the window
-    assert (model.mode, model.limit, model.verify_at) == (MODEL, 4, 110.0)
+    # The count is the share: the model goes on with it (no probing).
+    assert (model.mode, model.limit, model.verify_at) == (MODEL, 3, 110.0)
     now = 110.0 + 1.0
-    send = [reserve(model, now, params) for _ in range(4)]
-    assert [g.at for g in send] == [now] * 4  # the previous window's four have left
+    send = [reserve(model, now, params) for _ in range(3)]
+    assert [g.at for g in send] == [now] * 3  # the previous window's three have left
     for grant in send:
         answer(model, now, grant, params=params)
     check = reserve(model, now + 0.1, params)
@@ -969,7 +1006,8 @@ def test_a_learned_limit_at_the_configured_one_leaves_nothing_to_check() -> None
     params = WindowParams(window=100.0, limit=3)
     model = WindowModel()
     grants = [reserve(model, 10.0, params) for _ in range(3)]
-    answer(model, 10.1, grants[0], RATE_LIMITED, params=params)  # others spend the quota
+    # Others spend the quota; the server says when to come back: probing.
+    answer(model, 10.1, grants[0], RATE_LIMITED, params=params, hint=0.1)
     assert (model.mode, model.limit, model.verify_at) == (PROBING, 2, 110.0)
     for grant in grants[1:]:
         answer(model, 10.1, grant, params=params)

@@ -583,8 +583,8 @@ local function rate_limited()
     return
   end
   S.generation = S.generation + 1
-  local unknown = cap() == nil
-  if learn(at) and unknown and hint == nil then
+  local unlearned = S.limit == nil
+  if learn(at) and unlearned and hint == nil then
     return
   end
   S.mode = 'probe'
@@ -671,7 +671,7 @@ end
 -- WindowModel._near
 local function near_limit(value)
   S.near = value
-  if not value then
+  if not value or S.limit ~= nil then
     S.pace = false
     return
   end

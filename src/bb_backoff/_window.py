@@ -32,7 +32,9 @@ MODEL
     booked on the count until they have had a round trip to answer.  The
     limit can also come
     from ``X-RateLimit-Limit`` (the server's word wins) or from the
-    configuration.  With a limit, a send is released when the oldest of the
+    configuration: the account's total.  The first 429 before it teaches the
+    account's share by the same count (another tool spends the rest), and
+    the model goes on with it.  With a limit, a send is released when the oldest of the
     last ``limit`` sends leaves the window, plus ``margin`` seconds for the
     round trip (the server counts a request when it arrives, later than we
     logged it).  Reservations are handed out in order, so a request that has
@@ -51,7 +53,8 @@ MODEL
     stops taking: it is checked again two windows on, then twice as late
     each time it holds (at most every :data:`RECHECK_DOUBLINGS` doublings).
 PROBE
-    A 429 the model did not predict means the model is wrong: someone else
+    A 429 the model did not predict (under a learned share, or with a hint)
+    means the model is wrong: someone else
     spends the quota, or the limit changed.  Instead of waiting on a wrong
     model, the gate probes: one request at a time, after a jittered
     exponential wait; the others wait without sending.  A probe that gets
@@ -66,7 +69,8 @@ BREAKER
 Server hints (``Retry-After``, ``X-RateLimit-Reset``) set a *hold*: no send
 goes before it, in any mode.  ``X-RateLimit-NearLimit: true`` while the model
 still sees plenty of room means others spend the quota too: sends are paced
-at the sustainable rate (``window / limit`` apart) until it turns false.
+at the sustainable rate (``window / limit`` apart) until it turns false, or
+until a 429 teaches the account's share (which counts the others' sends).
 
 Everything here is pure: time comes in as an argument, randomness as a
 ``draw`` in ``[0, 1)``.  :class:`WindowModel` is the reference
@@ -667,10 +671,16 @@ class WindowModel:
             self._held(now, params)
             return
         self.generation += 1
-        # Discovery: no limit known, and the model logged some of what the
-        # server let through in the window up to this send.
-        unknown = self.cap(params) is None
-        if self._learn(grant.at, params, now) and unknown and hint is None:
+        # Discovery: no share of the quota learned yet, and the model logged
+        # some of what the server let through in the window up to this send.
+        # The count is the model now, as when no limit was known at all: a
+        # limit the server stated or the user configured that this 429
+        # undercuts is the account's total, and another tool spends the rest
+        # (or the limit dropped).  Its slots free as its own sends leave the
+        # window: waiting for them is no wait on a wrong model, and probing
+        # instead would only add a probe's wait to each window's turn.
+        unlearned = self.limit is None
+        if self._learn(grant.at, params, now) and unlearned and hint is None:
             return
         # The model said there was room and the server disagreed; or the
         # server says when to come back, and its word wins over the model's
@@ -859,7 +869,10 @@ class WindowModel:
 
     def _near(self, params: WindowParams, *, near: bool) -> None:
         self.near = near
-        if not near:
+        if not near or self.limit is not None:
+            # A share learned from a 429 already counts the others' sends:
+            # pacing on top would only spread the account's turn at each
+            # window over an hour (its slots free when they free).
             self.pace = False
             return
         cap = self.cap(params)
