@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -61,3 +62,21 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_process_wide_gates() -> Iterator[None]:
+    """Every test starts with no account known to the process-wide memory store.
+
+    Clients built with the real clock share it by design (one gate per
+    account in a process); across tests that would let one test's 429s
+    teach another's gate, on real time.
+    """
+    from bb_backoff import _gate  # noqa: PLC0415
+
+    yield
+    store = _gate.memory_store_for(time.monotonic)
+    with store._lock:
+        for model in store._models.values():
+            model.lane = 0  # a handle that still holds one asks the store again
+        store._models.clear()

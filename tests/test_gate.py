@@ -1148,3 +1148,66 @@ def test_a_success_is_timed_by_the_seconds_its_answer_took() -> None:
     assert handle.margin == pytest.approx(1.0 + 4 * 0.5)
     handle.answered(handle.reserve(), httpx.Response(200), 100.0)  # a stall, ignored
     assert handle.margin == pytest.approx(3.0)
+
+
+class StoreOfItsOwn(bb.MemoryStore):
+    """A memory store the clients do not know as one: reached through the store protocol."""
+
+
+@pytest.mark.parametrize("store_kind", [bb.MemoryStore, StoreOfItsOwn])
+def test_the_margin_covers_a_send_that_went_later_than_its_slot(
+    store_kind: type[bb.MemoryStore],
+) -> None:
+    """A sleep that oversleeps (a busy event loop) sends past the slot it was booked.
+
+    The server then counts the send later than the model logged it: the
+    margin (when a slot frees) must cover that as it covers the network.
+    """
+    clock = VirtualClock()
+    late = 0.25
+
+    def oversleep(seconds: float) -> None:
+        clock.sleep(seconds + late)
+
+    transport = httpx.MockTransport(lambda _request: httpx.Response(200, json={}))
+    gate = bb.AccountGate(window=60.0, limit=1, store=store_kind())
+    with bb.BitbucketClient(
+        transport=transport, gate=gate, clock=clock.monotonic, now=clock.time, sleep=oversleep
+    ) as client:
+        client.get("/user")
+        assert client._gate_handle is not None
+        assert client._gate_handle.margin == 0.0  # answered at once
+        client.get("/user")  # waits for the slot, and goes late
+        margin = client._gate_handle.margin
+    assert margin >= late
+
+
+@pytest.mark.parametrize("refused_by", ["origin guard", "closed client"])
+def test_a_send_refused_before_it_went_out_gives_its_slot_back(refused_by: str) -> None:
+    """Left in the log, it would count as let through when the next 429 teaches the limit."""
+    clock = VirtualClock()
+    store = bb.MemoryStore()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/diff"):
+            return httpx.Response(302, headers={"Location": "https://evil.example/diff"})
+        return httpx.Response(200, json={})
+
+    client = bb.BitbucketClient(
+        transport=httpx.MockTransport(handler),
+        gate=bb.AccountGate(store=store),
+        clock=clock.monotonic,
+        now=clock.time,
+        sleep=clock.sleep,
+    )
+    client.get("/user")
+    if refused_by == "closed client":
+        client.close()
+    with pytest.raises(bb.BitbucketError):
+        client.get("/repositories/w/r/pullrequests/1/diff")
+    client.close()
+    assert client._gate_handle is not None
+    model = store.model(client._gate_handle.key)
+    assert model is not None
+    sent = 2 if refused_by == "origin guard" else 1  # /user, and the redirect that went
+    assert len(model.log) == sent

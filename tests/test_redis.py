@@ -1162,6 +1162,55 @@ def test_a_server_stopped_mid_run_falls_back_then_reconnects_after_retry_interva
     assert store.knowledge("account").generation == 0  # Redis's, as the process follows it
 
 
+def test_a_wait_booked_on_the_local_fallback_lapses_when_redis_is_due_again(
+    own_redis: RedisServer, calls: Calls
+) -> None:
+    """A process whose requests all wait on local reservations would never try Redis."""
+    clock = FakeClock()
+    store = calls.store(own_redis.url, retry_interval=5.0, clock=clock)
+    handle = bb.AccountGate(store=store).bind("account", clock=clock, now=clock)
+    shared = calls.reserve(store)
+    assert store.stands(shared)
+    own_redis.stop()
+    local = calls.reserve(store)
+    assert store.degraded
+    clock.seconds = 4.9
+    assert store.stands(local)
+    assert handle.still_valid(local)
+    clock.seconds = 5.0
+    assert not store.stands(local)  # the request asks again, and the ask tries Redis
+    assert not handle.still_valid(local)
+    assert store.stands(shared)
+
+
+def test_a_lapsed_local_reservation_asked_again_during_the_outage_keeps_its_place(
+    own_redis: RedisServer, calls: Calls
+) -> None:
+    """Booked anew, each lapse would put it behind every request waiting (past its budget)."""
+    clock = FakeClock()
+    store = calls.store(own_redis.url, retry_interval=5.0, clock=clock)
+    own_redis.stop()
+    for now in (0.0, 1.0, 2.0):  # the local limit is 3
+        calls.reserve(store, now=now)
+    waiting = calls.reserve(store, now=3.0)
+    assert (waiting.kind, waiting.at) == (GO, 3600.0)
+    behind = calls.reserve(store, now=4.0)
+    assert behind.at == 3601.0
+    clock.seconds = 5.0
+    assert not store.stands(waiting)
+    again = calls.reserve(store, now=10.0, cancel=waiting)  # tries Redis: still down
+    assert on_local_state(store)
+    assert (again.kind, again.at, again.member, again.delay) == (GO, 3600.0, waiting.member, 3590.0)
+    assert behind.at > again.at
+    # Once Redis is back, the request asks Redis (the shared model) instead.
+    own_redis.start()
+    clock.seconds = 10.0
+    shared = calls.reserve(store, now=20.0, cancel=again)
+    assert not on_local_state(store)
+    assert store.stands(shared)
+    assert shared.member != waiting.member
+
+
 def test_each_outage_starts_a_local_model_of_its_own(own_redis: RedisServer, calls: Calls) -> None:
     """The local model of an earlier outage never saw the sends made through Redis since."""
     clock = FakeClock()

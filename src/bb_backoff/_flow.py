@@ -255,6 +255,9 @@ class RequestFlow:
     """Why a transport's request gave up with httpx's error: what a client would raise."""
     news: Observation | None = None
     """What the last success told the gate's model, for :meth:`steps` to report."""
+    logged = 0.0
+    """When the reservation's send was due, on the client's clock, for a store whose
+    time is not the client's: asked at, plus the delay it gave."""
 
     def __init__(
         self,
@@ -440,15 +443,29 @@ class RequestFlow:
         if self.held:
             grant, self.held = self.grant, False
             assert grant is not None  # noqa: S101 (held means reserved)
+        elif gate.in_memory:  # asked in place: no I/O, so no step
+            grant = self.grant = gate.reserve()
         else:
-            # An in-memory gate is asked in place: no I/O, so no step.
-            grant = gate.reserve() if gate.in_memory else (yield _RESERVE)
-            self.grant = grant
+            asked = self.settings.clock()
+            grant = self.grant = yield _RESERVE
+            self.logged = asked + grant.delay
         if grant.delay > 0 or grant.kind == WAIT or self.pending is not None:
             given_up = yield from self._through_gate(gate, grant)
             if given_up is not None:
                 return given_up
-        self.sent_at = self.settings.clock()
+        now = self.settings.clock()
+        grant = self.grant
+        if grant is None:  # a wait broken off (a sleep that does not move the clock)
+            self.sent_at = now
+        else:
+            # The answer is timed from when the send was logged, not from
+            # when it went: the margin then covers what comes between (a
+            # busy event loop, a sleep that overslept, the store's answer
+            # on its way), which delays the send past its slot as much as
+            # the network does.  A store's time is not the client's clock:
+            # its slot is taken from when it was asked (the earliest it can be).
+            logged = grant.at if gate.in_memory else self.logged
+            self.sent_at = logged if logged < now else now
         return None
 
     def _follow(self, response: httpx.Response) -> None:
@@ -498,8 +515,10 @@ class RequestFlow:
         grant: Grant | None = first
         while True:
             if grant is None:
+                asked = self.settings.clock()
                 grant = yield Reserve(cancel)
                 self.grant, cancel = grant, None
+                self.logged = asked + grant.delay
             self.unsent = None if grant.kind == WAIT else grant
             delay = max(grant.delay, floor)
             if delay <= 0 and grant.kind != WAIT:
@@ -694,6 +713,10 @@ class RequestFlow:
                 )
             return maybe, type(result).__name__
         assert isinstance(result, Exception)  # noqa: S101 (the drivers send nothing else)
+        if isinstance(result, BitbucketError) and gate is not None and grant is not None:
+            # Refused before it went out (the origin guard, a closed client):
+            # the slot it was given is no send, and must not count as one.
+            yield from self._observe(gate, grant, _VOIDED)
         failure = failed_send(result, self.logical, self.settings.variant, self.sent)
         if failure is result:
             raise failure  # our own error (origin guard, OAuth): its cause stays its own

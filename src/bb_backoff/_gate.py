@@ -574,8 +574,15 @@ class GateHandle:
     # -- local decisions ---------------------------------------------------------
 
     def still_valid(self, grant: Grant) -> bool:
-        """Whether a reservation made before a wait still stands (the model did not change)."""
-        return grant.generation >= self.store.knowledge(self.key).generation
+        """Whether a reservation made before a wait still stands (the model did not change).
+
+        A store may say more (a Redis store's local fallback: its
+        reservations lapse when Redis is due to be tried again).
+        """
+        if grant.generation < self.store.knowledge(self.key).generation:
+            return False
+        stands = getattr(self.store, "stands", None)
+        return stands is None or bool(stands(grant))
 
     def clock_ignored_sleep(self) -> None:
         """Warn (once per handle) that ``sleep`` does not move ``clock``: the gate cannot pace."""

@@ -943,6 +943,23 @@ class RedisStore:
         """
         return self._known.get(key, _NOTHING_KNOWN)
 
+    def stands(self, grant: Grant) -> bool:
+        """Whether a reservation this store made still holds, apart from the model's generation.
+
+        One Redis made holds (its generation says the rest).  One the local
+        fallback made holds only during its outage and until Redis is due to
+        be tried again: a request waiting on it then asks again, and the ask
+        tries Redis.  Otherwise a wait booked on the local model (which saw
+        none of the other processes' sends, and may have counted a floor of
+        one or two in a window full of them) would run on after Redis is
+        back, and nothing in the process would even try Redis while every
+        request waits.
+        """
+        if self._made_here(grant):
+            return True
+        retry_at = self._retry_at
+        return retry_at is not None and self._of_this_outage(grant) and self._clock() < retry_at
+
     def keys(self, key: str) -> tuple[str, str, str]:
         """The account's Redis keys: the log and its errors (sorted sets), the state (a hash)."""
         tag = f"{self.prefix}:{{{key}}}"
@@ -1284,6 +1301,10 @@ class RedisStore:
         if cancel is not None and not self._of_this_outage(cancel):
             # Redis's, or an earlier outage's: it stays in that log until it leaves the window.
             cancel = None
+        if cancel is not None:
+            kept = self._still_booked(key, cancel, now)
+            if kept is not None:
+                return kept
         grant = self._fallback.reserve(
             key,
             now=now,
@@ -1294,6 +1315,26 @@ class RedisStore:
         )
         self._follow_local(key)
         return grant
+
+    def _still_booked(self, key: str, grant: Grant, now: float) -> Grant | None:
+        """``grant`` again, when the local model still holds it as booked; else ``None``.
+
+        A reservation of this outage lapses when Redis is due to be tried
+        (see :meth:`stands`), not because the local model changed: asked
+        again while Redis is still down, it keeps its place in the queue
+        (booked anew, it would go behind every request that waits, and a
+        long outage would push each one back past its budget).
+        """
+        fallback = self._fallback
+        with fallback._lock:  # noqa: SLF001 (the local store's own lock, around its model)
+            local = fallback.model(key)
+            if (
+                local is None
+                or grant.generation < local.generation
+                or (grant.at, grant.member) not in local.log
+            ):
+                return None
+        return grant._replace(delay=max(0.0, grant.at - now))
 
     def _local_observe(
         self,
