@@ -1118,6 +1118,17 @@ class socket_that_never_answers:  # noqa: N801 (used as a context manager, like 
         self.listener.close()
 
 
+def store_of_a_stopped_redis(own_redis: RedisServer, calls: Calls) -> tuple[FakeClock, RedisStore]:
+    """A store on ``own_redis``, stopped: the store's first call starts an outage.
+
+    Its clock (for ``retry_interval``, 5 s) moves only when the test says.
+    """
+    clock = FakeClock()
+    store = calls.store(own_redis.url, retry_interval=5.0, clock=clock)
+    own_redis.stop()
+    return clock, store
+
+
 def on_local_state(store: RedisStore) -> bool:
     """``store.degraded``, read afresh (it changes under the test's feet)."""
     return store.degraded
@@ -1187,9 +1198,7 @@ def test_a_lapsed_local_reservation_asked_again_during_the_outage_keeps_its_plac
     own_redis: RedisServer, calls: Calls
 ) -> None:
     """Booked anew, each lapse would put it behind every request waiting (past its budget)."""
-    clock = FakeClock()
-    store = calls.store(own_redis.url, retry_interval=5.0, clock=clock)
-    own_redis.stop()
+    clock, store = store_of_a_stopped_redis(own_redis, calls)
     for now in (0.0, 1.0, 2.0):  # the local limit is 3
         calls.reserve(store, now=now)
     waiting = calls.reserve(store, now=3.0)
@@ -1213,9 +1222,7 @@ def test_a_lapsed_local_reservation_asked_again_during_the_outage_keeps_its_plac
 
 def test_each_outage_starts_a_local_model_of_its_own(own_redis: RedisServer, calls: Calls) -> None:
     """The local model of an earlier outage never saw the sends made through Redis since."""
-    clock = FakeClock()
-    store = calls.store(own_redis.url, retry_interval=5.0, clock=clock)
-    own_redis.stop()
+    clock, store = store_of_a_stopped_redis(own_redis, calls)
     calls.reserve(store)
     calls.reserve(store)
     first = store._fallback.model("account")
@@ -1238,9 +1245,7 @@ def test_an_answer_to_an_earlier_outages_reservation_is_dropped(
     own_redis: RedisServer, calls: Calls
 ) -> None:
     """Its local model is gone; the new one never logged the send, and must not learn from it."""
-    clock = FakeClock()
-    store = calls.store(own_redis.url, retry_interval=5.0, clock=clock)
-    own_redis.stop()
+    clock, store = store_of_a_stopped_redis(own_redis, calls)
     earlier = calls.reserve(store)
     own_redis.start()
     clock.seconds = 5.0
