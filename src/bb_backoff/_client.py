@@ -280,20 +280,24 @@ def build_request(
         raise unsendable(url, error) from None
 
 
+# Per kind of client: the method its transport must have, what to call it, the client.
+_TRANSPORTS: Final = {
+    False: ("handle_request", "a sync httpx transport (httpx.BaseTransport)", "BitbucketClient"),
+    True: (
+        "handle_async_request",
+        "an async httpx transport (httpx.AsyncBaseTransport)",
+        "AsyncBitbucketClient",
+    ),
+}
+
+
 def _check_transport(transport: object, *, asynchronous: bool) -> None:
     """``ValueError`` naming ``transport`` unless it is one the httpx client can send through."""
-    method = "handle_async_request" if asynchronous else "handle_request"
+    method, wanted, _client = _TRANSPORTS[asynchronous]
     if transport is None or callable(getattr(transport, method, None)):
         return
-    wanted, other = (
-        ("an async httpx transport (httpx.AsyncBaseTransport)", "BitbucketClient")
-        if asynchronous
-        else ("a sync httpx transport (httpx.BaseTransport)", "AsyncBitbucketClient")
-    )
-    usable_by_other = callable(
-        getattr(transport, "handle_request" if asynchronous else "handle_async_request", None)
-    )
-    hint = f"; {other} takes this one" if usable_by_other else ""
+    other_method, _wanted, other = _TRANSPORTS[not asynchronous]
+    hint = f"; {other} takes this one" if callable(getattr(transport, other_method, None)) else ""
     raise ValueError(f"transport must be {wanted}, got {type(transport).__name__}{hint}")
 
 
