@@ -43,6 +43,7 @@ from bb_backoff._redis import STATE_FIELDS
 from bb_backoff._window import (
     ERROR,
     GO,
+    MAX_LOGGED,
     MODEL,
     OK,
     PROBE,
@@ -798,6 +799,33 @@ def target_time(
         return at if operation.target == "at" else at + params.window
     moment: float | None = getattr(model, operation.target)
     return -math.inf if moment is None else moment
+
+
+@pytest.mark.parametrize("limit", [None, MAX_LOGGED + 10])
+def test_the_scripts_cut_a_long_log_as_the_model_does(
+    client_time_store: RedisStore, redis_url: str, limit: int | None
+) -> None:
+    """Beyond MAX_LOGGED sends with no limit known, both forget the oldest (none with one)."""
+    params = WindowParams(window=100.0, limit=limit)
+    key = f"account-{next(_ACCOUNTS)}"
+    # A log already that long, written straight in (reserving it send by
+    # send through Redis would take seconds): several sends share a time.
+    times = [index // 3 * 0.001 for index in range(MAX_LOGGED + 5)]
+    model = WindowModel()
+    model.log = [(at, f"m{index}") for index, at in enumerate(times)]
+    log_key, _state, _errors = client_time_store.keys(key)
+    with redis.Redis.from_url(redis_url) as client:
+        client.zadd(log_key, {f"m{index}": at for index, at in enumerate(times)})
+    now = times[-1] + 0.5
+    expected = model.reserve(now, params, member="next")
+    actual = client_time_store.reserve(
+        key, now=now, params=params, member="next", margin=0.0, cancel=None
+    )
+    assert grant_fields(actual) == grant_fields(expected)
+    assert state(client_time_store.model(key)) == state(model)
+    assert len(model.log) == (MAX_LOGGED if limit is None else MAX_LOGGED + 6)
+    # Cut: the six oldest (the sixth's time, 0.001, shared by none after it).
+    assert model.since == (times[5] if limit is None else now)
 
 
 def test_the_differential_test_reaches_every_mode_and_reason(

@@ -27,6 +27,8 @@ from bb_backoff._window import (
     ERROR,
     GO,
     HOLD,
+    LANE,
+    MAX_LOGGED,
     MODEL,
     OK,
     PROBE,
@@ -1401,3 +1403,48 @@ def test_the_lane_closes_when_the_oldest_send_leaves_the_window() -> None:
     assert model.reserve_now(100.6, PARAMS, next(_members), 0.5) is None
     reserve(model, 100.6, margin=0.5)
     assert [at for at, _member in model.log] == [50.0, 100.6]
+
+
+# -- a bounded log ----------------------------------------------------------------------
+
+
+def send_as_the_handle_does(model: WindowModel, now: float, params: WindowParams = PARAMS) -> Grant:
+    """The success path: the lane when it serves, a full decision otherwise."""
+    member = next(_members)
+    grant = model.reserve_now(now, params, member)
+    return model.reserve(now, params, member) if grant is None else grant
+
+
+def test_with_no_limit_known_the_log_keeps_at_most_max_logged_sends() -> None:
+    """A server that never refuses (no limit at this rate) does not grow memory without end."""
+    model = WindowModel()
+    longest = 0
+    for index in range(MAX_LOGGED + 10 * LANE):
+        send_as_the_handle_does(model, index * 0.001)  # all within one window
+        longest = max(longest, len(model.log))
+    assert longest <= MAX_LOGGED + LANE
+    assert model.since is not None
+    assert model.since > 0.0
+    assert all(at > model.since for at, _member in model.log)
+
+
+def test_a_limit_counted_after_the_log_forgot_sends_is_a_floor_checked_a_window_on() -> None:
+    model = WindowModel()
+    for index in range(MAX_LOGGED + 3 * LANE):
+        send_as_the_handle_does(model, index * 0.001)
+    now = (MAX_LOGGED + 3 * LANE) * 0.001
+    answer(model, now, reserve(model, now), RATE_LIMITED)
+    assert model.limit == len(model.log) <= MAX_LOGGED
+    assert model.since is not None
+    assert model.since > 0.0
+    assert model.verify_at == model.since + PARAMS.window  # provisional, as after a restart
+
+
+def test_with_a_limit_known_the_log_is_never_cut_below_it() -> None:
+    params = WindowParams(window=100.0, limit=MAX_LOGGED + 5_000)
+    model = WindowModel()
+    sends = MAX_LOGGED + 2_000
+    for index in range(sends):
+        assert send_as_the_handle_does(model, index * 0.001, params).delay == 0.0
+    assert len(model.log) == sends
+    assert model.since == 0.0

@@ -100,6 +100,7 @@ from ._window import (
     BREAKER,
     GO,
     HOLD,
+    MAX_LOGGED,
     MODEL,
     NEAR_LIMIT_ROOM,
     PROBE,
@@ -390,6 +391,14 @@ if ARGV[12] ~= '' and log_remove(ARGV[12], tonumber(ARGV[13])) then
 end
 redis.call('ZREMRANGEBYSCORE', log_key, '-inf', fmt(now - window - margin))
 redis.call('ZREMRANGEBYSCORE', errors_key, '-inf', fmt(now - window - margin))
+-- WindowModel._forget_oldest: no more than MAX_LOGGED while no limit is known
+local excess = log_size() - @MAX_LOGGED@ + 1
+if excess > 0 and cap() == nil then
+  local cut = log_time(excess - 1)
+  redis.call('ZREMRANGEBYSCORE', log_key, '-inf', fmt(cut))
+  redis.call('ZREMRANGEBYSCORE', errors_key, '-inf', fmt(cut))
+  S.since = cut
+end
 
 local function reserve()
   if S.mode ~= 'model' then
@@ -715,6 +724,7 @@ _SUBSTITUTIONS: Final = {
     "@SETTLE_SLACK@": repr(_SETTLE_SLACK),
     "@NEAR_LIMIT_ROOM@": repr(NEAR_LIMIT_ROOM),
     "@RECHECK_DOUBLINGS@": repr(RECHECK_DOUBLINGS),
+    "@MAX_LOGGED@": repr(MAX_LOGGED),
 }
 
 

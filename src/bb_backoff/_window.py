@@ -25,7 +25,7 @@ model is a hypothesis, checked on every answer:
 MODEL
     The log holds the account's own sends in the window (reservations,
     possibly in the future).  With no limit known, every send goes at once
-    and is logged.  The first 429 teaches the limit: the number of sends the
+    and is logged (the oldest forgotten beyond :data:`MAX_LOGGED`).  The first 429 teaches the limit: the number of sends the
     server let through in its window.  Round trips race, so the sends made
     after the refused one, up to its answer, count as let through until
     they come back refused (see :meth:`WindowModel._learn`); no slot is
@@ -119,6 +119,12 @@ RECHECK_DOUBLINGS: Final = 5
 """A learned limit that keeps holding is checked again at most every 2 ** this windows."""
 LANE: Final = 64
 """The most sends a fast lane lets go between full decisions (:meth:`WindowModel.reserve_now`)."""
+MAX_LOGGED: Final = 40_000
+"""The most sends the log keeps while no limit is known: four times Bitbucket's
+highest (a scaled limit of 10,000 an hour).  A server that lets more through in
+one window has no limit worth counting at this rate; beyond it the oldest are
+forgotten, so that memory stays bounded on a server with no limit at all, and a
+limit counted later over the shorter log is a floor (see :attr:`WindowModel.since`)."""
 # While a probe is out, the others look again after the round trip, this long at least.
 _PROBE_POLL: Final = 0.05
 # A wait for answers on their way shorter than this is no wait (a clock that
@@ -315,7 +321,9 @@ class WindowModel:
         waits a round trip for the sends that were on their way before it (see
         :meth:`_ok`); ``None`` when no verdict waits."""
         self.since: float | None = None
-        """The time of the first send the model logged: it has watched the account since."""
+        """The time of the first send the model logged: it has watched the account since.
+        When the log grows beyond :data:`MAX_LOGGED` with no limit known, the time of
+        the newest send it forgot: its log is whole only after that."""
         self.verify_at: float | None = None
         """When the model may send one beyond the learned :attr:`limit` to check
         it (see :meth:`_judge`): once it has watched a whole window while the
@@ -411,6 +419,8 @@ class WindowModel:
         errors = self.errors
         if errors and errors[0][0] <= horizon:
             del errors[: bisect.bisect_right(errors, horizon, key=_time)]
+        if len(log) >= MAX_LOGGED and self.cap(params) is None:
+            self._forget_oldest(len(log) - MAX_LOGGED + 1)  # room for this send
 
         if self.mode != MODEL:
             return self._reserve_probe(now, params, member, margin)
@@ -516,6 +526,13 @@ class WindowModel:
                 grant: Grant = _new_tuple(Grant, (GO, 0.0, "", self.generation, member, now))
                 return grant
         return None
+
+    def _forget_oldest(self, excess: int) -> None:
+        """Forget the ``excess`` oldest sends (and any sent at the same time as the last)."""
+        cut = self.log[excess - 1][0]
+        del self.log[: bisect.bisect_right(self.log, cut, key=_time)]
+        del self.errors[: bisect.bisect_right(self.errors, cut, key=_time)]
+        self.since = cut
 
     def _log(self, at: float, member: object) -> None:
         log = self.log
