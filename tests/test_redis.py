@@ -404,6 +404,37 @@ def test_members_are_unique_across_stores_so_processes_never_collide(redis_url: 
     assert len(model.log) == 2
 
 
+def test_processes_sharing_an_account_with_other_settings_are_warned_once_each(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A process on another window forgets (or keeps) sends the others count: say so."""
+    hourly, minutely = WindowParams(window=3600.0), WindowParams(window=60.0, limit=100)
+    first = RedisStore(redis_url, prefix="settings", time="client")
+    second = RedisStore(redis_url, prefix="settings", time="client")
+    alike = RedisStore(redis_url, prefix="settings", time="client")
+    caplog.set_level(logging.WARNING, logger="bb_backoff")
+
+    def send(store: RedisStore, params: WindowParams, member: int) -> None:
+        store.reserve("acct", now=1.0, params=params, member=member, margin=0.0, cancel=None)
+
+    send(first, hourly, 1)
+    send(alike, hourly, 2)
+    assert not caplog.records
+    send(second, minutely, 3)
+    send(second, minutely, 4)
+    (warning,) = caplog.records
+    assert "window=3600.0 s, limit=None; this one: window=60.0 s, limit=100" in warning.message
+    assert "AccountGate(window=..., limit=...)" in warning.message
+    send(first, hourly, 5)  # the other settings were written since: the first hears of them
+    send(first, hourly, 6)
+    assert len(caplog.records) == 2
+    assert "window=60.0 s, limit=100; this one: window=3600.0 s, limit=None" in (
+        caplog.records[1].message
+    )
+    for store in (first, second, alike):
+        store.close()
+
+
 # -- the scripts are the model -------------------------------------------------------------
 
 _ACCOUNTS = itertools.count()

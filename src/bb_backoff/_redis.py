@@ -486,9 +486,23 @@ local function reserve()
 end
 
 local reply = reserve()
+-- The settings that give the shared model its meaning (the window, what is
+-- forgotten; the configured limit), as this caller gives them: every process
+-- on the account should give the same.  Other ones seen before go back with
+-- the reply, for the caller to warn about.
+local settings = ARGV[1] .. ' ' .. ARGV[2]
+local before = stored.settings
+if before ~= settings then
+  redis.call('HSET', state_key, 'settings', settings)
+end
 save()
 for _, text in ipairs(knowledge()) do
   reply[#reply + 1] = text
+end
+if before ~= nil and before ~= settings then
+  reply[#reply + 1] = before
+else
+  reply[#reply + 1] = ''
 end
 return reply
 """
@@ -904,6 +918,8 @@ class RedisStore:
         self._outages = 0
         """Outages so far: a local reservation's member carries the count of its own."""
         self._known: dict[str, Knowledge | WindowModel] = {}
+        self._mismatched: set[str] = set()
+        """Accounts whose model another process runs with other settings (warned once)."""
         self._lock = threading.Lock()
         self._clock = clock
         self._retry_at: float | None = None
@@ -1064,7 +1080,7 @@ class RedisStore:
                 _drop_idle(connection)
             else:
                 self._recovered(route)
-                return self._grant(key, reply, redis_member)
+                return self._grant(key, reply, redis_member, params)
         return self._local_reserve(
             key, now=now, params=params, member=member, margin=margin, cancel=cancel
         )
@@ -1102,7 +1118,7 @@ class RedisStore:
                 await _adrop_idle(connection)
             else:
                 self._recovered(route)
-                return self._grant(key, reply, redis_member)
+                return self._grant(key, reply, redis_member, params)
         return self._local_reserve(
             key, now=now, params=params, member=member, margin=margin, cancel=cancel
         )
@@ -1275,9 +1291,11 @@ class RedisStore:
         ]
         return args
 
-    def _grant(self, key: str, reply: Sequence[object], member: str) -> Grant:
+    def _grant(self, key: str, reply: Sequence[object], member: str, params: WindowParams) -> Grant:
         kind, delay, reason, at = (_text(item) for item in reply[:4])
-        known = self._known[key] = _knowledge(reply[4:])
+        known = self._known[key] = _knowledge(reply[4:10])
+        if reply[10] and key not in self._mismatched:
+            self._settings_differ(key, _text(reply[10]), params)
         if kind == WAIT:
             return Grant(WAIT, float(delay), _WORDS[reason], known.generation)
         return Grant(
@@ -1431,6 +1449,23 @@ class RedisStore:
                 message,
                 self.retry_interval,
             )
+
+    def _settings_differ(self, key: str, theirs: str, params: WindowParams) -> None:
+        """Warn, once per account, that another process shares its model with other settings."""
+        self._mismatched.add(key)
+        window, _space, limit = theirs.partition(" ")
+        logger.warning(
+            "another process shares account %s's gate in Redis at %s with other settings "
+            "(window=%s s, limit=%s; this one: window=%s s, limit=%s): each forgets and "
+            "counts sends by its own, so the shared model is wrong for one of them; give "
+            "every process the same AccountGate(window=..., limit=...)",
+            key,
+            self._where,
+            window,
+            limit or None,
+            _number(params.window),
+            params.limit,
+        )
 
     def _recovered(self, route: str) -> None:
         if route != _TRIAL:

@@ -25,8 +25,9 @@ model is a hypothesis, checked on every answer:
 MODEL
     The log holds the account's own sends in the window (reservations,
     possibly in the future).  With no limit known, every send goes at once
-    and is logged (the oldest forgotten beyond :data:`MAX_LOGGED`).  The first 429 teaches the limit: the number of sends the
-    server let through in its window.  Round trips race, so the sends made
+    and is logged (the oldest forgotten beyond :data:`MAX_LOGGED`).  The
+    first 429 teaches the limit: the number of sends the server let through
+    in its window.  Round trips race, so the sends made
     after the refused one, up to its answer, count as let through until
     they come back refused (see :meth:`WindowModel._learn`); no slot is
     booked on the count until they have had a round trip to answer.  The
