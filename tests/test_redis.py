@@ -698,6 +698,25 @@ _PATHS: Final[dict[str, tuple[list[WindowOperation], Callable[[WindowModel], boo
             and _sent_at_once(model, 3)
         ),
     ),
+    # The window was full only with a send an error answered: the check got
+    # through, so the server did not count that send; it is forgotten, and
+    # what was booked on it is void.
+    "check let through beside an error": (
+        [
+            *_PROVISIONAL,
+            AdvanceTo("verify_at", 0),
+            ReserveOp(0.0, None),
+            ReserveOp(0.0, None),
+            ObserveOp(0, _observed(ERROR), 0.0),
+            ReserveOp(0.0, None),
+            ObserveOp(0, _observed(OK), 0.0),
+        ],
+        lambda model: (
+            (model.limit, model.generation, model.passed_seen) == (2, 2, None)
+            and not model.errors
+            and _sent_at_once(model, 2)
+        ),
+    ),
     # A send of the full window never left: the check took its room, proving nothing.
     "check inconclusive": (
         [

@@ -923,6 +923,29 @@ def test_a_check_goes_only_while_the_sends_made_fill_the_window_not_while_they_a
     assert (check.kind, check.reason) == (PROBE, WINDOW)
 
 
+def test_a_check_let_through_beside_errors_forgets_one_and_voids_what_was_booked_on_it() -> None:
+    """After an outage the log holds its 503s, which the server may not have counted.
+
+    A check let through while only they filled the window proves that one of
+    them was not counted: it is forgotten, and a send booked for when it
+    leaves the window is void (it would meet the window the check now holds).
+    """
+    model = restarted_model()  # a limit of 3, checkable from 110
+    sent = [reserve(model, 110.0) for _ in range(3)]
+    answer(model, 110.1, sent[0])
+    answer(model, 110.1, sent[1], ERROR)
+    answer(model, 110.1, sent[2], ERROR)
+    check = reserve(model, 110.2)
+    assert (check.kind, check.reason) == (PROBE, WINDOW)
+    booked = reserve(model, 110.3)
+    assert (booked.kind, booked.reason, booked.at) == (GO, WINDOW, 210.0)
+    answer(model, 110.4, check)
+    assert model.passed_seen is None  # nothing proved about the limit
+    assert len(model.errors) == 1
+    assert booked.generation < model.generation
+    assert (model.limit, model.mode) == (3, MODEL)  # the limit stands
+
+
 def test_no_check_before_the_model_has_watched_a_whole_window() -> None:
     model = restarted_model()
     fill(model, 3, now=60.0)  # a window full of our sends, before 110.0

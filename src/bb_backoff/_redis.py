@@ -657,8 +657,19 @@ local function succeeded()
   S.failures = 0
   if check then
     local limit = S.limit
-    if verifying() and limit ~= nil and let_through(at - window, at) > limit then
-      S.passed_seen = now
+    if verifying() and limit ~= nil then
+      if let_through(at - window, at) > limit then
+        S.passed_seen = now
+      else
+        -- WindowModel._uncounted_error
+        local oldest = redis.call('ZRANGEBYSCORE', errors_key, '(' .. fmt(at - window), fmt(at),
+          'WITHSCORES', 'LIMIT', 0, 1)
+        if #oldest > 0 then
+          redis.call('ZREM', errors_key, oldest[1])
+          log_remove(oldest[1], tonumber(oldest[2]))
+          S.generation = S.generation + 1
+        end
+      end
     end
     return
   end

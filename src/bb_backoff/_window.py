@@ -833,16 +833,16 @@ class WindowModel:
         self.failures = 0
         if grant.reason == WINDOW and grant.kind == PROBE:
             limit = self.limit
-            if (
-                self._verifying(grant)
-                and limit is not None
-                and self._let_through(grant.at - params.window, grant.at) > limit
-            ):
-                # More of our sends than the limit in one window got through:
-                # the limit was a floor, unless the check overtook sends still
-                # on their way.  The verdict waits a round trip for them
-                # (reserve passes it): a refused one means the limit holds.
-                self.passed_seen = now
+            if self._verifying(grant) and limit is not None:
+                low = grant.at - params.window
+                if self._let_through(low, grant.at) > limit:
+                    # More of our sends than the limit in one window got through:
+                    # the limit was a floor, unless the check overtook sends still
+                    # on their way.  The verdict waits a round trip for them
+                    # (reserve passes it): a refused one means the limit holds.
+                    self.passed_seen = now
+                else:
+                    self._uncounted_error(low, grant.at)
             return
         if grant.kind != PROBE or self.mode == MODEL:
             return
@@ -872,6 +872,25 @@ class WindowModel:
             self._judge(params, floor=floor, at=now)
         self.mode = MODEL
         self.generation += 1
+
+    def _uncounted_error(self, low: float, high: float) -> None:
+        """A check let through into a window full only with sends an error answered.
+
+        The server did not count one of them (an outage's proxy answers
+        before its rate limiter): the check took the slot it seemed to hold.
+        The oldest such send is forgotten, and the reservations booked on
+        its leaving the window are void (a new generation): they would go
+        into room the check has taken, a 429 each a window later.  The next
+        check may go at once, so the checks use that room one at a time until
+        the sends let through fill the window, and the check after them
+        proves something.
+        """
+        errors = self.errors
+        index = bisect.bisect_right(errors, low, key=_time)
+        if index < len(errors) and errors[index][0] <= high:
+            at, member = errors.pop(index)
+            self._remove(member, at)
+            self.generation += 1
 
     def _forget(self) -> None:
         """Forget a learned limit found too low: sends go at once again.
