@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import itertools
 import logging
 import math
 import random
@@ -1631,6 +1632,25 @@ async def test_endless_empty_pages_with_next_links_stop_with_a_pagination_error(
     with pytest.raises(bb.PaginationError, match="empty pages in a row"):
         await api.call("paginate", "/things")
     assert len(api.requests) == 20
+
+
+async def test_next_links_that_lead_round_a_loop_through_fresh_cursors_stop_with_an_error(
+    make_api: Callable[..., Api],
+) -> None:
+    """No URL repeats (each cursor is new), but the items run past twice the size."""
+    cursors = itertools.count()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        second = request.url.params.get("cursor", "").endswith("b")
+        values = [{"id": n} for n in range(50, 100) if second] or [{"id": n} for n in range(50)]
+        link = f"{BASE}/things?cursor={next(cursors)}{'a' if second else 'b'}"
+        return httpx.Response(200, json={"values": values, "size": 100, "next": link})
+
+    api = make_api(handler)
+    with pytest.raises(bb.PaginationError, match="seem to lead round a loop"):
+        await api.call("paginate", "/things")
+    # 350 items over 7 pages: past twice the size and a page's slack.
+    assert len(api.requests) == 7
 
 
 @pytest.mark.parametrize("timeout", [-1, 0, "x", float("nan"), True, None])

@@ -33,6 +33,10 @@ MAX_EMPTY_PAGES: Final = 20
 """Empty pages in a row with a ``next`` link before a listing is refused as a loop."""
 MAX_PAGES: Final = 100_000
 """Pages one listing may have: five million items at the importer's page length of 50."""
+OVERRUN_SLACK: Final = 100
+"""Items beyond twice the listing's largest ``size`` before it is refused as a loop
+(a page at the longest ``pagelen``): items added while it is read shift later
+pages and repeat a few, never a whole listing's worth."""
 
 
 def _redacted_repr(value: object) -> str:
@@ -284,7 +288,8 @@ class Pager:
     Every loop the server drives is bounded: a ``next`` never repeats (the
     same page written with another host case or an explicit default port
     counts as a repeat), at most :data:`MAX_EMPTY_PAGES` empty pages come in
-    a row, and a listing has at most :data:`MAX_PAGES` pages.  When a page's
+    a row, a listing hands over at most twice the items its largest ``size``
+    says (plus :data:`OVERRUN_SLACK`), and it has at most :data:`MAX_PAGES` pages.  When a page's
     ``next`` is refused for any of these reasons, or for leaving the origin,
     :meth:`read` still returns the page (its items were received); it sets
     :attr:`url` to ``None`` and :meth:`finish` raises the refusal, so the
@@ -295,7 +300,17 @@ class Pager:
         UnsafeURL: an absolute URL off the API's origin, or with userinfo.
     """
 
-    __slots__ = ("_empty", "_first", "_guard", "_items", "_pages", "_refused", "_seen", "url")
+    __slots__ = (
+        "_empty",
+        "_first",
+        "_guard",
+        "_items",
+        "_pages",
+        "_refused",
+        "_seen",
+        "_size",
+        "url",
+    )
 
     def __init__(
         self, guard: OriginGuard, path_or_url: str, params: Mapping[str, Any] | None
@@ -308,6 +323,8 @@ class Pager:
         self._items = 0
         self._pages = 0
         self._empty = 0
+        self._size: int | None = None
+        """The largest ``size`` a page of this listing gave."""
         self._refused: BitbucketError | None = None
 
     def read(self, response: httpx.Response) -> Page:
@@ -323,8 +340,20 @@ class Pager:
         page, refused = read_page(self._guard, json_body(response), response, self._seen)
         self._pages += 1
         self._empty = 0 if page.values else self._empty + 1
+        self._items += len(page.values)
+        if page.size is not None and (self._size is None or page.size > self._size):
+            self._size = page.size
         if refused is None and page.next is not None:
-            if self._empty >= MAX_EMPTY_PAGES:
+            if self._size is not None and self._items > 2 * self._size + OVERRUN_SLACK:
+                # Fresh cursors that lead back to pages already read: no
+                # URL repeats, but the items run past what the listing holds.
+                refused = PaginationError(
+                    f"the listing has handed over {self._items} items, more than twice the "
+                    f"{self._size} its size says, and its next links go on; they seem to "
+                    "lead round a loop, so stopping",
+                    **request_context(response),
+                )
+            elif self._empty >= MAX_EMPTY_PAGES:
                 refused = PaginationError(
                     f"{self._empty} empty pages in a row, each with a next link; "
                     "stopping instead of following them for ever",
@@ -336,7 +365,6 @@ class Pager:
                     **request_context(response),
                 )
         self._first = self._first or page
-        self._items += len(page.values)
         self.url = page.next if refused is None else None
         self._refused = refused
         return page
