@@ -289,11 +289,12 @@ class Pager:
     same page written with another host case or an explicit default port
     counts as a repeat), at most :data:`MAX_EMPTY_PAGES` empty pages come in
     a row, a listing hands over at most twice the items its largest ``size``
-    says (plus :data:`OVERRUN_SLACK`), and it has at most :data:`MAX_PAGES` pages.  When a page's
-    ``next`` is refused for any of these reasons, or for leaving the origin,
-    :meth:`read` still returns the page (its items were received); it sets
-    :attr:`url` to ``None`` and :meth:`finish` raises the refusal, so the
-    loop hands the page over, sends nothing more, and then raises.
+    says (plus :data:`OVERRUN_SLACK`), and it has at most :data:`MAX_PAGES`
+    pages.  When a page's ``next`` is refused for any of these reasons, or
+    for leaving the origin, :meth:`read` still returns the page (its items
+    were received); it sets :attr:`url` to ``None`` and :meth:`finish` raises
+    the refusal, so the loop hands the page over, sends nothing more, and
+    then raises.
 
     Raises:
         ValueError: a ``pagelen`` the endpoint would refuse (at construction).

@@ -491,19 +491,16 @@ local reply = reserve()
 -- on the account should give the same.  Other ones seen before go back with
 -- the reply, for the caller to warn about.
 local settings = ARGV[1] .. ' ' .. ARGV[2]
-local before = stored.settings
-if before ~= settings then
+local other = ''
+if stored.settings ~= settings then
   redis.call('HSET', state_key, 'settings', settings)
+  other = stored.settings or ''
 end
 save()
 for _, text in ipairs(knowledge()) do
   reply[#reply + 1] = text
 end
-if before ~= nil and before ~= settings then
-  reply[#reply + 1] = before
-else
-  reply[#reply + 1] = ''
-end
+reply[#reply + 1] = other
 return reply
 """
 
