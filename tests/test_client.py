@@ -285,6 +285,39 @@ async def test_retry_after_as_an_http_date_is_read_against_the_injected_now(
     assert clock.sleeps == [90.0]
 
 
+async def test_a_503_whose_retry_after_outlasts_the_error_budget_is_waited_not_given_up(
+    make_api: Callable[..., Api], clock: VirtualClock
+) -> None:
+    """A maintenance 503 asks for two minutes: the default client waits them.
+
+    The hint is the server's schedule (charged to the rate-limit budget), so
+    the one-minute error budget does not end the request before it starts.
+    """
+    maintenance = error(503, "Down for maintenance")
+    maintenance.headers["Retry-After"] = "120"
+    api = make_api(scripted(maintenance, then={"id": 1}))
+    assert await api.get("/user") == {"id": 1}
+    assert clock.sleeps == [120.0]
+    assert api.events[0].retry_after == 120.0
+
+
+async def test_a_hint_beyond_what_is_left_of_the_budget_gives_up_saying_which_wait_spent_it(
+    make_api: Callable[..., Api], clock: VirtualClock
+) -> None:
+    maintenance = error(503, "Down for maintenance")
+    maintenance.headers["Retry-After"] = "120"
+    api = make_api(
+        scripted(maintenance), policy=bb.ExponentialBackoff(rate_limit_budget=100, seed=1)
+    )
+    with pytest.raises(bb.RetriesExhausted) as caught:
+        await api.get("/user")
+    assert clock.sleeps == []
+    assert caught.value.stop_reason == "budget"
+    message = str(caught.value)
+    assert "0.0 s waited for rate limits and server hints, 0.0 s for errors" in message
+    assert "the server asked for 120 s more (Retry-After)" in message
+
+
 async def test_x_ratelimit_reset_seconds_remaining_is_honoured(
     make_api: Callable[..., Api], clock: VirtualClock
 ) -> None:

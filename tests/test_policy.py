@@ -305,20 +305,35 @@ def test_hints_change_nothing_when_not_respected(
 def test_waiting_per_reason_never_exceeds_its_budget(
     kwargs: dict[str, Any], outcomes: list[Outcome]
 ) -> None:
-    """Attempt limits are lifted, so that only budgets and hints end a long run."""
+    """Attempt limits are lifted, so that only budgets and hints end a long run.
+
+    A 429's wait goes to the rate-limit tally, an error's own backoff to the
+    error tally; an error's wait that its hint set (the wait is the hint) is
+    the server's schedule, and goes to the rate-limit tally.
+    """
     policy = ExponentialBackoff(**kwargs | {"max_attempts": None, "error_attempts": MAX_STEPS})
     steps = simulate(policy, outcomes)
     rate_limit_waited = 0.0
     error_waited = 0.0
     for step, delay in retried(steps):
+        hint = step.decision.hint
+        charged = step.decision.history
         if step.decision.reason is Reason.RATE_LIMIT:
+            to_rate_limit = True
+        elif hint is None or delay != hint.seconds:
+            to_rate_limit = False
+        else:  # the hint set it, unless a backoff cut to fit the budget landed on it
+            to_rate_limit = charged.error_waited == error_waited
+        if to_rate_limit:
             rate_limit_waited += delay
         else:
             error_waited += delay
+        assert (charged.rate_limit_waited, charged.error_waited) == (
+            rate_limit_waited,
+            error_waited,
+        )
     assert at_most(rate_limit_waited, policy.rate_limit_budget)
     assert at_most(error_waited, policy.error_budget)
-    last = steps[-1].decision.history
-    assert (last.rate_limit_waited, last.error_waited) == (rate_limit_waited, error_waited)
 
 
 def test_a_wait_that_overruns_the_budget_is_shortened_then_the_policy_stops() -> None:
@@ -336,6 +351,28 @@ def test_a_hint_that_does_not_fit_the_budget_stops_instead_of_being_undercut() -
     ]
     actual = [(s.decision.delay, s.decision.stop) for s in simulate(policy, outcomes)]
     assert actual == [(8.0, None), (None, StopReason.BUDGET)]
+
+
+def test_an_error_whose_hint_outlasts_the_error_budget_waits_it_on_the_rate_limit_budget() -> None:
+    """A 503 with ``Retry-After: 120`` (maintenance) is waited, not given up on.
+
+    The hint is the server's schedule: it fits ``max_hint`` and the
+    rate-limit budget, so the 60-second error budget does not stop it, and
+    it spends none of that budget.
+    """
+    policy = ExponentialBackoff(seed=1)
+    decision = policy.decide(RetryHistory(), Outcome(status=503, hint=Hint(120.0, RETRY_AFTER)))
+    assert decision.delay == 120.0
+    history = decision.history
+    assert (history.rate_limit_waited, history.error_waited, history.errors) == (120.0, 0.0, 1)
+
+
+def test_hinted_errors_still_stop_after_error_attempts_in_a_row() -> None:
+    policy = ExponentialBackoff(seed=1, error_attempts=3)
+    outcomes = [Outcome(status=503, hint=Hint(600.0, RETRY_AFTER))] * 5
+    steps = simulate(policy, outcomes)
+    assert [s.decision.delay for s in steps] == [600.0, 600.0, None]
+    assert steps[-1].decision.stop is StopReason.ATTEMPTS
 
 
 def test_rate_limits_and_errors_have_separate_budgets() -> None:

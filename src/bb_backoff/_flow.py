@@ -812,7 +812,14 @@ class RequestFlow:
         why = {
             StopReason.ATTEMPTS: f"gave up after {self.sent} attempts",
             StopReason.BUDGET: (
-                f"gave up: the waiting budget is spent ({history.waited:.1f} s waited)"
+                "gave up: the waiting budget is spent "
+                f"({history.rate_limit_waited:.1f} s waited for rate limits and server hints, "
+                f"{history.error_waited:.1f} s for errors"
+                + (
+                    f"; the server asked for {hint.seconds:.0f} s more ({hint.source}))"
+                    if hint is not None
+                    else ")"
+                )
             ),
             StopReason.HINT_TOO_LONG: (
                 f"gave up at once: the server asked to wait {hint.seconds:.0f} s "

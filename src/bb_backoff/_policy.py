@@ -140,8 +140,9 @@ class RetryHistory:
         errors: errors (not rate limits) since the last rate limit.
         rate_limit_retries: waits taken because of rate limits.
         error_retries: waits taken because of errors since the last rate limit.
-        rate_limit_waited: seconds waited because of rate limits.
-        error_waited: seconds waited because of errors, in all.
+        rate_limit_waited: seconds waited because of rate limits, or because a
+            server hint asked for them after an error.
+        error_waited: seconds of backoff waited because of errors, in all.
         last_delay: the previous wait in seconds, if any.
         last_reason: why the previous wait was taken, if any.
     """
@@ -282,12 +283,26 @@ def _count(history: RetryHistory, reason: Reason | None) -> RetryHistory:
     )
 
 
-def _waited(history: RetryHistory, reason: Reason, delay: float) -> RetryHistory:
-    """The history after waiting ``delay`` seconds because of ``reason``."""
+def _waited(
+    history: RetryHistory, reason: Reason, delay: float, *, asked: bool = False
+) -> RetryHistory:
+    """The history after waiting ``delay`` seconds because of ``reason``.
+
+    ``asked``: a server hint set the wait of an error; it is charged to the
+    rate-limit tally, while the error's backoff sequence moves on.
+    """
     if reason is Reason.RATE_LIMIT:
         return attrs.evolve(
             history,
             rate_limit_retries=history.rate_limit_retries + 1,
+            rate_limit_waited=history.rate_limit_waited + delay,
+            last_delay=delay,
+            last_reason=reason,
+        )
+    if asked:
+        return attrs.evolve(
+            history,
+            error_retries=history.error_retries + 1,
             rate_limit_waited=history.rate_limit_waited + delay,
             last_delay=delay,
             last_reason=reason,
@@ -407,8 +422,10 @@ class ExponentialBackoff:
             leaves it to the budgets.
         error_attempts: errors (408, 5xx, transport) in a row after which
             the request gives up; a 429 in between ends the streak.
-        error_budget: seconds of waiting allowed because of errors.
-        rate_limit_budget: seconds of waiting allowed because of 429s: a day
+        error_budget: seconds of backoff allowed because of errors.
+        rate_limit_budget: seconds of waiting allowed because of 429s, and of
+            waits a server hint sets after an error (a 503's ``Retry-After``
+            during maintenance is the server's schedule): a day
             by default.  Bitbucket's window is a rolling hour shared by every
             worker and tool on the account, and while an import keeps it
             saturated, fresh requests (whose backoff starts small) win most
@@ -548,12 +565,18 @@ class ExponentialBackoff:
         retry, previous = history.sequence(reason, shared=self.shared_backoff)
         delay = self.backoff(retry, previous, self._random.random())
         hint = outcome.hint if self.respect_hints else None
+        asked = False
         if hint is not None:
             if hint.seconds > self.max_hint:
                 return _stop(reason, StopReason.HINT_TOO_LONG, outcome, counted)
+            # A wait the server set (a 503's Retry-After during maintenance)
+            # is its schedule, not our backoff: like a 429's, it is charged
+            # to the rate-limit budget.  The error budget bounds only the
+            # waits we choose; error_attempts still bounds the errors.
+            asked = hint.seconds >= delay
             delay = max(delay, hint.seconds)
 
-        if rate_limited:
+        if rate_limited or asked:
             waited, budget = counted.rate_limit_waited, self.rate_limit_budget
         else:
             waited, budget = counted.error_waited, self.error_budget
@@ -567,7 +590,7 @@ class ExponentialBackoff:
             delay=delay,
             stop=None,
             hint=outcome.hint,
-            history=_waited(counted, reason, delay),
+            history=_waited(counted, reason, delay, asked=asked),
         )
 
     def schedule(
