@@ -343,6 +343,15 @@ async def test_a_garbage_or_past_retry_after_falls_back_to_the_backoff(
     assert api.events[0].retry_after is None
 
 
+async def test_a_hint_just_over_a_window_is_waited_by_default(
+    make_api: Callable[..., Api], clock: VirtualClock
+) -> None:
+    """A window's worth of wait, rounded up or with a margin, is a hint, not an absurdity."""
+    api = make_api(scripted(rate_limited({"Retry-After": "3601"}), then={"id": 1}))
+    assert await api.get("/user") == {"id": 1}
+    assert clock.slept == pytest.approx(3601.0)
+
+
 async def test_an_absurd_retry_after_gives_up_at_once_with_a_clear_error(
     make_api: Callable[..., Api], clock: VirtualClock
 ) -> None:

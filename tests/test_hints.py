@@ -324,3 +324,46 @@ def test_a_hint_list_with_one_part_that_is_not_a_number_is_no_hint(
 def test_long_numbers_are_read_so_the_policy_can_refuse_them_clearly(value: str) -> None:
     """An absurd Retry-After is the policy's to refuse (max_hint), not garbage to ignore."""
     assert parse_retry_after(value, FIXED_NOW) == float(value)
+
+
+# --- The server's clock: a point in time is read against the response's Date ----
+
+
+@given(
+    EPOCH_SECONDS,
+    st.integers(min_value=0, max_value=7200),
+    st.floats(min_value=-86_400.0, max_value=86_400.0),
+)
+def test_a_point_in_time_is_read_against_the_responses_date_whatever_the_clients_skew(
+    server_now: int, ahead: int, skew: float
+) -> None:
+    """The wait is what the server meant, however far (up to a day) the client's clock is off."""
+    headers = {"Date": http_date(server_now), RETRY_AFTER: http_date(server_now + ahead)}
+    assert hint_from_headers(headers, server_now + skew) == Hint(float(ahead), RETRY_AFTER)
+    epoch_reset = {"Date": http_date(server_now), RATELIMIT_RESET: str(server_now + ahead)}
+    assert hint_from_headers(epoch_reset, server_now + skew) == Hint(float(ahead), RATELIMIT_RESET)
+
+
+def test_a_server_a_minute_fast_does_not_push_a_full_windows_hint_past_max_hint() -> None:
+    """Seen on an independent mock: 3,590 s asked, the client's clock 30 s slow, 3,620 s read."""
+    server_now = int(FIXED_NOW)
+    headers = {"Date": http_date(server_now), RETRY_AFTER: http_date(server_now + 3590)}
+    assert hint_from_headers(headers, server_now - 30) == Hint(3590.0, RETRY_AFTER)
+
+
+@pytest.mark.parametrize(
+    "date",
+    ["yesterday", "", "Thu, 01 Jan 1970 00:00:00 GMT", "Wed, 21 Oct 2015 07:28:00"],
+)
+def test_a_missing_broken_or_far_off_date_leaves_the_clients_clock(date: str) -> None:
+    """Garbage, a zoneless date, or one further than a day from now: ``now`` stands in."""
+    headers = {"Date": date, RETRY_AFTER: http_date(int(FIXED_NOW) + 90)}
+    assert hint_from_headers(headers, FIXED_NOW) == Hint(90.0, RETRY_AFTER)
+    assert hint_from_headers({RETRY_AFTER: http_date(int(FIXED_NOW) + 90)}, FIXED_NOW) == Hint(
+        90.0, RETRY_AFTER
+    )
+
+
+def test_delta_seconds_do_not_depend_on_the_date() -> None:
+    headers = {"Date": http_date(int(FIXED_NOW) + 600), RETRY_AFTER: "120"}
+    assert hint_from_headers(headers, FIXED_NOW) == Hint(120.0, RETRY_AFTER)

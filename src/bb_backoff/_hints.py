@@ -42,6 +42,10 @@ _EPOCH_THRESHOLD: Final = 1_000_000_000.0
 # epoch timestamp in milliseconds, the third convention in use.
 _EPOCH_MS_THRESHOLD: Final = 1_000_000_000_000.0
 
+# The furthest a response's Date may be from the client's clock and still be
+# read as the server's clock (skew); beyond, it is broken and ignored.
+_MAX_SKEW: Final = 86_400.0
+
 
 @attrs.frozen
 class Hint:
@@ -75,6 +79,17 @@ def parse_retry_after(value: str, now: float) -> float | None:
     delay = _longest(text, lambda seconds: seconds)
     if delay is not None:
         return delay
+    when = _http_date(text)
+    if when is None:
+        return None
+    delay = when - now
+    return delay if 0 <= delay < math.inf else None
+
+
+def _http_date(text: str) -> float | None:
+    """An HTTP-date (any of RFC 9110's three formats) as epoch seconds, or ``None``."""
+    if len(text) > _MAX_HINT_LENGTH:
+        return None
     try:
         when = parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError, OverflowError):
@@ -83,8 +98,10 @@ def parse_retry_after(value: str, now: float) -> float | None:
         if not _ASCTIME.fullmatch(text):
             return None
         when = when.replace(tzinfo=UTC)
-    delay = when.timestamp() - now
-    return delay if 0 <= delay < math.inf else None
+    try:
+        return when.timestamp()
+    except (OverflowError, ValueError):  # pragma: no cover (a year the platform cannot hold)
+        return None
 
 
 def parse_ratelimit_reset(value: str, now: float) -> float | None:
@@ -139,7 +156,13 @@ def _longest(text: str, read: Callable[[float], float | None]) -> float | None:
 def hint_from_headers(headers: Mapping[str, str], now: float) -> Hint | None:
     """The longest valid wait any hint header asks for.
 
-    Taking the longest means no hint is ever undercut.
+    Taking the longest means no hint is ever undercut.  A hint given as a
+    point in time (an HTTP-date, an epoch ``X-RateLimit-Reset``) is on the
+    server's clock, so it is read against the response's own ``Date`` when
+    that is a valid HTTP-date: a client clock that runs fast or slow then
+    neither cuts the wait short nor stretches it past ``max_hint``.  Without
+    a usable ``Date`` (none, garbage, or more than a day from ``now``),
+    ``now`` stands in.
 
     Args:
         headers: response headers (a case-insensitive mapping such as
@@ -149,6 +172,12 @@ def hint_from_headers(headers: Mapping[str, str], now: float) -> Hint | None:
     Returns:
         The hint, or ``None`` when there is no valid one.
     """
+    date = headers.get("Date")
+    if date is not None:
+        server_now = _http_date(date.strip())
+        # A Date further off than any clock drifts is broken, not skewed.
+        if server_now is not None and abs(server_now - now) <= _MAX_SKEW:
+            now = server_now
     best: Hint | None = None
     for name, parse in ((RETRY_AFTER, parse_retry_after), (RATELIMIT_RESET, parse_ratelimit_reset)):
         raw = headers.get(name)

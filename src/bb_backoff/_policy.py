@@ -433,6 +433,9 @@ class ExponentialBackoff:
             effect of exponential backoff), so one request can wait for hours
             in an import that never stops making progress.
         max_hint: the longest server hint honoured; a longer one gives up.
+            Two hours by default: twice Bitbucket's window, so that a hint
+            for a whole window, rounded up or with a margin added, is
+            waited, while one of days (a broken proxy) is refused.
         respect_hints: honour ``Retry-After`` / ``X-RateLimit-Reset``.
         retry_transport_errors: retry when no response came back at all.
         shared_backoff: one backoff sequence for rate limits and errors
@@ -452,7 +455,7 @@ class ExponentialBackoff:
     error_attempts: int = 5
     error_budget: float = attrs.field(default=60.0, converter=duration, validator=limit)
     rate_limit_budget: float = attrs.field(default=86400.0, converter=duration, validator=limit)
-    max_hint: float = attrs.field(default=3600.0, converter=duration, validator=limit)
+    max_hint: float = attrs.field(default=7200.0, converter=duration, validator=limit)
     respect_hints: bool = True
     retry_transport_errors: bool = True
     shared_backoff: bool = False
