@@ -368,6 +368,30 @@ def test_a_sync_import_in_threads_meets_the_unknown_limit_once_per_request_in_fl
     assert mock.counters.rate_limited <= workers + 1  # and the check of the limit learned
 
 
+@pytest.mark.parametrize("longer", [1.005, 1.03])
+def test_a_server_window_a_little_longer_than_the_gates_costs_a_few_429s_not_its_limit(
+    longer: float,
+) -> None:
+    """The server counts a send for longer than the gate's window (a 3,620 s "hour").
+
+    Without the stretch, every window's edge met a 429 that the model read
+    as a lower limit (1,000 -> 797 -> 508 on an independent mock: 1.5 x the
+    bound at 128 workers).  The sends just before the window explain the
+    429, so the window stretches and the limit stands.
+    """
+    clock = VirtualClock()
+    mock = mock_on(clock, limit=20, window=3600.0 * longer)
+    workers = 16
+    items = run_async_import(mock, clock, workers)
+    assert items == expected_items(mock)
+    needed = mock.dataset.requests_needed(50)
+    assert needed > 3 * 20  # the import needs several windows
+    windows = -(-needed // 20)  # ceil: the last one need not be full
+    assert clock.monotonic() < (windows - 1) * 3600.0 * longer * 1.1 + 60.0
+    # The discovery's requests in flight, then at most a few stretches'.
+    assert mock.counters.rate_limited <= 4 * workers
+
+
 def test_a_configured_limit_means_no_429_at_all() -> None:
     clock = VirtualClock()
     mock = mock_on(clock, limit=30)

@@ -551,8 +551,15 @@ def _observed(
 
 
 def _sent_at_once(model: WindowModel, count: int) -> bool:
-    """Whether the log holds ``count`` sends, all at one time (the check beside the window's)."""
-    return len(model.log) == count and len({at for at, _member in model.log}) == 1
+    """Whether the window holds ``count`` sends, all at one time (the check beside the window's).
+
+    The window is the newest send's; the log also keeps, with a limit known,
+    the sends of the stretch beyond it (see ``WindowModel.stretch``).
+    """
+    newest = model.log[-1][0] if model.log else 0.0
+    window = _DISCOVERY.window + model.stretch
+    inside = [at for at, _member in model.log if at > newest - window]
+    return len(inside) == count and len(set(inside)) == 1
 
 
 # Three sends at once, the third refused: the limit is 2, counted in the
@@ -729,6 +736,26 @@ _PATHS: Final[dict[str, tuple[list[WindowOperation], Callable[[WindowModel], boo
             and model.verify_at is not None
             and model.lease_until == 0
             and _sent_at_once(model, 2)
+        ),
+    ),
+    # The server's window outlasts the model's: a send released as the stated
+    # limit's oldest left the window is refused, and the two sends just before
+    # the window (kept for this) explain it; the window stretches, the limit stands.
+    "stretch at the window's edge": (
+        [
+            ReserveOp(0.0, None),
+            ObserveOp(0, _observed(OK, header_limit=2), 0.0),
+            ReserveOp(0.0, None),
+            ObserveOp(0, _observed(OK), 0.0),
+            Advance(0.495),
+            ReserveOp(0.0, None),  # released at 10.0, as the two leave the window
+            Advance(0.005),
+            ObserveOp(0, _observed(RATE_LIMITED), 0.0),
+            Advance(0.01),
+            ReserveOp(0.0, None),
+        ],
+        lambda model: (
+            model.mode == MODEL and (model.limit, model.ceiling) == (None, 2) and model.stretch > 0
         ),
     ),
     # The window was full of others' sends: what probes got through is a floor.

@@ -29,11 +29,13 @@ from bb_backoff._window import (
     HOLD,
     LANE,
     MAX_LOGGED,
+    MAX_STRETCH,
     MODEL,
     OK,
     PROBE,
     PROBING,
     RATE_LIMITED,
+    STRETCH_STEP,
     VOID,
     WAIT,
     WINDOW,
@@ -1471,3 +1473,103 @@ def test_with_a_limit_known_the_log_is_never_cut_below_it() -> None:
         assert send_as_the_handle_does(model, index * 0.001, params).delay == 0.0
     assert len(model.log) == sends
     assert model.since == 0.0
+
+
+# -- the server's window outlasts the model's: the stretch --------------------------------
+
+STATED = WindowParams(window=100.0, limit=4)
+
+
+def edge_refused(model: WindowModel, free: float, params: WindowParams = STATED) -> Grant:
+    """A send the model releases at ``free`` as a slot leaves its window, refused there."""
+    grant = reserve(model, free - 0.1, params)
+    assert (grant.kind, grant.reason) == (GO, WINDOW)
+    assert grant.at == pytest.approx(free)
+    answer(model, grant.at, grant, RATE_LIMITED, params=params)
+    return grant
+
+
+def test_a_429_that_sends_just_before_the_window_explain_stretches_it_and_keeps_the_limit() -> None:
+    model = WindowModel()
+    for at in (0.0, 0.0, 1.0, 1.0):  # the configured limit, spent
+        answer(model, at, reserve(model, at, STATED), params=STATED)
+    # At 100.0 the two sends at 0.0 leave the model's window and a send
+    # goes in their slot, but the server (a longer window) still counts them.
+    generation = model.generation
+    edge_refused(model, 100.0)
+    # Two sends from just before the window make up the four: the window is
+    # longer than 100 s; stretched by a step.
+    assert model.stretch == 100.0 * STRETCH_STEP
+    assert (model.mode, model.limit, model.generation) == (MODEL, None, generation + 1)
+    # The next send waits for the oldest to leave the stretched window.
+    grant = reserve(model, 100.1, STATED)
+    assert (grant.kind, grant.reason) == (GO, WINDOW)
+    assert grant.at == pytest.approx(100.0 + model.stretch)
+
+
+def test_a_send_that_went_at_once_refused_is_no_sign_of_a_longer_window() -> None:
+    """Refused mid-window (the limit dropped), not as a slot left the window: the count tells."""
+    model = WindowModel()
+    for at in (0.0, 0.0, 1.0):
+        answer(model, at, reserve(model, at, STATED), params=STATED)
+    grant = reserve(model, 100.5, STATED)  # room in the window: at once
+    assert (grant.kind, grant.delay, grant.reason) == (GO, 0.0, "")
+    answer(model, 100.5, grant, RATE_LIMITED, params=STATED)
+    assert model.stretch == 0.0
+    assert model.limit == 1  # the window's count: the send at 1.0
+
+
+def test_each_stretch_at_least_doubles_and_none_goes_past_a_tenth_of_the_window() -> None:
+    model = WindowModel()
+    for at in (0.0, 0.0, 0.0, 0.0):
+        answer(model, at, reserve(model, at, STATED), params=STATED)
+    stretches: list[float] = []
+    while model.mode == MODEL and len(stretches) < 10:
+        edge_refused(model, 100.0 + model.stretch)
+        stretches.append(model.stretch)
+    assert stretches.pop() == 0.0  # the refusal beyond the longest stretch
+    assert stretches[0] == 100.0 * STRETCH_STEP
+    assert all(b >= 2 * a or b == 100.0 * MAX_STRETCH for a, b in itertools.pairwise(stretches))
+    assert stretches[-1] == 100.0 * MAX_STRETCH
+    # Beyond the longest stretch the sends before the window explain nothing:
+    # the stretch goes, and the 429 teaches the limit as before (none let
+    # through in the window: probe).
+    assert (model.mode, model.stretch) == (PROBING, 0.0)
+
+
+def test_a_limit_that_dropped_is_met_as_a_few_stretches_then_counted_and_the_stretch_dropped() -> (
+    None
+):
+    """Refused just as slots leave the window, a drop looks like a longer window at first.
+
+    (A drop mid-window refuses sends that go at once: no stretch at all.)
+    """
+    model = WindowModel()
+    params = WindowParams(window=100.0, limit=10)
+    for at in range(0, 100, 10):  # the limit, spread over the window
+        answer(model, float(at), reserve(model, float(at), params), params=params)
+    # A window later the server's limit is 5: every send is refused until
+    # the model counts its window.
+    refused = 0
+    while model.limit is None and refused < 10:
+        edge_refused(model, 100.0 + model.stretch, params)
+        refused += 1
+    # Stretches of 0.5, 1, 2, 4, 8, 10 s, each refused; then the sends before
+    # the window explain nothing: the stretch goes and the window's count is
+    # the account's share (of the configured 10), as for any 429 under it.
+    assert refused == 7
+    assert (model.mode, model.stretch, model.limit) == (MODEL, 0.0, 8)
+
+
+def test_the_log_keeps_the_sends_of_the_longest_stretch_only_while_a_limit_is_known() -> None:
+    model = WindowModel()
+    fill(model, 3, now=0.0)
+    reserve(model, 105.0)  # no limit: the window's sends only
+    assert [at for at, _member in model.log] == [105.0]
+    model = WindowModel()
+    for _ in range(3):
+        answer(model, 0.0, reserve(model, 0.0, STATED), params=STATED)
+    reserve(model, 105.0, STATED)
+    assert [at for at, _member in model.log] == [0.0, 0.0, 0.0, 105.0]
+    reserve(model, 110.5, STATED)  # the sends at 0.0 are more than 110 s old
+    assert [at for at, _member in model.log] == [105.0, 110.5]

@@ -101,11 +101,13 @@ from ._window import (
     GO,
     HOLD,
     MAX_LOGGED,
+    MAX_STRETCH,
     MODEL,
     NEAR_LIMIT_ROOM,
     PROBE,
     PROBING,
     RECHECK_DOUBLINGS,
+    STRETCH_STEP,
     WAIT,
     WINDOW,
     Grant,
@@ -140,6 +142,7 @@ STATE_FIELDS: Final = (
     "verify_at",
     "checks_held",
     "passed_seen",
+    "stretch",
 )
 _NOTHING_KNOWN: Final = Knowledge()
 # How the store reaches Redis for one call.
@@ -178,7 +181,7 @@ local function flag(text)
   return text == '1'
 end
 
-local window = tonumber(ARGV[1])
+local base_window = tonumber(ARGV[1])
 local params_limit = optional(ARGV[2])
 local failure_threshold = tonumber(ARGV[3])
 local probe_initial = tonumber(ARGV[4])
@@ -217,7 +220,10 @@ local S = {
   verify_at = optional(stored.verify_at),
   checks_held = optional(stored.checks_held) or 0,
   passed_seen = optional(stored.passed_seen),
+  stretch = optional(stored.stretch) or 0,
 }
+-- The window in use: the configured one, stretched (WindowModel.stretch)
+local window = base_window + S.stretch
 
 -- len(log)
 local function log_size()
@@ -389,8 +395,13 @@ local member, margin = ARGV[10], tonumber(ARGV[11])
 if ARGV[12] ~= '' and log_remove(ARGV[12], tonumber(ARGV[13])) then
   uncount(tonumber(ARGV[13]))
 end
-redis.call('ZREMRANGEBYSCORE', log_key, '-inf', fmt(now - window - margin))
-redis.call('ZREMRANGEBYSCORE', errors_key, '-inf', fmt(now - window - margin))
+-- With a limit, the sends just before the window are kept too (WindowModel.reserve)
+local span = window
+if cap() ~= nil then
+  span = window + base_window * @MAX_STRETCH@
+end
+redis.call('ZREMRANGEBYSCORE', log_key, '-inf', fmt(now - span - margin))
+redis.call('ZREMRANGEBYSCORE', errors_key, '-inf', fmt(now - span - margin))
 -- WindowModel._forget_oldest: no more than MAX_LOGGED while no limit is known
 local excess = log_size() - @MAX_LOGGED@ + 1
 if excess > 0 and cap() == nil then
@@ -555,6 +566,53 @@ local function learn(when)
   return true
 end
 
+-- WindowModel._stretched
+local function stretched(when)
+  local limit = cap()
+  if limit == nil then
+    return false
+  end
+  local low = when - window
+  local need = limit - let_through(low, when)
+  if need <= 0 then
+    return false
+  end
+  local reach = when - base_window * (1.0 + @MAX_STRETCH@)
+  -- The entries in (reach, low], newest first; enough of them to pass the
+  -- errors among them.
+  local errors = redis.call('ZCOUNT', errors_key, '(' .. fmt(reach), fmt(low))
+  local entries = redis.call('ZREVRANGEBYSCORE', log_key, fmt(low), '(' .. fmt(reach),
+    'WITHSCORES', 'LIMIT', 0, need + errors)
+  local found = nil
+  for i = 1, #entries, 2 do
+    local score = tonumber(entries[i + 1])
+    local errored = redis.call('ZSCORE', errors_key, entries[i])
+    if not (errored and tonumber(errored) == score) then
+      need = need - 1
+      if need == 0 then
+        found = score
+        break
+      end
+    end
+  end
+  if found == nil then
+    S.stretch = 0
+    window = base_window
+    return false
+  end
+  local extra = when - found - base_window
+  local most = base_window * @MAX_STRETCH@
+  if extra >= most then
+    S.stretch = 0
+    window = base_window
+    return false
+  end
+  local stretch = math.max(2.0 * S.stretch, base_window * @STRETCH_STEP@, extra * 1.25)
+  S.stretch = math.min(stretch, most)
+  window = base_window + S.stretch
+  return true
+end
+
 -- WindowModel._verifying
 local function verifying()
   if S.mode ~= 'model' or generation ~= S.generation or S.verify_at == nil
@@ -600,6 +658,10 @@ local function rate_limited()
     S.passed_seen = nil
     S.lease_until = 0
     held()
+    return
+  end
+  if hint == nil and ARGV[20] == 'window' and stretched(at) then
+    S.generation = S.generation + 1
     return
   end
   S.generation = S.generation + 1
@@ -707,7 +769,8 @@ local function near_limit(value)
     return
   end
   local limit = cap()
-  S.pace = limit ~= nil and log_size() < limit * (1 - @NEAR_LIMIT_ROOM@)
+  local inside = redis.call('ZCOUNT', log_key, '(' .. fmt(now - window), '+inf')
+  S.pace = limit ~= nil and inside < limit * (1 - @NEAR_LIMIT_ROOM@)
 end
 
 if header_limit ~= nil and header_limit ~= S.ceiling then
@@ -747,6 +810,8 @@ _SUBSTITUTIONS: Final = {
     "@NEAR_LIMIT_ROOM@": repr(NEAR_LIMIT_ROOM),
     "@RECHECK_DOUBLINGS@": repr(RECHECK_DOUBLINGS),
     "@MAX_LOGGED@": repr(MAX_LOGGED),
+    "@MAX_STRETCH@": repr(MAX_STRETCH),
+    "@STRETCH_STEP@": repr(STRETCH_STEP),
 }
 
 
@@ -1038,6 +1103,7 @@ class RedisStore:
             "since",
             "verify_at",
             "passed_seen",
+            "stretch",
         ):
             if name in fields:
                 setattr(model, name, float(fields[name]))

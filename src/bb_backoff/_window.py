@@ -53,6 +53,10 @@ MODEL
     or was counted over a watched window, may still be a share another tool
     stops taking: it is checked again two windows on, then twice as late
     each time it holds (at most every :data:`RECHECK_DOUBLINGS` doublings).
+    A send released at the window's edge and refused, when the sends just
+    before the window make up the limit, shows a server window a little
+    longer than the model's: the window is stretched, the limit stands
+    (see :attr:`WindowModel.stretch`).
 PROBE
     A 429 the model did not predict (under a learned share, or with a hint)
     means the model is wrong: someone else
@@ -120,6 +124,13 @@ RECHECK_DOUBLINGS: Final = 5
 """A learned limit that keeps holding is checked again at most every 2 ** this windows."""
 LANE: Final = 64
 """The most sends a fast lane lets go between full decisions (:meth:`WindowModel.reserve_now`)."""
+MAX_STRETCH: Final = 0.1
+"""The most the model stretches its window, as a share of the configured one
+(see :attr:`WindowModel.stretch`): six minutes of an hour."""
+STRETCH_STEP: Final = 0.005
+"""The least a stretch adds, as a share of the window (18 s of an hour); each
+stretch at least doubles the last, so a few 429s find any window up to
+:data:`MAX_STRETCH` longer."""
 MAX_LOGGED: Final = 40_000
 """The most sends the log keeps while no limit is known: four times Bitbucket's
 highest (a scaled limit of 10,000 an hour).  A server that lets more through in
@@ -277,6 +288,7 @@ class WindowModel:
         "lane",
         "lane_oldest",
         "lane_params",
+        "lane_span",
         "last_used",
         "lease_until",
         "limit",
@@ -289,6 +301,7 @@ class WindowModel:
         "probe_at",
         "probe_failures",
         "since",
+        "stretch",
         "verify_at",
     )
 
@@ -347,11 +360,30 @@ class WindowModel:
         self.lane_oldest = -math.inf
         """The oldest entry of the log and the errors when the lane opened: once it
         leaves the window, :meth:`reserve` would forget entries, so the lane does not serve."""
+        self.lane_span = 0.0
+        """How far back :meth:`reserve` kept entries when the lane opened (the window,
+        stretched, and what it keeps beyond): the lane's horizon is ``now - lane_span - margin``."""
+        self.stretch = 0.0
+        """Seconds the server's window was found to outlast the configured one.
+
+        A 429 on a send the model released as the oldest of ``cap`` sends left
+        its window, with fewer than ``cap`` let through in the window, has two
+        explanations: the limit dropped (or another tool spends a share), or
+        the server's window is longer than ours (its clock counts from arrival,
+        or it is not quite an hour).  When the sends the model kept from just
+        before its window (up to :data:`MAX_STRETCH` of it) make up the count,
+        the longer window explains the 429: the window is stretched to cover
+        them (at least doubling, at most :data:`MAX_STRETCH` of the window),
+        and the limit stands.  When they do not, the stretch is dropped and
+        the count is the limit, as before.  A limit that dropped is met as a
+        few stretches first (the first refusal at the edge looks the same);
+        a window too short unexplained would cost a 429 at every window's
+        edge and a limit learned lower each time."""
 
     def __repr__(self) -> str:
         return (
             f"WindowModel(mode={self.mode!r}, limit={self.limit}, ceiling={self.ceiling}, "
-            f"logged={len(self.log)}, generation={self.generation})"
+            f"logged={len(self.log)}, generation={self.generation}, stretch={self.stretch})"
         )
 
     def knowledge(self) -> Knowledge:
@@ -389,7 +421,7 @@ class WindowModel:
         log = self.log
         return bisect.bisect_right(log, high, key=_time) - bisect.bisect_right(log, low, key=_time)
 
-    def reserve(  # noqa: PLR0912 (the success path, inlined: one call per request)
+    def reserve(  # noqa: PLR0912, PLR0915 (the success path, inlined: one call per request)
         self,
         now: float,
         params: WindowParams,
@@ -414,13 +446,20 @@ class WindowModel:
         if cancel is not None and self._remove(*cancel):
             self._uncount(cancel[1])  # never sent: if counted as let through, it was not
         log = self.log
-        horizon = now - params.window - margin
+        window = params.window + self.stretch
+        # self.cap(params), inlined: every request passes here.
+        limit, ceiling = self.limit, self.ceiling
+        cap = limit if limit is not None else ceiling if ceiling is not None else params.limit
+        # With a limit, the sends just before the window are kept too: a 429
+        # at the window's edge may show that the server's window is longer.
+        span = window if cap is None else window + params.window * MAX_STRETCH
+        horizon = now - span - margin
         if log and log[0][0] <= horizon:
             del log[: bisect.bisect_right(log, horizon, key=_time)]
         errors = self.errors
         if errors and errors[0][0] <= horizon:
             del errors[: bisect.bisect_right(errors, horizon, key=_time)]
-        if len(log) >= MAX_LOGGED and self.cap(params) is None:
+        if cap is None and len(log) >= MAX_LOGGED:
             self._forget_oldest(len(log) - MAX_LOGGED + 1)  # room for this send
 
         if self.mode != MODEL:
@@ -433,17 +472,18 @@ class WindowModel:
         reason = ""
         if self.hold_until > at:
             at, reason = self.hold_until, HOLD
-        # self.cap(params) and, below, self._log, inlined: every request passes here.
+        # self.cap(params) again (settling may forget the limit) and, below,
+        # self._log, inlined: every request passes here.
         limit, ceiling = self.limit, self.ceiling
         cap = limit if limit is not None else ceiling if ceiling is not None else params.limit
         if cap is not None and log:
             count = len(log)
             if count >= cap:
-                free = _after(log[count - cap][0], params.window + margin)
+                free = _after(log[count - cap][0], window + margin)
                 if free > at:
                     at, reason = free, WINDOW
             if self.pace:
-                paced = log[-1][0] + params.window / cap
+                paced = log[-1][0] + window / cap
                 if paced > at:
                     at, reason = paced, WINDOW
             if reason == WINDOW and self._may_verify(now, params, cap, margin):
@@ -470,9 +510,14 @@ class WindowModel:
             # (Not on a limit counted at a 429, nor while a check's verdict
             # waits: whether they must settle first depends on the margin,
             # which may grow meanwhile.  The pace is the limit's then anyway.)
-            room = LANE if cap is None else min(LANE, cap - len(log))
+            if cap is None:
+                room = LANE
+                span = window  # (a limit forgotten while settling keeps nothing more)
+            else:  # the sends in the window, not those kept from before it
+                inside = len(log) - bisect.bisect_right(log, now - window - margin, key=_time)
+                room = min(LANE, cap - inside)
             if room > 0:
-                self.lane, self.lane_params = room, params
+                self.lane, self.lane_params, self.lane_span = room, params, span
                 # While it stays within the window, reserve forgets nothing.
                 oldest = log[0][0]
                 self.lane_oldest = oldest if not errors or oldest < errors[0][0] else errors[0][0]
@@ -518,7 +563,7 @@ class WindowModel:
         if (
             self.lane
             and self.lane_params is params
-            and self.lane_oldest > now - params.window - margin  # reserve's horizon
+            and self.lane_oldest > now - self.lane_span - margin  # reserve's horizon
         ):
             log = self.log
             if log[-1][0] <= now:
@@ -557,6 +602,7 @@ class WindowModel:
         waits (the safe side: a few slots a window at worst).
         """
         verify_at = self.verify_at
+        window = params.window + self.stretch
         if not (
             verify_at is not None
             and now >= verify_at
@@ -565,7 +611,7 @@ class WindowModel:
             and self.hold_until <= now
             # (Counted from a round trip in: a send at the window's trailing
             # edge may have reached the server early enough to leave its window.)
-            and self._count(now - params.window + margin, now) >= cap
+            and self._count(now - window + margin, now) >= cap
         ):
             return False
         ceiling = self.ceiling if self.ceiling is not None else params.limit
@@ -574,7 +620,7 @@ class WindowModel:
         return (
             ceiling is None
             or count < ceiling
-            or _after(log[count - ceiling][0], params.window + margin) <= now
+            or _after(log[count - ceiling][0], window + margin) <= now
         )
 
     def _reserve_probe(
@@ -586,7 +632,10 @@ class WindowModel:
         ceiling = self.ceiling if self.ceiling is not None else params.limit
         if ceiling is not None and len(self.log) >= ceiling:
             # A limit the server stated or the user configured holds for probes too.
-            start = max(start, _after(self.log[len(self.log) - ceiling][0], params.window + margin))
+            start = max(
+                start,
+                _after(self.log[len(self.log) - ceiling][0], params.window + self.stretch + margin),
+            )
         if self.lease_until > now:
             # A probe is out: look again once it should have its answer.
             again = min(self.lease_until - now, max(margin, _PROBE_POLL))
@@ -645,7 +694,7 @@ class WindowModel:
         else:
             self._ok(now, params, grant)
         if observation.near is not None and outcome != ERROR:
-            self._near(params, near=observation.near)
+            self._near(now, params, near=observation.near)
         return self.knowledge()
 
     def _rate_limited(
@@ -688,6 +737,11 @@ class WindowModel:
             self.lease_until = 0.0
             self._held(now, params)
             return
+        if hint is None and grant.reason == WINDOW and self._stretched(grant.at, params):
+            # The server's window outlasts the model's: the limit stands, and
+            # the reservations booked on the shorter window are void.
+            self.generation += 1
+            return
         self.generation += 1
         # Discovery: no share of the quota learned yet, and the model logged
         # some of what the server let through in the window up to this send.
@@ -707,6 +761,59 @@ class WindowModel:
         self.probe_failures = 0
         self.lease_until = 0.0
         self.probe_at = now + probe_wait(0, params.probe_initial, params.probe_max, draw)
+
+    def _stretched(self, at: float, params: WindowParams) -> bool:
+        """Whether a longer window explains the 429 of the send made at ``at``; stretch it if so.
+
+        With a limit known (``cap``), the server refused a send while the
+        model's window held fewer than ``cap`` sends let through.  If the
+        model's own sends from just before its window (no further back than
+        :data:`MAX_STRETCH` of it) make up the difference, the server still
+        counted them: its window is longer (see :attr:`stretch`).  The
+        stretch covers them, with room to spare, and at least doubles.
+        """
+        cap = self.cap(params)
+        if cap is None:
+            return False
+        low = at - (params.window + self.stretch)
+        need = cap - self._let_through(low, at)
+        if need <= 0:
+            return False  # the window held the limit: no edge to explain
+        reach = at - params.window * (1.0 + MAX_STRETCH)
+        log = self.log
+        index = bisect.bisect_right(log, low, key=_time)
+        when = low
+        while need > 0:
+            index -= 1
+            if index < 0 or log[index][0] <= reach:
+                # No window up to the longest stretch explains the 429: the
+                # stretch was no explanation either (the limit dropped, or
+                # another tool spends a share); the count will tell.
+                self.stretch = 0.0
+                return False
+            when, member = log[index]
+            if not self._errored(when, member):
+                need -= 1
+        # The server still counted the send made at ``when``: its window
+        # is longer than ``at - when``.
+        extra = at - when - params.window
+        most = params.window * MAX_STRETCH
+        if extra >= most:
+            self.stretch = 0.0
+            return False
+        stretch = max(2.0 * self.stretch, params.window * STRETCH_STEP, extra * 1.25)
+        self.stretch = min(stretch, most)
+        return True
+
+    def _errored(self, at: float, member: object) -> bool:
+        """Whether an error answered the send logged at ``at`` as ``member``."""
+        errors = self.errors
+        index = bisect.bisect_left(errors, at, key=_time)
+        while index < len(errors) and errors[index][0] == at:
+            if errors[index][1] == member:
+                return True
+            index += 1
+        return False
 
     def _held(self, now: float, params: WindowParams) -> None:
         """A check found the window full at the limit: it holds.
@@ -734,12 +841,13 @@ class WindowModel:
         Returns:
             Whether a limit was learned (the model logged some of the window).
         """
-        low = at - params.window
+        window = params.window + self.stretch
+        low = at - window
         if self._let_through(low, at) <= 0:
             return False
         log = self.log
         first = log[bisect.bisect_right(log, low, key=_time)][0]
-        until = max(at, min(first + params.window, now))
+        until = max(at, min(first + window, now))
         self.limit = self._let_through(low, until)
         self.counted_until = until
         # A count over a window the model did not watch from its start is a
@@ -834,7 +942,7 @@ class WindowModel:
         if grant.reason == WINDOW and grant.kind == PROBE:
             limit = self.limit
             if self._verifying(grant) and limit is not None:
-                low = grant.at - params.window
+                low = grant.at - (params.window + self.stretch)
                 if self._let_through(low, grant.at) > limit:
                     # More of our sends than the limit in one window got through:
                     # the limit was a floor, unless the check overtook sends still
@@ -859,7 +967,7 @@ class WindowModel:
                 self.probe_at = now
                 return
             # The server let one more through: the window holds at least this much.
-            held = self._let_through(now - params.window, now)
+            held = self._let_through(now - (params.window + self.stretch), now)
             # At least the probe itself fits, even when its answer came so
             # late that its send has left the window: a limit is never 0.
             # What a probe let through tells is a floor: when nothing was
@@ -904,7 +1012,7 @@ class WindowModel:
         self.counted_until = -math.inf
         self.generation += 1
 
-    def _near(self, params: WindowParams, *, near: bool) -> None:
+    def _near(self, now: float, params: WindowParams, *, near: bool) -> None:
         self.near = near
         if not near or self.limit is not None:
             # A share learned from a 429 already counts the others' sends:
@@ -915,4 +1023,5 @@ class WindowModel:
         cap = self.cap(params)
         # Near the model's own limit the model stops sends by itself; near
         # the server's while the model sees room means others spend it too.
-        self.pace = cap is not None and len(self.log) < cap * (1 - NEAR_LIMIT_ROOM)
+        inside = self._count(now - (params.window + self.stretch), math.inf)
+        self.pace = cap is not None and inside < cap * (1 - NEAR_LIMIT_ROOM)
