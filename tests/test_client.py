@@ -1930,6 +1930,52 @@ def test_event_hooks_run_after_the_origin_guard_for_every_hop() -> None:
     assert answered == [200, 302]
 
 
+async def test_a_request_hook_that_sends_the_request_elsewhere_is_refused_with_nothing_sent(
+    make_api: Callable[..., Api], kind: str
+) -> None:
+    """A hook of the caller's runs after the guard's first check: the last one catches it."""
+
+    def to_mirror(request: httpx.Request) -> None:
+        request.url = request.url.copy_with(host="mirror.example.net")
+
+    async def to_mirror_async(request: httpx.Request) -> None:
+        to_mirror(request)
+
+    api = make_api(
+        scripted(then={"id": 1}),
+        auth=bb.BearerToken(TOKEN),
+        event_hooks={"request": [to_mirror if kind == "sync" else to_mirror_async]},
+    )
+    with pytest.raises(bb.UnsafeURL, match=r"mirror\.example\.net"):
+        await api.get("/user")
+    assert api.requests == []
+
+
+async def test_a_response_hook_that_raises_for_status_does_not_stop_the_retries(
+    make_api: Callable[..., Api], kind: str, clock: VirtualClock
+) -> None:
+    """httpx's ``raise_for_status`` hook: a 429 is still waited out, a 404 still ``NotFound``."""
+
+    def raise_for_status(response: httpx.Response) -> None:
+        response.raise_for_status()
+
+    async def raise_for_status_async(response: httpx.Response) -> None:
+        response.raise_for_status()
+
+    hook = raise_for_status if kind == "sync" else raise_for_status_async
+    api = make_api(
+        scripted(rate_limited(), error(503), then={"id": 1}),
+        event_hooks={"response": [hook]},
+    )
+    assert await api.get("/user") == {"id": 1}
+    assert len(api.requests) == 3
+    missing = make_api(
+        lambda _request: error(404, "Repository not found"), event_hooks={"response": [hook]}
+    )
+    with pytest.raises(bb.NotFound, match="Repository not found"):
+        await missing.get("/repositories/a/b")
+
+
 @pytest.mark.parametrize(
     ("options", "named"),
     [

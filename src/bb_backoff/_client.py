@@ -175,16 +175,20 @@ class _BaseClient:
         elif self._auth is not None:
             headers["Authorization"] = self._auth.authorization()
         hooks = options.event_hooks or {}
+        theirs = list(hooks.get("request", ()))
         built: dict[str, Any] = {
             "auth": auth,
             "headers": headers,
             "timeout": self._timeout,
             # Bitbucket redirects the pull-request diff; the request flow
             # follows redirects itself (each hop passes the gate), and the
-            # origin guard, the first request hook, keeps them on the API.
+            # origin guard keeps them on the API.  It is the first request
+            # hook, so the caller's never see a request to another origin,
+            # and the last, so a hook of theirs that rewrites the URL is
+            # checked too.
             "follow_redirects": False,
             "event_hooks": {
-                "request": [guard, *hooks.get("request", ())],
+                "request": [guard, *theirs, guard] if theirs else [guard],
                 "response": list(hooks.get("response", ())),
             },
         }
@@ -330,7 +334,8 @@ class HTTPOptions:
             (``User-Agent``, ``Accept``); not ``Authorization``: that is ``auth=``.
         event_hooks: ``{"request": [...], "response": [...]}``, called by
             httpx for every request it sends (redirect hops and retries
-            included) after the client's own origin guard.
+            included), between two checks of the client's origin guard (a
+            request a hook sends elsewhere is refused).
         limits: :class:`httpx.Limits` for the connection pool.
         verify: TLS verification (a bool, a CA bundle path or an
             :class:`ssl.SSLContext`).
@@ -508,7 +513,13 @@ class BitbucketClient(_BaseClient, Endpoints[Any, str, Iterator[Any]]):
         try:
             # Streamed, then read here, so that an error status survives a
             # body that cannot be decoded (see without_body).
-            response = self._http.send(request, follow_redirects=False, stream=True)
+            try:
+                response = self._http.send(request, follow_redirects=False, stream=True)
+            except httpx.HTTPStatusError as error:
+                # A response hook's raise_for_status (httpx's documented
+                # pattern): its response is judged as if it had not raised,
+                # so a 429 is waited out and a final error is our own.
+                response = error.response
             try:
                 response.read()
             except httpx.DecodingError as error:
@@ -679,7 +690,10 @@ class AsyncBitbucketClient(
 
     async def _send_once(self, request: httpx.Request) -> object:
         try:
-            response = await self._http.send(request, follow_redirects=False, stream=True)
+            try:
+                response = await self._http.send(request, follow_redirects=False, stream=True)
+            except httpx.HTTPStatusError as error:
+                response = error.response  # a hook's raise_for_status: see the sync client
             try:
                 await response.aread()
             except httpx.DecodingError as error:
