@@ -685,6 +685,34 @@ def test_a_refreshed_oauth_token_is_scrubbed_too() -> None:
     assert exceptions_module.scrub(f"token {ECHO_ACCESS}") == "token [redacted]"
 
 
+@pytest.mark.parametrize(
+    "quoted",
+    [
+        "ATATT3xFfGF0abc%2BDEF%2Fghi-jkl_mno%3D0A1B",  # percent-encoded
+        "ATATT3xFfGF0abc%2bDEF%2fghi-jkl_mno%3d0A1B",  # lower-case hex digits
+        "ATATT3xFfGF0abc%2BDEF/ghi-jkl_mno%3D0A1B",  # a path's quoting: "/" kept
+    ],
+)
+def test_a_token_echoed_percent_encoded_is_scrubbed_too(quoted: str) -> None:
+    """An Atlassian API token holds "=" (others "+" or "/"): a URL or a form quotes them."""
+    token = "ATATT3xFfGF0abc+DEF/ghi-jkl_mno=0A1B"
+    credentials = bb_backoff.BasicAuth("me@example.com", token)
+    with (
+        bb_backoff.BitbucketClient(
+            auth=credentials,
+            transport=httpx.MockTransport(
+                lambda _request: httpx.Response(400, text=f"invalid request: api_token={quoted}")
+            ),
+            gate=False,
+        ) as client,
+        pytest.raises(bb_backoff.HTTPStatusError) as caught,
+    ):
+        client.get("/user")
+    shown = chain_text(caught.value)
+    assert "api_token=[redacted]" in shown
+    assert quoted not in shown
+
+
 # Found by an independent probe: only a credential's last 16 values were
 # kept, so after seven refreshes (about twelve hours of 7,200 s tokens) the
 # consumer's secret and its basic value were no longer scrubbed.

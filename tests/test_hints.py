@@ -261,7 +261,8 @@ def test_a_repeated_retry_after_joined_by_commas_gives_the_longest() -> None:
     """httpx joins a repeated header with ", "; reading the longest never undercuts either."""
     assert parse_retry_after("120, 120", FIXED_NOW) == 120.0
     assert parse_retry_after("30,90", FIXED_NOW) == 90.0
-    assert parse_retry_after("30, soon", FIXED_NOW) is None
+    assert parse_retry_after("30, soon", FIXED_NOW) == 30.0  # the garbage undoes nothing
+    assert parse_retry_after(", ".join(["600"] * 14), FIXED_NOW) == 600.0  # 82 characters
 
 
 def test_a_repeated_ratelimit_reset_joined_by_commas_gives_the_longest() -> None:
@@ -271,8 +272,9 @@ def test_a_repeated_ratelimit_reset_joined_by_commas_gives_the_longest() -> None
     assert parse_ratelimit_reset(f"30, {int(FIXED_NOW) + 60}", FIXED_NOW) == 60.0
     assert parse_ratelimit_reset(f"30, {int(FIXED_NOW) * 1000 + 45_000}", FIXED_NOW) == 45.0
     assert parse_ratelimit_reset(f"30, {int(FIXED_NOW) - 1}", FIXED_NOW) == 30.0  # a past epoch
-    assert parse_ratelimit_reset("30, soon", FIXED_NOW) is None
-    assert parse_ratelimit_reset("30,", FIXED_NOW) is None
+    assert parse_ratelimit_reset("30, soon", FIXED_NOW) == 30.0
+    assert parse_ratelimit_reset("30,", FIXED_NOW) == 30.0
+    assert parse_ratelimit_reset("soon, later", FIXED_NOW) is None
 
 
 def test_a_repeated_ratelimit_reset_header_is_never_undercut() -> None:
@@ -312,12 +314,15 @@ def test_a_retry_after_list_is_the_longest_of_its_delta_seconds(
     st.sampled_from(["soon", "", "-5", "1e3", "nan"]),
     NOWS,
 )
-def test_a_hint_list_with_one_part_that_is_not_a_number_is_no_hint(
+def test_a_hint_list_with_a_part_that_is_not_a_number_is_the_longest_of_the_others(
     numbers: list[int], garbage: str, now: float
 ) -> None:
+    """A readable wait is never undercut: garbage beside it (a proxy's, say) is skipped."""
     joined = ", ".join([*map(str, numbers), garbage])
-    assert parse_ratelimit_reset(joined, now) is None
-    assert parse_retry_after(joined, now) is None
+    assert parse_ratelimit_reset(joined, now) == parse_ratelimit_reset(
+        ", ".join(map(str, numbers)), now
+    )
+    assert parse_retry_after(joined, now) == float(max(numbers))
 
 
 @pytest.mark.parametrize("value", ["1234567890123456", "1.1234567890", "9" * 60])

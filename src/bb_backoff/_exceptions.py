@@ -22,7 +22,7 @@ import re
 import threading
 import weakref
 from typing import Any, Final
-from urllib.parse import unquote_plus, urlsplit, urlunsplit
+from urllib.parse import quote, quote_plus, unquote_plus, urlsplit, urlunsplit
 
 # A query or fragment parameter whose name contains one of these is a secret
 # (access_token, api_token, private_token, client_secret, apikey, jwt, sig...).
@@ -71,6 +71,9 @@ _SECRETS_LOCK: Final = threading.Lock()
 # to a list does neither.
 _DEAD: Final[list[int]] = []
 _KEPT_PER_CREDENTIAL: Final = 16
+# A value and its quoted forms (see _quoted_forms): at most this many.
+_MOST_FORMS: Final = 7
+_ESCAPE: Final = re.compile(r"%[0-9A-F]{2}")
 
 
 def register_secrets(owner: object, *values: str | None) -> None:
@@ -82,7 +85,12 @@ def register_secrets(owner: object, *values: str | None) -> None:
     last :data:`_KEPT_PER_CREDENTIAL` stay scrubbed (old rotated tokens are
     dead, and a long import rotates hundreds).
     """
-    fresh = tuple(value for value in values if value and len(value) >= SECRET_MINIMUM)
+    fresh = tuple(
+        form
+        for value in values
+        if value and len(value) >= SECRET_MINIMUM
+        for form in _quoted_forms(value)
+    )
     key = id(owner)
     with _SECRETS_LOCK:
         _drop_dead()
@@ -90,11 +98,24 @@ def register_secrets(owner: object, *values: str | None) -> None:
         if entry is not None and entry[0]() is owner:
             reference, first, rotated = entry
             new = tuple(value for value in fresh if value not in first and value not in rotated)
-            rotated = (rotated + new)[-_KEPT_PER_CREDENTIAL:]
+            rotated = (rotated + new)[-_KEPT_PER_CREDENTIAL * _MOST_FORMS :]
         else:
             reference = weakref.ref(owner, lambda _dead: _DEAD.append(key))
             first, rotated = tuple(dict.fromkeys(fresh)), ()
         _SECRETS[key] = (reference, first, rotated)
+
+
+def _quoted_forms(value: str) -> tuple[str, ...]:
+    """``value``, and the forms a server quoting it in a URL or a form gives back.
+
+    An Atlassian API token holds ``=`` (and others may hold ``+`` or ``/``):
+    echoed percent-encoded (``%3D``), in either case of hex digits, or
+    form-encoded, it must be scrubbed as well as the raw value.
+    """
+    forms = [value]
+    for quoted in (quote(value, safe=""), quote_plus(value, safe=""), quote(value)):
+        forms += [quoted, _ESCAPE.sub(lambda escape: escape[0].lower(), quoted)]
+    return tuple(dict.fromkeys(forms))
 
 
 def _drop_dead() -> None:

@@ -35,6 +35,8 @@ _ASCTIME = re.compile(
 # A header longer than any valid HTTP-date is garbage; don't hand it to the
 # date parser.
 _MAX_HINT_LENGTH: Final = 64
+# A header repeated a few dozen times, joined by commas: longer is garbage.
+_MAX_HINT_LIST_LENGTH: Final = 1024
 # A "seconds remaining" value this large can only be an epoch timestamp
 # (about 2001-09-09), which some servers send instead; read it as one.
 _EPOCH_THRESHOLD: Final = 1_000_000_000.0
@@ -66,7 +68,8 @@ def parse_retry_after(value: str, now: float) -> float | None:
     Args:
         value: the header value: delta-seconds (``"120"``) or an HTTP-date
             (``"Wed, 21 Oct 2015 07:28:00 GMT"``); a repeated header's
-            delta-seconds (``"120, 120"``) give the longest.
+            delta-seconds (``"120, 120"``) give the longest, its garbage
+            skipped (``"120, soon"`` is 120).
         now: the current time in epoch seconds, to turn a date into a delay.
 
     Returns:
@@ -74,7 +77,7 @@ def parse_retry_after(value: str, now: float) -> float | None:
         finite or a date in the past.
     """
     text = value.strip()
-    if not text or len(text) > _MAX_HINT_LENGTH:
+    if not text or len(text) > _MAX_HINT_LIST_LENGTH:
         return None
     delay = _longest(text, lambda seconds: seconds)
     if delay is not None:
@@ -120,7 +123,7 @@ def parse_ratelimit_reset(value: str, now: float) -> float | None:
         Seconds to wait, or ``None`` for garbage, negative or past values.
     """
     text = value.strip()
-    if len(text) > _MAX_HINT_LENGTH:
+    if len(text) > _MAX_HINT_LIST_LENGTH:
         return None
     return _longest(text, lambda number: _reset_remaining(number, now))
 
@@ -136,20 +139,22 @@ def _reset_remaining(number: float, now: float) -> float | None:
 
 
 def _longest(text: str, read: Callable[[float], float | None]) -> float | None:
-    """The longest wait in a number or a comma-joined list of numbers, each read by ``read``.
+    """The longest wait in a number or a comma-joined list of values, each number read by ``read``.
 
     A repeated header arrives joined (``"120, 120"``, httpx's way); taking the
-    longest of its waits undercuts none of them.  Only a list of numbers is
-    read this way (an HTTP-date has commas too).
+    longest of its waits undercuts none of them.  A part that is not a
+    number (garbage, ``""`` after a trailing comma) is skipped: it undoes no
+    readable one.  An HTTP-date has commas too, and no part of it is a
+    number: it is left to the date parser.
 
     Returns:
-        The longest wait ``read`` finds, or ``None`` when a part is not a
+        The longest wait ``read`` finds, or ``None`` when no part is a
         number or ``read`` finds no wait in any.
     """
-    parts = [part.strip() for part in text.split(",")]
-    if not all(_DELTA_SECONDS.fullmatch(part) for part in parts):
-        return None
-    waits = [wait for wait in (read(float(part)) for part in parts) if wait is not None]
+    numbers = [
+        float(part) for part in map(str.strip, text.split(",")) if _DELTA_SECONDS.fullmatch(part)
+    ]
+    waits = [wait for wait in map(read, numbers) if wait is not None]
     return max(waits, default=None)
 
 
