@@ -1988,14 +1988,22 @@ async def test_a_response_hook_that_raises_for_status_does_not_stop_the_retries(
         ({"verify": 3}, "verify"),
         ({"proxy": "not a url"}, "proxy"),
         ({"headers": 5}, "headers"),
+        # What HTTP/1.1 refuses on every request (each was a RetriesExhausted
+        # "LocalProtocolError is not a transient error" per request).
+        ({"headers": {"X-Api-Key": "key-SECRET-123\n"}}, "headers"),
+        ({"headers": {"X-Api-Key": "key\r\nX-Other: injected"}}, "headers"),
+        ({"headers": {"X-Api-Key": "key\x00"}}, "headers"),
+        ({"headers": {"X Bad Name": "v"}}, "headers"),
+        ({"headers": {"X-Bad:Name": "v"}}, "headers"),
     ],
 )
 def test_an_invalid_httpx_option_is_refused_naming_it(
     kind: str, options: dict[str, Any], named: str
 ) -> None:
     client = bb.BitbucketClient if kind == "sync" else bb.AsyncBitbucketClient
-    with pytest.raises(ValueError, match=named):
+    with pytest.raises(ValueError, match=named) as caught:
         client(**options)
+    assert "SECRET" not in str(caught.value)
 
 
 def test_sync_and_async_event_hooks_must_match_the_client() -> None:

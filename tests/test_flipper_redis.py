@@ -940,3 +940,20 @@ def test_every_python_example_in_the_flags_page_runs(
     for number, block in enumerate(blocks):
         namespace: dict[str, Any] = {"__name__": f"flags_md_{number}"}
         exec(compile(block, f"docs/flags.md example {number + 1}", "exec"), namespace)  # noqa: S102
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("\uff11\uff10\uff10", 0.0),  # fullwidth digits "100": Ruby's to_f is 0.0
+        ("\u0663\u0663", 0.0),  # Arabic-Indic digits "33"
+        ("\u200333", 0.0),  # a space Ruby does not skip
+        (" 33", 33.0),
+        ("33\u0663", 33.0),
+    ],
+)
+def test_only_ascii_digits_and_spaces_are_read_as_ruby_reads_them(
+    text: str, expected: float
+) -> None:
+    """A percentage a Ruby Flipper reads as 0 must not open the flag here."""
+    assert ruby_to_f(text) == expected

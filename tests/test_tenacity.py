@@ -14,6 +14,7 @@ import asyncio
 import gc
 from collections.abc import Awaitable, Callable, Iterator
 from email.utils import formatdate
+from typing import Any
 
 import attrs
 import httpx
@@ -390,3 +391,14 @@ def test_retry_follows_the_policys_own_classification(reraise: bool) -> None:
             returning, client_for(script)
         )
     assert (script.calls, sleeps) == (1, [])
+
+
+@pytest.mark.parametrize(
+    ("arguments", "named"),
+    [(("x",), "policy"), ((None,), "policy"), ((ExponentialBackoff(),), "now")],
+)
+def test_an_invalid_argument_is_refused_naming_it(arguments: tuple[Any, ...], named: str) -> None:
+    """Refused when built, not as an AttributeError at the first retry."""
+    keywords: dict[str, Any] = {"now": 5} if named == "now" else {}
+    with pytest.raises(ValueError, match=named):
+        TenacityStrategies(*arguments, **keywords)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import re
 import ssl
 import threading
 from collections.abc import (
@@ -43,7 +44,7 @@ from ._gate import AccountGate, account_key, check_sync_gate, resolve_gate
 from ._origin import OriginGuard, parse_url, unsendable
 from ._outcomes import undecodable
 from ._pagination import Page, Pager, json_body
-from ._policy import ExponentialBackoff, FixedRetry, RetryPolicy
+from ._policy import ExponentialBackoff, FixedRetry, RetryPolicy, check_policy
 from ._timing import (
     AsyncSleep,
     Clock,
@@ -98,9 +99,8 @@ class _BaseClient:
         hooks: Iterable[object],
     ) -> None:
         flag_check = FlagCheck(flag=flag, actor=actor)
-        for name, value in (("policy", policy), ("legacy_policy", legacy_policy)):
-            if not callable(getattr(value, "decide", None)):
-                raise ValueError(f"{name} must be a retry policy, got {type(value).__name__}")
+        check_policy("policy", policy)
+        check_policy("legacy_policy", legacy_policy)
         if auth is not None and not isinstance(auth, BearerToken | BasicAuth | OAuth2):
             raise ValueError(
                 f"auth must be BearerToken, BasicAuth or OAuth2, got {type(auth).__name__}"
@@ -325,6 +325,34 @@ def _timeout_seconds(value: object) -> TypeGuard[float]:
 _HOOK_KINDS: Final = frozenset({"request", "response"})
 
 
+# RFC 9110's token (a header's name), and what a header's value must not hold.
+_HEADER_NAME: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_HEADER_VALUE_FORBIDDEN: Final = re.compile(rb"[\r\n\x00]")
+
+
+def _check_headers(headers: object) -> None:
+    """``ValueError`` unless ``headers`` can go out on every request as given.
+
+    What the HTTP/1.1 layer refuses on every request (a bad name, a line
+    break in a value) is refused once here; a value is never echoed (it may
+    be a key).
+    """
+    try:
+        raw = httpx.Headers(headers).raw  # type: ignore[arg-type]
+    except (TypeError, ValueError, AttributeError):
+        raise ValueError("headers must be a mapping of header names to strings") from None
+    for name, value in raw:
+        if not _HEADER_NAME.fullmatch(name):
+            raise ValueError(
+                f"headers: {name.decode('ascii', 'replace')!r} is not a valid header name"
+            )
+        if _HEADER_VALUE_FORBIDDEN.search(value):
+            raise ValueError(
+                f"headers[{name.decode('ascii')!r}] holds a line break or a NUL, "
+                "which HTTP does not allow in a header (the value is not shown)"
+            )
+
+
 @attrs.frozen(kw_only=True)
 class HTTPOptions:
     """httpx's own client options, passed through as given (validated here).
@@ -351,10 +379,7 @@ class HTTPOptions:
     def check(self, *, asynchronous: bool) -> HTTPOptions:
         """These options, or ``ValueError`` naming the one that is wrong."""
         if self.headers is not None:
-            try:
-                httpx.Headers(self.headers)
-            except (TypeError, ValueError, AttributeError):
-                raise ValueError("headers must be a mapping of header names to strings") from None
+            _check_headers(self.headers)
         if self.event_hooks is not None:
             if (
                 not isinstance(self.event_hooks, Mapping)

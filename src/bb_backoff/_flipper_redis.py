@@ -66,9 +66,11 @@ its own (``?socket_timeout=0.5&socket_connect_timeout=0.5``).
 """
 # Flipper's Typecast.to_boolean: these strings are true, anything else false.
 _TRUTHS: Final = frozenset({"true", "1"})
-# Ruby's String#to_f: the longest leading decimal number, else 0.0.
+# Ruby's String#to_f: the longest leading decimal number, else 0.0.  ASCII
+# only: Ruby reads no other digits (fullwidth "100".to_f is 0.0) nor other spaces.
 _RUBY_FLOAT: Final = re.compile(
-    r"\s*([+-]?(?:\d+(?:_\d+)*(?:\.\d+(?:_\d+)*)?|\.\d+(?:_\d+)*)(?:[eE][+-]?\d+)?)"
+    r"\s*([+-]?(?:\d+(?:_\d+)*(?:\.\d+(?:_\d+)*)?|\.\d+(?:_\d+)*)(?:[eE][+-]?\d+)?)",
+    re.ASCII,
 )
 
 AnyRedis: TypeAlias = "redis.Redis | redis.asyncio.Redis"

@@ -239,6 +239,12 @@ class RetryPolicy(Protocol):
         ...  # pragma: no cover
 
 
+def check_policy(name: str, value: object) -> None:
+    """``ValueError`` naming ``name`` unless ``value`` is a retry policy (it has ``decide``)."""
+    if not callable(getattr(value, "decide", None)):
+        raise ValueError(f"{name} must be a retry policy, got {type(value).__name__}")
+
+
 def gate_wait_stop(
     policy: RetryPolicy, history: RetryHistory, seconds: float, *, hint: bool
 ) -> StopReason | None:

@@ -19,7 +19,7 @@ import httpx
 from tenacity import RetryCallState
 
 from ._outcomes import outcome_of_error, outcome_of_response
-from ._policy import Decision, Outcome, RetryHistory, RetryPolicy, classify
+from ._policy import Decision, Outcome, RetryHistory, RetryPolicy, check_policy, classify
 from ._timing import Clock, default_now
 
 
@@ -75,6 +75,11 @@ class TenacityStrategies:
     """
 
     def __init__(self, policy: RetryPolicy, *, now: Clock = default_now) -> None:
+        check_policy("policy", policy)
+        if not callable(now):
+            raise ValueError(
+                f"now must be a callable giving epoch seconds, got {type(now).__name__}"
+            )
         self.policy = policy
         self._now = now
         self._decisions: weakref.WeakKeyDictionary[RetryCallState, Decision] = (

@@ -44,7 +44,7 @@ from ._flags import FlagCheck, FlagSource
 from ._flow import FlowSettings, RequestFlow, arun, run
 from ._gate import AccountGate, GateHandle, check_sync_gate, resolve_gate
 from ._outcomes import without_body
-from ._policy import ExponentialBackoff, FixedRetry, RetryPolicy
+from ._policy import ExponentialBackoff, FixedRetry, RetryPolicy, check_policy
 from ._timing import (
     AsyncSleep,
     Clock,
@@ -180,9 +180,8 @@ class RetryTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             )
         policy = ExponentialBackoff() if policy is None else policy
         legacy_policy = FixedRetry() if legacy_policy is None else legacy_policy
-        for name, value in (("policy", policy), ("legacy_policy", legacy_policy)):
-            if not callable(getattr(value, "decide", None)):
-                raise ValueError(f"{name} must be a retry policy, got {type(value).__name__}")
+        check_policy("policy", policy)
+        check_policy("legacy_policy", legacy_policy)
         for name, function in (
             ("clock", clock),
             ("now", now),
