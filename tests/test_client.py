@@ -1695,6 +1695,39 @@ async def test_next_links_that_lead_round_a_loop_through_fresh_cursors_stop_with
     assert len(api.requests) == 7
 
 
+async def test_a_relative_next_link_given_again_stops_instead_of_going_deeper(
+    make_api: Callable[..., Api],
+) -> None:
+    """``"pullrequests/x?page=2"`` on every page: a new URL each time, one level deeper.
+
+    Before, about 5,000 requests and 5,000 copies of one item, until the URL
+    outgrew httpx.  A relative link that moves on (``?page=3`` after
+    ``?page=2``) is followed as before.
+    """
+    api = make_api(
+        lambda _request: httpx.Response(
+            200, json={"values": [{"id": 1}], "next": "pullrequests/x?page=2"}
+        )
+    )
+    with pytest.raises(bb.PaginationError, match="relative link an earlier page gave"):
+        await api.call("paginate", "/repositories/a/b/pullrequests")
+    assert len(api.requests) == 2
+
+    def moving_on(request: httpx.Request) -> httpx.Response:
+        page = int(request.url.params.get("page", "1"))
+        body: dict[str, Any] = {"values": [{"id": page}]}
+        if page < 4:
+            body["next"] = f"?page={page + 1}"
+        return httpx.Response(200, json=body)
+
+    assert await make_api(moving_on).call("paginate", "/things") == [
+        {"id": 1},
+        {"id": 2},
+        {"id": 3},
+        {"id": 4},
+    ]
+
+
 @pytest.mark.parametrize("timeout", [-1, 0, "x", float("nan"), True, None])
 def test_an_invalid_timeout_is_refused_naming_it(kind: str, timeout: object) -> None:
     client = bb.BitbucketClient if kind == "sync" else bb.AsyncBitbucketClient

@@ -195,17 +195,32 @@ def _follow(
             f"the next link {redact_url(link)}{why}; nothing was sent to it", **context
         )
         return link, refused
-    url = link if is_absolute(link) else str(resolved)
+    absolute = is_absolute(link)
+    url = link if absolute else str(resolved)
     key = page_key(resolved)
-    if key in seen:
+    # A relative link given again on a later page leads somewhere new only
+    # by growing the path ("a/b" one level deeper each time): a loop the
+    # page key cannot see, the same link text can.
+    again = not absolute and _relative_key(link) in seen
+    if key in seen or again:
+        what = (
+            "repeats an earlier page"
+            if key in seen
+            else "is the relative link an earlier page gave (each page one level deeper)"
+        )
         repeats = PaginationError(
-            f"the next link {redact_url(link)} repeats an earlier page; "
-            "stopping instead of looping",
-            **context,
+            f"the next link {redact_url(link)} {what}; stopping instead of looping", **context
         )
         return url, repeats
     seen.add(key)
+    if not absolute:
+        seen.add(_relative_key(link))
     return url, None
+
+
+def _relative_key(link: str) -> bytes:
+    """What a relative ``next`` link is remembered by: its text (kept apart from page keys)."""
+    return hashlib.blake2b(link.encode(), digest_size=16, person=b"relative").digest()
 
 
 def read_page(
