@@ -2089,3 +2089,28 @@ async def test_each_page_says_which_variant_served_it_and_after_how_many_attempt
         ([1], "on", 1),
         ([2], "off", 1),
     ]
+
+
+def test_the_async_client_and_transport_retry_under_trio_with_the_default_sleep() -> None:
+    """httpx runs on trio too: the default sleep is anyio's (asyncio's failed: no event loop).
+
+    trio's MockClock jumps over every sleep, so nothing sleeps for real.
+    """
+    trio = pytest.importorskip("trio")
+    from trio.testing import MockClock  # noqa: PLC0415 (only with trio)
+
+    def flaky() -> httpx.MockTransport:
+        answers = [error(503), rate_limited(), httpx.Response(200, json={"id": 1})]
+        return httpx.MockTransport(lambda _request: answers.pop(0))
+
+    async def main() -> tuple[Any, int]:
+        async with bb.AsyncBitbucketClient(transport=flaky(), clock=trio.current_time) as client:
+            body = await client.get("/user")
+        transport = bb.RetryTransport(flaky(), clock=trio.current_time)
+        async with httpx.AsyncClient(transport=transport) as http:
+            status = (await http.get(f"{BASE}/user")).status_code
+        return body, status
+
+    clock = MockClock(autojump_threshold=0)
+    assert trio.run(main, clock=clock) == ({"id": 1}, 200)
+    assert clock.current_time() > 0  # it slept, on trio's clock

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
 from collections.abc import Callable
@@ -11,6 +10,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
+import anyio
 import attrs
 import pytest
 from hypothesis import given
@@ -155,5 +155,5 @@ def test_defaults_are_the_real_clock_and_sleeps() -> None:
         time.monotonic,
         time.time,
         time.sleep,
-        asyncio.sleep,
+        anyio.sleep,  # asyncio's under asyncio, trio's under trio
     )

@@ -622,7 +622,7 @@ class AsyncBitbucketClient(
 
     Same arguments, except that ``transport`` is an async transport,
     ``sleep`` may be a sync or an async callable (default
-    :func:`asyncio.sleep`), and ``event_hooks`` are async callables.
+    :func:`anyio.sleep`: asyncio's or trio's), and ``event_hooks`` are async callables.
     :meth:`pages` and :meth:`paginate` are async iterators.  A flag source
     with an ``async def enabled_async(name, actor)`` is awaited instead of
     called, so a slow source never blocks the event loop.

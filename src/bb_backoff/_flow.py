@@ -994,8 +994,6 @@ async def _adrive(
     except BaseException:
         unsent = flow.abandon()
         if unsent is not None and gate is not None:
-            # A task of its own: in a cancelled scope (anyio's, trio-style)
-            # every await of this task is cancelled again.
             _void_soon(gate, unsent)
         raise
 
@@ -1012,6 +1010,8 @@ async def _reserve_shielded(gate: GateHandle, cancel: Grant | None) -> Grant:
     of it, and the slot would be held for nobody.  The call runs on, out of
     the cancellation's reach, and what it made is given back when it ends.
     """
+    if gate.in_memory:  # no I/O, nothing to shield: in place, on any event loop (trio's too)
+        return gate.reserve(cancel)
     reserving = asyncio.ensure_future(gate.areserve(cancel))
     try:
         return await asyncio.shield(reserving)
@@ -1029,7 +1029,15 @@ def _void_when_made(gate: GateHandle, reserving: asyncio.Future[Grant]) -> None:
 
 
 def _void_soon(gate: GateHandle, grant: Grant) -> None:
-    """Tell the gate ``grant`` will not be sent, in a task of its own (out of any cancellation)."""
+    """Tell the gate ``grant`` will not be sent, in a task of its own (out of any cancellation).
+
+    A task of its own: in a cancelled scope (anyio's, trio-style) every
+    await of this task is cancelled again.  A memory gate needs no task: it
+    is told at once, on any event loop.
+    """
+    if gate.in_memory:
+        gate.observe(grant, _VOIDED)
+        return
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:  # no loop left to run it on: nothing more can be done

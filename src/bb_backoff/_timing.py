@@ -3,20 +3,20 @@
 The clients take ``clock`` (monotonic seconds), ``now`` (epoch seconds) and
 ``sleep`` as constructor arguments.  The defaults below are the only place in
 the package that names :func:`time.monotonic`, :func:`time.time`,
-:func:`time.sleep` or :func:`asyncio.sleep`; everything else receives time
+:func:`time.sleep` or :func:`anyio.sleep`; everything else receives time
 through those arguments, which is what lets the test suite and the benchmark
 run on virtual time.
 """
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, TypeAlias
 
+import anyio
 import attrs
 
 from ._exceptions import short_repr
@@ -31,7 +31,8 @@ AsyncSleep: TypeAlias = Callable[[float], Awaitable[object] | object]
 default_clock: Clock = time.monotonic
 default_now: Clock = time.time
 default_sleep: SyncSleep = time.sleep
-default_async_sleep: AsyncSleep = asyncio.sleep
+# anyio's: asyncio's sleep under asyncio, trio's under trio (httpx runs on both).
+default_async_sleep: AsyncSleep = anyio.sleep
 
 
 def to_seconds(value: object, name: str, *, allow_inf: bool = False) -> float:
