@@ -758,6 +758,28 @@ _PATHS: Final[dict[str, tuple[list[WindowOperation], Callable[[WindowModel], boo
             model.mode == MODEL and (model.limit, model.ceiling) == (None, 2) and model.stretch > 0
         ),
     ),
+    # A server window longer than any stretch: each send at the stretched
+    # edge is refused, the stretches run out, and the limit is counted over
+    # the window in force before the stretch goes.
+    "stretch runs out": (
+        [
+            ReserveOp(0.0, None),
+            ObserveOp(0, _observed(OK, header_limit=2), 0.0),
+            ReserveOp(0.0, None),
+            ObserveOp(0, _observed(OK), 0.0),
+            Advance(0.4),  # before the edge: each send is booked at the (stretched) edge
+            *[
+                operation
+                for _ in range(7)
+                for operation in (
+                    ReserveOp(0.0, None),
+                    AdvanceTo("at", 0),
+                    ObserveOp(0, _observed(RATE_LIMITED), 0.0),
+                )
+            ],
+        ],
+        lambda model: (model.stretch, model.mode, model.ceiling) == (0.0, PROBING, 2),
+    ),
     # The window was full of others' sends: what probes got through is a floor.
     "floor from probes": (
         [

@@ -560,22 +560,32 @@ local function learn(when)
   local first = redis.call('ZRANGEBYSCORE', log_key, '(' .. fmt(low), '+inf', 'WITHSCORES',
     'LIMIT', 0, 1)
   local until_ = math.max(when, math.min(tonumber(first[2]) + window, now))
-  S.limit = let_through(low, until_)
+  local count = let_through(low, until_)
+  local stated = S.ceiling
+  if stated == nil then
+    stated = params_limit
+  end
+  if stated ~= nil and count >= stated then
+    count = stated
+  end
+  S.limit = count
   S.counted_until = until_
   judge(S.since == nil or low < S.since, when)
   return true
 end
 
 -- WindowModel._stretched
+-- (true: stretched; false: no explanation, the stretch goes once the limit
+-- is counted; nil: nothing to explain)
 local function stretched(when)
   local limit = cap()
   if limit == nil then
-    return false
+    return nil
   end
   local low = when - window
   local need = limit - let_through(low, when)
   if need <= 0 then
-    return false
+    return nil
   end
   local reach = when - base_window * (1.0 + @MAX_STRETCH@)
   -- The entries in (reach, low], newest first; enough of them to pass the
@@ -596,15 +606,11 @@ local function stretched(when)
     end
   end
   if found == nil then
-    S.stretch = 0
-    window = base_window
     return false
   end
   local extra = when - found - base_window
   local most = base_window * @MAX_STRETCH@
   if extra >= most then
-    S.stretch = 0
-    window = base_window
     return false
   end
   local stretch = math.max(2.0 * S.stretch, base_window * @STRETCH_STEP@, extra * 1.25)
@@ -660,13 +666,22 @@ local function rate_limited()
     held()
     return
   end
-  if hint == nil and ARGV[20] == 'window' and stretched(at) then
-    S.generation = S.generation + 1
-    return
+  local explained = nil
+  if hint == nil and ARGV[20] == 'window' then
+    explained = stretched(at)
+    if explained then
+      S.generation = S.generation + 1
+      return
+    end
   end
   S.generation = S.generation + 1
   local unlearned = S.limit == nil
-  if learn(at) and unlearned and hint == nil then
+  local learned = learn(at)
+  if explained == false then
+    S.stretch = 0
+    window = base_window
+  end
+  if learned and unlearned and hint == nil then
     return
   end
   S.mode = 'probe'

@@ -374,8 +374,8 @@ class WindowModel:
         before its window (up to :data:`MAX_STRETCH` of it) make up the count,
         the longer window explains the 429: the window is stretched to cover
         them (at least doubling, at most :data:`MAX_STRETCH` of the window),
-        and the limit stands.  When they do not, the stretch is dropped and
-        the count is the limit, as before.  A limit that dropped is met as a
+        and the limit stands.  When they do not, the count over the window in
+        force is the limit, as before, and the stretch is dropped.  A limit that dropped is met as a
         few stretches first (the first refusal at the edge looks the same);
         a window too short unexplained would cost a 429 at every window's
         edge and a limit learned lower each time."""
@@ -737,11 +737,14 @@ class WindowModel:
             self.lease_until = 0.0
             self._held(now, params)
             return
-        if hint is None and grant.reason == WINDOW and self._stretched(grant.at, params):
-            # The server's window outlasts the model's: the limit stands, and
-            # the reservations booked on the shorter window are void.
-            self.generation += 1
-            return
+        stretched = None
+        if hint is None and grant.reason == WINDOW:
+            stretched = self._stretched(grant.at, params)
+            if stretched:
+                # The server's window outlasts the model's: the limit stands,
+                # and the reservations booked on the shorter window are void.
+                self.generation += 1
+                return
         self.generation += 1
         # Discovery: no share of the quota learned yet, and the model logged
         # some of what the server let through in the window up to this send.
@@ -752,7 +755,13 @@ class WindowModel:
         # window: waiting for them is no wait on a wrong model, and probing
         # instead would only add a probe's wait to each window's turn.
         unlearned = self.limit is None
-        if self._learn(grant.at, params, now) and unlearned and hint is None:
+        learned = self._learn(grant.at, params, now)
+        if stretched is False:
+            # Counted over the window in force (the refused send went at its
+            # stretched edge: over the configured one, the count would miss
+            # the sends it was released after), then the stretch goes.
+            self.stretch = 0.0
+        if learned and unlearned and hint is None:
             return
         # The model said there was room and the server disagreed; or the
         # server says when to come back, and its word wins over the model's
@@ -762,8 +771,13 @@ class WindowModel:
         self.lease_until = 0.0
         self.probe_at = now + probe_wait(0, params.probe_initial, params.probe_max, draw)
 
-    def _stretched(self, at: float, params: WindowParams) -> bool:
+    def _stretched(self, at: float, params: WindowParams) -> bool | None:
         """Whether a longer window explains the 429 of the send made at ``at``; stretch it if so.
+
+        Returns ``True`` when it does (stretched), ``False`` when the sends
+        before the window cannot explain it (the stretch is no explanation:
+        the caller drops it once it has counted the limit), ``None`` when
+        there is nothing to explain (no limit, or the window held it).
 
         With a limit known (``cap``), the server refused a send while the
         model's window held fewer than ``cap`` sends let through.  If the
@@ -774,11 +788,11 @@ class WindowModel:
         """
         cap = self.cap(params)
         if cap is None:
-            return False
+            return None
         low = at - (params.window + self.stretch)
         need = cap - self._let_through(low, at)
         if need <= 0:
-            return False  # the window held the limit: no edge to explain
+            return None  # the window held the limit: no edge to explain
         reach = at - params.window * (1.0 + MAX_STRETCH)
         log = self.log
         index = bisect.bisect_right(log, low, key=_time)
@@ -789,7 +803,6 @@ class WindowModel:
                 # No window up to the longest stretch explains the 429: the
                 # stretch was no explanation either (the limit dropped, or
                 # another tool spends a share); the count will tell.
-                self.stretch = 0.0
                 return False
             when, member = log[index]
             if not self._errored(when, member):
@@ -799,7 +812,6 @@ class WindowModel:
         extra = at - when - params.window
         most = params.window * MAX_STRETCH
         if extra >= most:
-            self.stretch = 0.0
             return False
         stretch = max(2.0 * self.stretch, params.window * STRETCH_STEP, extra * 1.25)
         self.stretch = min(stretch, most)
@@ -848,7 +860,11 @@ class WindowModel:
         log = self.log
         first = log[bisect.bisect_right(log, low, key=_time)][0]
         until = max(at, min(first + window, now))
-        self.limit = self._let_through(low, until)
+        count = self._let_through(low, until)
+        # A share is never more than the account's total (a count over a
+        # stretched window may find more than the configured window holds).
+        stated = self.ceiling if self.ceiling is not None else params.limit
+        self.limit = count if stated is None or count < stated else stated
         self.counted_until = until
         # A count over a window the model did not watch from its start is a
         # floor: sends it never saw (a previous run's, another tool's) may
