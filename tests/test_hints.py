@@ -265,6 +265,21 @@ def test_a_repeated_retry_after_joined_by_commas_gives_the_longest() -> None:
     assert parse_retry_after(", ".join(["600"] * 14), FIXED_NOW) == 600.0  # 82 characters
 
 
+def test_a_repeated_http_date_retry_after_and_one_beside_a_number_give_the_longest() -> None:
+    """Found by an independent review: ``"<date>, <date>"`` was no hint, and
+    ``"120, <date in 600 s>"`` was 120, undercutting the date."""
+    later = http_date(int(FIXED_NOW) + 600)
+    assert parse_retry_after(f"{later}, {later}", FIXED_NOW) == 600.0
+    assert parse_retry_after(f"120, {later}", FIXED_NOW) == 600.0
+    assert parse_retry_after(f"{later}, 900", FIXED_NOW) == 900.0
+    earlier = http_date(int(FIXED_NOW) + 60)
+    assert parse_retry_after(f"{earlier}, {later}", FIXED_NOW) == 600.0
+    assert parse_retry_after("Wed Oct 21 07:38:00 2015, 30", FIXED_NOW) == 600.0  # asctime
+    past = http_date(int(FIXED_NOW) - 60)
+    assert parse_retry_after(f"{past}, 30", FIXED_NOW) == 30.0
+    assert parse_retry_after(f"{past}, {past}", FIXED_NOW) is None
+
+
 def test_a_repeated_ratelimit_reset_joined_by_commas_gives_the_longest() -> None:
     """The same list handling as Retry-After: a repeated reset was dropped as garbage."""
     assert parse_ratelimit_reset("120, 120", FIXED_NOW) == 120.0

@@ -68,8 +68,8 @@ def parse_retry_after(value: str, now: float) -> float | None:
     Args:
         value: the header value: delta-seconds (``"120"``) or an HTTP-date
             (``"Wed, 21 Oct 2015 07:28:00 GMT"``); a repeated header's
-            delta-seconds (``"120, 120"``) give the longest, its garbage
-            skipped (``"120, soon"`` is 120).
+            delta-seconds and dates give the longest, its garbage skipped
+            (``"120, soon"`` is 120).
         now: the current time in epoch seconds, to turn a date into a delay.
 
     Returns:
@@ -79,14 +79,29 @@ def parse_retry_after(value: str, now: float) -> float | None:
     text = value.strip()
     if not text or len(text) > _MAX_HINT_LIST_LENGTH:
         return None
-    delay = _longest(text, lambda seconds: seconds)
-    if delay is not None:
-        return delay
-    when = _http_date(text)
-    if when is None:
-        return None
-    delay = when - now
-    return delay if 0 <= delay < math.inf else None
+    # A repeated header arrives joined by commas, and an HTTP-date holds one
+    # comma of its own ("Wed, 21 Oct ..."): each part is read as a number,
+    # or with the next one as a date, or alone as a date (asctime has none).
+    parts = [part.strip() for part in text.split(",")]
+    waits: list[float] = []
+    index = 0
+    while index < len(parts):
+        part = parts[index]
+        if _DELTA_SECONDS.fullmatch(part):
+            waits.append(float(part))
+            index += 1
+            continue
+        when = None
+        if index + 1 < len(parts) and not _DELTA_SECONDS.fullmatch(parts[index + 1]):
+            when = _http_date(f"{part}, {parts[index + 1]}")
+        if when is not None:
+            index += 2
+        else:
+            when = _http_date(part)
+            index += 1
+        if when is not None and 0 <= when - now < math.inf:
+            waits.append(when - now)
+    return max(waits, default=None)
 
 
 def _http_date(text: str) -> float | None:
