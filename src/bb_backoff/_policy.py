@@ -297,28 +297,22 @@ def _waited(
     ``asked``: a server hint set the wait of an error; it is charged to the
     rate-limit tally, while the error's backoff sequence moves on.
     """
-    if reason is Reason.RATE_LIMIT:
+    rate_limited = reason is Reason.RATE_LIMIT
+    # The reason's backoff sequence moves on ...
+    if rate_limited:
+        history = attrs.evolve(history, rate_limit_retries=history.rate_limit_retries + 1)
+    else:
+        history = attrs.evolve(history, error_retries=history.error_retries + 1)
+    # ... and the wait is charged to its tally.
+    if rate_limited or asked:
         return attrs.evolve(
             history,
-            rate_limit_retries=history.rate_limit_retries + 1,
-            rate_limit_waited=history.rate_limit_waited + delay,
-            last_delay=delay,
-            last_reason=reason,
-        )
-    if asked:
-        return attrs.evolve(
-            history,
-            error_retries=history.error_retries + 1,
             rate_limit_waited=history.rate_limit_waited + delay,
             last_delay=delay,
             last_reason=reason,
         )
     return attrs.evolve(
-        history,
-        error_retries=history.error_retries + 1,
-        error_waited=history.error_waited + delay,
-        last_delay=delay,
-        last_reason=reason,
+        history, error_waited=history.error_waited + delay, last_delay=delay, last_reason=reason
     )
 
 
