@@ -374,11 +374,12 @@ class WindowModel:
         before its window (up to :data:`MAX_STRETCH` of it) make up the count,
         the longer window explains the 429: the window is stretched to cover
         them (at least doubling, at most :data:`MAX_STRETCH` of the window),
-        and the limit stands.  When they do not, the count over the window in
-        force is the limit, as before, and the stretch is dropped.  A limit that dropped is met as a
-        few stretches first (the first refusal at the edge looks the same);
-        a window too short unexplained would cost a 429 at every window's
-        edge and a limit learned lower each time."""
+        and the limit stands.  When they do not, the count over the window
+        in force is the limit, as before, and the stretch is dropped.  A
+        limit that dropped at the edge is met as a few stretches first (its
+        first refusal looks the same); a window too short, unexplained,
+        would cost a 429 at every window's edge and a limit learned lower
+        each time."""
 
     def __repr__(self) -> str:
         return (
