@@ -33,7 +33,7 @@ import redis
 import redis.asyncio
 import redis.asyncio.connection
 import redis.connection
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from redis.crc import key_slot
 
@@ -467,6 +467,29 @@ def grant_fields(grant: Grant) -> tuple[object, ...]:
     operations=st.lists(WINDOW_OPERATIONS, min_size=20, max_size=80),
 )
 @settings(max_examples=80)
+# Found by hypothesis: stretched, the script timed the next check of the
+# limit on the stretched window, the model on the configured one.
+@example(
+    params=WindowParams(
+        window=1.0,
+        limit=3,
+        failure_threshold=1,
+        probe_initial=1.0,
+        probe_max=1.0,
+        breaker_max=1.0,
+        probe_lease=1.0,
+        max_hold=1.0,
+    ),
+    start=0.0,
+    operations=[
+        *[ReserveOp(0.0, None)] * 14,
+        ObserveOp(0, Observation(RATE_LIMITED, sent=False), 0.0),
+        *[ReserveOp(0.0, None)] * 4,
+        ReserveOp(2.0, None),
+        ReserveOp(0.0, None),
+        ObserveOp(0, Observation(RATE_LIMITED, sent=False), 0.0),
+    ],
+)
 def test_the_scripts_make_the_same_grants_and_state_as_the_window_model_step_for_step(
     client_time_store: RedisStore,
     params: WindowParams,

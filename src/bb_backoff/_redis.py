@@ -525,7 +525,7 @@ local header_limit, near, draw = optional(ARGV[17]), flag(ARGV[18]), tonumber(AR
 -- The learned limit's check: one send beyond it (WindowModel.reserve)
 local check = kind == 'probe' and ARGV[20] == 'window'
 
--- WindowModel._judge
+-- WindowModel._judge (checks are timed on the configured window, as there)
 local function judge(floor, when)
   local ceiling = S.ceiling
   if ceiling == nil then
@@ -534,10 +534,10 @@ local function judge(floor, when)
   if S.since ~= nil and S.limit ~= nil and (ceiling == nil or S.limit < ceiling) then
     if floor then
       S.checks_held = 0
-      S.verify_at = S.since + window
+      S.verify_at = S.since + base_window
     else
       S.checks_held = 1
-      S.verify_at = when + 2 * window
+      S.verify_at = when + 2 * base_window
     end
   else
     S.checks_held = 0
@@ -548,7 +548,7 @@ end
 -- WindowModel._held
 local function held()
   S.checks_held = S.checks_held + 1
-  S.verify_at = now + window * 2 ^ math.min(S.checks_held, @RECHECK_DOUBLINGS@)
+  S.verify_at = now + base_window * 2 ^ math.min(S.checks_held, @RECHECK_DOUBLINGS@)
 end
 
 -- WindowModel._learn
