@@ -713,6 +713,9 @@ def test_flag_key_prefix_namespaces_every_key_as_flipper_does(
         (["set", FLAG, "nan", "--actors"], "takes a percentage from 0 to 100"),
         (["set", FLAG, "inf", "--random"], "takes a percentage from 0 to 100"),
         (["set", FLAG, "lots", "--actors"], "takes a percentage from 0 to 100, got 'lots'"),
+        # float() reads these as 50 and 10: a typo would open the flag to half the projects.
+        (["set", FLAG, "5_0", "--actors"], "takes a percentage from 0 to 100, got '5_0'"),
+        (["set", FLAG, "1e1", "--random"], "takes a percentage from 0 to 100, got '1e1'"),
         (
             ["set", FLAG, "true", "--actors"],
             "--actors takes a percentage from 0 to 100, not 'true'",

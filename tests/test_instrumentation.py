@@ -27,6 +27,7 @@ from bb_backoff.instrumentation import (
     RetryEvent,
     event_fields,
 )
+from bb_backoff.instrumentation._hooks import DURATION_BUCKETS
 from bb_backoff.testing import VirtualClock, run_virtual
 
 BASE = "https://api.bitbucket.org/2.0"
@@ -312,7 +313,11 @@ def test_opentelemetry_records_the_same_instruments() -> None:
     assert requests[(("outcome", "retries_exhausted"), ("variant", "on"))].value == 1
     assert points["bb_backoff.retries"][(("reason", "server_error"), ("variant", "on"))].value == 4
     assert points["bb_backoff.give_ups"][(("reason", "attempts"), ("variant", "on"))].value == 1
-    assert points["bb_backoff.request.duration"][(("variant", "on"),)].count == 3
+    duration = points["bb_backoff.request.duration"][(("variant", "on"),)]
+    assert duration.count == 3
+    # Seconds, as Prometheus's: the SDK's default bounds (0, 5, 10, ... 10,000)
+    # are sized for milliseconds and put every request under 5 s in one bucket.
+    assert tuple(duration.explicit_bounds) == DURATION_BUCKETS
 
 
 def test_the_async_client_and_the_transport_report_to_hooks_too() -> None:

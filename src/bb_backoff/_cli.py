@@ -41,6 +41,7 @@ import argparse
 import contextlib
 import math
 import os
+import re
 import sys
 import textwrap
 import threading
@@ -125,13 +126,18 @@ FLAG_STORE_ENV: Final = "BB_BACKOFF_FLAG_STORE"
 """The environment variable ``flag --store`` defaults to."""
 
 
+# A percentage as a person types it: ASCII digits, an optional fraction.
+# (float() also takes "5_0", "1e1", " 50 ", other scripts' digits and "inf":
+# a typo that opens a flag to half the projects must be refused instead.)
+_PLAIN_NUMBER: Final = re.compile(r"[0-9]+(?:\.[0-9]+)?|\.[0-9]+")
+
+
 def _flag_percentage(text: str) -> float | None:
-    """``text`` as a percentage 0-100, or ``None`` when it is no finite number in range."""
-    try:
-        value = float(text)
-    except ValueError:
+    """``text`` as a percentage 0-100, or ``None`` when it is no plain number in range."""
+    if not _PLAIN_NUMBER.fullmatch(text):
         return None
-    return value if math.isfinite(value) and 0 <= value <= 100 else None  # noqa: PLR2004
+    value = float(text)
+    return value if 0 <= value <= 100 else None  # noqa: PLR2004
 
 
 def _flag_change(args: argparse.Namespace) -> Callable[[Any], Any] | None:
@@ -721,7 +727,6 @@ def _rollout_report(args: argparse.Namespace) -> int:
 def _add_rollout_report(commands: Any) -> None:
     """Add ``rollout-report`` to the subcommands (an ``argparse`` subparsers action)."""
     positive_int = _number(int)
-    positive = _number(float)
     rollout = commands.add_parser(
         "rollout-report",
         help="error rates by flag variant, and whether the flag increased them",
@@ -763,8 +768,11 @@ def _add_rollout_report(commands: Any) -> None:
     )
     rollout.add_argument(
         "--projects",
-        type=positive_int,
-        help="--simulate: projects importing at once, one repository each (default: 40)",
+        type=_number(int, maximum=MAX_SIMULATED_PROJECTS),
+        help=(
+            "--simulate: projects importing at once, one repository each (default: 40); "
+            f"at most {MAX_SIMULATED_PROJECTS:,}"
+        ),
     )
     rollout.add_argument(
         "--limit",
@@ -789,8 +797,8 @@ def _add_rollout_report(commands: Any) -> None:
     )
     rollout.add_argument(
         "--timeout",
-        type=positive,
-        help="--metrics with a URL: seconds to wait for it (default: 10)",
+        type=_number(float, maximum=MAX_METRICS_TIMEOUT),
+        help="--metrics with a URL: seconds to wait for it (default: 10); at most a day",
     )
     rollout.add_argument(
         "--alpha",
@@ -814,10 +822,9 @@ def _percentages(text: str) -> tuple[float, ...]:
     """``--steps``: comma-separated percentages of actors, each from 0 to 100, each once."""
     steps: list[float] = []
     for part in text.split(","):
-        try:
-            value = float(part)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{part.strip()!r} is not a number") from None
+        if not _PLAIN_NUMBER.fullmatch(part.strip()):
+            raise argparse.ArgumentTypeError(f"{part.strip()!r} is not a number")
+        value = float(part)
         if not 0 <= value <= 100:  # noqa: PLR2004 (also refuses NaN)
             raise argparse.ArgumentTypeError(f"a step must be from 0 to 100, got {part.strip()}")
         if value in steps:
@@ -956,6 +963,11 @@ def _number(
     return parse
 
 
+MAX_SIMULATED_PROJECTS: Final = 1000
+"""``rollout-report --simulate --projects`` beyond this is refused: the simulation
+keeps every project's import in memory (10**8 took 3.5 GB in 20 s, and grew)."""
+MAX_METRICS_TIMEOUT: Final = 86_400.0
+"""``rollout-report --timeout`` beyond a day is refused (the socket refuses about 2**63 ns)."""
 MAX_SCHEDULE_RETRIES: Final = 1000
 """``schedule --retries`` beyond this is refused: the table would be unreadable anyway."""
 MAX_WORKERS: Final = 10_000

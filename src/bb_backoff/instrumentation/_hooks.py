@@ -28,6 +28,11 @@ _METHODS: Final = {
     GateChanged: "on_gate",
 }
 
+# Seconds, for the request-duration histograms (Prometheus's and
+# OpenTelemetry's): a request answered at once, one waiting out a backoff,
+# one waiting out an hour of rate limiting.
+DURATION_BUCKETS: Final = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 1800, 3600, 7200)
+
 
 @runtime_checkable
 class Hook(Protocol):

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Final
 
 from .._events import GateChanged, GaveUp, RequestFinished, RetryEvent
 from .._version import __version__
+from ._hooks import DURATION_BUCKETS
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
@@ -55,11 +56,19 @@ class OpenTelemetryHook:
         self._waited = meter.create_counter(
             "bb_backoff.wait", unit="s", description="Seconds spent waiting (backoff and gate)."
         )
-        self._duration = meter.create_histogram(
-            "bb_backoff.request.duration",
-            unit="s",
-            description="Logical request duration, waits included.",
-        )
+        name = "bb_backoff.request.duration"
+        description = "Logical request duration, waits included."
+        try:
+            # Seconds, not the SDK's default buckets (0 to 10,000, sized for
+            # milliseconds: every request under 5 s in the first bucket).
+            self._duration = meter.create_histogram(
+                name,
+                unit="s",
+                description=description,
+                explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+            )
+        except TypeError:  # an API before 1.23 takes no advice: the SDK's views decide
+            self._duration = meter.create_histogram(name, unit="s", description=description)
         self._gate = meter.create_counter(
             "bb_backoff.gate.changes", unit="{change}", description="Account gate mode changes."
         )

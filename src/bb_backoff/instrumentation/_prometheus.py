@@ -11,13 +11,10 @@ import weakref
 from typing import TYPE_CHECKING, Any, Final
 
 from .._events import GateChanged, GaveUp, RequestFinished, RetryEvent
+from ._hooks import DURATION_BUCKETS
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
-
-# Seconds: a request answered at once, one waiting out a backoff, one waiting
-# out an hour of rate limiting.
-DURATION_BUCKETS: Final = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 1800, 3600, 7200)
 
 _LOCK: Final = threading.Lock()
 # One set of metrics per registry: a second hook on the same registry shares
