@@ -809,17 +809,17 @@ class RequestFlow:
 
         assert decision.stop is not None  # noqa: S101 (no delay means a stop reason)
         hint = decision.hint
+        asked = (
+            ""
+            if hint is None
+            else f"; the server asked for {hint.seconds:.0f} s more ({hint.source})"
+        )
         why = {
             StopReason.ATTEMPTS: f"gave up after {self.sent} attempts",
             StopReason.BUDGET: (
                 "gave up: the waiting budget is spent "
                 f"({history.rate_limit_waited:.1f} s waited for rate limits and server hints, "
-                f"{history.error_waited:.1f} s for errors"
-                + (
-                    f"; the server asked for {hint.seconds:.0f} s more ({hint.source}))"
-                    if hint is not None
-                    else ")"
-                )
+                f"{history.error_waited:.1f} s for errors{asked})"
             ),
             StopReason.HINT_TOO_LONG: (
                 f"gave up at once: the server asked to wait {hint.seconds:.0f} s "

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import Final
@@ -140,7 +140,15 @@ def parse_ratelimit_reset(value: str, now: float) -> float | None:
     text = value.strip()
     if len(text) > _MAX_HINT_LIST_LENGTH:
         return None
-    return _longest(text, lambda number: _reset_remaining(number, now))
+    # Each part a number (garbage, "" after a trailing comma, skipped): the
+    # longest wait undercuts none of them.
+    numbers = [
+        float(part) for part in map(str.strip, text.split(",")) if _DELTA_SECONDS.fullmatch(part)
+    ]
+    waits = [
+        wait for wait in (_reset_remaining(number, now) for number in numbers) if wait is not None
+    ]
+    return max(waits, default=None)
 
 
 def _reset_remaining(number: float, now: float) -> float | None:
@@ -151,26 +159,6 @@ def _reset_remaining(number: float, now: float) -> float | None:
     elif seconds >= _EPOCH_THRESHOLD:
         seconds -= now
     return seconds if seconds >= 0 and math.isfinite(seconds) else None
-
-
-def _longest(text: str, read: Callable[[float], float | None]) -> float | None:
-    """The longest wait in a number or a comma-joined list of values, each number read by ``read``.
-
-    A repeated header arrives joined (``"120, 120"``, httpx's way); taking the
-    longest of its waits undercuts none of them.  A part that is not a
-    number (garbage, ``""`` after a trailing comma) is skipped: it undoes no
-    readable one.  An HTTP-date has commas too, and no part of it is a
-    number: it is left to the date parser.
-
-    Returns:
-        The longest wait ``read`` finds, or ``None`` when no part is a
-        number or ``read`` finds no wait in any.
-    """
-    numbers = [
-        float(part) for part in map(str.strip, text.split(",")) if _DELTA_SECONDS.fullmatch(part)
-    ]
-    waits = [wait for wait in map(read, numbers) if wait is not None]
-    return max(waits, default=None)
 
 
 def hint_from_headers(headers: Mapping[str, str], now: float) -> Hint | None:

@@ -262,6 +262,16 @@ def _time(entry: tuple[float, object]) -> float:
     return entry[0]
 
 
+def _find(entries: list[tuple[float, object]], at: float, member: object) -> int:
+    """The index of ``(at, member)`` in ``entries`` (sorted by time), or -1."""
+    index = bisect.bisect_left(entries, at, key=_time)
+    while index < len(entries) and entries[index][0] == at:
+        if entries[index][1] == member:
+            return index
+        index += 1
+    return -1
+
+
 def _after(start: float, seconds: float) -> float:
     """``start + seconds``, rounded up so that ``result - start >= seconds`` holds exactly."""
     end = start + seconds
@@ -400,14 +410,11 @@ class WindowModel:
         return self.ceiling if self.ceiling is not None else params.limit
 
     def _remove(self, member: object, at: float) -> bool:
-        log = self.log
-        index = bisect.bisect_left(log, at, key=_time)
-        while index < len(log) and log[index][0] == at:
-            if log[index][1] == member:
-                del log[index]
-                return True
-            index += 1
-        return False
+        index = _find(self.log, at, member)
+        if index < 0:
+            return False
+        del self.log[index]
+        return True
 
     def _let_through(self, low: float, high: float) -> int:
         """Sends with ``low < time <= high``, less those an error answered."""
@@ -820,13 +827,7 @@ class WindowModel:
 
     def _errored(self, at: float, member: object) -> bool:
         """Whether an error answered the send logged at ``at`` as ``member``."""
-        errors = self.errors
-        index = bisect.bisect_left(errors, at, key=_time)
-        while index < len(errors) and errors[index][0] == at:
-            if errors[index][1] == member:
-                return True
-            index += 1
-        return False
+        return _find(self.errors, at, member) >= 0
 
     def _held(self, now: float, params: WindowParams) -> None:
         """A check found the window full at the limit: it holds.
@@ -923,7 +924,7 @@ class WindowModel:
         if not sent:
             if self._remove(grant.member, grant.at):
                 self._uncount(grant.at)
-        elif (grant.at, grant.member) not in self.errors:  # one mark per send
+        elif not self._errored(grant.at, grant.member):  # one mark per send
             bisect.insort(self.errors, (grant.at, grant.member), key=_time)
             self._uncount(grant.at)
         self.failures += 1
