@@ -1347,6 +1347,24 @@ def _moment(
     other_settings=st.lists(st.sampled_from(["same", "equal", "other"]), min_size=1),
 )
 @settings(max_examples=300)
+# Found by hypothesis: a lane opened with a margin of 0.4375 counted the
+# sends in the window so widened; the next send came with a margin of 1.0,
+# under which a send 1.2 s back still counted, and a full decision waited.
+@example(
+    params=WindowParams(
+        window=1.0,
+        limit=6,
+        failure_threshold=1,
+        probe_initial=1.0,
+        probe_max=1.0,
+        breaker_max=1.0,
+        probe_lease=1.0,
+        max_hold=3130.4378297259573,
+    ),
+    operations=[ReserveOp(margin, None) for margin in (0.0, 2.0, 2.0, 2.0, 2.0, 0.5, 0.4375, 1.0)],
+    step=0.3,
+    other_settings=["same"] * 6 + ["equal"],
+)
 def test_the_fast_lane_answers_exactly_as_a_full_decision_and_leaves_the_same_state(
     params: WindowParams, operations: list[WindowOperation], step: float, other_settings: list[str]
 ) -> None:

@@ -124,6 +124,10 @@ RECHECK_DOUBLINGS: Final = 5
 """A learned limit that keeps holding is checked again at most every 2 ** this windows."""
 LANE: Final = 64
 """The most sends a fast lane lets go between full decisions (:meth:`WindowModel.reserve_now`)."""
+LANE_MARGIN_SLACK: Final = 1.0
+"""Seconds of round trip a lane's room allows beyond twice the margin it opened
+with: the client's margin moves with every answer, and the lane serves while
+it stays within that (see :attr:`WindowModel.lane_margin`)."""
 MAX_STRETCH: Final = 0.1
 """The most the model stretches its window, as a share of the configured one
 (see :attr:`WindowModel.stretch`): six minutes of an hour."""
@@ -296,6 +300,7 @@ class WindowModel:
         "generation",
         "hold_until",
         "lane",
+        "lane_margin",
         "lane_oldest",
         "lane_params",
         "lane_span",
@@ -370,6 +375,10 @@ class WindowModel:
         self.lane_oldest = -math.inf
         """The oldest entry of the log and the errors when the lane opened: once it
         leaves the window, :meth:`reserve` would forget entries, so the lane does not serve."""
+        self.lane_margin = 0.0
+        """The largest margin the lane's room holds for: the room counts the sends
+        in the window widened by it, so a send with a margin up to it goes at once
+        on a full decision too (a larger margin counts more sends as in the window)."""
         self.lane_span = 0.0
         """How far back :meth:`reserve` kept entries when the lane opened (the window,
         stretched, and what it keeps beyond): the lane's horizon is ``now - lane_span - margin``."""
@@ -522,10 +531,12 @@ class WindowModel:
                 room = LANE
                 span = window  # (a limit forgotten while settling keeps nothing more)
             else:  # the sends in the window, not those kept from before it
-                inside = len(log) - bisect.bisect_right(log, now - window - margin, key=_time)
+                reach = margin + margin + LANE_MARGIN_SLACK
+                inside = len(log) - bisect.bisect_right(log, now - window - reach, key=_time)
                 room = min(LANE, cap - inside)
             if room > 0:
                 self.lane, self.lane_params, self.lane_span = room, params, span
+                self.lane_margin = math.inf if cap is None else reach
                 # While it stays within the window, reserve forgets nothing.
                 oldest = log[0][0]
                 self.lane_oldest = oldest if not errors or oldest < errors[0][0] else errors[0][0]
@@ -562,7 +573,8 @@ class WindowModel:
         room is spent, the next sends go at once too: the log only grows
         with them.  This takes one of them with no other check.  It returns
         ``None`` (ask :meth:`reserve`) when the lane is closed, was opened
-        under other settings, a reservation waits in the future (a new send
+        under other settings, the margin grew beyond what its room allows
+        (:attr:`lane_margin`), a reservation waits in the future (a new send
         must not overtake it), or :meth:`reserve` would first forget sends
         that left the window.  Whenever it answers, it answers exactly as
         :meth:`reserve` would, and leaves the same state (a differential
@@ -571,6 +583,7 @@ class WindowModel:
         if (
             self.lane
             and self.lane_params is params
+            and margin <= self.lane_margin
             and self.lane_oldest > now - self.lane_span - margin  # reserve's horizon
         ):
             log = self.log
