@@ -281,11 +281,18 @@ def _stop(
 
 def _count(history: RetryHistory, reason: Reason | None) -> RetryHistory:
     """The history with one more attempt; a rate limit ends the error streak."""
-    if reason is Reason.RATE_LIMIT:
-        return attrs.evolve(history, attempts=history.attempts + 1, errors=0, error_retries=0)
-    is_error = reason is not None
-    return attrs.evolve(
-        history, attempts=history.attempts + 1, errors=history.errors + (1 if is_error else 0)
+    # Built field by field: attrs.evolve introspects the class on every call,
+    # and a long schedule or a virtual-time import makes millions of these.
+    rate_limited = reason is Reason.RATE_LIMIT
+    return RetryHistory(
+        attempts=history.attempts + 1,
+        errors=0 if rate_limited else history.errors + (reason is not None),
+        rate_limit_retries=history.rate_limit_retries,
+        error_retries=0 if rate_limited else history.error_retries,
+        rate_limit_waited=history.rate_limit_waited,
+        error_waited=history.error_waited,
+        last_delay=history.last_delay,
+        last_reason=history.last_reason,
     )
 
 
@@ -298,21 +305,23 @@ def _waited(
     rate-limit tally, while the error's backoff sequence moves on.
     """
     rate_limited = reason is Reason.RATE_LIMIT
-    # The reason's backoff sequence moves on ...
-    if rate_limited:
-        history = attrs.evolve(history, rate_limit_retries=history.rate_limit_retries + 1)
-    else:
-        history = attrs.evolve(history, error_retries=history.error_retries + 1)
-    # ... and the wait is charged to its tally.
-    if rate_limited or asked:
-        return attrs.evolve(
-            history,
-            rate_limit_waited=history.rate_limit_waited + delay,
-            last_delay=delay,
-            last_reason=reason,
-        )
-    return attrs.evolve(
-        history, error_waited=history.error_waited + delay, last_delay=delay, last_reason=reason
+    # The reason's backoff sequence moves on, and the wait is charged to its tally.
+    charged_to_rate_limit = rate_limited or asked
+    return RetryHistory(
+        attempts=history.attempts,
+        errors=history.errors,
+        rate_limit_retries=history.rate_limit_retries + rate_limited,
+        error_retries=history.error_retries + (not rate_limited),
+        rate_limit_waited=(
+            history.rate_limit_waited + delay
+            if charged_to_rate_limit
+            else history.rate_limit_waited
+        ),
+        error_waited=(
+            history.error_waited if charged_to_rate_limit else history.error_waited + delay
+        ),
+        last_delay=delay,
+        last_reason=reason,
     )
 
 
