@@ -141,6 +141,15 @@ class OriginGuard:
             if path_or_url[1:2] != "/":  # one slash: the base URL has none at its end
                 return self.base_url + path_or_url
             return self._prefix + path_or_url.lstrip("/")
+        if path_or_url.startswith(self._prefix):
+            # A `next` link, the other common case: whatever follows the
+            # base URL's "/" is path or query, so the scheme, host and port
+            # are the base URL's and there is no userinfo (parsing it to
+            # learn that costs more than the rest of the request).  As for
+            # a path, httpx still refuses characters a URL cannot hold when
+            # it builds the request, and every request's URL is checked
+            # again, parsed, before it is sent (:meth:`check`).
+            return path_or_url
         if not is_absolute(path_or_url):
             return self._prefix + path_or_url.lstrip("/")
         if not self.on_origin(path_or_url):
