@@ -263,7 +263,7 @@ def _check_timeout(timeout: object) -> float | httpx.Timeout:
 def build_request(
     http: httpx.Client | httpx.AsyncClient,
     method: str,
-    url: str,
+    url: str | httpx.URL,
     params: Params | None,
     headers: Mapping[str, str] | None,
 ) -> httpx.Request:
@@ -281,7 +281,7 @@ def build_request(
         target = httpx.URL(url).copy_merge_params(params) if params else url
         return http.build_request(method, target, headers=headers)
     except httpx.InvalidURL as error:
-        raise unsendable(url, error) from None
+        raise unsendable(str(url), error) from None
 
 
 # Per kind of client: the method its transport must have, what to call it, the client.
@@ -524,7 +524,7 @@ class BitbucketClient(_BaseClient, Endpoints[Any, str, Iterator[Any]]):
     def _send(
         self,
         method: str,
-        url: str,
+        url: str | httpx.URL,
         params: Params | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
@@ -700,7 +700,7 @@ class AsyncBitbucketClient(
     async def _send(
         self,
         method: str,
-        url: str,
+        url: str | httpx.URL,
         params: Params | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:

@@ -116,8 +116,10 @@ def json_body(response: httpx.Response) -> Any:
     )
 
 
-def first_page_url(guard: OriginGuard, path_or_url: str, params: Mapping[str, Any] | None) -> str:
-    """The first page's URL, with the page length checked as it will be sent.
+def first_page_url(
+    guard: OriginGuard, path_or_url: str, params: Mapping[str, Any] | None
+) -> httpx.URL:
+    """The first page's URL, parsed, with the page length checked as it will be sent.
 
     Raises:
         ValueError: a ``pagelen`` the endpoint would refuse.
@@ -142,7 +144,7 @@ def first_page_url(guard: OriginGuard, path_or_url: str, params: Mapping[str, An
         except ValueError:
             value = text
         endpoints.check_pagelen(path, {"pagelen": value})
-    return str(url)
+    return url
 
 
 def page_key(url: httpx.URL) -> bytes:
@@ -160,8 +162,9 @@ def page_key(url: httpx.URL) -> bytes:
     let a few bytes from the server fill gigabytes before :data:`MAX_PAGES`.
     """
     scheme, host, port = origin(url)
-    query = set(url.params.multi_items())
-    if "page" not in url.params:
+    params = url.params  # parsed from the query on every read
+    query = set(params.multi_items())
+    if "page" not in params:
         query.add(("page", "1"))
     digest = hashlib.blake2b(digest_size=16)
     digest.update(f"{scheme}://{host}:{port}".encode() + url.raw_path.partition(b"?")[0])
@@ -174,11 +177,13 @@ def page_key(url: httpx.URL) -> bytes:
 
 def _follow(
     guard: OriginGuard, link: str, page_url: httpx.URL, seen: set[bytes], context: dict[str, Any]
-) -> tuple[str, BitbucketError | None]:
-    """The ``next`` URL to store and fetch, and why it must not be fetched (or ``None``).
+) -> tuple[str, httpx.URL | None, BitbucketError | None]:
+    """The ``next`` URL to store, parsed to fetch, and why it must not be fetched (or ``None``).
 
     A relative link resolves against the page it came on, as a browser would
-    resolve it; the origin check then applies to where it leads.
+    resolve it; the origin check then applies to where it leads.  The parsed
+    URL is what the next request is built from: parsing it again would cost
+    as much as the rest of the client's own work on a page.
     """
     try:
         resolved: httpx.URL | None = parse_url(link if is_absolute(link) else page_url.join(link))
@@ -194,7 +199,7 @@ def _follow(
         refused = UnsafeURL(
             f"the next link {redact_url(link)}{why}; nothing was sent to it", **context
         )
-        return link, refused
+        return link, None, refused
     absolute = is_absolute(link)
     url = link if absolute else str(resolved)
     key = page_key(resolved)
@@ -211,11 +216,11 @@ def _follow(
         repeats = PaginationError(
             f"the next link {redact_url(link)} {what}; stopping instead of looping", **context
         )
-        return url, repeats
+        return url, None, repeats
     seen.add(key)
     if not absolute:
         seen.add(_relative_key(link))
-    return url, None
+    return url, resolved, None
 
 
 def _relative_key(link: str) -> bytes:
@@ -225,7 +230,7 @@ def _relative_key(link: str) -> bytes:
 
 def read_page(
     guard: OriginGuard, data: Any, response: httpx.Response, seen: set[bytes]
-) -> tuple[Page, BitbucketError | None]:
+) -> tuple[Page, httpx.URL | None, BitbucketError | None]:
     """Check one page and its ``next`` link, and record the link as seen.
 
     Args:
@@ -235,7 +240,8 @@ def read_page(
         seen: the :func:`page_key` of every page URL of the listing so far.
 
     Returns:
-        The page, and the error that refuses its ``next`` link (``None``
+        The page, its ``next`` link parsed (``None`` when there is none to
+        follow), and the error that refuses that link (``None``
         when the link may be followed): a :class:`PaginationError` for a
         ``next`` that is not a URL or repeats, an :class:`UnsafeURL` for one
         off the API's origin or with userinfo (nothing was sent to it).  The
@@ -252,9 +258,10 @@ def read_page(
         raise PaginationError("the page has no 'values' list", **context)
     link = data.get("next") or None
     next_url: str | None = None
+    target: httpx.URL | None = None
     refused: BitbucketError | None = None
     if isinstance(link, str):
-        next_url, refused = _follow(guard, link, response.request.url, seen, context)
+        next_url, target, refused = _follow(guard, link, response.request.url, seen, context)
     elif link is not None:
         refused = PaginationError("the page's 'next' is not a URL", **context)
 
@@ -274,7 +281,7 @@ def read_page(
         flag_variant=context["flag_variant"],
         attempts=context["attempts"],
     )
-    return page, refused
+    return page, target, refused
 
 
 def warn_if_short(first: Page | None, count: int) -> None:
@@ -332,9 +339,9 @@ class Pager:
         self, guard: OriginGuard, path_or_url: str, params: Mapping[str, Any] | None
     ) -> None:
         self._guard = guard
-        self.url: str | None = first_page_url(guard, path_or_url, params)
+        self.url: httpx.URL | None = first_page_url(guard, path_or_url, params)
         """The next page to fetch, ``None`` after the last."""
-        self._seen = {page_key(httpx.URL(self.url))}
+        self._seen = {page_key(self.url)}
         self._first: Page | None = None
         self._items = 0
         self._pages = 0
@@ -353,7 +360,7 @@ class Pager:
             InvalidResponse: the body is not JSON.
             PaginationError: the page has no ``values`` list.
         """
-        page, refused = read_page(self._guard, json_body(response), response, self._seen)
+        page, target, refused = read_page(self._guard, json_body(response), response, self._seen)
         self._pages += 1
         self._empty = 0 if page.values else self._empty + 1
         self._items += len(page.values)
@@ -381,7 +388,7 @@ class Pager:
                     **request_context(response),
                 )
         self._first = self._first or page
-        self.url = page.next if refused is None else None
+        self.url = target if refused is None else None
         self._refused = refused
         return page
 
