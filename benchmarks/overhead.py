@@ -3,7 +3,10 @@
 Every variant sends the same GET to the same in-process transport and parses
 the JSON body, so the difference is what the wrapper adds: the flag check,
 the status check, the origin guard, and (flag on, by default) the account
-gate in memory.  Rounds of the variants are interleaved,
+gate in memory.  A third table, pages, walks a listing by its absolute
+``next`` links, one page per call: the clients' ``pages`` against the loop
+a careful user writes over bare httpx; there the clients also check every
+link (origin, loops) and record each page.  Rounds of the variants are interleaved,
 so a noisy neighbour slows them all alike; the figure per variant is the
 median over rounds of the mean time per request.
 
@@ -58,6 +61,32 @@ COLLECTED = re.compile(r"Collected : (\d+) \d+ \d+ (\d+)")
 def handler(_request: httpx.Request) -> httpx.Response:
     """The in-process server: a small JSON body, like ``/user``."""
     return httpx.Response(200, content=BODY, headers={"Content-Type": "application/json"})
+
+
+LISTING = "https://api.bitbucket.org/2.0/repositories/ada"
+LISTING_PAGES = 1000
+"""Pages in the listing; a walk that reaches the end starts again from the first."""
+
+
+def listing_handler(request: httpx.Request) -> httpx.Response:
+    """The listing: one item a page, and an absolute ``next`` link up to the last page."""
+    page = int(request.url.params.get("page", "1"))
+    data: dict[str, object] = {"values": [{"slug": f"r{page}"}], "page": page}
+    if page < LISTING_PAGES:
+        data["next"] = f"{LISTING}?page={page + 1}"
+    return httpx.Response(
+        200, content=json.dumps(data).encode(), headers={"Content-Type": "application/json"}
+    )
+
+
+def endless(walk: Callable[[], Iterator[object]]) -> Callable[[], object]:
+    """One page of the listing a call, walked again from its start after its last page."""
+
+    def again() -> Iterator[object]:
+        while True:
+            yield from walk()
+
+    return again().__next__
 
 
 async def timed(call: Callable[[], Awaitable[object]], requests: int) -> float:
@@ -122,6 +151,39 @@ def sync_variants() -> Iterator[dict[str, Callable[[], object]]]:
         }
 
 
+@contextlib.contextmanager
+def pages_variants() -> Iterator[dict[str, Callable[[], object]]]:
+    """The listing variants, by name: each call reads one more page; the first is the baseline.
+
+    What an importer does most: follow ``next`` links.  The baseline is the
+    loop a careful user writes over bare httpx; the clients' ``pages`` also
+    check every link (origin, loops) and record each page.
+    """
+    transport = httpx.MockTransport(listing_handler)
+
+    with (
+        httpx.Client(transport=transport) as bare,
+        bb.BitbucketClient(transport=transport) as ours,
+        bb.BitbucketClient(transport=transport, gate=False) as ungated,
+    ):
+
+        def bare_pages() -> Iterator[object]:
+            url: str | None = LISTING
+            while url is not None:
+                data = bare.get(url).json()
+                yield data["values"]
+                url = data.get("next")
+
+        def pages_of(client: bb.BitbucketClient) -> Callable[[], Iterator[object]]:
+            return lambda: (page.values for page in client.pages("/repositories/ada"))
+
+        yield {
+            "httpx.Client.get + json, following next": endless(bare_pages),
+            "BitbucketClient.pages (flag on, memory gate)": endless(pages_of(ours)),
+            "BitbucketClient.pages (flag on, gate=False)": endless(pages_of(ungated)),
+        }
+
+
 async def measure_async(requests: int, rounds: int) -> dict[str, float]:
     """Median seconds per request of each async variant."""
     async with async_variants() as variants:
@@ -134,9 +196,15 @@ async def measure_async(requests: int, rounds: int) -> dict[str, float]:
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
-def measure_sync(requests: int, rounds: int) -> dict[str, float]:
-    """Median seconds per request of each sync variant."""
-    with sync_variants() as variants:
+SyncVariants = Callable[[], contextlib.AbstractContextManager[dict[str, Callable[[], object]]]]
+SYNC_KINDS: dict[str, SyncVariants] = {"sync": sync_variants, "pages": pages_variants}
+"""The kinds of variant run without an event loop: requests, and pages of a listing."""
+KINDS = ("async", *SYNC_KINDS)
+
+
+def measure_sync(requests: int, rounds: int, kind: str = "sync") -> dict[str, float]:
+    """Median seconds per request of each variant of a sync kind (per page, for pages)."""
+    with SYNC_KINDS[kind]() as variants:
         samples: dict[str, list[float]] = {name: [] for name in variants}
         for call in variants.values():
             timed_sync(call, WARM_UP)
@@ -163,10 +231,10 @@ def report(title: str, runs: list[dict[str, float]]) -> None:
 
 
 def measure(requests: int, rounds: int) -> dict[str, dict[str, float]]:
-    """One process's medians, async and sync."""
+    """One process's medians, of every kind."""
     return {
         "async": asyncio.run(measure_async(requests, rounds)),
-        "sync": measure_sync(requests, rounds),
+        **{kind: measure_sync(requests, rounds, kind) for kind in SYNC_KINDS},
     }
 
 
@@ -175,8 +243,8 @@ def measure(requests: int, rounds: int) -> dict[str, dict[str, float]]:
 
 def run_variant(kind: str, name: str, requests: int) -> None:
     """Warm one variant up, then make ``requests`` requests (what callgrind counts)."""
-    if kind == "sync":
-        with sync_variants() as variants:
+    if kind in SYNC_KINDS:
+        with SYNC_KINDS[kind]() as variants:
             timed_sync(variants[name], WARM_UP + requests)
         return
 
@@ -208,15 +276,17 @@ def count_requests(requests: int) -> dict[str, dict[str, tuple[float, float]]]:
     requests is one request's share, with start-up and warm-up taken out.
     """
     results: dict[str, dict[str, tuple[float, float]]] = {}
-    with sync_variants() as sync_names:
-        names = {"sync": list(sync_names)}
+    names = {}
+    for kind, variants_of in SYNC_KINDS.items():
+        with variants_of() as variants:
+            names[kind] = list(variants)
 
     async def async_names() -> list[str]:
         async with async_variants() as variants:
             return list(variants)
 
     names["async"] = asyncio.run(async_names())
-    runs = [(kind, name) for kind in ("async", "sync") for name in names[kind]]
+    runs = [(kind, name) for kind in KINDS for name in names[kind]]
     # One valgrind per core: the counts do not depend on what else runs.
     with concurrent.futures.ThreadPoolExecutor(os.cpu_count()) as pool:
         few = pool.map(lambda run: counted(run[0], run[1], requests), runs)
@@ -277,7 +347,7 @@ def main() -> None:
         if shutil.which("valgrind") is None:
             parser.error("--callgrind needs valgrind (Debian's package valgrind)")
         counts = count_requests(args.requests)
-        for title in ("async", "sync"):
+        for title in KINDS:
             report_counts(title, counts[title])
         return
     if args.json:  # one process's share of a measurement
@@ -289,7 +359,7 @@ def main() -> None:
         command += ["--requests", str(args.requests), "--rounds", str(args.rounds)]
         done = subprocess.run(command, capture_output=True, text=True, check=True)  # noqa: S603
         runs.append(json.loads(done.stdout))
-    for title in ("async", "sync"):
+    for title in KINDS:
         report(title, [run[title] for run in runs])
 
 

@@ -27,6 +27,14 @@ def test_every_variant_answers_with_the_body() -> None:
     assert answers == [USER] * 3
 
 
+def test_every_listing_variant_reads_the_same_pages_and_starts_again_after_the_last() -> None:
+    pages = overhead.LISTING_PAGES + 2
+    with overhead.pages_variants() as variants:
+        walks = [[call() for _ in range(pages)] for call in variants.values()]
+    slugs = [[f"r{n}"] for n in [*range(1, overhead.LISTING_PAGES + 1), 1, 2]]
+    assert walks == [[[{"slug": slug}] for [slug] in slugs]] * 3
+
+
 @pytest.mark.anyio
 async def test_every_async_variant_answers_with_the_body() -> None:
     async with overhead.async_variants() as variants:
@@ -34,11 +42,15 @@ async def test_every_async_variant_answers_with_the_body() -> None:
     assert answers == [USER] * 5
 
 
-@pytest.mark.parametrize("kind", ["sync", "async"])
-def test_one_variants_run_is_what_callgrind_is_given_to_count(kind: str) -> None:
-    name = "BitbucketClient.get (flag on, memory gate)"
-    if kind == "async":
-        name = "Async" + name
+@pytest.mark.parametrize(
+    ("kind", "name"),
+    [
+        ("sync", "BitbucketClient.get (flag on, memory gate)"),
+        ("async", "AsyncBitbucketClient.get (flag on, memory gate)"),
+        ("pages", "BitbucketClient.pages (flag on, memory gate)"),
+    ],
+)
+def test_one_variants_run_is_what_callgrind_is_given_to_count(kind: str, name: str) -> None:
     done = subprocess.run(  # noqa: S603
         [sys.executable, str(SCRIPT), "--run", kind, name, "--requests", "3"],
         capture_output=True,
