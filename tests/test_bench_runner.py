@@ -376,6 +376,14 @@ def test_check_redis_never_quotes_a_piece_of_a_password_from_a_url_it_cannot_rea
     assert "s3" not in message.replace("127.0.0.1", "")
 
 
+def test_check_redis_refuses_a_url_redis_py_would_misread_saying_why() -> None:
+    with pytest.raises(RedisUnavailable) as refused:
+        check_redis("redis://:s3cr3t@127.0.0.1:6399/bench")
+    message = str(refused.value)
+    assert "is not a usable Redis URL: the path after the host must be a database" in message
+    assert "s3cr3t" not in message
+
+
 def test_a_private_redis_answers_while_the_block_runs_and_is_gone_after() -> None:
     import redis  # noqa: PLC0415
 

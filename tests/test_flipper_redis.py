@@ -813,6 +813,8 @@ def test_a_redis_backed_flag_answers_exactly_as_the_in_memory_flag(
         ({"store": "localhost:6379"}, "store must be a redis://"),
         ({"store": "http://127.0.0.1/0"}, "store must be a redis://"),
         ({"store": "redis://127.0.0.1:notaport/0"}, "store is not a valid Redis URL"),
+        ({"store": "redis://127.0.0.1/flags"}, "the path after the host must be a database"),
+        ({"store": "redis://127.0.0.1/0?colour=red"}, "argument 'colour'"),
         ({"store": "redis://127.0.0.1/0", "boolean": True}, "the gates come from it"),
         ({"store": "redis://127.0.0.1/0", "actors": ["Project:1"]}, "the gates come from it"),
         ({"store": "redis://127.0.0.1/0", "percentage_of_time": 5}, "the gates come from it"),

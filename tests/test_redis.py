@@ -242,6 +242,48 @@ def test_repr_and_errors_never_show_the_password(url: str) -> None:
     assert "s3cr3t-pass" not in str(refused.value)
 
 
+# redis-py reads these without a word: a path that is no number as some
+# database (0 for /gate, 12 for /1/2), and a setting it does not know only
+# when the first command opens a connection (a TypeError from a request).
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("redis://:s3cr3t-pass@127.0.0.1:6379/gate", "the path after the host must be a database"),
+        ("redis://:s3cr3t-pass@127.0.0.1:6379/1/2", "the path after the host must be a database"),
+        (
+            "redis://:s3cr3t-pass@127.0.0.1:6379/0?tiemout=2",
+            "unexpected keyword argument 'tiemout'",
+        ),
+        ("unix:///run/redis.sock?db=1&colour=red", "unexpected keyword argument 'colour'"),
+    ],
+)
+def test_a_url_redis_py_would_misread_or_fail_on_later_is_refused_at_once(
+    url: str, why: str
+) -> None:
+    with pytest.raises(ValueError, match="client_or_url is not a usable Redis URL") as refused:
+        RedisStore(url)
+    assert why in str(refused.value)
+    assert "s3cr3t-pass" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "db"),
+    [
+        ("redis://127.0.0.1:6379", 0),
+        ("redis://127.0.0.1:6379/", 0),
+        ("redis://127.0.0.1:6379/7", 7),
+        ("redis://127.0.0.1:6379/7?socket_keepalive=true", 7),
+        ("unix:///run/redis.sock?db=3", 3),
+    ],
+)
+def test_a_url_with_a_database_number_or_none_and_known_settings_is_taken(
+    url: str, db: int
+) -> None:
+    store = RedisStore(url)
+    assert store._sync is not None
+    assert store._sync.client.connection_pool.connection_kwargs.get("db", 0) == db
+
+
 def test_a_client_store_shows_where_it_points_but_not_the_password() -> None:
     client = redis.Redis(host="127.0.0.1", port=6379, db=2, password="s3cr3t-pass")
     store = RedisStore(client)

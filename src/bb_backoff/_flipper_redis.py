@@ -40,6 +40,7 @@ from redis.connection import parse_url
 
 from ._flags import FlagStoreError
 from ._redis_clients import (
+    UnusableRedisURL,
     async_client,
     client_passwords,
     describe_client,
@@ -254,6 +255,10 @@ class RedisFlagStore:
             ) from None
         try:
             return sync_client(url, timeout=DEFAULT_TIMEOUT)
+        except UnusableRedisURL as error:
+            raise ValueError(
+                f"store is not a valid Redis URL: {self.description!r}: {error}"
+            ) from None
         except (ValueError, TypeError):
             raise ValueError(
                 f"store is not a valid Redis URL: {self.description!r} (percent-encode a "

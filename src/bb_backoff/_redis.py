@@ -83,6 +83,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 from ._exceptions import redact_url
 from ._gate import MemoryStore
 from ._redis_clients import (
+    UnusableRedisURL,
     async_client,
     client_kind,
     client_passwords,
@@ -1029,6 +1030,10 @@ class RedisStore:
             )
         try:
             return sync_client(url, timeout=self.timeout)
+        except UnusableRedisURL as error:
+            raise ValueError(
+                f"client_or_url is not a usable Redis URL: {redact_url(url)!r}: {error}"
+            ) from None
         except ValueError:
             raise ValueError(
                 f"client_or_url is not a usable Redis URL: {redact_url(url)!r}"

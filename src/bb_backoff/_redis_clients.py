@@ -13,9 +13,10 @@ is made, or when the value asked about may be one.
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from ._exceptions import split_userinfo
@@ -71,10 +72,55 @@ def _options(timeout: float, retry: object) -> dict[str, Any]:
     return {"socket_timeout": timeout, "socket_connect_timeout": timeout, "retry": retry}
 
 
+class UnusableRedisURL(ValueError):
+    """A Redis URL that redis-py parses but would misread, or fail on at the first command.
+
+    Its message names what to fix and quotes no piece of the URL (a piece
+    may hold a password), so callers may pass it on beside the redacted URL.
+    """
+
+
+_DATABASE_PATH: Final = re.compile(r"/?[0-9]*")
+
+
+_Client = TypeVar("_Client", "redis.Redis", "redis.asyncio.Redis")
+
+
+def _checked(url: str, client: _Client) -> _Client:
+    """``client``, once its URL says what redis-py will do with it.
+
+    redis-py reads a ``redis://`` URL's path as a database number with every
+    ``/`` removed and quietly ignores one that is not a number
+    (``redis://host/gate`` is database 0, shared with whatever else uses
+    it; ``redis://host/1/2`` is database 12).  It hands a query setting it
+    does not know to each connection it opens, which refuses it with a
+    ``TypeError`` at the first command, long after the URL was given.
+
+    Raises:
+        UnusableRedisURL: either of those.
+    """
+    scheme = url.partition("://")[0].lower()
+    if scheme != "unix" and not _DATABASE_PATH.fullmatch(urlsplit(url).path):
+        raise UnusableRedisURL(
+            "the path after the host must be a database number, such as /0, or nothing "
+            "(redis-py would read another path as some database: /gate as 0, /1/2 as 12)"
+        )
+    pool = client.connection_pool
+    try:
+        # A connection is only configured here: it connects when first used.
+        pool.connection_class(**pool.connection_kwargs)
+    except (TypeError, ValueError) as error:
+        raise UnusableRedisURL(
+            f"a setting in its query is not one redis-py takes ({error})"
+        ) from None
+    return client
+
+
 def sync_client(url: str, *, timeout: float) -> redis.Redis:
     """A :class:`redis.Redis` for ``url``: ``timeout`` seconds to connect and to answer, no retry.
 
     Raises:
+        UnusableRedisURL: redis-py would misread the URL or fail on it later.
         ValueError, TypeError: redis-py cannot use the URL (its message may
             quote pieces of the URL: callers report their own).
     """
@@ -82,7 +128,7 @@ def sync_client(url: str, *, timeout: float) -> redis.Redis:
     from redis.backoff import NoBackoff  # noqa: PLC0415
     from redis.retry import Retry  # noqa: PLC0415
 
-    return redis.Redis.from_url(url, **_options(timeout, Retry(NoBackoff(), 0)))
+    return _checked(url, redis.Redis.from_url(url, **_options(timeout, Retry(NoBackoff(), 0))))
 
 
 def async_client(url: str, *, timeout: float) -> redis.asyncio.Redis:
@@ -91,7 +137,8 @@ def async_client(url: str, *, timeout: float) -> redis.asyncio.Redis:
     from redis.asyncio.retry import Retry  # noqa: PLC0415
     from redis.backoff import NoBackoff  # noqa: PLC0415
 
-    return redis.asyncio.Redis.from_url(url, **_options(timeout, Retry(NoBackoff(), 0)))
+    client = redis.asyncio.Redis.from_url(url, **_options(timeout, Retry(NoBackoff(), 0)))
+    return _checked(url, client)
 
 
 # -- passwords, and describing without them ------------------------------------------------

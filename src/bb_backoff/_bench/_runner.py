@@ -37,7 +37,7 @@ from .._client import AsyncBitbucketClient
 from .._exceptions import redact_url
 from .._gate import AccountGate, MemoryStore
 from .._policy import ExponentialBackoff, RetryPolicy
-from .._redis_clients import scrub, sync_client, url_passwords
+from .._redis_clients import UnusableRedisURL, scrub, sync_client, url_passwords
 from .._redis_server import RedisServer, RedisUnavailable
 from .._timing import default_async_sleep, default_clock
 from ..testing import MockBitbucket, VirtualClock, VirtualThreads, run_virtual, serve_mock
@@ -431,6 +431,8 @@ def check_redis(url: str) -> None:
         ) from None
     try:
         made = sync_client(url, timeout=_REDIS_CHECK_TIMEOUT)
+    except UnusableRedisURL as error:
+        raise RedisUnavailable(f"{redact_url(url)} is not a usable Redis URL: {error}") from None
     except ValueError:
         # redis-py's message quotes the part of the URL it choked on, which
         # may be a piece of the password: say what to fix instead.
