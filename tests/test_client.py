@@ -1798,6 +1798,14 @@ def test_a_base_url_that_may_hold_a_credential_is_refused_without_echoing_it(
     assert "hunter2" not in str(caught.value)
 
 
+# httpx reads "?" or "#" with nothing after it as no query or fragment, but
+# keeps it in the URL: every path then joined after it ("/2.0?/user").
+@pytest.mark.parametrize("base_url", [f"{BASE}?", f"{BASE}#", f"{BASE}/?", f"{BASE}?#"])
+def test_a_base_url_with_an_empty_query_or_fragment_is_refused(base_url: str) -> None:
+    with pytest.raises(ValueError, match="base_url must not have a query or a fragment"):
+        bb.BitbucketClient(base_url=base_url)
+
+
 def test_a_base_url_with_an_invalid_idna_host_is_refused_naming_base_url(kind: str) -> None:
     client = bb.BitbucketClient if kind == "sync" else bb.AsyncBitbucketClient
     with pytest.raises(ValueError, match="base_url is not a valid URL"):
