@@ -372,15 +372,25 @@ def test_check_redis_never_quotes_a_piece_of_a_password_from_a_url_it_cannot_rea
     with pytest.raises(RedisUnavailable) as refused:
         check_redis("redis://:s3/cr3t@127.0.0.1:6399/0")
     message = str(refused.value)
-    assert "is not a usable Redis URL (percent-encode" in message
+    assert "redis://127.0.0.1:6399/0 is not a usable Redis URL" in message
+    assert "percent-encode a password that holds '/', '?', '#' or '@'" in message
     assert "s3" not in message.replace("127.0.0.1", "")
 
 
-def test_check_redis_refuses_a_url_redis_py_would_misread_saying_why() -> None:
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("redis://:s3cr3t@127.0.0.1:6399/bench", "the path after the host must be a database"),
+        ("redis://:s3cr3t@127.0.0.1:6399/0?protocol=4", "protocol must be either 2 or 3"),
+        ("redis://:?s3cr3t=1@127.0.0.1:6399/0", "percent-encode a password"),
+    ],
+)
+def test_check_redis_refuses_a_url_redis_py_would_misread_saying_why(url: str, why: str) -> None:
     with pytest.raises(RedisUnavailable) as refused:
-        check_redis("redis://:s3cr3t@127.0.0.1:6399/bench")
+        check_redis(url)
     message = str(refused.value)
-    assert "is not a usable Redis URL: the path after the host must be a database" in message
+    assert f"redis://127.0.0.1:6399/{url.rpartition('/')[2]} is not a usable Redis URL" in message
+    assert why in message
     assert "s3cr3t" not in message
 
 

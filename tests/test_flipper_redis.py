@@ -595,6 +595,21 @@ def test_a_redis_error_that_is_not_a_connection_error_is_an_outage_too(
 
 
 @pytest.mark.anyio
+async def test_a_setting_only_the_sync_connections_take_fails_safe_on_the_async_path(
+    clock: VirtualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The URL is checked once, with the sync client; the asyncio connection
+    # refuses this setting at its first command, which is a store failure.
+    port = free_port()
+    url = f"rediss://:s3cret@127.0.0.1:{port}/0?ssl_cert_reqs=none&ssl_validate_ocsp_stapled=false"
+    async with flag_on(url, clock) as flag:
+        assert await flag.enabled_async(NAME, "Project:1") is False
+    (warning,) = records_about_the_store(caplog)
+    assert "off (legacy policy)" in warning.getMessage()
+    assert "s3cret" not in warning.getMessage()
+
+
+@pytest.mark.anyio
 async def test_enabled_async_reads_through_redis_asyncio_and_sees_a_rollback(
     redis_url: str, raw: redis.Redis, clock: VirtualClock
 ) -> None:

@@ -255,6 +255,15 @@ def test_repr_and_errors_never_show_the_password(url: str) -> None:
             "unexpected keyword argument 'tiemout'",
         ),
         ("unix:///run/redis.sock?db=1&colour=red", "unexpected keyword argument 'colour'"),
+        # Values redis-py's connections refuse with its own errors, not a ValueError.
+        ("redis://:s3cr3t-pass@127.0.0.1:6379/0?protocol=4", "protocol must be either 2 or 3"),
+        ("rediss://:s3cr3t-pass@127.0.0.1:6379/0?ssl_cert_reqs=Required", "Required"),
+        # A password holding "?", "/" or "#" unencoded: redis-py reads the rest
+        # of it as the query or the path (the setting it names is the secret).
+        ("redis://:?s3cr3t-pass=x@127.0.0.1:6379/0", "percent-encode a password"),
+        ("redis://:12/s3cr3t-pass@127.0.0.1:6379/0", "percent-encode a password"),
+        ("redis://default:1234?s3cr3t-pass@127.0.0.1:6379/0", "percent-encode a password"),
+        ("rediss://:?ssl_cert_reqs=s3cr3t-pass@127.0.0.1:6379/0", "percent-encode a password"),
     ],
 )
 def test_a_url_redis_py_would_misread_or_fail_on_later_is_refused_at_once(
@@ -274,6 +283,13 @@ def test_a_url_redis_py_would_misread_or_fail_on_later_is_refused_at_once(
         ("redis://127.0.0.1:6379/7", 7),
         ("redis://127.0.0.1:6379/7?socket_keepalive=true", 7),
         ("unix:///run/redis.sock?db=3", 3),
+        # What redis-py reads as the number written: a trailing slash or
+        # space (an env file), a doubled slash, a percent-encoded digit.
+        ("redis://127.0.0.1:6379/0/", 0),
+        ("redis://127.0.0.1:6379/4 ", 4),
+        ("redis://127.0.0.1:6379//4", 4),
+        ("redis://127.0.0.1:6379/%31", 1),
+        ("redis://:p%2Fss%3Fx%23y%40z@127.0.0.1:6379/2", 2),
     ],
 )
 def test_a_url_with_a_database_number_or_none_and_known_settings_is_taken(

@@ -43,6 +43,7 @@ _SECRET_NAMES: Final = frozenset({"code", "pass"})
 _UNPARSEABLE: Final = "<unparseable URL>"
 _REDACTED: Final = "[redacted]"
 _SCHEME_PREFIX: Final = re.compile(r"^(?:[A-Za-z][A-Za-z0-9+.\-]*://|//)?")
+_REDIS_PREFIXES: Final = frozenset(("redis://", "rediss://", "unix://"))
 # A host (a name, an IPv4 or a bracketed IPv6 address) and an optional port.
 _HOST_PORT: Final = re.compile(r"(?:[A-Za-z0-9._~%\-]*|\[[0-9A-Fa-f:.]*\])(?::[0-9]*)?")
 MESSAGE_LIMIT: Final = 1000
@@ -224,7 +225,8 @@ def split_userinfo(text: str) -> tuple[str, str | None, str]:
     address (``me@example.com:password@host``), so the user part is found
     by hand: it ends at the last ``@`` of the authority, or, when what is
     left there is no host (``:s3/cr3t@host``: the password went on past a
-    ``/``), at the first ``@`` after it.  A URL written without a scheme
+    ``/``; ``:?s3cr3t@host`` and ``:12/s3cr3t@host``, where only a port is
+    left), at the first ``@`` after it.  A URL written without a scheme
     (``user:pw@host:6379``) has one too.
     """
     prefix = _SCHEME_PREFIX.match(text)
@@ -233,7 +235,15 @@ def split_userinfo(text: str) -> tuple[str, str | None, str]:
     end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
     at = rest.rfind("@", 0, end)
     host = rest[at + 1 : end]
-    if not _HOST_PORT.fullmatch(host):
+    # No host name before a port (":" or ":12", from ":?s3cret@host" or
+    # ":12/s3cret@host") is a password cut at its "?" or "/" too.
+    if text[:start].lower() in _REDIS_PREFIXES:
+        # A Redis URL's path is a database number and its query holds no
+        # "@" of its own: one after the host ends a password that went on
+        # past a "/", "?" or "#", whatever is left before it ("default:1234"
+        # of "default:1234?s3cret@host" looks like a host and a port).
+        at = max(at, rest.rfind("@", end))
+    elif host.startswith(":") or not _HOST_PORT.fullmatch(host):
         later = rest.find("@", end)
         if later >= 0 and (at >= 0 or ":" in host):
             at = later

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Literal
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from ._exceptions import split_userinfo
@@ -75,45 +75,63 @@ def _options(timeout: float, retry: object) -> dict[str, Any]:
 class UnusableRedisURL(ValueError):
     """A Redis URL that redis-py parses but would misread, or fail on at the first command.
 
-    Its message names what to fix and quotes no piece of the URL (a piece
-    may hold a password), so callers may pass it on beside the redacted URL.
+    Its message names what to fix and quotes no piece of the user part (where
+    a password is), so callers may pass it on beside the redacted URL.
     """
 
 
-_DATABASE_PATH: Final = re.compile(r"/?[0-9]*")
+_DATABASE: Final = re.compile(r"[0-9]+")
 
 
-_Client = TypeVar("_Client", "redis.Redis", "redis.asyncio.Redis")
+def _check_url(url: str) -> None:
+    """Refuse a URL redis-py would read otherwise than it is written.
 
-
-def _checked(url: str, client: _Client) -> _Client:
-    """``client``, once its URL says what redis-py will do with it.
-
-    redis-py reads a ``redis://`` URL's path as a database number with every
-    ``/`` removed and quietly ignores one that is not a number
+    A password holding ``/``, ``?`` or ``#`` unencoded ends the host there
+    for redis-py, and the rest of the password becomes the path or the
+    query.  redis-py reads a ``redis://`` URL's path as a database number
+    with every ``/`` removed, and quietly ignores one that is not a number
     (``redis://host/gate`` is database 0, shared with whatever else uses
-    it; ``redis://host/1/2`` is database 12).  It hands a query setting it
-    does not know to each connection it opens, which refuses it with a
-    ``TypeError`` at the first command, long after the URL was given.
+    it; ``redis://host/1/2`` is database 12).
 
     Raises:
         UnusableRedisURL: either of those.
     """
-    scheme = url.partition("://")[0].lower()
-    if scheme != "unix" and not _DATABASE_PATH.fullmatch(urlsplit(url).path):
+    _, userinfo, _ = split_userinfo(url)
+    if userinfo is not None and any(c in userinfo for c in "/?#"):
+        raise UnusableRedisURL(
+            "its user part holds '/', '?' or '#': percent-encode a password that holds "
+            "'/', '?', '#' or '@'"
+        )
+    if url.partition("://")[0].lower() == "unix":
+        return  # the path is the socket's; the database is in the query
+    segments = [part.strip() for part in unquote(urlsplit(url).path).split("/")]
+    numbers = [part for part in segments if part]
+    if len(numbers) > 1 or not all(_DATABASE.fullmatch(part) for part in numbers):
         raise UnusableRedisURL(
             "the path after the host must be a database number, such as /0, or nothing "
             "(redis-py would read another path as some database: /gate as 0, /1/2 as 12)"
         )
+
+
+def _check_connections(url: str, client: redis.Redis) -> None:
+    """Refuse a URL whose query holds a setting redis-py's connections refuse.
+
+    redis-py hands a query setting it does not know, or a value it cannot
+    use, to each connection it opens, which refuses it at the first command,
+    long after the URL was given (a ``TypeError`` out of a request).  A
+    connection is only configured here: it connects when first used.
+
+    Raises:
+        UnusableRedisURL: naming the setting, with any password scrubbed.
+    """
+    import redis  # noqa: PLC0415 (the optional dependency: the client is one of its)
+
     pool = client.connection_pool
     try:
-        # A connection is only configured here: it connects when first used.
         pool.connection_class(**pool.connection_kwargs)
-    except (TypeError, ValueError) as error:
-        raise UnusableRedisURL(
-            f"a setting in its query is not one redis-py takes ({error})"
-        ) from None
-    return client
+    except (TypeError, ValueError, redis.RedisError) as error:
+        reason = scrub(str(error), url_passwords(url), "***")
+        raise UnusableRedisURL(f"redis-py refuses a setting in its query ({reason})") from None
 
 
 def sync_client(url: str, *, timeout: float) -> redis.Redis:
@@ -128,17 +146,24 @@ def sync_client(url: str, *, timeout: float) -> redis.Redis:
     from redis.backoff import NoBackoff  # noqa: PLC0415
     from redis.retry import Retry  # noqa: PLC0415
 
-    return _checked(url, redis.Redis.from_url(url, **_options(timeout, Retry(NoBackoff(), 0))))
+    _check_url(url)
+    client = redis.Redis.from_url(url, **_options(timeout, Retry(NoBackoff(), 0)))
+    _check_connections(url, client)
+    return client
 
 
 def async_client(url: str, *, timeout: float) -> redis.asyncio.Redis:
-    """:func:`sync_client` as a :class:`redis.asyncio.Redis` (it belongs to one event loop)."""
+    """:func:`sync_client` as a :class:`redis.asyncio.Redis` (it belongs to one event loop).
+
+    The URL is not checked again: the stores check it when they are made,
+    with the sync client.  A setting only the sync connections take fails at
+    the first command, where the store's failure handling sees it.
+    """
     import redis.asyncio  # noqa: PLC0415 (the optional dependency)
     from redis.asyncio.retry import Retry  # noqa: PLC0415
     from redis.backoff import NoBackoff  # noqa: PLC0415
 
-    client = redis.asyncio.Redis.from_url(url, **_options(timeout, Retry(NoBackoff(), 0)))
-    return _checked(url, client)
+    return redis.asyncio.Redis.from_url(url, **_options(timeout, Retry(NoBackoff(), 0)))
 
 
 # -- passwords, and describing without them ------------------------------------------------
