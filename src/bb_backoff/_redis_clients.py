@@ -98,9 +98,11 @@ def _check_url(url: str) -> None:
     """
     _, userinfo, _ = split_userinfo(url)
     if userinfo is not None and any(c in userinfo for c in "/?#"):
+        # (Or an "@" in a query value, which redaction must take for the same.)
         raise UnusableRedisURL(
-            "its user part holds '/', '?' or '#': percent-encode a password that holds "
-            "'/', '?', '#' or '@'"
+            "an '@' after its host ends a user part that holds '/', '?' or '#': "
+            "percent-encode a password that holds '/', '?', '#' or '@' (and an '@' in a "
+            "query value)"
         )
     if url.partition("://")[0].lower() == "unix":
         return  # the path is the socket's; the database is in the query
