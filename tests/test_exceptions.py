@@ -272,13 +272,20 @@ def test_redact_url_keeps_an_empty_authority_as_written(url: str, shown: str) ->
             "https://api.bitbucket.org/2.0/x?email=a@b.com",
         ),
         ("https://host:8443/a?e=a@b", "https://host:8443/a?e=a@b"),
-        # A Redis URL's query and path hold no "@": one there ends a password
-        # cut at its "?" or "/", whatever is left before (nothing, a port,
-        # or what looks like a host and a port).
+        # A password cut at its "?" or "/" where only a port is left before.
         ("redis://:?s3cret=x@127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
         ("redis://:12/s3cret@127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
-        ("rediss://default:1234?s3cret@h:1/0", "rediss://h:1/0"),
         ("unix://:s3?cret@/run/redis.sock?db=0", "unix:///run/redis.sock?db=0"),
+        # ... and where what is left reads as a host and a port: in a Redis
+        # URL, a query parameter or a redis:// path holding an "@" is hidden.
+        ("rediss://default:1234?s3cret@h:1/0", "rediss://default:1234?[redacted]"),
+        ("redis://default:1234/s3cret@h:1/0", "redis://default:1234/[redacted]"),
+        (
+            "redis://127.0.0.1:1/0?username=me@example.com&password=s3cret",
+            "redis://127.0.0.1:1/0?username=[redacted]&password=[redacted]",
+        ),
+        ("redis://127.0.0.1:1/0?password=s3cret@prod", "redis://127.0.0.1:1/0?password=[redacted]"),
+        ("unix:///run/redis/server@main.sock?db=0", "unix:///run/redis/server@main.sock?db=0"),
         ("https://[::1]:8080/x", "https://[::1]:8080/x"),
     ],
 )

@@ -830,6 +830,7 @@ def test_a_redis_backed_flag_answers_exactly_as_the_in_memory_flag(
         ({"store": "redis://127.0.0.1:notaport/0"}, "store is not a valid Redis URL"),
         ({"store": "redis://127.0.0.1/flags"}, "the path after the host must be a database"),
         ({"store": "redis://127.0.0.1/0?colour=red"}, "argument 'colour'"),
+        ({"store": "redis://:?s3cret=1@127.0.0.1/0"}, "percent-encode a password"),
         ({"store": "redis://127.0.0.1/0", "boolean": True}, "the gates come from it"),
         ({"store": "redis://127.0.0.1/0", "actors": ["Project:1"]}, "the gates come from it"),
         ({"store": "redis://127.0.0.1/0", "percentage_of_time": 5}, "the gates come from it"),
@@ -841,6 +842,26 @@ def test_invalid_options_raise_value_error_naming_them(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         FlipperFlag(**options)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("unix:///run/redis.sock?db=2", "unix:///run/redis.sock?db=2"),
+        ("unix://:s3cret@/run/redis.sock", "unix://:***@/run/redis.sock"),
+        (
+            "redis://127.0.0.1/0?client_name=w@h&password=s3cret",
+            "redis://127.0.0.1/0?client_name=***&password=***",
+        ),
+        ("redis://default:1234?s3cret@127.0.0.1/0", "redis://default:1234?***=***"),
+    ],
+)
+def test_a_store_url_is_described_without_its_passwords_and_still_made(
+    url: str, shown: str
+) -> None:
+    # A unix:// URL without a user part was refused: the description lost its "//".
+    store = RedisFlagStore(url)
+    assert store.description == shown
 
 
 @pytest.mark.parametrize("name", ["", "flipper_features"])

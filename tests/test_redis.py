@@ -262,7 +262,7 @@ def test_repr_and_errors_never_show_the_password(url: str) -> None:
         # of it as the query or the path (the setting it names is the secret).
         ("redis://:?s3cr3t-pass=x@127.0.0.1:6379/0", "percent-encode a password"),
         ("redis://:12/s3cr3t-pass@127.0.0.1:6379/0", "percent-encode a password"),
-        ("redis://default:1234?s3cr3t-pass@127.0.0.1:6379/0", "percent-encode a password"),
+        ("redis://:p@127.0.0.1:6379/0?s3cr3t-pass@x=1", "holds an '@' and is not shown"),
         ("rediss://:?ssl_cert_reqs=s3cr3t-pass@127.0.0.1:6379/0", "percent-encode a password"),
     ],
 )
@@ -290,6 +290,9 @@ def test_a_url_redis_py_would_misread_or_fail_on_later_is_refused_at_once(
         ("redis://127.0.0.1:6379//4", 4),
         ("redis://127.0.0.1:6379/%31", 1),
         ("redis://:p%2Fss%3Fx%23y%40z@127.0.0.1:6379/2", 2),
+        # An "@" of their own (shown hidden: it may be a piece of a password).
+        ("redis://127.0.0.1:6379/3?client_name=worker@host1", 3),
+        ("unix:///run/redis/server@main.sock?db=5", 5),
     ],
 )
 def test_a_url_with_a_database_number_or_none_and_known_settings_is_taken(

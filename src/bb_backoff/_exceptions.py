@@ -43,7 +43,7 @@ _SECRET_NAMES: Final = frozenset({"code", "pass"})
 _UNPARSEABLE: Final = "<unparseable URL>"
 _REDACTED: Final = "[redacted]"
 _SCHEME_PREFIX: Final = re.compile(r"^(?:[A-Za-z][A-Za-z0-9+.\-]*://|//)?")
-_REDIS_PREFIXES: Final = frozenset(("redis://", "rediss://", "unix://"))
+_REDIS_SCHEMES: Final = frozenset(("redis", "rediss", "unix"))
 # A host (a name, an IPv4 or a bracketed IPv6 address) and an optional port.
 _HOST_PORT: Final = re.compile(r"(?:[A-Za-z0-9._~%\-]*|\[[0-9A-Fa-f:.]*\])(?::[0-9]*)?")
 MESSAGE_LIMIT: Final = 1000
@@ -237,13 +237,7 @@ def split_userinfo(text: str) -> tuple[str, str | None, str]:
     host = rest[at + 1 : end]
     # No host name before a port (":" or ":12", from ":?s3cret@host" or
     # ":12/s3cret@host") is a password cut at its "?" or "/" too.
-    if text[:start].lower() in _REDIS_PREFIXES:
-        # A Redis URL's path is a database number and its query holds no
-        # "@" of its own: one after the host ends a password that went on
-        # past a "/", "?" or "#", whatever is left before it ("default:1234"
-        # of "default:1234?s3cret@host" looks like a host and a port).
-        at = max(at, rest.rfind("@", end))
-    elif host.startswith(":") or not _HOST_PORT.fullmatch(host):
+    if host.startswith(":") or not _HOST_PORT.fullmatch(host):
         later = rest.find("@", end)
         if later >= 0 and (at >= 0 or ":" in host):
             at = later
@@ -264,6 +258,10 @@ def redact_url(url: object) -> str:
         look secret (``access_token``, ``api_token``, ``private_token``,
         ``client_secret``, ``jwt``, ``sig``...) replaced by ``[redacted]``,
         control characters escaped, and at most :data:`URL_LIMIT` characters.
+        In a Redis URL, a query parameter or a ``redis://`` path holding an
+        ``@`` is hidden too: it may be the rest of a password that went on
+        past a ``?`` or ``/`` (``default:1234?s3cret@host`` reads as the
+        host ``default``, port 1234 and a query).
     """
     prefix, _, rest = split_userinfo(str(url))
     text = prefix + rest
@@ -273,9 +271,13 @@ def redact_url(url: object) -> str:
         # An error message must never fail on the URL it reports.
         return _UNPARSEABLE
     netloc = parts.netloc.rpartition("@")[2]
-    query = _redact_pairs(parts.query)
-    fragment = _redact_pairs(parts.fragment)  # OAuth implicit flows put tokens here
-    rebuilt = urlunsplit((parts.scheme, netloc, parts.path, query, fragment))
+    redis = parts.scheme.lower() in _REDIS_SCHEMES
+    query = _redact_pairs(parts.query, at_sign=redis)
+    fragment = _redact_pairs(parts.fragment, at_sign=redis)  # OAuth implicit flows put tokens here
+    path = parts.path
+    if redis and "@" in path and parts.scheme.lower() != "unix":  # a unix path is the socket's
+        path = f"/{_REDACTED}"
+    rebuilt = urlunsplit((parts.scheme, netloc, path, query, fragment))
     scheme = f"{parts.scheme}://"
     if not netloc and parts.scheme and text.startswith(scheme) and not rebuilt.startswith(scheme):
         # urlunsplit drops an empty authority for schemes it does not know:
@@ -284,12 +286,22 @@ def redact_url(url: object) -> str:
     return printable(rebuilt, URL_LIMIT)
 
 
-def _redact_pairs(text: str) -> str:
-    """``name=value&...`` with secret values replaced, everything else as it was."""
-    return "&".join(
-        f"{pair.partition('=')[0]}={_REDACTED}" if _secret_name(pair.partition("=")[0]) else pair
-        for pair in text.split("&")
-    )
+def _redact_pairs(text: str, *, at_sign: bool = False) -> str:
+    """``name=value&...`` with secret values replaced, everything else as it was.
+
+    ``at_sign``: a pair holding an ``@`` is hidden as well, its name too when
+    the ``@`` is in it.
+    """
+    return "&".join(_redact_pair(pair, at_sign=at_sign) for pair in text.split("&"))
+
+
+def _redact_pair(pair: str, *, at_sign: bool) -> str:
+    name = pair.partition("=")[0]
+    if at_sign and "@" in name:
+        return _REDACTED
+    if _secret_name(name) or (at_sign and "@" in pair):
+        return f"{name}={_REDACTED}"
+    return pair
 
 
 def _server_text(text: str | None) -> str | None:

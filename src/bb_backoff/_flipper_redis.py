@@ -188,8 +188,21 @@ def _redact_url(url: str) -> str:
         query = parse_qsl(parts.query, keep_blank_values=True)
     except ValueError:
         return "<an unparsable URL>"
-    hidden = [(key, "***" if "password" in key.lower() else value) for key, value in query]
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(hidden, safe="*"), ""))
+    # An "@" in the query or in a redis:// path may be the rest of a password
+    # that went on past a "?" or "/" (see redact_url).
+    hidden = [
+        ("***", "***")
+        if "@" in key
+        else (key, "***" if "password" in key.lower() or "@" in value else value)
+        for key, value in query
+    ]
+    path = parts.path
+    if "@" in path and parts.scheme.lower() != "unix":
+        path = "/***"
+    rebuilt = urlunsplit((parts.scheme, parts.netloc, path, urlencode(hidden, safe="*"), ""))
+    if not parts.netloc:  # urlunsplit drops the empty authority of unix:///path
+        rebuilt = f"{parts.scheme}://{rebuilt.removeprefix(parts.scheme + ':')}"
+    return rebuilt
 
 
 # -- the store ---------------------------------------------------------------------------
@@ -318,11 +331,14 @@ class RedisFlagStore:
     async def read_async(self, name: str) -> FlipperHash:
         """:meth:`read` without blocking the event loop."""
         client, url = self._async_client, self._url
-        if client is None:
-            if url is None:  # a sync client handed in: run it off the loop
-                return await asyncio.to_thread(self.read, name)
-            client = self._client_for_running_loop(url)
+        if client is None and url is None:  # a sync client handed in: run it off the loop
+            return await asyncio.to_thread(self.read, name)
         try:
+            if client is None:
+                assert url is not None  # noqa: S101 (the branch above)
+                # Made here, in the try: a setting the asyncio connections
+                # refuse (and the sync ones took) is a failure of the store.
+                client = self._client_for_running_loop(url)
             fields = await client.hgetall(self.key(name))
         except Exception as error:  # noqa: BLE001 (every failure leaves as FlagStoreError)
             raise self._failure(f"reading {name!r}", error) from None

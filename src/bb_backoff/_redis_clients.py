@@ -98,11 +98,9 @@ def _check_url(url: str) -> None:
     """
     _, userinfo, _ = split_userinfo(url)
     if userinfo is not None and any(c in userinfo for c in "/?#"):
-        # (Or an "@" in a query value, which redaction must take for the same.)
         raise UnusableRedisURL(
-            "an '@' after its host ends a user part that holds '/', '?' or '#': "
-            "percent-encode a password that holds '/', '?', '#' or '@' (and an '@' in a "
-            "query value)"
+            "its user part holds '/', '?' or '#' (a password cut there): "
+            "percent-encode a password that holds '/', '?', '#' or '@'"
         )
     if url.partition("://")[0].lower() == "unix":
         return  # the path is the socket's; the database is in the query
@@ -115,7 +113,7 @@ def _check_url(url: str) -> None:
         )
 
 
-def _check_connections(url: str, client: redis.Redis) -> None:
+def _check_connections(url: str, client: redis.Redis | redis.asyncio.Redis) -> None:
     """Refuse a URL whose query holds a setting redis-py's connections refuse.
 
     redis-py hands a query setting it does not know, or a value it cannot
@@ -133,6 +131,8 @@ def _check_connections(url: str, client: redis.Redis) -> None:
         pool.connection_class(**pool.connection_kwargs)
     except (TypeError, ValueError, redis.RedisError) as error:
         reason = scrub(str(error), url_passwords(url), "***")
+        if "@" in reason:  # perhaps the rest of a password cut at a "?" (see redact_url)
+            reason = "what it names holds an '@' and is not shown"
         raise UnusableRedisURL(f"redis-py refuses a setting in its query ({reason})") from None
 
 
@@ -157,15 +157,20 @@ def sync_client(url: str, *, timeout: float) -> redis.Redis:
 def async_client(url: str, *, timeout: float) -> redis.asyncio.Redis:
     """:func:`sync_client` as a :class:`redis.asyncio.Redis` (it belongs to one event loop).
 
-    The URL is not checked again: the stores check it when they are made,
-    with the sync client.  A setting only the sync connections take fails at
-    the first command, where the store's failure handling sees it.
+    Raises:
+        UnusableRedisURL: as :func:`sync_client`; also for a setting only
+            the sync connections take (``ssl_validate_ocsp``): the stores
+            check a URL with the sync client when they are made, and make
+            this one on the first async call.
     """
     import redis.asyncio  # noqa: PLC0415 (the optional dependency)
     from redis.asyncio.retry import Retry  # noqa: PLC0415
     from redis.backoff import NoBackoff  # noqa: PLC0415
 
-    return redis.asyncio.Redis.from_url(url, **_options(timeout, Retry(NoBackoff(), 0)))
+    _check_url(url)
+    client = redis.asyncio.Redis.from_url(url, **_options(timeout, Retry(NoBackoff(), 0)))
+    _check_connections(url, client)
+    return client
 
 
 # -- passwords, and describing without them ------------------------------------------------
