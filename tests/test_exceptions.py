@@ -276,15 +276,19 @@ def test_redact_url_keeps_an_empty_authority_as_written(url: str, shown: str) ->
         ("redis://:?s3cret=x@127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
         ("redis://:12/s3cret@127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
         ("unix://:s3?cret@/run/redis.sock?db=0", "unix:///run/redis.sock?db=0"),
-        # ... and where what is left reads as a host and a port: in a Redis
-        # URL, a query parameter or a redis:// path holding an "@" is hidden.
-        ("rediss://default:1234?s3cret@h:1/0", "rediss://default:1234?[redacted]"),
-        ("redis://default:1234/s3cret@h:1/0", "redis://default:1234/[redacted]"),
+        # ... and where what is left reads as a host and a port (the digits of
+        # "1234?s3cret" or "1234/s3cret"): a Redis URL with an "@" after its
+        # host shows neither its port nor anything after the host.
+        ("rediss://default:1234?s3cret@h:1/0", "rediss://default?[redacted]"),
+        ("redis://default:1234?s3cret&more=1@h:1/0", "redis://default?[redacted]"),
+        ("redis://default:1234#s3cret&x@h/0", "redis://default#[redacted]"),
+        ("redis://default:1234/s3cret@h:1/0", "redis://default/[redacted]"),
         (
             "redis://127.0.0.1:1/0?username=me@example.com&password=s3cret",
-            "redis://127.0.0.1:1/0?username=[redacted]&password=[redacted]",
+            "redis://127.0.0.1/[redacted]?[redacted]",
         ),
-        ("redis://127.0.0.1:1/0?password=s3cret@prod", "redis://127.0.0.1:1/0?password=[redacted]"),
+        ("redis://127.0.0.1:1/0?password=s3cret@prod", "redis://127.0.0.1/[redacted]?[redacted]"),
+        ("redis://[::1]:1/0?client_name=w@h", "redis://[::1]/[redacted]?[redacted]"),
         ("unix:///run/redis/server@main.sock?db=0", "unix:///run/redis/server@main.sock?db=0"),
         ("https://[::1]:8080/x", "https://[::1]:8080/x"),
     ],

@@ -849,11 +849,11 @@ def test_invalid_options_raise_value_error_naming_them(
     [
         ("unix:///run/redis.sock?db=2", "unix:///run/redis.sock?db=2"),
         ("unix://:s3cret@/run/redis.sock", "unix://:***@/run/redis.sock"),
-        (
-            "redis://127.0.0.1/0?client_name=w@h&password=s3cret",
-            "redis://127.0.0.1/0?client_name=***&password=***",
-        ),
-        ("redis://default:1234?s3cret@127.0.0.1/0", "redis://default:1234?***=***"),
+        ("redis://127.0.0.1/0?password=s3cret&db=1", "redis://127.0.0.1/0?password=***&db=1"),
+        # An "@" after the host: perhaps a password cut after digits that
+        # read as a port (see redact_url).
+        ("redis://127.0.0.1:1/0?client_name=w@h&password=s3cret", "redis://127.0.0.1/***?***"),
+        ("redis://default:1234?s3cret&x@127.0.0.1/0", "redis://default?***"),
     ],
 )
 def test_a_store_url_is_described_without_its_passwords_and_still_made(

@@ -262,7 +262,8 @@ def test_repr_and_errors_never_show_the_password(url: str) -> None:
         # of it as the query or the path (the setting it names is the secret).
         ("redis://:?s3cr3t-pass=x@127.0.0.1:6379/0", "percent-encode a password"),
         ("redis://:12/s3cr3t-pass@127.0.0.1:6379/0", "percent-encode a password"),
-        ("redis://:p@127.0.0.1:6379/0?s3cr3t-pass@x=1", "holds an '@' and is not shown"),
+        ("redis://:p@127.0.0.1:6379/0?s3cr3t-pass@x=1", "not shown: the URL holds an '@'"),
+        ("redis://default:1234?s3cr3t-pass=x@127.0.0.1:6379/0", "not shown: the URL holds an '@'"),
         ("rediss://:?ssl_cert_reqs=s3cr3t-pass@127.0.0.1:6379/0", "percent-encode a password"),
     ],
 )

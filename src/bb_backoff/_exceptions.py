@@ -22,7 +22,7 @@ import re
 import threading
 import weakref
 from typing import Any, Final
-from urllib.parse import quote, quote_plus, unquote_plus, urlsplit, urlunsplit
+from urllib.parse import SplitResult, quote, quote_plus, unquote_plus, urlsplit, urlunsplit
 
 # A query or fragment parameter whose name contains one of these is a secret
 # (access_token, api_token, private_token, client_secret, apikey, jwt, sig...).
@@ -271,12 +271,17 @@ def redact_url(url: object) -> str:
         # An error message must never fail on the URL it reports.
         return _UNPARSEABLE
     netloc = parts.netloc.rpartition("@")[2]
-    redis = parts.scheme.lower() in _REDIS_SCHEMES
-    query = _redact_pairs(parts.query, at_sign=redis)
-    fragment = _redact_pairs(parts.fragment, at_sign=redis)  # OAuth implicit flows put tokens here
+    query = _redact_pairs(parts.query)
+    fragment = _redact_pairs(parts.fragment)  # OAuth implicit flows put tokens here
     path = parts.path
-    if redis and "@" in path and parts.scheme.lower() != "unix":  # a unix path is the socket's
-        path = f"/{_REDACTED}"
+    if redis_tail_has_at(parts):
+        # Perhaps a password cut at a "?", "#" or "/" after digits that read
+        # as a port: hide the port and all that follows the host.
+        netloc = without_port(netloc)
+        query = _REDACTED if query else ""
+        fragment = _REDACTED if fragment else ""
+        if parts.scheme.lower() != "unix":  # a unix path is the socket's
+            path = f"/{_REDACTED}" if path else ""
     rebuilt = urlunsplit((parts.scheme, netloc, path, query, fragment))
     scheme = f"{parts.scheme}://"
     if not netloc and parts.scheme and text.startswith(scheme) and not rebuilt.startswith(scheme):
@@ -286,22 +291,35 @@ def redact_url(url: object) -> str:
     return printable(rebuilt, URL_LIMIT)
 
 
-def _redact_pairs(text: str, *, at_sign: bool = False) -> str:
-    """``name=value&...`` with secret values replaced, everything else as it was.
+def redis_tail_has_at(parts: SplitResult) -> bool:
+    """Whether a Redis URL holds an ``@`` after its host: in its query, fragment or redis:// path.
 
-    ``at_sign``: a pair holding an ``@`` is hidden as well, its name too when
-    the ``@`` is in it.
+    Such an ``@`` may end a password that went on past a ``?``, ``#`` or
+    ``/`` where what is left before reads as a host and a port
+    (``redis://default:1234?s3cret@host/0`` is the host ``default``, the
+    port 1234 and a query), or it may be a query value's own
+    (``?client_name=worker@host``): the two cannot be told apart, so what
+    shows or quotes such a URL hides the port and everything after the host.
     """
-    return "&".join(_redact_pair(pair, at_sign=at_sign) for pair in text.split("&"))
+    scheme = parts.scheme.lower()
+    if scheme not in _REDIS_SCHEMES:
+        return False
+    return "@" in parts.query or "@" in parts.fragment or (scheme != "unix" and "@" in parts.path)
 
 
-def _redact_pair(pair: str, *, at_sign: bool) -> str:
-    name = pair.partition("=")[0]
-    if at_sign and "@" in name:
-        return _REDACTED
-    if _secret_name(name) or (at_sign and "@" in pair):
-        return f"{name}={_REDACTED}"
-    return pair
+def without_port(netloc: str) -> str:
+    """``host:port`` without its port (an IPv6 address in brackets keeps its colons)."""
+    end = netloc.find("]") + 1 if netloc.startswith("[") else 0
+    host, colon, _ = netloc[end:].partition(":")
+    return netloc[:end] + host if colon else netloc
+
+
+def _redact_pairs(text: str) -> str:
+    """``name=value&...`` with secret values replaced, everything else as it was."""
+    return "&".join(
+        f"{pair.partition('=')[0]}={_REDACTED}" if _secret_name(pair.partition("=")[0]) else pair
+        for pair in text.split("&")
+    )
 
 
 def _server_text(text: str | None) -> str | None:

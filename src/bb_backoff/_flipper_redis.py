@@ -38,6 +38,7 @@ import redis
 import redis.asyncio
 from redis.connection import parse_url
 
+from ._exceptions import redis_tail_has_at, without_port
 from ._flags import FlagStoreError
 from ._redis_clients import (
     UnusableRedisURL,
@@ -188,18 +189,17 @@ def _redact_url(url: str) -> str:
         query = parse_qsl(parts.query, keep_blank_values=True)
     except ValueError:
         return "<an unparsable URL>"
-    # An "@" in the query or in a redis:// path may be the rest of a password
-    # that went on past a "?" or "/" (see redact_url).
-    hidden = [
-        ("***", "***")
-        if "@" in key
-        else (key, "***" if "password" in key.lower() or "@" in value else value)
-        for key, value in query
-    ]
-    path = parts.path
-    if "@" in path and parts.scheme.lower() != "unix":
-        path = "/***"
-    rebuilt = urlunsplit((parts.scheme, parts.netloc, path, urlencode(hidden, safe="*"), ""))
+    netloc, path = parts.netloc, parts.path
+    hidden = urlencode(
+        [(key, "***" if "password" in key.lower() else value) for key, value in query], safe="*"
+    )
+    if redis_tail_has_at(parts):  # perhaps a password cut after digits (see redact_url)
+        user, at, host = netloc.rpartition("@")
+        netloc = user + at + without_port(host)
+        hidden = "***" if hidden else ""
+        if parts.scheme.lower() != "unix":
+            path = "/***" if path else ""
+    rebuilt = urlunsplit((parts.scheme, netloc, path, hidden, ""))
     if not parts.netloc:  # urlunsplit drops the empty authority of unix:///path
         rebuilt = f"{parts.scheme}://{rebuilt.removeprefix(parts.scheme + ':')}"
     return rebuilt

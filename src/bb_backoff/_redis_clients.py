@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final, Literal
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from ._exceptions import split_userinfo
+from ._exceptions import redis_tail_has_at, split_userinfo
 
 if TYPE_CHECKING:
     import redis
@@ -131,8 +131,9 @@ def _check_connections(url: str, client: redis.Redis | redis.asyncio.Redis) -> N
         pool.connection_class(**pool.connection_kwargs)
     except (TypeError, ValueError, redis.RedisError) as error:
         reason = scrub(str(error), url_passwords(url), "***")
-        if "@" in reason:  # perhaps the rest of a password cut at a "?" (see redact_url)
-            reason = "what it names holds an '@' and is not shown"
+        if "@" in reason or redis_tail_has_at(urlsplit(url)):
+            # Perhaps naming a piece of a password cut at a "?" (see redact_url).
+            reason = "not shown: the URL holds an '@' after its host"
         raise UnusableRedisURL(f"redis-py refuses a setting in its query ({reason})") from None
 
 
