@@ -289,6 +289,8 @@ def test_redact_url_keeps_an_empty_authority_as_written(url: str, shown: str) ->
         ),
         ("redis://127.0.0.1:1/0?password=s3cret@prod", "redis://127.0.0.1/[redacted]?[redacted]"),
         ("redis://[::1]:1/0?client_name=w@h", "redis://[::1]/[redacted]?[redacted]"),
+        # A unix:// URL needs no host: one before an "@" in the path was a password's.
+        ("unix://default:1234/s3cret@/tmp/redis.sock", "unix://default/[redacted]"),
         ("unix:///run/redis/server@main.sock?db=0", "unix:///run/redis/server@main.sock?db=0"),
         ("https://[::1]:8080/x", "https://[::1]:8080/x"),
     ],

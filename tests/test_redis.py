@@ -264,6 +264,7 @@ def test_repr_and_errors_never_show_the_password(url: str) -> None:
         ("redis://:12/s3cr3t-pass@127.0.0.1:6379/0", "percent-encode a password"),
         ("redis://:p@127.0.0.1:6379/0?s3cr3t-pass@x=1", "not shown: the URL holds an '@'"),
         ("redis://default:1234?s3cr3t-pass=x@127.0.0.1:6379/0", "not shown: the URL holds an '@'"),
+        ("unix://default:1234/s3cr3t-pass@/run/redis.sock", "a unix:// URL has no host"),
         ("rediss://:?ssl_cert_reqs=s3cr3t-pass@127.0.0.1:6379/0", "percent-encode a password"),
     ],
 )
@@ -1300,6 +1301,23 @@ def test_with_nothing_listening_calls_work_on_local_state_with_one_warning(
     warnings = warnings_of(caplog)
     assert len(warnings) == 1
     assert f"127.0.0.1:{port}" in warnings[0]
+    assert "s3cr3t-pass" not in caplog.text
+
+
+def test_the_digits_a_password_began_with_never_show_in_the_warning(
+    calls: Calls, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The password "<port>?s3cr3t-pass" cut at its "?": redis-py reads the
+    # host 127.0.0.1 and the password's digits as the port, and its error
+    # names them ("Error 111 connecting to 127.0.0.1:<port>").
+    caplog.set_level(logging.INFO, logger="bb_backoff")
+    port = free_port()
+    store = calls.store(f"redis://127.0.0.1:{port}?s3cr3t-pass@127.0.0.1:6379/0", clock=FakeClock())
+    calls.reserve(store)
+    assert store.degraded
+    (warning,) = warnings_of(caplog)
+    assert "connecting to" in warning
+    assert str(port) not in caplog.text
     assert "s3cr3t-pass" not in caplog.text
 
 

@@ -258,10 +258,8 @@ def redact_url(url: object) -> str:
         look secret (``access_token``, ``api_token``, ``private_token``,
         ``client_secret``, ``jwt``, ``sig``...) replaced by ``[redacted]``,
         control characters escaped, and at most :data:`URL_LIMIT` characters.
-        In a Redis URL, a query parameter or a ``redis://`` path holding an
-        ``@`` is hidden too: it may be the rest of a password that went on
-        past a ``?`` or ``/`` (``default:1234?s3cret@host`` reads as the
-        host ``default``, port 1234 and a query).
+        A Redis URL with an ``@`` after its host shows neither its port nor
+        anything after the host (see :func:`redis_tail_has_at`).
     """
     prefix, _, rest = split_userinfo(str(url))
     text = prefix + rest
@@ -280,7 +278,7 @@ def redact_url(url: object) -> str:
         netloc = without_port(netloc)
         query = _REDACTED if query else ""
         fragment = _REDACTED if fragment else ""
-        if parts.scheme.lower() != "unix":  # a unix path is the socket's
+        if parts.scheme.lower() != "unix" or "@" in path:  # else a unix path is the socket's
             path = f"/{_REDACTED}" if path else ""
     rebuilt = urlunsplit((parts.scheme, netloc, path, query, fragment))
     scheme = f"{parts.scheme}://"
@@ -304,7 +302,11 @@ def redis_tail_has_at(parts: SplitResult) -> bool:
     scheme = parts.scheme.lower()
     if scheme not in _REDIS_SCHEMES:
         return False
-    return "@" in parts.query or "@" in parts.fragment or (scheme != "unix" and "@" in parts.path)
+    if "@" in parts.query or "@" in parts.fragment:
+        return True
+    # A unix:// path is the socket's and may hold an "@", unless a host comes
+    # before it (a unix:// URL needs none: "default:1234" was a password's).
+    return "@" in parts.path and (scheme != "unix" or bool(parts.netloc.rpartition("@")[2]))
 
 
 def without_port(netloc: str) -> str:

@@ -197,7 +197,7 @@ def _redact_url(url: str) -> str:
         user, at, host = netloc.rpartition("@")
         netloc = user + at + without_port(host)
         hidden = "***" if hidden else ""
-        if parts.scheme.lower() != "unix":
+        if parts.scheme.lower() != "unix" or "@" in path:
             path = "/***" if path else ""
     rebuilt = urlunsplit((parts.scheme, netloc, path, hidden, ""))
     if not parts.netloc:  # urlunsplit drops the empty authority of unix:///path

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final, Literal
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from ._exceptions import redis_tail_has_at, split_userinfo
+from ._exceptions import redis_tail_has_at, split_userinfo, without_port
 
 if TYPE_CHECKING:
     import redis
@@ -103,6 +103,11 @@ def _check_url(url: str) -> None:
             "percent-encode a password that holds '/', '?', '#' or '@'"
         )
     if url.partition("://")[0].lower() == "unix":
+        if redis_tail_has_at(urlsplit(url)) and "@" in urlsplit(url).path:
+            raise UnusableRedisURL(
+                "a unix:// URL has no host, and an '@' in its path after one ends a password "
+                "cut at a '/': percent-encode a password that holds '/', '?', '#' or '@'"
+            )
         return  # the path is the socket's; the database is in the query
     segments = [part.strip() for part in unquote(urlsplit(url).path).split("/")]
     numbers = [part for part in segments if part]
@@ -199,10 +204,22 @@ def url_passwords(url: str) -> list[str]:
     _, password = split_password(url)
     found = [] if not password else [password, unquote(password)]
     try:
-        query = parse_qsl(urlsplit(url).query)
+        parts = urlsplit(url)
+        query = parse_qsl(parts.query)
     except ValueError:
         return found
-    return found + [value for key, value in query if "password" in key.lower() and value]
+    found += [value for key, value in query if "password" in key.lower() and value]
+    if redis_tail_has_at(parts):
+        # The port may be the digits a password began with (see redact_url),
+        # and redis-py's errors name it ("connecting to default:1234", and
+        # asyncio's "('127.0.0.1', 1234)"): hidden wherever it shows.
+        address = parts.netloc.rpartition("@")[2]
+        host = without_port(address)
+        if address != host:
+            found += [address, address[len(host) :], address[len(host) + 1 :]]
+        if parts.scheme.lower() == "unix" and parts.path:
+            found.append(parts.path)
+    return found
 
 
 def _connection_kwargs(client: object) -> Mapping[str, Any]:
