@@ -1304,21 +1304,24 @@ def test_with_nothing_listening_calls_work_on_local_state_with_one_warning(
     assert "s3cr3t-pass" not in caplog.text
 
 
+@pytest.mark.parametrize("zeros", ["", "00"])
 def test_the_digits_a_password_began_with_never_show_in_the_warning(
-    calls: Calls, caplog: pytest.LogCaptureFixture
+    calls: Calls, caplog: pytest.LogCaptureFixture, zeros: str
 ) -> None:
     # The password "<port>?s3cr3t-pass" cut at its "?": redis-py reads the
     # host 127.0.0.1 and the password's digits as the port, and its error
-    # names them ("Error 111 connecting to 127.0.0.1:<port>").
+    # names them ("Error 111 connecting to 127.0.0.1:<port>", as a number).
     caplog.set_level(logging.INFO, logger="bb_backoff")
     port = free_port()
-    store = calls.store(f"redis://127.0.0.1:{port}?s3cr3t-pass@127.0.0.1:6379/0", clock=FakeClock())
+    url = f"redis://127.0.0.1:{zeros}{port}?s3cr3t-pass@127.0.0.1:6379/0"
+    store = calls.store(url, clock=FakeClock())
     calls.reserve(store)
     assert store.degraded
     (warning,) = warnings_of(caplog)
     assert "connecting to" in warning
     assert str(port) not in caplog.text
     assert "s3cr3t-pass" not in caplog.text
+    assert "connecting to [redacted]." in warning  # the address alone, not each digit
 
 
 def test_a_slow_redis_times_out_into_local_state(

@@ -211,12 +211,18 @@ def url_passwords(url: str) -> list[str]:
     found += [value for key, value in query if "password" in key.lower() and value]
     if redis_tail_has_at(parts):
         # The port may be the digits a password began with (see redact_url),
-        # and redis-py's errors name it ("connecting to default:1234", and
-        # asyncio's "('127.0.0.1', 1234)"): hidden wherever it shows.
+        # and redis-py's errors name it with the host ("connecting to
+        # default:1234", asyncio's "('127.0.0.1', 1234)"), as a number
+        # ("01234" shows as 1234).  Only those forms: a short port alone
+        # ("0") would hide every such character of the message.
         address = parts.netloc.rpartition("@")[2]
         host = without_port(address)
-        if address != host:
-            found += [address, address[len(host) :], address[len(host) + 1 :]]
+        digits = address[len(host) + 1 :]
+        if digits:
+            bare = host.strip("[]")
+            numbers = [digits, *([str(int(digits))] if digits.isdigit() else [])]
+            for number in numbers:
+                found += [f"{host}:{number}", f"{bare}:{number}", f"'{bare}', {number}"]
         if parts.scheme.lower() == "unix" and parts.path:
             found.append(parts.path)
     return found
