@@ -40,6 +40,7 @@ from redis.crc import key_slot
 import bb_backoff as bb
 from bb_backoff import RedisStore
 from bb_backoff._redis import STATE_FIELDS
+from bb_backoff._redis_clients import url_passwords
 from bb_backoff._window import (
     ERROR,
     GO,
@@ -1304,16 +1305,27 @@ def test_with_nothing_listening_calls_work_on_local_state_with_one_warning(
     assert "s3cr3t-pass" not in caplog.text
 
 
+def test_a_port_of_any_length_before_an_at_sign_is_described_not_raised() -> None:
+    # The scrub reads the port as a number; int() refuses 4,301 digits.
+    url = f"redis://127.0.0.1:{'9' * 5000}?s3cr3t-pass@127.0.0.1:6379/0"
+    assert len(url_passwords(url)) >= 1
+    with pytest.raises(ValueError, match="client_or_url is not a usable Redis URL") as refused:
+        RedisStore(url)
+    assert "s3cr3t-pass" not in str(refused.value)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
 @pytest.mark.parametrize("zeros", ["", "00"])
 def test_the_digits_a_password_began_with_never_show_in_the_warning(
-    calls: Calls, caplog: pytest.LogCaptureFixture, zeros: str
+    calls: Calls, caplog: pytest.LogCaptureFixture, zeros: str, host: str
 ) -> None:
     # The password "<port>?s3cr3t-pass" cut at its "?": redis-py reads the
     # host 127.0.0.1 and the password's digits as the port, and its error
     # names them ("Error 111 connecting to 127.0.0.1:<port>", as a number).
     caplog.set_level(logging.INFO, logger="bb_backoff")
     port = free_port()
-    url = f"redis://127.0.0.1:{zeros}{port}?s3cr3t-pass@127.0.0.1:6379/0"
+    # (asyncio names the address "localhost" resolved to: "('127.0.0.1', <port>)".)
+    url = f"redis://{host}:{zeros}{port}?s3cr3t-pass@127.0.0.1:6379/0"
     store = calls.store(url, clock=FakeClock())
     calls.reserve(store)
     assert store.degraded

@@ -220,9 +220,14 @@ def url_passwords(url: str) -> list[str]:
         digits = address[len(host) + 1 :]
         if digits:
             bare = host.strip("[]")
-            numbers = [digits, *([str(int(digits))] if digits.isdigit() else [])]
+            # (int() refuses more than 4,300 digits; no port has 20.)
+            readable = digits.isascii() and digits.isdigit() and len(digits) <= 20  # noqa: PLR2004
+            numbers = [digits, *([str(int(digits))] if readable else [])]
             for number in numbers:
                 found += [f"{host}:{number}", f"{bare}:{number}", f"'{bare}', {number}"]
+                # asyncio names the address the host resolved to: "('127.0.0.1', 17)",
+                # "('::1', 17, 0, 0)".
+                found += [f"', {number})", f"', {number}, "]
         if parts.scheme.lower() == "unix" and parts.path:
             found.append(parts.path)
     return found
