@@ -222,7 +222,7 @@ def _check_base_url(base_url: object) -> httpx.URL:
     if base.userinfo:
         # Never echo it: the userinfo is a credential.
         raise ValueError("base_url must not contain credentials; pass them as auth=")
-    if base.query or base.fragment or "?" in str(base) or "#" in str(base):
+    if base.query or base.fragment or not {"?", "#"}.isdisjoint(str(base)):
         # A query on the API root is where a token would hide; never echo it.
         # An empty one counts too ("/2.0?" would send "/2.0?/user"): httpx
         # reads it as no query, but keeps the "?" in the URL.

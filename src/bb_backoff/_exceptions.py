@@ -271,15 +271,9 @@ def redact_url(url: object) -> str:
     netloc = parts.netloc.rpartition("@")[2]
     query = _redact_pairs(parts.query)
     fragment = _redact_pairs(parts.fragment)  # OAuth implicit flows put tokens here
-    path = parts.path
-    if redis_tail_has_at(parts):
-        # Perhaps a password cut at a "?", "#" or "/" after digits that read
-        # as a port: hide the port and all that follows the host.
-        netloc = without_port(netloc)
-        query = _REDACTED if query else ""
-        fragment = _REDACTED if fragment else ""
-        if parts.scheme.lower() != "unix" or "@" in path:  # else a unix path is the socket's
-            path = f"/{_REDACTED}" if path else ""
+    netloc, path, query, fragment = hide_redis_tail(
+        parts, (netloc, parts.path, query, fragment), _REDACTED
+    )
     rebuilt = urlunsplit((parts.scheme, netloc, path, query, fragment))
     scheme = f"{parts.scheme}://"
     if not netloc and parts.scheme and text.startswith(scheme) and not rebuilt.startswith(scheme):
@@ -307,6 +301,29 @@ def redis_tail_has_at(parts: SplitResult) -> bool:
     # A unix:// path is the socket's and may hold an "@", unless a host comes
     # before it (a unix:// URL needs none: "default:1234" was a password's).
     return "@" in parts.path and (scheme != "unix" or bool(parts.netloc.rpartition("@")[2]))
+
+
+def hide_redis_tail(
+    parts: SplitResult, shown: tuple[str, str, str, str], mark: str
+) -> tuple[str, str, str, str]:
+    """``shown`` (netloc, path, query, fragment), hidden after the host when it must be.
+
+    When :func:`redis_tail_has_at`, the port goes and ``mark`` stands for the
+    path, query and fragment (a unix:// socket path without an ``@`` stays:
+    it is the socket's).
+    """
+    netloc, path, query, fragment = shown
+    if not redis_tail_has_at(parts):
+        return shown
+    user, at, address = netloc.rpartition("@")
+    if parts.scheme.lower() != "unix" or "@" in path:
+        path = f"/{mark}" if path else ""
+    return (
+        user + at + without_port(address),
+        path,
+        mark if query else "",
+        mark if fragment else "",
+    )
 
 
 def without_port(netloc: str) -> str:

@@ -38,7 +38,7 @@ import redis
 import redis.asyncio
 from redis.connection import parse_url
 
-from ._exceptions import redis_tail_has_at, without_port
+from ._exceptions import hide_redis_tail
 from ._flags import FlagStoreError
 from ._redis_clients import (
     UnusableRedisURL,
@@ -189,16 +189,11 @@ def _redact_url(url: str) -> str:
         query = parse_qsl(parts.query, keep_blank_values=True)
     except ValueError:
         return "<an unparsable URL>"
-    netloc, path = parts.netloc, parts.path
     hidden = urlencode(
         [(key, "***" if "password" in key.lower() else value) for key, value in query], safe="*"
     )
-    if redis_tail_has_at(parts):  # perhaps a password cut after digits (see redact_url)
-        user, at, host = netloc.rpartition("@")
-        netloc = user + at + without_port(host)
-        hidden = "***" if hidden else ""
-        if parts.scheme.lower() != "unix" or "@" in path:
-            path = "/***" if path else ""
+    # Perhaps a password cut after digits that read as a port (see redact_url).
+    netloc, path, hidden, _ = hide_redis_tail(parts, (parts.netloc, parts.path, hidden, ""), "***")
     rebuilt = urlunsplit((parts.scheme, netloc, path, hidden, ""))
     if not parts.netloc:  # urlunsplit drops the empty authority of unix:///path
         rebuilt = f"{parts.scheme}://{rebuilt.removeprefix(parts.scheme + ':')}"

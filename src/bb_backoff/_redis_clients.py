@@ -102,14 +102,15 @@ def _check_url(url: str) -> None:
             "its user part holds '/', '?' or '#' (a password cut there): "
             "percent-encode a password that holds '/', '?', '#' or '@'"
         )
-    if url.partition("://")[0].lower() == "unix":
-        if redis_tail_has_at(urlsplit(url)) and "@" in urlsplit(url).path:
+    parts = urlsplit(url)
+    if parts.scheme.lower() == "unix":
+        if "@" in parts.path and redis_tail_has_at(parts):
             raise UnusableRedisURL(
                 "a unix:// URL has no host, and an '@' in its path after one ends a password "
                 "cut at a '/': percent-encode a password that holds '/', '?', '#' or '@'"
             )
         return  # the path is the socket's; the database is in the query
-    segments = [part.strip() for part in unquote(urlsplit(url).path).split("/")]
+    segments = [part.strip() for part in unquote(parts.path).split("/")]
     numbers = [part for part in segments if part]
     if len(numbers) > 1 or not all(_DATABASE.fullmatch(part) for part in numbers):
         raise UnusableRedisURL(
