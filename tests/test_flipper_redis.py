@@ -595,17 +595,23 @@ def test_a_redis_error_that_is_not_a_connection_error_is_an_outage_too(
 
 
 @pytest.mark.anyio
-async def test_a_setting_only_the_sync_connections_take_fails_safe_on_the_async_path(
+async def test_a_setting_only_the_sync_connections_take_is_read_through_them_on_the_async_path(
     clock: VirtualClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # The URL is checked once, with the sync client; the asyncio connection
-    # refuses this setting at its first command, which is a store failure.
+    # redis-py's asyncio connections refuse OCSP settings: async reads go
+    # through the sync client in a worker thread, which honours them.  Here
+    # nothing listens, so the read fails as any unreachable store's does.
     port = free_port()
     url = f"rediss://:s3cret@127.0.0.1:{port}/0?ssl_cert_reqs=none&ssl_validate_ocsp_stapled=false"
     async with flag_on(url, clock) as flag:
         assert await flag.enabled_async(NAME, "Project:1") is False
+        store = flag._store
+        assert store is not None
+        assert list(store._loop_clients.values()) == []  # no asyncio client was made
     (warning,) = records_about_the_store(caplog)
     assert "off (legacy policy)" in warning.getMessage()
+    assert f"127.0.0.1:{port}" in warning.getMessage()  # a connection's error, not a setting's
+    assert "refuses a setting" not in warning.getMessage()
     assert "s3cret" not in warning.getMessage()
 
 

@@ -43,6 +43,7 @@ from ._flags import FlagStoreError
 from ._redis_clients import (
     UnusableRedisURL,
     async_client,
+    asyncio_refusal,
     client_passwords,
     describe_client,
     is_redis_url,
@@ -224,6 +225,8 @@ class RedisFlagStore:
             raise ValueError(f"key_prefix must be a string, got {type(key_prefix).__name__}")
         self.key_prefix: Final = key_prefix
         self._url: str | None = None
+        self._async_url: str | None = None
+        """The URL of the asyncio clients for async reads; ``None``: they use the sync one."""
         self._sync_client: redis.Redis | None = None
         self._async_client: redis.asyncio.Redis | None = None
         self._loop_clients: weakref.WeakKeyDictionary[
@@ -239,6 +242,9 @@ class RedisFlagStore:
                 )
             self._sync_client = self._client_from_url(store)
             self._url = store
+            # For a setting redis-py's asyncio connections refuse (OCSP),
+            # async reads use the sync client in a worker thread.
+            self._async_url = None if asyncio_refusal(store) else store
         elif isinstance(store, redis.Redis | redis.asyncio.Redis):
             if isinstance(store, redis.asyncio.Redis):
                 self._async_client = store
@@ -325,14 +331,13 @@ class RedisFlagStore:
 
     async def read_async(self, name: str) -> FlipperHash:
         """:meth:`read` without blocking the event loop."""
-        client, url = self._async_client, self._url
-        if client is None and url is None:  # a sync client handed in: run it off the loop
+        client, url = self._async_client, self._async_url
+        if client is None and url is None:
+            # A sync client handed in, or a URL only it serves: run it off the loop.
             return await asyncio.to_thread(self.read, name)
         try:
             if client is None:
                 assert url is not None  # noqa: S101 (the branch above)
-                # Made here, in the try: a setting the asyncio connections
-                # refuse (and the sync ones took) is a failure of the store.
                 client = self._client_for_running_loop(url)
             fields = await client.hgetall(self.key(name))
         except Exception as error:  # noqa: BLE001 (every failure leaves as FlagStoreError)

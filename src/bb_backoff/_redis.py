@@ -85,6 +85,7 @@ from ._gate import MemoryStore
 from ._redis_clients import (
     UnusableRedisURL,
     async_client,
+    asyncio_refusal,
     client_kind,
     client_passwords,
     describe_client,
@@ -976,13 +977,16 @@ class RedisStore:
         """Whether the scripts use the ``now`` the caller passes (epoch seconds)."""
 
         self._url: str | None = None
+        self._async_url: str | None = None
+        """The URL async callers' asyncio clients are made from; ``None``: they use the sync one."""
         self._sync: _Connection | None = None
         self._given_async: _Connection | None = None
         self._async_by_loop: dict[asyncio.AbstractEventLoop, _Connection] = {}
         if isinstance(client_or_url, str):
+            self._where = redact_url(client_or_url)
             self._sync = _Connection(self._client_from_url(client_or_url))
             self._url = client_or_url
-            self._where = redact_url(client_or_url)
+            self._async_url = self._asyncio_url(client_or_url)
         else:
             kind = client_kind(client_or_url) if is_redis_client(client_or_url) else None
             if kind is None:
@@ -1038,6 +1042,19 @@ class RedisStore:
             raise ValueError(
                 f"client_or_url is not a usable Redis URL: {redact_url(url)!r}"
             ) from None
+
+    def _asyncio_url(self, url: str) -> str | None:
+        """``url``, or ``None`` when only the sync connections take it (async callers use them)."""
+        refusal = asyncio_refusal(url)
+        if refusal is None:
+            return url
+        logger.info(
+            "Redis at %s: %s for asyncio connections; async callers use the sync client in a "
+            "worker thread",
+            self._where,
+            refusal,
+        )
+        return None
 
     # -- what the process knows ------------------------------------------------------
 
@@ -1334,7 +1351,8 @@ class RedisStore:
         """The asyncio client for the running loop, or ``None`` to run the sync one in a thread."""
         if self._given_async is not None:
             return self._given_async
-        if self._url is None:
+        url = self._async_url
+        if url is None:
             return None
         loop = asyncio.get_running_loop()
         connection = self._async_by_loop.get(loop)
@@ -1343,7 +1361,7 @@ class RedisStore:
                 for stale in [old for old in self._async_by_loop if old.is_closed()]:
                     del self._async_by_loop[stale]
                 connection = self._async_by_loop.setdefault(
-                    loop, _Connection(async_client(self._url, timeout=self.timeout))
+                    loop, _Connection(async_client(url, timeout=self.timeout))
                 )
         return connection
 

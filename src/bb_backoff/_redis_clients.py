@@ -166,9 +166,7 @@ def async_client(url: str, *, timeout: float) -> redis.asyncio.Redis:
 
     Raises:
         UnusableRedisURL: as :func:`sync_client`; also for a setting only
-            the sync connections take (``ssl_validate_ocsp``): the stores
-            check a URL with the sync client when they are made, and make
-            this one on the first async call.
+            the sync connections take (see :func:`asyncio_refusal`).
     """
     import redis.asyncio  # noqa: PLC0415 (the optional dependency)
     from redis.asyncio.retry import Retry  # noqa: PLC0415
@@ -178,6 +176,24 @@ def async_client(url: str, *, timeout: float) -> redis.asyncio.Redis:
     client = redis.asyncio.Redis.from_url(url, **_options(timeout, Retry(NoBackoff(), 0)))
     _check_connections(url, client)
     return client
+
+
+def asyncio_refusal(url: str) -> str | None:
+    """Why redis-py's asyncio connections refuse ``url`` when its sync ones take it, or ``None``.
+
+    A few settings exist for the sync connections only: OCSP validation
+    (``ssl_validate_ocsp``, ``ssl_validate_ocsp_stapled`` and their
+    kin).  The stores check a URL with the sync client when they are
+    made; for one of these they serve async callers with that sync client
+    in a worker thread, which honours the setting, rather than fail every
+    async request (an asyncio client is made on the first async call, once
+    per event loop).  Nothing connects here.
+    """
+    try:
+        async_client(url, timeout=1.0)
+    except UnusableRedisURL as error:
+        return str(error)
+    return None
 
 
 # -- passwords, and describing without them ------------------------------------------------
