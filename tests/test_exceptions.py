@@ -38,6 +38,7 @@ from bb_backoff import (
 )
 from bb_backoff import _exceptions as exceptions_module
 from bb_backoff._exceptions import SECRET_MINIMUM, redact_url
+from bb_backoff._flipper_redis import _redact_url as flipper_redact_url
 from bb_backoff._outcomes import ERROR_TEXT_LIMIT
 from bb_backoff.testing import VirtualClock
 
@@ -243,8 +244,8 @@ def test_redact_url_removes_userinfo_written_without_a_scheme(url: str) -> None:
     ("url", "shown"),
     [
         (
-            "unix:///tmp/redis.sock?password=hush&db=0",
-            "unix:///tmp/redis.sock?password=[redacted]&db=0",
+            "unix:///tmp/redis.sock?db=0&password=hush",
+            "unix:///tmp/redis.sock?db=0&password=[redacted]",
         ),
         ("file:///etc/hosts", "file:///etc/hosts"),
         ("http:///path", "http:///path"),
@@ -559,6 +560,40 @@ def test_a_password_with_url_delimiters_in_it_never_survives_redaction(
     redacted = redact_url(f"https://ada:{password}@api.bitbucket.org{path}")
     assert password not in redacted
     assert redacted.startswith("https://api.bitbucket.org")
+
+
+_PIECE = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789!$%;:", min_size=1, max_size=12)
+
+
+@given(
+    head=_PIECE,
+    cut=st.sampled_from(["&", "#"]),
+    rest=st.tuples(_PIECE, st.none() | _PIECE),
+    before=st.sampled_from(["", "db=1&", "socket_timeout=2&"]),
+    scheme=st.sampled_from(["redis://127.0.0.1:6379/0", "rediss://h:6380", "unix:///r.sock"]),
+)
+def test_a_redis_query_password_cut_at_an_ampersand_or_a_hash_shows_no_piece_of_it(
+    head: str, cut: str, rest: tuple[str, str | None], before: str, scheme: str
+) -> None:
+    """``?password=s3c&ret`` or ``#ret``: redis-py reads ``s3c``, and ``ret`` as a field."""
+    name, value = rest
+    tail = f"TL{name}" if value is None else f"TL{name}=VL{value}"
+    url = f"{scheme}?{before}password=HD{head}{cut}{tail}"
+    for shown in (redact_url(url), flipper_redact_url(url)):
+        for piece in (f"HD{head}", f"TL{name}", f"VL{value}"):
+            assert piece not in shown, (url, shown)
+        assert shown.startswith(scheme)
+        assert before in shown  # what comes before the password still shows
+
+
+def test_a_redis_query_with_fields_after_its_password_hides_them_and_only_them() -> None:
+    url = "redis://127.0.0.1:6379/0?db=1&password=s3cr3t&socket_timeout=2"
+    assert redact_url(url) == "redis://127.0.0.1:6379/0?db=1&password=[redacted]&[redacted]"
+    assert flipper_redact_url(url) == "redis://127.0.0.1:6379/0?db=1&password=***&***"
+    # Not Redis: "&" separates fields, as a URL's query always does.
+    assert redact_url("https://x.example/?password=s3cr3t&page=2") == (
+        "https://x.example/?password=[redacted]&page=2"
+    )
 
 
 @pytest.mark.parametrize(

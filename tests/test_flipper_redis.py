@@ -837,6 +837,7 @@ def test_a_redis_backed_flag_answers_exactly_as_the_in_memory_flag(
         ({"store": "redis://127.0.0.1/flags"}, "the path after the host must be a database"),
         ({"store": "redis://127.0.0.1/0?colour=red"}, "argument 'colour'"),
         ({"store": "redis://:?s3cret=1@127.0.0.1/0"}, "percent-encode a password"),
+        ({"store": "redis://default:1234?s3cret&x@127.0.0.1/0"}, "a field without '='"),
         ({"store": "redis://127.0.0.1/0", "boolean": True}, "the gates come from it"),
         ({"store": "redis://127.0.0.1/0", "actors": ["Project:1"]}, "the gates come from it"),
         ({"store": "redis://127.0.0.1/0", "percentage_of_time": 5}, "the gates come from it"),
@@ -855,11 +856,12 @@ def test_invalid_options_raise_value_error_naming_them(
     [
         ("unix:///run/redis.sock?db=2", "unix:///run/redis.sock?db=2"),
         ("unix://:s3cret@/run/redis.sock", "unix://:***@/run/redis.sock"),
-        ("redis://127.0.0.1/0?password=s3cret&db=1", "redis://127.0.0.1/0?password=***&db=1"),
+        ("redis://127.0.0.1/0?db=1&password=s3cret", "redis://127.0.0.1/0?db=1&password=***"),
+        # Fields after the password: perhaps its rest, cut at an unencoded "&".
+        ("redis://127.0.0.1/0?password=s3cret&db=1", "redis://127.0.0.1/0?password=***&***"),
         # An "@" after the host: perhaps a password cut after digits that
         # read as a port (see redact_url).
         ("redis://127.0.0.1:1/0?client_name=w@h&password=s3cret", "redis://127.0.0.1/***?***"),
-        ("redis://default:1234?s3cret&x@127.0.0.1/0", "redis://default?***"),
     ],
 )
 def test_a_store_url_is_described_without_its_passwords_and_still_made(
@@ -894,7 +896,7 @@ def test_the_password_never_appears_in_repr_errors_or_logs(
     clock: VirtualClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="bb_backoff")
-    url = dead_url(SECRET) + f"?password={SECRET}x&socket_timeout=0.5"
+    url = dead_url(SECRET) + f"?socket_timeout=0.5&password={SECRET}x"
     with flag_on(url, clock) as flag:
         flag.enabled(NAME, None)
         with pytest.raises(FlagStoreError) as caught:
@@ -917,6 +919,9 @@ def test_the_password_never_appears_in_repr_errors_or_logs(
         f"redis://:{SECRET}?#@127.0.0.1:1/0",
         f"redis://me:{SECRET}@127.0.0.1:1/0",
         f"redis://me@corp.com:{SECRET}@127.0.0.1:1/0",  # an email address as the user
+        f"redis://127.0.0.1:1/0?password={SECRET[:4]}&{SECRET[4:]}",  # cut at an "&"
+        f"redis://127.0.0.1:1/0?password={SECRET[:4]}&{SECRET[4:]}=1",
+        f"redis://127.0.0.1:1/0?password={SECRET[:4]}#{SECRET[4:]}",
     ],
 )
 def test_a_urls_password_never_shows_whether_the_url_is_refused_or_taken(store: str) -> None:
@@ -929,6 +934,7 @@ def test_a_urls_password_never_shows_whether_the_url_is_refused_or_taken(store: 
             shown = repr(flag)
     assert "store" in shown
     assert SECRET not in shown
+    assert SECRET[4:] not in shown  # nor the rest of one cut after its first characters
 
 
 def test_a_password_protected_redis_works_and_a_wrong_password_never_leaks(

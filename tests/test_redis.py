@@ -265,6 +265,7 @@ def test_repr_and_errors_never_show_the_password(url: str) -> None:
         ("redis://:12/s3cr3t-pass@127.0.0.1:6379/0", "percent-encode a password"),
         ("redis://:p@127.0.0.1:6379/0?s3cr3t-pass@x=1", "not shown: the URL holds an '@'"),
         ("redis://default:1234?s3cr3t-pass=x@127.0.0.1:6379/0", "not shown: the URL holds an '@'"),
+        ("redis://default:1234?s3cr3t-pass@127.0.0.1:6379/0", "a field without '='"),
         ("unix://default:1234/s3cr3t-pass@/run/redis.sock", "a unix:// URL has no host"),
         ("rediss://:?ssl_cert_reqs=s3cr3t-pass@127.0.0.1:6379/0", "percent-encode a password"),
     ],
@@ -276,6 +277,40 @@ def test_a_url_redis_py_would_misread_or_fail_on_later_is_refused_at_once(
         RedisStore(url)
     assert why in str(refused.value)
     assert "s3cr3t-pass" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        # redis-py drops a field without "=" and a fragment, and takes the
+        # password before the cut: a connection that fails to log in later.
+        ("redis://127.0.0.1:6379/0?password=HEAD&TAIL", "a field without '='"),
+        ("redis://127.0.0.1:6379/0?db=1&password=HEAD#TAIL", "it holds a '#'"),
+        ("unix:///run/redis.sock?password=HEAD#TAIL=1", "it holds a '#'"),
+        # The rest reads as a setting redis-py refuses, which its error names.
+        ("redis://127.0.0.1:6379/0?password=HEAD&TAIL=1", "not shown: the URL's query holds"),
+    ],
+)
+def test_a_query_password_cut_at_an_ampersand_or_a_hash_is_refused_showing_no_piece(
+    url: str, why: str
+) -> None:
+    with pytest.raises(ValueError, match="client_or_url is not a usable Redis URL") as refused:
+        RedisStore(url)
+    message = str(refused.value)
+    assert why in message
+    assert "percent-encode" in message or "not shown" in message
+    assert "HEAD" not in message
+    assert "TAIL" not in message
+
+
+def test_fields_after_a_query_password_still_work_and_are_hidden_in_the_description(
+    redis_server: RedisServer,
+) -> None:
+    url = f"redis://127.0.0.1:{redis_server.port}/0?password=&db=2&socket_timeout=2"
+    store = RedisStore(url)
+    assert store._sync is not None
+    assert store._sync.client.connection_pool.connection_kwargs["db"] == 2
+    assert "db=2" not in repr(store)
 
 
 @pytest.mark.parametrize(
@@ -1362,7 +1397,8 @@ def test_the_digits_a_password_began_with_never_show_in_the_warning(
     caplog.set_level(logging.INFO, logger="bb_backoff")
     port = free_port()
     # (asyncio names the address "localhost" resolved to: "('127.0.0.1', <port>)".)
-    url = f"redis://{host}:{zeros}{port}?s3cr3t-pass@127.0.0.1:6379/0"
+    # (The password "<port>?s3cr3t-pass", with no "=", is refused at once: see below.)
+    url = f"redis://{host}:{zeros}{port}?client_name=s3cr3t-pass@127.0.0.1:6379/0"
     store = calls.store(url, clock=FakeClock())
     calls.reserve(store)
     assert store.degraded

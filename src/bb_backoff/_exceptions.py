@@ -259,7 +259,9 @@ def redact_url(url: object) -> str:
         ``client_secret``, ``jwt``, ``sig``...) replaced by ``[redacted]``,
         control characters escaped, and at most :data:`URL_LIMIT` characters.
         A Redis URL with an ``@`` after its host shows neither its port nor
-        anything after the host (see :func:`redis_tail_has_at`).
+        anything after the host (see :func:`redis_tail_has_at`); one whose
+        query password has fields or a fragment after it does not show
+        them (see :func:`redis_password_cut`).
     """
     prefix, _, rest = split_userinfo(str(url))
     text = prefix + rest
@@ -303,6 +305,30 @@ def redis_tail_has_at(parts: SplitResult) -> bool:
     return "@" in parts.path and (scheme != "unix" or bool(parts.netloc.rpartition("@")[2]))
 
 
+def _is_password_field(field: str) -> bool:
+    """Whether a query field (``name=value``) is a password, as redis-py reads its name."""
+    return "password" in unquote_plus(field.partition("=")[0]).lower()
+
+
+def redis_password_cut(parts: SplitResult) -> bool:
+    """Whether a Redis URL's query password has something after it: a field or a fragment.
+
+    A password holding an unencoded ``&`` or ``#`` is cut there: redis-py
+    takes what comes before, and the rest reads as another field
+    (``?password=s3c&ret``, ``?password=s3c&r=et``) or as a fragment
+    (``?password=s3c#ret``).  That cannot be told apart from a field of
+    its own (``?password=x&db=1``), so what shows or quotes such a URL
+    hides what follows the password.
+    """
+    if parts.scheme.lower() not in _REDIS_SCHEMES:
+        return False
+    fields = parts.query.split("&")
+    for index, field in enumerate(fields):
+        if _is_password_field(field):
+            return index < len(fields) - 1 or bool(parts.fragment)
+    return False
+
+
 def hide_redis_tail(
     parts: SplitResult, shown: tuple[str, str, str, str], mark: str
 ) -> tuple[str, str, str, str]:
@@ -310,11 +336,21 @@ def hide_redis_tail(
 
     When :func:`redis_tail_has_at`, the port goes and ``mark`` stands for the
     path, query and fragment (a unix:// socket path without an ``@`` stays:
-    it is the socket's).
+    it is the socket's).  Otherwise, when :func:`redis_password_cut`,
+    ``mark`` stands for the fields after the query's password and for the
+    fragment.
     """
     netloc, path, query, fragment = shown
     if not redis_tail_has_at(parts):
-        return shown
+        if not redis_password_cut(parts):
+            return shown
+        fields = query.split("&")
+        kept = next(
+            (index + 1 for index, field in enumerate(fields) if _is_password_field(field)),
+            len(fields),
+        )
+        query = "&".join([*fields[:kept], *([mark] if kept < len(fields) else [])])
+        return netloc, path, query, mark if fragment or parts.fragment else ""
     user, at, address = netloc.rpartition("@")
     if parts.scheme.lower() != "unix" or "@" in path:
         path = f"/{mark}" if path else ""

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final, Literal
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from ._exceptions import redis_tail_has_at, split_userinfo, without_port
+from ._exceptions import redis_password_cut, redis_tail_has_at, split_userinfo, without_port
 
 if TYPE_CHECKING:
     import redis
@@ -91,10 +91,12 @@ def _check_url(url: str) -> None:
     query.  redis-py reads a ``redis://`` URL's path as a database number
     with every ``/`` removed, and quietly ignores one that is not a number
     (``redis://host/gate`` is database 0, shared with whatever else uses
-    it; ``redis://host/1/2`` is database 12).
+    it; ``redis://host/1/2`` is database 12).  It drops a fragment and a
+    query field without ``=``, which is where a password holding ``#`` or
+    ``&`` unencoded leaves its rest.
 
     Raises:
-        UnusableRedisURL: either of those.
+        UnusableRedisURL: any of those.
     """
     _, userinfo, _ = split_userinfo(url)
     if userinfo is not None and any(c in userinfo for c in "/?#"):
@@ -103,6 +105,16 @@ def _check_url(url: str) -> None:
             "percent-encode a password that holds '/', '?', '#' or '@'"
         )
     parts = urlsplit(url)
+    if "#" in url:  # (not in the user part: refused above)
+        raise UnusableRedisURL(
+            "it holds a '#' (redis-py ignores what follows, perhaps a password cut there): "
+            "percent-encode a password that holds '/', '?', '#', '&' or '@'"
+        )
+    if any(field and "=" not in field for field in parts.query.split("&")):
+        raise UnusableRedisURL(
+            "its query holds a field without '=' (redis-py ignores it, perhaps a password cut "
+            "at a '&'): percent-encode a password that holds '/', '?', '#', '&' or '@'"
+        )
     if parts.scheme.lower() == "unix":
         if "@" in parts.path and redis_tail_has_at(parts):
             raise UnusableRedisURL(
@@ -137,9 +149,13 @@ def _check_connections(url: str, client: redis.Redis | redis.asyncio.Redis) -> N
         pool.connection_class(**pool.connection_kwargs)
     except (TypeError, ValueError, redis.RedisError) as error:
         reason = scrub(str(error), url_passwords(url), "***")
-        if "@" in reason or redis_tail_has_at(urlsplit(url)):
+        parts = urlsplit(url)
+        if "@" in reason or redis_tail_has_at(parts):
             # Perhaps naming a piece of a password cut at a "?" (see redact_url).
             reason = "not shown: the URL holds an '@' after its host"
+        elif redis_password_cut(parts):
+            # Perhaps naming a piece of a password cut at a "&" (see redact_url).
+            reason = "not shown: the URL's query holds fields after its password"
         raise UnusableRedisURL(f"redis-py refuses a setting in its query ({reason})") from None
 
 
