@@ -3,10 +3,13 @@
 Every variant sends the same GET to the same in-process transport and parses
 the JSON body, so the difference is what the wrapper adds: the flag check,
 the status check, the origin guard, and (flag on, by default) the account
-gate in memory.  A third table, pages, walks a listing by its absolute
-``next`` links, one page per call: the clients' ``pages`` against the loop
-a careful user writes over bare httpx; there the clients also check every
-link (origin, loops) and record each page.  Rounds of the variants are interleaved,
+gate in memory.  The clients keep no cookies (see ``NoCookies``), which
+spares them httpx's cookie work on every response; the second row, bare
+httpx with that same jar, compares like with like.  A third table, pages,
+walks a listing by its absolute ``next`` links, one page per call: the
+clients' ``pages`` against the loop a careful user writes over bare httpx;
+there the clients also check every link (origin, loops) and record each
+page.  Rounds of the variants are interleaved,
 so a noisy neighbour slows them all alike; the figure per variant is the
 median over rounds of the mean time per request.
 
@@ -48,6 +51,7 @@ import httpx
 import tenacity
 
 import bb_backoff as bb
+from bb_backoff._client import NoCookies
 
 URL = "https://api.bitbucket.org/2.0/user"
 BODY = b'{"username": "ada", "account_id": "1234"}'
@@ -112,6 +116,7 @@ async def async_variants() -> AsyncIterator[dict[str, Callable[[], Awaitable[obj
     retrying = tenacity.AsyncRetrying(stop=tenacity.stop_after_attempt(3))
     async with (
         httpx.AsyncClient(transport=transport) as bare,
+        httpx.AsyncClient(transport=transport, cookies=NoCookies()) as cookieless,
         bb.AsyncBitbucketClient(transport=transport) as ours,
         bb.AsyncBitbucketClient(transport=transport, gate=False) as ungated,
         bb.AsyncBitbucketClient(transport=transport, flag=bb.FlipperFlag()) as off,
@@ -126,8 +131,12 @@ async def async_variants() -> AsyncIterator[dict[str, Callable[[], Awaitable[obj
                     return (await bare.get(URL)).json()
             return None  # pragma: no cover (tenacity either returns or raises)
 
+        async def cookieless_get() -> object:
+            return (await cookieless.get(URL)).json()
+
         yield {
             "httpx.AsyncClient.get + json": bare_get,
+            "httpx.AsyncClient.get + json, no cookie jar (as ours)": cookieless_get,
             "AsyncBitbucketClient.get (flag on, memory gate)": lambda: ours.get("/user"),
             "AsyncBitbucketClient.get (flag on, gate=False)": lambda: ungated.get("/user"),
             "AsyncBitbucketClient.get (FlipperFlag off)": lambda: off.get("/user"),
@@ -141,11 +150,13 @@ def sync_variants() -> Iterator[dict[str, Callable[[], object]]]:
     transport = httpx.MockTransport(handler)
     with (
         httpx.Client(transport=transport) as bare,
+        httpx.Client(transport=transport, cookies=NoCookies()) as cookieless,
         bb.BitbucketClient(transport=transport) as ours,
         bb.BitbucketClient(transport=transport, gate=False) as ungated,
     ):
         yield {
             "httpx.Client.get + json": lambda: bare.get(URL).json(),
+            "httpx.Client.get + json, no cookie jar (as ours)": lambda: cookieless.get(URL).json(),
             "BitbucketClient.get (flag on, memory gate)": lambda: ours.get("/user"),
             "BitbucketClient.get (flag on, gate=False)": lambda: ungated.get("/user"),
         }

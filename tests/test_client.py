@@ -1963,6 +1963,28 @@ async def test_extra_headers_go_with_every_request_beside_the_clients_own(
     assert headers["Authorization"] == f"Bearer {TOKEN}"
 
 
+async def test_no_cookie_the_api_sets_rides_on_a_later_request_redirects_included(
+    make_api: Callable[..., Api],
+) -> None:
+    # Every request is authenticated by the credential alone: a session or a
+    # load balancer's cookie must not follow in this client and not in others.
+    session = {"Set-Cookie": "cloud.session.token=s3ss10n; Domain=api.bitbucket.org; Path=/"}
+    diff = f"{BASE}/repositories/ada/r/diff/1"
+    api = make_api(
+        scripted(
+            httpx.Response(200, json={}, headers=session),
+            httpx.Response(200, json={}),
+            httpx.Response(302, headers={**session, "Location": f"{diff}?redirected=1"}),
+            httpx.Response(200, text="diff --git"),
+        )
+    )
+    await api.get("/user")
+    await api.get("/user")
+    assert await api.call("get_text", diff, None) == "diff --git"
+    assert len(api.requests) == 4
+    assert [request.headers.get("Cookie") for request in api.requests] == [None] * 4
+
+
 def test_an_authorization_header_beside_auth_is_refused(kind: str) -> None:
     client = bb.BitbucketClient if kind == "sync" else bb.AsyncBitbucketClient
     with pytest.raises(ValueError, match="Authorization"):

@@ -24,7 +24,7 @@ overhead = load_file(SCRIPT, "overhead")
 def test_every_variant_answers_with_the_body() -> None:
     with overhead.sync_variants() as variants:
         answers = [call() for call in variants.values()]
-    assert answers == [USER] * 3
+    assert answers == [USER] * 4
 
 
 def test_every_listing_variant_reads_the_same_pages_and_starts_again_after_the_last() -> None:
@@ -39,7 +39,7 @@ def test_every_listing_variant_reads_the_same_pages_and_starts_again_after_the_l
 async def test_every_async_variant_answers_with_the_body() -> None:
     async with overhead.async_variants() as variants:
         answers = [await call() for call in variants.values()]
-    assert answers == [USER] * 5
+    assert answers == [USER] * 6
 
 
 @pytest.mark.parametrize(

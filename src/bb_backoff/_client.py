@@ -29,6 +29,7 @@ from collections.abc import (
     Sequence,
 )
 from datetime import timedelta
+from http.cookiejar import Cookie, CookieJar
 from typing import Any, Final, Self, TypeAlias, TypeGuard
 
 import attrs
@@ -178,6 +179,7 @@ class _BaseClient:
         theirs = list(hooks.get("request", ()))
         built: dict[str, Any] = {
             "auth": auth,
+            "cookies": NoCookies(),
             "headers": headers,
             "timeout": self._timeout,
             # Bitbucket redirects the pull-request diff; the request flow
@@ -211,6 +213,24 @@ class _BaseClient:
         if fixed is not None:
             return fixed
         return self._on if self._flag_check.ask() else self._off
+
+
+class NoCookies(CookieJar):
+    """The clients' cookie jar: it keeps nothing, so no request carries a cookie.
+
+    Every request is authenticated by the client's credential alone.  A
+    cookie the API sets (a session, a load balancer's) would otherwise ride
+    along on the requests after it, in this client and not in the other
+    workers' or processes', and storing one costs every response a few
+    microseconds: httpx builds an ``email.message.Message`` of its headers
+    to look for ``Set-Cookie``, about as much as the account gate costs.
+    """
+
+    def extract_cookies(self, response: object, request: object) -> None:
+        """Keep none of the response's cookies."""
+
+    def set_cookie(self, cookie: Cookie) -> None:
+        """Keep no cookie."""
 
 
 def _check_base_url(base_url: object) -> httpx.URL:
