@@ -14,6 +14,7 @@ import re
 import threading
 import traceback
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -40,6 +41,7 @@ from bb_backoff import _exceptions as exceptions_module
 from bb_backoff._exceptions import SECRET_MINIMUM, redact_url
 from bb_backoff._flipper_redis import _redact_url as flipper_redact_url
 from bb_backoff._outcomes import ERROR_TEXT_LIMIT
+from bb_backoff._redis_clients import url_passwords
 from bb_backoff.testing import VirtualClock
 
 BASE_URL = "https://api.bitbucket.org/2.0"
@@ -584,6 +586,32 @@ def test_a_redis_query_password_cut_at_an_ampersand_or_a_hash_shows_no_piece_of_
             assert piece not in shown, (url, shown)
         assert shown.startswith(scheme)
         assert before in shown  # what comes before the password still shows
+
+
+# Found by a review: a password holding "@" and then "#" ends the user part
+# at its own "@" (what follows reads as a host), and one holding "#" and then
+# "@" left its last piece in FlipperFlag's description.
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://:PWa@PWb#PWc@127.0.0.1:6379/0",
+        "redis://:PWa@PWb?client_name=PWc@127.0.0.1:6379/0",
+        "redis://:PWa#PWb@PWc@127.0.0.1:6379/0",
+        "redis://me:PWa?PWb@PWc@127.0.0.1:6379/0",
+    ],
+)
+def test_a_redis_password_holding_an_at_sign_and_a_delimiter_shows_no_piece(url: str) -> None:
+    for shown in (redact_url(url), flipper_redact_url(url)):
+        assert "PW" not in shown, shown
+    # Where redis-py reads a piece as the host, its errors name it: scrubbed too.
+    host = urlsplit(url).netloc.rpartition("@")[2]
+    if host.startswith("PW"):
+        assert f"{host}:" in url_passwords(url)
+
+
+def test_flipper_hides_what_redact_url_hides_in_a_redis_query() -> None:
+    url = "redis://127.0.0.1:1/0?db=1&passwd=s3cr3t-pass&api_key=k3y"
+    assert flipper_redact_url(url) == "redis://127.0.0.1:1/0?db=1&passwd=***&api_key=***"
 
 
 def test_a_redis_query_with_fields_after_its_password_hides_them_and_only_them() -> None:

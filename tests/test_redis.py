@@ -1340,41 +1340,26 @@ def test_with_nothing_listening_calls_work_on_local_state_with_one_warning(
     assert "s3cr3t-pass" not in caplog.text
 
 
-# OCSP validation exists for redis-py's sync connections only: its asyncio
-# client refuses the setting.  Found by a review: an async request raised
-# that refusal (a ValueError) from its first reservation.
-OCSP_URL = "rediss://:s3cr3t-pass@127.0.0.1:{port}/0?ssl_validate_ocsp=true"
-
-
-def test_a_setting_only_the_sync_connections_take_serves_async_calls_through_them(
-    calls: Calls, caplog: pytest.LogCaptureFixture
-) -> None:
-    caplog.set_level(logging.INFO, logger="bb_backoff")
-    port = free_port()
-    store = calls.store(OCSP_URL.format(port=port), clock=FakeClock())
-    assert calls.reserve(store).kind == GO
-    # Nothing listens: an outage like any other, on local state, told once.
-    assert store.degraded
-    (warning,) = warnings_of(caplog)
-    assert f"127.0.0.1:{port}" in warning
-    assert store._async_by_loop == {}  # no asyncio client: the sync one, in a thread
-    (note,) = warnings_of(caplog, logging.INFO)
-    assert "ssl_validate_ocsp" in note
-    assert "async callers use the sync client in a worker thread" in note
-    assert "s3cr3t-pass" not in caplog.text
-
-
-@pytest.mark.anyio
-async def test_an_async_request_never_fails_on_a_setting_only_the_sync_connections_take(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    store = RedisStore(OCSP_URL.format(port=free_port()), clock=FakeClock())
-    transport = httpx.MockTransport(lambda _: httpx.Response(200, json={"ok": 1}))
-    gate = bb.AccountGate(store=store)
-    async with bb.AsyncBitbucketClient(transport=transport, gate=gate) as client:
-        assert await client.get("/user") == {"ok": 1}
-    assert store.degraded
-    assert len(warnings_of(caplog)) == 1
+# Found by reviews: an async request through a store made from such a URL
+# raised the asyncio client's refusal (a ValueError) from its first
+# reservation; and redis-py reads an OCSP setting from a URL as text, which
+# either asks for no check at all ("true" is not True) or fails at the first
+# command, and its asyncio connections take none of them.
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("rediss://:s3cr3t-pass@127.0.0.1:6379/0?ssl_validate_ocsp=true", "an OCSP setting"),
+        ("rediss://:s3cr3t-pass@127.0.0.1:6379/0?ssl_validate_ocsp_stapled=false", "OCSP"),
+        ("rediss://127.0.0.1:6379/0?password=s3cr3t-pass&SSL_OCSP_EXPECTED_CERT=x", "OCSP"),
+        # Taken by the sync connections, refused by the asyncio ones.
+        ("redis://:s3cr3t-pass@127.0.0.1:6379/0?command_packer=x", "'command_packer'"),
+    ],
+)
+def test_a_url_only_the_sync_connections_take_is_refused_at_once(url: str, why: str) -> None:
+    with pytest.raises(ValueError, match="client_or_url is not a usable Redis URL") as refused:
+        RedisStore(url)
+    assert why in str(refused.value)
+    assert "s3cr3t-pass" not in str(refused.value)
 
 
 def test_a_port_of_any_length_before_an_at_sign_is_described_not_raised() -> None:

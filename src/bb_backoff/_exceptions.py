@@ -212,7 +212,8 @@ def short_repr(value: object) -> str:
     return text if len(text) <= _SHOWN_CHARACTERS else text[: _SHOWN_CHARACTERS - 3] + "..."
 
 
-def _secret_name(name: str) -> bool:
+def secret_name(name: str) -> bool:
+    """Whether a query parameter named ``name`` (as written: percent-encoded) holds a secret."""
     lowered = unquote_plus(name).lower()
     return lowered in _SECRET_NAMES or any(marker in lowered for marker in _SECRET_MARKERS)
 
@@ -263,7 +264,7 @@ def redact_url(url: object) -> str:
         query password has fields or a fragment after it does not show
         them (see :func:`redis_password_cut`).
     """
-    prefix, _, rest = split_userinfo(str(url))
+    prefix, userinfo, rest = split_userinfo(str(url))
     text = prefix + rest
     try:
         parts = urlsplit(text)
@@ -274,7 +275,7 @@ def redact_url(url: object) -> str:
     query = _redact_pairs(parts.query)
     fragment = _redact_pairs(parts.fragment)  # OAuth implicit flows put tokens here
     netloc, path, query, fragment = hide_redis_tail(
-        parts, (netloc, parts.path, query, fragment), _REDACTED
+        parts, (netloc, parts.path, query, fragment), _REDACTED, had_user=userinfo is not None
     )
     rebuilt = urlunsplit((parts.scheme, netloc, path, query, fragment))
     scheme = f"{parts.scheme}://"
@@ -330,13 +331,16 @@ def redis_password_cut(parts: SplitResult) -> bool:
 
 
 def hide_redis_tail(
-    parts: SplitResult, shown: tuple[str, str, str, str], mark: str
+    parts: SplitResult, shown: tuple[str, str, str, str], mark: str, *, had_user: bool = False
 ) -> tuple[str, str, str, str]:
     """``shown`` (netloc, path, query, fragment), hidden after the host when it must be.
 
     When :func:`redis_tail_has_at`, the port goes and ``mark`` stands for the
     path, query and fragment (a unix:// socket path without an ``@`` stays:
-    it is the socket's).  Otherwise, when :func:`redis_password_cut`,
+    it is the socket's); for a URL with a user part (``had_user``, or one
+    left in ``netloc``), ``mark`` stands for the host too: the user part may
+    have ended at an ``@`` of the password's, and the host be a piece of it
+    (``redis://:s3c@ret#more@host``).  Otherwise, when :func:`redis_password_cut`,
     ``mark`` stands for the fields after the query's password and for the
     fragment.
     """
@@ -355,7 +359,7 @@ def hide_redis_tail(
     if parts.scheme.lower() != "unix" or "@" in path:
         path = f"/{mark}" if path else ""
     return (
-        user + at + without_port(address),
+        user + at + (mark if had_user or at else without_port(address)),
         path,
         mark if query else "",
         mark if fragment else "",
@@ -372,7 +376,7 @@ def without_port(netloc: str) -> str:
 def _redact_pairs(text: str) -> str:
     """``name=value&...`` with secret values replaced, everything else as it was."""
     return "&".join(
-        f"{pair.partition('=')[0]}={_REDACTED}" if _secret_name(pair.partition("=")[0]) else pair
+        f"{pair.partition('=')[0]}={_REDACTED}" if secret_name(pair.partition("=")[0]) else pair
         for pair in text.split("&")
     )
 

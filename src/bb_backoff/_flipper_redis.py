@@ -38,12 +38,12 @@ import redis
 import redis.asyncio
 from redis.connection import parse_url
 
-from ._exceptions import hide_redis_tail
+from ._exceptions import hide_redis_tail, secret_name
 from ._flags import FlagStoreError
 from ._redis_clients import (
     UnusableRedisURL,
     async_client,
-    asyncio_refusal,
+    check_asyncio,
     client_passwords,
     describe_client,
     is_redis_url,
@@ -191,10 +191,15 @@ def _redact_url(url: str) -> str:
     except ValueError:
         return "<an unparsable URL>"
     hidden = urlencode(
-        [(key, "***" if "password" in key.lower() else value) for key, value in query], safe="*"
+        [(key, "***" if secret_name(key) else value) for key, value in query], safe="*"
     )
+    # The host is what follows the authority's last "@": a password holding
+    # "#", "?" or "/" and then "@" leaves pieces between the mask and it.
+    user, at, address = parts.netloc.rpartition("@")
+    head, mask, _ = user.partition(":***")
+    netloc = f"{head + mask if mask else user}{at}{address}"
     # Perhaps a password cut after digits that read as a port (see redact_url).
-    netloc, path, hidden, _ = hide_redis_tail(parts, (parts.netloc, parts.path, hidden, ""), "***")
+    netloc, path, hidden, _ = hide_redis_tail(parts, (netloc, parts.path, hidden, ""), "***")
     rebuilt = urlunsplit((parts.scheme, netloc, path, hidden, ""))
     if not parts.netloc:  # urlunsplit drops the empty authority of unix:///path
         rebuilt = f"{parts.scheme}://{rebuilt.removeprefix(parts.scheme + ':')}"
@@ -225,8 +230,6 @@ class RedisFlagStore:
             raise ValueError(f"key_prefix must be a string, got {type(key_prefix).__name__}")
         self.key_prefix: Final = key_prefix
         self._url: str | None = None
-        self._async_url: str | None = None
-        """The URL of the asyncio clients for async reads; ``None``: they use the sync one."""
         self._sync_client: redis.Redis | None = None
         self._async_client: redis.asyncio.Redis | None = None
         self._loop_clients: weakref.WeakKeyDictionary[
@@ -242,9 +245,6 @@ class RedisFlagStore:
                 )
             self._sync_client = self._client_from_url(store)
             self._url = store
-            # For a setting redis-py's asyncio connections refuse (OCSP),
-            # async reads use the sync client in a worker thread.
-            self._async_url = None if asyncio_refusal(store) else store
         elif isinstance(store, redis.Redis | redis.asyncio.Redis):
             if isinstance(store, redis.asyncio.Redis):
                 self._async_client = store
@@ -268,7 +268,8 @@ class RedisFlagStore:
                 f"store is not a valid Redis URL: {self.description!r} ({error})"
             ) from None
         try:
-            return sync_client(url, timeout=DEFAULT_TIMEOUT)
+            client = sync_client(url, timeout=DEFAULT_TIMEOUT)
+            check_asyncio(url)  # read_async makes its client later, once per event loop
         except UnusableRedisURL as error:
             raise ValueError(
                 f"store is not a valid Redis URL: {self.description!r}: {error}"
@@ -276,8 +277,9 @@ class RedisFlagStore:
         except (ValueError, TypeError):
             raise ValueError(
                 f"store is not a valid Redis URL: {self.description!r} (percent-encode a "
-                "password that holds '/', '?', '#' or '@')"
+                "password that holds '/', '?', '#', '&' or '@')"
             ) from None
+        return client
 
     def __repr__(self) -> str:
         return f"RedisFlagStore({self.description!r}, key_prefix={self.key_prefix!r})"
@@ -331,9 +333,8 @@ class RedisFlagStore:
 
     async def read_async(self, name: str) -> FlipperHash:
         """:meth:`read` without blocking the event loop."""
-        client, url = self._async_client, self._async_url
-        if client is None and url is None:
-            # A sync client handed in, or a URL only it serves: run it off the loop.
+        client, url = self._async_client, self._url
+        if client is None and url is None:  # a sync client handed in: run it off the loop
             return await asyncio.to_thread(self.read, name)
         try:
             if client is None:

@@ -85,7 +85,7 @@ from ._gate import MemoryStore
 from ._redis_clients import (
     UnusableRedisURL,
     async_client,
-    asyncio_refusal,
+    check_asyncio,
     client_kind,
     client_passwords,
     describe_client,
@@ -977,8 +977,6 @@ class RedisStore:
         """Whether the scripts use the ``now`` the caller passes (epoch seconds)."""
 
         self._url: str | None = None
-        self._async_url: str | None = None
-        """The URL async callers' asyncio clients are made from; ``None``: they use the sync one."""
         self._sync: _Connection | None = None
         self._given_async: _Connection | None = None
         self._async_by_loop: dict[asyncio.AbstractEventLoop, _Connection] = {}
@@ -986,7 +984,6 @@ class RedisStore:
             self._where = redact_url(client_or_url)
             self._sync = _Connection(self._client_from_url(client_or_url))
             self._url = client_or_url
-            self._async_url = self._asyncio_url(client_or_url)
         else:
             kind = client_kind(client_or_url) if is_redis_client(client_or_url) else None
             if kind is None:
@@ -1033,7 +1030,8 @@ class RedisStore:
                 f"client, got {redact_url(url)!r}"
             )
         try:
-            return sync_client(url, timeout=self.timeout)
+            client = sync_client(url, timeout=self.timeout)
+            check_asyncio(url)  # async callers make their client later, once per event loop
         except UnusableRedisURL as error:
             raise ValueError(
                 f"client_or_url is not a usable Redis URL: {redact_url(url)!r}: {error}"
@@ -1042,19 +1040,7 @@ class RedisStore:
             raise ValueError(
                 f"client_or_url is not a usable Redis URL: {redact_url(url)!r}"
             ) from None
-
-    def _asyncio_url(self, url: str) -> str | None:
-        """``url``, or ``None`` when only the sync connections take it (async callers use them)."""
-        refusal = asyncio_refusal(url)
-        if refusal is None:
-            return url
-        logger.info(
-            "Redis at %s: %s for asyncio connections; async callers use the sync client in a "
-            "worker thread",
-            self._where,
-            refusal,
-        )
-        return None
+        return client
 
     # -- what the process knows ------------------------------------------------------
 
@@ -1351,7 +1337,7 @@ class RedisStore:
         """The asyncio client for the running loop, or ``None`` to run the sync one in a thread."""
         if self._given_async is not None:
             return self._given_async
-        url = self._async_url
+        url = self._url
         if url is None:
             return None
         loop = asyncio.get_running_loop()

@@ -17,7 +17,7 @@ import re
 import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final, Literal
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, unquote_plus, urlsplit
 
 from ._exceptions import redis_password_cut, redis_tail_has_at, split_userinfo, without_port
 
@@ -81,6 +81,8 @@ class UnusableRedisURL(ValueError):
 
 
 _DATABASE: Final = re.compile(r"[0-9]+")
+_OCSP_SETTINGS: Final = ("ssl_validate_ocsp", "ssl_ocsp_")
+"""redis-py's OCSP settings: the sync connections' only, and misread from a URL's text."""
 
 
 def _check_url(url: str) -> None:
@@ -109,6 +111,15 @@ def _check_url(url: str) -> None:
         raise UnusableRedisURL(
             "it holds a '#' (redis-py ignores what follows, perhaps a password cut there): "
             "percent-encode a password that holds '/', '?', '#', '&' or '@'"
+        )
+    names = {unquote_plus(field.partition("=")[0]).lower() for field in parts.query.split("&")}
+    if any(name.startswith(_OCSP_SETTINGS) for name in names):
+        # (Not named: a field after a password may be a piece of it.)
+        raise UnusableRedisURL(
+            "it holds an OCSP setting (ssl_validate_ocsp, ssl_validate_ocsp_stapled, "
+            "ssl_ocsp_context, ssl_ocsp_expected_cert): redis-py reads a URL's settings as "
+            "text, which asks for no OCSP check ('true') or fails at the first command, and its "
+            "asyncio connections take none of them; hand the store a redis.Redis made with them"
         )
     if any(field and "=" not in field for field in parts.query.split("&")):
         raise UnusableRedisURL(
@@ -182,7 +193,7 @@ def async_client(url: str, *, timeout: float) -> redis.asyncio.Redis:
 
     Raises:
         UnusableRedisURL: as :func:`sync_client`; also for a setting only
-            the sync connections take (see :func:`asyncio_refusal`).
+            the sync connections take (see :func:`check_asyncio`).
     """
     import redis.asyncio  # noqa: PLC0415 (the optional dependency)
     from redis.asyncio.retry import Retry  # noqa: PLC0415
@@ -194,22 +205,18 @@ def async_client(url: str, *, timeout: float) -> redis.asyncio.Redis:
     return client
 
 
-def asyncio_refusal(url: str) -> str | None:
-    """Why redis-py's asyncio connections refuse ``url`` when its sync ones take it, or ``None``.
+def check_asyncio(url: str) -> None:
+    """Refuse a URL (taken by the sync client) whose settings redis-py's asyncio connections refuse.
 
-    A few settings exist for the sync connections only: OCSP validation
-    (``ssl_validate_ocsp``, ``ssl_validate_ocsp_stapled`` and their
-    kin).  The stores check a URL with the sync client when they are
-    made; for one of these they serve async callers with that sync client
-    in a worker thread, which honours the setting, rather than fail every
-    async request (an asyncio client is made on the first async call, once
-    per event loop).  Nothing connects here.
+    The stores serve sync and async callers from one URL: the asyncio
+    client is made on the first async call, once per event loop, and a
+    setting only it refuses would fail every async request then.  Nothing
+    connects here.
+
+    Raises:
+        UnusableRedisURL: as :func:`sync_client`.
     """
-    try:
-        async_client(url, timeout=1.0)
-    except UnusableRedisURL as error:
-        return str(error)
-    return None
+    async_client(url, timeout=1.0)
 
 
 # -- passwords, and describing without them ------------------------------------------------
@@ -250,6 +257,10 @@ def url_passwords(url: str) -> list[str]:
         # ("0") would hide every such character of the message.
         address = parts.netloc.rpartition("@")[2]
         host = without_port(address)
+        if host and split_userinfo(url)[1] is not None:
+            # The host may be a piece of the password too (redact_url hides
+            # it): as redis-py's errors name it, with its port or quoted.
+            found += [f"{host}:", f"'{host.strip('[]')}'"]
         digits = address[len(host) + 1 :]
         if digits:
             bare = host.strip("[]")
