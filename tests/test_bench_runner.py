@@ -383,6 +383,9 @@ def test_check_redis_never_quotes_a_piece_of_a_password_from_a_url_it_cannot_rea
         ("redis://:s3cr3t@127.0.0.1:6399/bench", "the path after the host must be a database"),
         ("redis://:s3cr3t@127.0.0.1:6399/0?protocol=4", "protocol must be either 2 or 3"),
         ("redis://:?s3cr3t=1@127.0.0.1:6399/0", "percent-encode a password"),
+        # The sync client takes it; the fleet's async importers failed on it
+        # with a raw AttributeError (found by a review).
+        ("redis://:s3cr3t@127.0.0.1:6399/0?command_packer=x", "'command_packer'"),
     ],
 )
 def test_check_redis_refuses_a_url_redis_py_would_misread_saying_why(url: str, why: str) -> None:

@@ -573,16 +573,18 @@ _PIECE = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789!$%;:", min_size=
     rest=st.tuples(_PIECE, st.none() | _PIECE),
     before=st.sampled_from(["", "db=1&", "socket_timeout=2&"]),
     scheme=st.sampled_from(["redis://127.0.0.1:6379/0", "rediss://h:6380", "unix:///r.sock"]),
+    # redis-py reads "password"; the others are refused, and shown the same way.
+    name=st.sampled_from(["password", "PassWord", "passwd", "auth_token"]),
 )
 def test_a_redis_query_password_cut_at_an_ampersand_or_a_hash_shows_no_piece_of_it(
-    head: str, cut: str, rest: tuple[str, str | None], before: str, scheme: str
+    *, head: str, cut: str, rest: tuple[str, str | None], before: str, scheme: str, name: str
 ) -> None:
     """``?password=s3c&ret`` or ``#ret``: redis-py reads ``s3c``, and ``ret`` as a field."""
-    name, value = rest
-    tail = f"TL{name}" if value is None else f"TL{name}=VL{value}"
-    url = f"{scheme}?{before}password=HD{head}{cut}{tail}"
+    field, value = rest
+    tail = f"TL{field}" if value is None else f"TL{field}=VL{value}"
+    url = f"{scheme}?{before}{name}=HD{head}{cut}{tail}"
     for shown in (redact_url(url), flipper_redact_url(url)):
-        for piece in (f"HD{head}", f"TL{name}", f"VL{value}"):
+        for piece in (f"HD{head}", f"TL{field}", f"VL{value}"):
             assert piece not in shown, (url, shown)
         assert shown.startswith(scheme)
         assert before in shown  # what comes before the password still shows
@@ -610,8 +612,9 @@ def test_a_redis_password_holding_an_at_sign_and_a_delimiter_shows_no_piece(url:
 
 
 def test_flipper_hides_what_redact_url_hides_in_a_redis_query() -> None:
-    url = "redis://127.0.0.1:1/0?db=1&passwd=s3cr3t-pass&api_key=k3y"
-    assert flipper_redact_url(url) == "redis://127.0.0.1:1/0?db=1&passwd=***&api_key=***"
+    for name in ("passwd", "api_key", "auth_token"):
+        url = f"redis://127.0.0.1:1/0?db=1&{name}=s3cr3t-pass"
+        assert flipper_redact_url(url) == f"redis://127.0.0.1:1/0?db=1&{name}=***"
 
 
 def test_a_redis_query_with_fields_after_its_password_hides_them_and_only_them() -> None:

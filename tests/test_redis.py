@@ -1371,10 +1371,14 @@ def test_a_port_of_any_length_before_an_at_sign_is_described_not_raised() -> Non
     assert "s3cr3t-pass" not in str(refused.value)
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "LocalHost"])
 @pytest.mark.parametrize("zeros", ["", "00"])
+# With a user part, the host may be a piece of the password as well, and is
+# scrubbed too; the port must still go with it (found by a review: the host
+# scrubbed first broke "host:port" before its turn, and the digits showed).
+@pytest.mark.parametrize("user", ["", ":s3c@"])
 def test_the_digits_a_password_began_with_never_show_in_the_warning(
-    calls: Calls, caplog: pytest.LogCaptureFixture, zeros: str, host: str
+    calls: Calls, caplog: pytest.LogCaptureFixture, zeros: str, host: str, user: str
 ) -> None:
     # The password "<port>?s3cr3t-pass" cut at its "?": redis-py reads the
     # host 127.0.0.1 and the password's digits as the port, and its error
@@ -1383,7 +1387,7 @@ def test_the_digits_a_password_began_with_never_show_in_the_warning(
     port = free_port()
     # (asyncio names the address "localhost" resolved to: "('127.0.0.1', <port>)".)
     # (The password "<port>?s3cr3t-pass", with no "=", is refused at once: see below.)
-    url = f"redis://{host}:{zeros}{port}?client_name=s3cr3t-pass@127.0.0.1:6379/0"
+    url = f"redis://{user}{host}:{zeros}{port}?client_name=s3cr3t-pass@127.0.0.1:6379/0"
     store = calls.store(url, clock=FakeClock())
     calls.reserve(store)
     assert store.degraded

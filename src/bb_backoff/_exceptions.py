@@ -306,9 +306,9 @@ def redis_tail_has_at(parts: SplitResult) -> bool:
     return "@" in parts.path and (scheme != "unix" or bool(parts.netloc.rpartition("@")[2]))
 
 
-def _is_password_field(field: str) -> bool:
-    """Whether a query field (``name=value``) is a password, as redis-py reads its name."""
-    return "password" in unquote_plus(field.partition("=")[0]).lower()
+def _is_secret_field(field: str) -> bool:
+    """Whether a query field (``name=value``) holds a secret, by its name: a password, a key..."""
+    return secret_name(field.partition("=")[0])
 
 
 def redis_password_cut(parts: SplitResult) -> bool:
@@ -325,7 +325,7 @@ def redis_password_cut(parts: SplitResult) -> bool:
         return False
     fields = parts.query.split("&")
     for index, field in enumerate(fields):
-        if _is_password_field(field):
+        if _is_secret_field(field):
             return index < len(fields) - 1 or bool(parts.fragment)
     return False
 
@@ -350,7 +350,7 @@ def hide_redis_tail(
             return shown
         fields = query.split("&")
         kept = next(
-            (index + 1 for index, field in enumerate(fields) if _is_password_field(field)),
+            (index + 1 for index, field in enumerate(fields) if _is_secret_field(field)),
             len(fields),
         )
         query = "&".join([*fields[:kept], *([mark] if kept < len(fields) else [])])

@@ -13,6 +13,7 @@ is made, or when the value asked about may be one.
 
 from __future__ import annotations
 
+import itertools
 import re
 import sys
 from collections.abc import Mapping
@@ -256,18 +257,21 @@ def url_passwords(url: str) -> list[str]:
         # ("01234" shows as 1234).  Only those forms: a short port alone
         # ("0") would hide every such character of the message.
         address = parts.netloc.rpartition("@")[2]
-        host = without_port(address)
-        if host and split_userinfo(url)[1] is not None:
+        written = without_port(address)
+        # As written, and as redis-py names it (it lower-cases a host name).
+        hosts = dict.fromkeys([written, written.lower()])
+        if written and split_userinfo(url)[1] is not None:
             # The host may be a piece of the password too (redact_url hides
             # it): as redis-py's errors name it, with its port or quoted.
-            found += [f"{host}:", f"'{host.strip('[]')}'"]
-        digits = address[len(host) + 1 :]
+            for host in hosts:
+                found += [f"{host}:", f"'{host.strip('[]')}'"]
+        digits = address[len(written) + 1 :]
         if digits:
-            bare = host.strip("[]")
             # (int() refuses more than 4,300 digits; no port has 20.)
             readable = digits.isascii() and digits.isdigit() and len(digits) <= 20  # noqa: PLR2004
             numbers = [digits, *([str(int(digits))] if readable else [])]
-            for number in numbers:
+            for number, host in itertools.product(numbers, hosts):
+                bare = host.strip("[]")
                 found += [f"{host}:{number}", f"{bare}:{number}", f"'{bare}', {number}"]
                 # asyncio names the address the host resolved to: "('127.0.0.1', 17)",
                 # "('::1', 17, 0, 0)".
@@ -302,8 +306,12 @@ def describe_client(client: object) -> str:
 
 
 def scrub(text: str, passwords: list[str], mark: str) -> str:
-    """``text`` with every one of ``passwords`` replaced by ``mark``."""
-    for password in passwords:
+    """``text`` with every one of ``passwords`` replaced by ``mark``, the longest first.
+
+    Longest first: a shorter one that another holds (``host:`` in
+    ``host:1234``) would otherwise break the longer one before its turn.
+    """
+    for password in sorted(passwords, key=len, reverse=True):
         if password:
             text = text.replace(password, mark)
     return text

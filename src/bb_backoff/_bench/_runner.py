@@ -37,7 +37,13 @@ from .._client import AsyncBitbucketClient
 from .._exceptions import redact_url
 from .._gate import AccountGate, MemoryStore
 from .._policy import ExponentialBackoff, RetryPolicy
-from .._redis_clients import UnusableRedisURL, scrub, sync_client, url_passwords
+from .._redis_clients import (
+    UnusableRedisURL,
+    check_asyncio,
+    scrub,
+    sync_client,
+    url_passwords,
+)
 from .._redis_server import RedisServer, RedisUnavailable
 from .._timing import default_async_sleep, default_clock
 from ..testing import MockBitbucket, VirtualClock, VirtualThreads, run_virtual, serve_mock
@@ -431,6 +437,7 @@ def check_redis(url: str) -> None:
         ) from None
     try:
         made = sync_client(url, timeout=_REDIS_CHECK_TIMEOUT)
+        check_asyncio(url)  # the fleet's importers are async clients
     except UnusableRedisURL as error:
         raise RedisUnavailable(f"{redact_url(url)} is not a usable Redis URL: {error}") from None
     except ValueError:
@@ -438,7 +445,7 @@ def check_redis(url: str) -> None:
         # may be a piece of the password: say what to fix instead.
         raise RedisUnavailable(
             f"{redact_url(url)} is not a usable Redis URL (percent-encode a password "
-            "holding '/', '?', '#' or '@')"
+            "holding '/', '?', '#', '&' or '@')"
         ) from None
     try:
         with made as client:
