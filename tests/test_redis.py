@@ -40,7 +40,7 @@ from redis.crc import key_slot
 import bb_backoff as bb
 from bb_backoff import RedisStore
 from bb_backoff._redis import STATE_FIELDS
-from bb_backoff._redis_clients import url_passwords
+from bb_backoff._redis_clients import scrub, url_passwords
 from bb_backoff._window import (
     ERROR,
     GO,
@@ -1371,7 +1371,7 @@ def test_a_port_of_any_length_before_an_at_sign_is_described_not_raised() -> Non
     assert "s3cr3t-pass" not in str(refused.value)
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "LocalHost"])
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "LocalHost", "loc%61lhost", "[::1]"])
 @pytest.mark.parametrize("zeros", ["", "00"])
 # With a user part, the host may be a piece of the password as well, and is
 # scrubbed too; the port must still go with it (found by a review: the host
@@ -1396,6 +1396,32 @@ def test_the_digits_a_password_began_with_never_show_in_the_warning(
     assert str(port) not in caplog.text
     assert "s3cr3t-pass" not in caplog.text
     assert "connecting to [redacted]." in warning  # the address alone, not each digit
+
+
+def test_a_unix_socket_path_after_a_password_with_an_at_sign_never_shows(
+    calls: Calls, caplog: pytest.LogCaptureFixture
+) -> None:
+    # "s3c@/tmp/zz%51s3cr3t?client_name=y" may be one password: redis-py reads
+    # the socket path /tmp/zzQs3cr3t (percent-decoded) and names it in its error.
+    caplog.set_level(logging.INFO, logger="bb_backoff")
+    store = calls.store("unix://:s3c@/tmp/zz%51s3cr3t?client_name=y@/tmp/r.sock", clock=FakeClock())
+    calls.reserve(store)
+    assert store.degraded
+    (warning,) = warnings_of(caplog)
+    assert "connecting to [redacted]." in warning  # the socket path, decoded by redis-py
+    for text in (caplog.text, repr(store)):
+        assert "s3cr3t" not in text
+        assert "zz" not in text
+
+
+def test_scrub_puts_no_mark_inside_another_and_takes_the_longest_first() -> None:
+    # Found by a review: a password that is a piece of the mark was scrubbed
+    # again inside each mark put in; and "host:" taken before "host:1234"
+    # left the port's digits.
+    assert scrub("ted said redacted", ["ted", "ted"], "[redacted]") == (
+        "[redacted] said redac[redacted]"
+    )
+    assert scrub("to db:1234.", ["to db:", "db:1234"], "[redacted]") == "to [redacted]."
 
 
 def test_a_slow_redis_times_out_into_local_state(

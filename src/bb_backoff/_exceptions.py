@@ -338,11 +338,11 @@ def hide_redis_tail(
     When :func:`redis_tail_has_at`, the port goes and ``mark`` stands for the
     path, query and fragment (a unix:// socket path without an ``@`` stays:
     it is the socket's); for a URL with a user part (``had_user``, or one
-    left in ``netloc``), ``mark`` stands for the host too: the user part may
-    have ended at an ``@`` of the password's, and the host be a piece of it
-    (``redis://:s3c@ret#more@host``).  Otherwise, when :func:`redis_password_cut`,
-    ``mark`` stands for the fields after the query's password and for the
-    fragment.
+    left in ``netloc``), ``mark`` stands for the host (and a unix:// socket
+    path) too: the user part may have ended at an ``@`` of the password's,
+    and what follows be a piece of it (``redis://:s3c@ret#more@host``).
+    Otherwise, when :func:`redis_password_cut`, ``mark`` stands for the
+    fields after the query's password and for the fragment.
     """
     netloc, path, query, fragment = shown
     if not redis_tail_has_at(parts):
@@ -356,7 +356,7 @@ def hide_redis_tail(
         query = "&".join([*fields[:kept], *([mark] if kept < len(fields) else [])])
         return netloc, path, query, mark if fragment or parts.fragment else ""
     user, at, address = netloc.rpartition("@")
-    if parts.scheme.lower() != "unix" or "@" in path:
+    if parts.scheme.lower() != "unix" or "@" in path or had_user or at:
         path = f"/{mark}" if path else ""
     return (
         user + at + (mark if had_user or at else without_port(address)),

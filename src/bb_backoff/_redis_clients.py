@@ -258,26 +258,35 @@ def url_passwords(url: str) -> list[str]:
         # ("0") would hide every such character of the message.
         address = parts.netloc.rpartition("@")[2]
         written = without_port(address)
-        # As written, and as redis-py names it (it lower-cases a host name).
-        hosts = dict.fromkeys([written, written.lower()])
-        if written and split_userinfo(url)[1] is not None:
-            # The host may be a piece of the password too (redact_url hides
-            # it): as redis-py's errors name it, with its port or quoted.
-            for host in hosts:
-                found += [f"{host}:", f"'{host.strip('[]')}'"]
+        # As written, and as redis-py names it: lower-cased, percent-decoded,
+        # an IPv6 address without its brackets.
+        hosts = list(
+            dict.fromkeys(
+                form
+                for case in (written, written.lower())
+                for decoded in (case, unquote(case))
+                for form in (decoded, decoded.strip("[]"))
+            )
+        )
         digits = address[len(written) + 1 :]
+        numbers: list[str] = []
         if digits:
             # (int() refuses more than 4,300 digits; no port has 20.)
             readable = digits.isascii() and digits.isdigit() and len(digits) <= 20  # noqa: PLR2004
             numbers = [digits, *([str(int(digits))] if readable else [])]
-            for number, host in itertools.product(numbers, hosts):
-                bare = host.strip("[]")
-                found += [f"{host}:{number}", f"{bare}:{number}", f"'{bare}', {number}"]
-                # asyncio names the address the host resolved to: "('127.0.0.1', 17)",
-                # "('::1', 17, 0, 0)".
-                found += [f"', {number})", f"', {number}, "]
+            # asyncio names the address the host resolved to: "('127.0.0.1', 17)",
+            # "('::1', 17, 0, 0)".
+            found += [form for number in numbers for form in (f"', {number})", f"', {number}, ")]
+        if written and split_userinfo(url)[1] is not None:
+            # The host may be a piece of the password too (redact_url hides
+            # it): as redis-py's errors name it, after "to" and before the
+            # port (the default one when none is written), or quoted.
+            numbers = numbers or ["6379"]
+            found += [form for host in hosts for form in (f"to {host}:", f"'{host}'")]
+        for number, host in itertools.product(numbers, hosts):
+            found += [f"{host}:{number}", f"'{host}', {number}"]
         if parts.scheme.lower() == "unix" and parts.path:
-            found.append(parts.path)
+            found += [parts.path, unquote(parts.path)]
     return found
 
 
@@ -305,13 +314,19 @@ def describe_client(client: object) -> str:
     return f"redis://{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}/{db}"
 
 
+_HOLE: Final = "\ue000"
+"""Where a password was, until the end of :func:`scrub` (a private-use character)."""
+
+
 def scrub(text: str, passwords: list[str], mark: str) -> str:
     """``text`` with every one of ``passwords`` replaced by ``mark``, the longest first.
 
     Longest first: a shorter one that another holds (``host:`` in
     ``host:1234``) would otherwise break the longer one before its turn.
+    The marks go in last, so that a password that is a piece of the mark
+    is not found again inside it.
     """
-    for password in sorted(passwords, key=len, reverse=True):
+    for password in sorted(set(passwords), key=len, reverse=True):
         if password:
-            text = text.replace(password, mark)
-    return text
+            text = text.replace(password, _HOLE)
+    return text.replace(_HOLE, mark)
