@@ -293,7 +293,7 @@ def test_redact_url_keeps_an_empty_authority_as_written(url: str, shown: str) ->
         ("redis://127.0.0.1:1/0?password=s3cret@prod", "redis://127.0.0.1/[redacted]?[redacted]"),
         ("redis://[::1]:1/0?client_name=w@h", "redis://[::1]/[redacted]?[redacted]"),
         # A unix:// URL needs no host: one before an "@" in the path was a password's.
-        ("unix://default:1234/s3cret@/tmp/redis.sock", "unix://default/[redacted]"),
+        ("unix://default:1234/s3cret@/tmp/redis.sock", "unix:///tmp/redis.sock"),
         ("unix:///run/redis/server@main.sock?db=0", "unix:///run/redis/server@main.sock?db=0"),
         ("https://[::1]:8080/x", "https://[::1]:8080/x"),
     ],
@@ -609,6 +609,14 @@ def test_a_redis_password_holding_an_at_sign_and_a_delimiter_shows_no_piece(url:
     host = urlsplit(url).netloc.rpartition("@")[2]
     if host.startswith("PW"):
         assert f"to {host.lower()}:" in url_passwords(url)  # lower-cased, as redis-py reads it
+
+
+def test_a_unix_url_has_no_host_so_what_stands_there_before_an_at_sign_is_a_user_part() -> None:
+    # Found by a review: "alice:" read as a host with an empty port, and the
+    # password "/s3c?ret" cut at its "/" showed as the path.
+    url = "unix://alice:/s3c?r3t@/run/redis.sock"
+    assert redact_url(url) == "unix:///run/redis.sock"
+    assert flipper_redact_url(url) == "unix://alice:***@/run/redis.sock"
 
 
 def test_flipper_hides_what_redact_url_hides_in_a_redis_query() -> None:

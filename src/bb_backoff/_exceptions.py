@@ -237,8 +237,11 @@ def split_userinfo(text: str) -> tuple[str, str | None, str]:
     at = rest.rfind("@", 0, end)
     host = rest[at + 1 : end]
     # No host name before a port (":" or ":12", from ":?s3cret@host" or
-    # ":12/s3cret@host") is a password cut at its "?" or "/" too.
-    if host.startswith(":") or not _HOST_PORT.fullmatch(host):
+    # ":12/s3cret@host") is a password cut at its "?" or "/" too; so is
+    # anything there in a unix:// URL, which has no host ("alice:" from
+    # "unix://alice:/s3cret@/run/redis.sock").
+    unix = text[:start].lower() == "unix://"
+    if host.startswith(":") or not _HOST_PORT.fullmatch(host) or (unix and host):
         later = rest.find("@", end)
         if later >= 0 and (at >= 0 or ":" in host):
             at = later
