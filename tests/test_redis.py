@@ -1415,6 +1415,28 @@ def test_a_unix_socket_path_after_a_password_with_an_at_sign_never_shows(
         assert "zz" not in text
 
 
+# Found by a fourth review: redis-py connects to 6379 for a port 0, reads a
+# host lower-cased only up to its first "%" and then percent-decoded, and a
+# unix:// URL's user part may be followed by a socket path that is the rest
+# of the password ("s3c@/tmp/r3t/x" cut at its "/").
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("redis://:s3c@LocalHost:0/0?client_name=r3t@x", "Timeout reading from localhost:6379"),
+        ("redis://:s3c@LOC%41LHOST:4848/0?client_name=r3t@x", "connecting to locALHOST:4848."),
+        ("unix://:s3c@/tmp/r3t/x@/tmp/r.sock", "Error 2 connecting to /tmp/r3t/x@/tmp/r.sock."),
+    ],
+)
+def test_the_host_port_and_path_are_scrubbed_as_redis_py_reads_them(url: str, message: str) -> None:
+    scrubbed = scrub(message, url_passwords(url), "[redacted]")
+    assert "[redacted]" in scrubbed
+    for piece in ("localhost", "4848", "6379", "r3t"):
+        assert piece not in scrubbed.lower(), scrubbed
+    store = RedisStore(url)
+    assert "r3t" not in repr(store)
+    assert "localhost" not in repr(store).lower()
+
+
 def test_scrub_puts_no_mark_inside_another_and_takes_the_longest_first() -> None:
     # Found by a review: a password that is a piece of the mark was scrubbed
     # again inside each mark put in; and "host:" taken before "host:1234"

@@ -304,9 +304,11 @@ def redis_tail_has_at(parts: SplitResult) -> bool:
         return False
     if "@" in parts.query or "@" in parts.fragment:
         return True
-    # A unix:// path is the socket's and may hold an "@", unless a host comes
-    # before it (a unix:// URL needs none: "default:1234" was a password's).
-    return "@" in parts.path and (scheme != "unix" or bool(parts.netloc.rpartition("@")[2]))
+    # A unix:// path is the socket's and may hold an "@", unless a host or a
+    # user part comes before it (a unix:// URL needs no host: "default:1234"
+    # was a password's; and ":s3c@/tmp/x@/run/redis.sock" may be a password
+    # "s3c@/tmp/x" cut at its "/").
+    return "@" in parts.path and (scheme != "unix" or bool(parts.netloc))
 
 
 def _is_secret_field(field: str) -> bool:
@@ -348,7 +350,8 @@ def hide_redis_tail(
     fields after the query's password and for the fragment.
     """
     netloc, path, query, fragment = shown
-    if not redis_tail_has_at(parts):
+    unix_user = parts.scheme.lower() == "unix" and had_user and "@" in parts.path
+    if not (redis_tail_has_at(parts) or unix_user):
         if not redis_password_cut(parts):
             return shown
         fields = query.split("&")

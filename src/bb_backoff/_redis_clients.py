@@ -128,7 +128,7 @@ def _check_url(url: str) -> None:
             "at a '&'): percent-encode a password that holds '/', '?', '#', '&' or '@'"
         )
     if parts.scheme.lower() == "unix":
-        if "@" in parts.path and redis_tail_has_at(parts):
+        if "@" in parts.path and parts.netloc.rpartition("@")[2]:
             raise UnusableRedisURL(
                 "a unix:// URL has no host, and an '@' in its path after one ends a password "
                 "cut at a '/': percent-encode a password that holds '/', '?', '#' or '@'"
@@ -258,12 +258,14 @@ def url_passwords(url: str) -> list[str]:
         # ("0") would hide every such character of the message.
         address = parts.netloc.rpartition("@")[2]
         written = without_port(address)
-        # As written, and as redis-py names it: lower-cased, percent-decoded,
-        # an IPv6 address without its brackets.
+        # As written, and as redis-py names it: the host urlsplit reads
+        # (lower-cased up to a "%"), percent-decoded, an IPv6 address without
+        # its brackets.
+        read = unquote(parts.hostname or "")
         hosts = list(
             dict.fromkeys(
                 form
-                for case in (written, written.lower())
+                for case in (written, written.lower(), read)
                 for decoded in (case, unquote(case))
                 for form in (decoded, decoded.strip("[]"))
             )
@@ -277,6 +279,8 @@ def url_passwords(url: str) -> list[str]:
             # asyncio names the address the host resolved to: "('127.0.0.1', 17)",
             # "('::1', 17, 0, 0)".
             found += [form for number in numbers for form in (f"', {number})", f"', {number}, ")]
+            if readable and not int(digits):
+                numbers.append("6379")  # redis-py connects to the default port for a port 0
         if written and split_userinfo(url)[1] is not None:
             # The host may be a piece of the password too (redact_url hides
             # it): as redis-py's errors name it, after "to" and before the
@@ -326,7 +330,8 @@ def scrub(text: str, passwords: list[str], mark: str) -> str:
     The marks go in last, so that a password that is a piece of the mark
     is not found again inside it.
     """
-    for password in sorted(set(passwords), key=len, reverse=True):
+    # (dict.fromkeys, not set: the same order whatever the hash seed.)
+    for password in sorted(dict.fromkeys(passwords), key=len, reverse=True):
         if password:
             text = text.replace(password, _HOLE)
     return text.replace(_HOLE, mark)
