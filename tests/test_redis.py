@@ -1447,6 +1447,26 @@ def test_scrub_puts_no_mark_inside_another_and_takes_the_longest_first() -> None
     assert scrub("to db:1234.", ["to db:", "db:1234"], "[redacted]") == "to [redacted]."
 
 
+def test_whatever_a_client_handed_in_raises_from_inside_redis_py_is_an_outage(
+    calls: Calls, caplog: pytest.LogCaptureFixture, redis_server: RedisServer
+) -> None:
+    # A setting redis-py takes and fails on at the first command (found by a
+    # review: an AttributeError, which a request raised).
+    if calls.kind == "sync":
+        pool = redis.ConnectionPool(host="127.0.0.1", port=redis_server.port, command_packer="x")
+        client: Any = redis.Redis(connection_pool=pool)
+    else:
+        apool = redis.asyncio.ConnectionPool(
+            host="127.0.0.1", port=redis_server.port, health_check_interval="x"
+        )
+        client = redis.asyncio.Redis(connection_pool=apool)
+    store = calls.store(client, clock=FakeClock())
+    assert calls.reserve(store).kind == GO
+    assert store.degraded
+    (warning,) = warnings_of(caplog)
+    assert "Error" in warning
+
+
 def test_a_slow_redis_times_out_into_local_state(
     calls: Calls, caplog: pytest.LogCaptureFixture
 ) -> None:

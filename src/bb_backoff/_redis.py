@@ -1503,9 +1503,12 @@ class RedisStore:
 
     @staticmethod
     def _trouble_types() -> tuple[type[BaseException], ...]:
-        import redis.exceptions  # noqa: PLC0415 (already imported: the store holds a client)
-
-        return (redis.exceptions.RedisError, OSError)
+        # Whatever a Redis call raises: its own errors and the socket's, and
+        # also what a client handed in with an odd setting raises from deep
+        # inside redis-py (an AttributeError, an ImportError for an optional
+        # package): a request never fails because of Redis.  A cancellation
+        # (BaseException) still ends the request.
+        return (Exception,)
 
     def _route(self) -> str:
         """Redis is up, or this call tries it again after ``retry_interval``, or stay local."""
