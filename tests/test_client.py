@@ -818,6 +818,22 @@ async def test_the_page_whose_next_link_has_an_invalid_idna_host_is_handed_over_
     assert len(api.requests) == 1
 
 
+@pytest.mark.parametrize("method", ["pages", "paginate"])
+async def test_the_page_whose_next_link_holds_a_lone_surrogate_is_handed_over_before_the_error(
+    make_api: Callable[..., Api], method: str
+) -> None:
+    # "\ud800" is valid JSON and no URL: httpx fails on it with a
+    # UnicodeEncodeError, which escaped, and the page's items were lost
+    # (found by a review).
+    body = b'{"values": [1, 2], "next": "https://api.bitbucket.org/2.0/things?page=\\ud800"}'
+    api = make_api(lambda _: httpx.Response(200, content=body))
+    items, error = await items_then_error(api, method, "/things")
+    assert items == [1, 2]
+    assert isinstance(error, bb.UnsafeURL)
+    assert "is not a valid URL; nothing was sent to it" in str(error)
+    assert len(api.requests) == 1
+
+
 async def test_get_of_a_url_with_an_invalid_idna_host_is_refused_before_sending(
     make_api: Callable[..., Api],
 ) -> None:

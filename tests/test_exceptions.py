@@ -619,6 +619,18 @@ def test_a_unix_url_has_no_host_so_what_stands_there_before_an_at_sign_is_a_user
     assert flipper_redact_url(url) == "unix://alice:***@/run/redis.sock"
 
 
+def test_a_unix_socket_path_with_an_at_sign_shows_unless_it_may_end_a_cut_password() -> None:
+    # A user part can have ended at an "@" only where a "/" follows it: the
+    # socket path starts there (found by a review: any "@" hid the path and
+    # the database, and an operator could not tell which socket failed).
+    kept = "unix://:pw@/run/redis@6379.sock?db=1"
+    assert redact_url(kept) == "unix:///run/redis@6379.sock?db=1"
+    assert flipper_redact_url(kept) == "unix://:***@/run/redis@6379.sock?db=1"
+    cut = "unix://:s3c@/tmp/r3t/x@/run/redis.sock?db=1"
+    for shown in (redact_url(cut), flipper_redact_url(cut)):
+        assert "r3t" not in shown
+
+
 def test_flipper_hides_what_redact_url_hides_in_a_redis_query() -> None:
     for name in ("passwd", "api_key", "auth_token"):
         url = f"redis://127.0.0.1:1/0?db=1&{name}=s3c&r3t-pass"  # cut at its "&"

@@ -304,11 +304,20 @@ def redis_tail_has_at(parts: SplitResult) -> bool:
         return False
     if "@" in parts.query or "@" in parts.fragment:
         return True
-    # A unix:// path is the socket's and may hold an "@", unless a host or a
-    # user part comes before it (a unix:// URL needs no host: "default:1234"
-    # was a password's; and ":s3c@/tmp/x@/run/redis.sock" may be a password
-    # "s3c@/tmp/x" cut at its "/").
-    return "@" in parts.path and (scheme != "unix" or bool(parts.netloc))
+    # A unix:// path is the socket's and may hold an "@", unless a host comes
+    # before it (a unix:// URL needs none: "default:1234" was a password's),
+    # or a user part does and the "@" ends a piece of a path: the password
+    # "s3c@/tmp/x" cut at its "/" leaves "/tmp/x@/run/redis.sock".
+    if scheme != "unix":
+        return "@" in parts.path
+    return _unix_path_after_cut(
+        parts.path, host=bool(parts.netloc.rpartition("@")[2]), user="@" in parts.netloc
+    )
+
+
+def _unix_path_after_cut(path: str, *, host: bool, user: bool) -> bool:
+    """Whether a unix:// socket path may hold the rest of a password cut at a ``/``."""
+    return ("@" in path and host) or ("@/" in path and user)
 
 
 def _is_secret_field(field: str) -> bool:
@@ -350,7 +359,9 @@ def hide_redis_tail(
     fields after the query's password and for the fragment.
     """
     netloc, path, query, fragment = shown
-    unix_user = parts.scheme.lower() == "unix" and had_user and "@" in parts.path
+    unix_user = parts.scheme.lower() == "unix" and _unix_path_after_cut(
+        parts.path, host=False, user=had_user
+    )
     if not (redis_tail_has_at(parts) or unix_user):
         if not redis_password_cut(parts):
             return shown

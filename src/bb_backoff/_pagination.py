@@ -192,7 +192,9 @@ def _follow(
     """
     try:
         resolved: httpx.URL | None = parse_url(link if is_absolute(link) else page_url.join(link))
-    except httpx.InvalidURL:  # not a URL, or a host that is not valid IDNA
+    # Not a URL, or a host that is not valid IDNA; a lone surrogate ("\ud800",
+    # valid JSON) fails httpx's encoding with a UnicodeEncodeError.
+    except (httpx.InvalidURL, UnicodeError):
         resolved = None
     if resolved is None or not guard.on_origin(resolved):
         if resolved is None:
