@@ -316,8 +316,12 @@ def redis_tail_has_at(parts: SplitResult) -> bool:
 
 
 def _unix_path_after_cut(path: str, *, host: bool, user: bool) -> bool:
-    """Whether a unix:// socket path may hold the rest of a password cut at a ``/``."""
-    return ("@" in path and host) or ("@/" in path and user)
+    """Whether a unix:// socket path may hold the rest of a password cut at a ``/``.
+
+    After a user part, the password's "@" is followed by the real path's
+    ``/``, or ends the path (redis-py also takes the socket from ``?path=``).
+    """
+    return ("@" in path and host) or (user and ("@/" in path or path.endswith("@")))
 
 
 def _is_secret_field(field: str) -> bool:
