@@ -1425,6 +1425,9 @@ def test_a_unix_socket_path_after_a_password_with_an_at_sign_never_shows(
         ("redis://:s3c@LocalHost:0/0?client_name=r3t@x", "Timeout reading from localhost:6379"),
         ("redis://:s3c@LOC%41LHOST:4848/0?client_name=r3t@x", "connecting to locALHOST:4848."),
         ("unix://:s3c@/tmp/r3t/x@/tmp/r.sock", "Error 2 connecting to /tmp/r3t/x@/tmp/r.sock."),
+        # redis-py reads the socket from ?path= too (found by a seventh review).
+        ("unix://:s3c@?path=r3t@/tmp/r.sock", "Error 2 connecting to r3t@/tmp/r.sock."),
+        ("unix://:s3c@?db=1&path=r3t@/tmp/r.sock", "Error 2 connecting to r3t@/tmp/r.sock."),
     ],
 )
 def test_the_host_port_and_path_are_scrubbed_as_redis_py_reads_them(url: str, message: str) -> None:

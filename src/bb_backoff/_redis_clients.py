@@ -289,8 +289,11 @@ def url_passwords(url: str) -> list[str]:
             found += [form for host in hosts for form in (f"to {host}:", f"'{host}'")]
         for number, host in itertools.product(numbers, hosts):
             found += [f"{host}:{number}", f"'{host}', {number}"]
-        if parts.scheme.lower() == "unix" and parts.path:
-            found += [parts.path, unquote(parts.path)]
+        if parts.scheme.lower() == "unix":
+            # The socket path, in the path or (redis-py reads it there too)
+            # in the query: after a cut password, either may hold its rest.
+            paths = [parts.path, *(value for key, value in query if key == "path")]
+            found += [form for path in paths for form in (path, unquote(path))]
     return found
 
 
