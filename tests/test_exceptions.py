@@ -638,6 +638,15 @@ def test_a_unix_socket_path_with_an_at_sign_shows_unless_it_may_end_a_cut_passwo
         assert any("r3t" in password for password in url_passwords(cut))
 
 
+def test_a_redis_query_with_a_second_question_mark_is_hidden() -> None:
+    # redis-py reads "/r.sock?password=s3cr3t" as the socket path: no name
+    # says the value after the second "?" is a secret.
+    url = "unix://?path=/run/redis.sock?password=s3cr3t"
+    assert redact_url(url) == "unix://?[redacted]"
+    assert flipper_redact_url(url) == "unix://?***"
+    assert redact_url("https://x.example/a?b=c?d=e") == "https://x.example/a?b=c?d=e"
+
+
 def test_flipper_hides_what_redact_url_hides_in_a_redis_query() -> None:
     for name in ("passwd", "api_key", "auth_token"):
         url = f"redis://127.0.0.1:1/0?db=1&{name}=s3c&r3t-pass"  # cut at its "&"

@@ -266,6 +266,10 @@ def test_repr_and_errors_never_show_the_password(url: str) -> None:
         ("redis://:p@127.0.0.1:6379/0?s3cr3t-pass@x=1", "not shown: the URL holds an '@'"),
         ("redis://default:1234?s3cr3t-pass=x@127.0.0.1:6379/0", "not shown: the URL holds an '@'"),
         ("redis://default:1234?s3cr3t-pass@127.0.0.1:6379/0", "a field without '='"),
+        # A second "?": redis-py reads a socket path "/r.sock?password=..." and
+        # no password (found by a seventh review; the value showed).
+        ("unix:///run/redis.sock?db=0?password=s3cr3t-pass", "a second '?'"),
+        ("unix://?path=/run/redis.sock?password=s3cr3t-pass", "a second '?'"),
         ("unix://default:1234/s3cr3t-pass@/run/redis.sock", "percent-encode a password"),
         ("unix://default/s3cr3t-pass@/run/redis.sock", "a unix:// URL has no host"),
         ("rediss://:?ssl_cert_reqs=s3cr3t-pass@127.0.0.1:6379/0", "percent-encode a password"),

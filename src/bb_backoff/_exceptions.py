@@ -363,12 +363,17 @@ def hide_redis_tail(
     fields after the query's password and for the fragment.
     """
     netloc, path, query, fragment = shown
+    if parts.scheme.lower() in _REDIS_SCHEMES and "?" in parts.query:
+        # A second "?": redis-py reads what follows as part of a value
+        # (?path=/r.sock?password=s3c is a socket path), so no field's
+        # name says whether it holds a secret (the stores refuse it).
+        query = mark
     unix_user = parts.scheme.lower() == "unix" and _unix_path_after_cut(
         parts.path, host=False, user=had_user
     )
     if not (redis_tail_has_at(parts) or unix_user):
         if not redis_password_cut(parts):
-            return shown
+            return netloc, path, query, fragment
         fields = query.split("&")
         kept = next(
             (index + 1 for index, field in enumerate(fields) if _is_secret_field(field)),

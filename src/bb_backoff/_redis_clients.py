@@ -122,6 +122,11 @@ def _check_url(url: str) -> None:
             "text, which asks for no OCSP check ('true') or fails at the first command, and its "
             "asyncio connections take none of them; hand the store a redis.Redis made with them"
         )
+    if "?" in parts.query:
+        raise UnusableRedisURL(
+            "its query holds a second '?' (redis-py reads what follows as part of a value): "
+            "separate settings with '&', and percent-encode a '?' in a value or a password"
+        )
     if any(field and "=" not in field for field in parts.query.split("&")):
         raise UnusableRedisURL(
             "its query holds a field without '=' (redis-py ignores it, perhaps a password cut "
