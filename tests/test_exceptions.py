@@ -644,6 +644,8 @@ def test_a_redis_query_with_a_second_question_mark_is_hidden() -> None:
     url = "unix://?path=/run/redis.sock?password=s3cr3t"
     assert redact_url(url) == "unix://?[redacted]"
     assert flipper_redact_url(url) == "unix://?***"
+    # A password cut at a "#" after it: the fragment goes too.
+    assert redact_url("redis://h/0?db=0?password=s3c#r3t") == "redis://h/0?[redacted]#[redacted]"
     assert redact_url("https://x.example/a?b=c?d=e") == "https://x.example/a?b=c?d=e"
 
 

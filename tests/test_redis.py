@@ -1444,6 +1444,11 @@ def test_the_host_port_and_path_are_scrubbed_as_redis_py_reads_them(url: str, me
     assert "localhost" not in repr(store).lower()
 
 
+def test_a_socket_path_of_a_character_is_not_scrubbed_from_every_message() -> None:
+    passwords = url_passwords("unix://?path=/&client_name=a@b")
+    assert scrub("connecting to /run/a.sock", passwords, "***") == "connecting to /run/a.sock"
+
+
 def test_scrub_puts_no_mark_inside_another_and_takes_the_longest_first() -> None:
     # Found by a review: a password that is a piece of the mark was scrubbed
     # again inside each mark put in; and "host:" taken before "host:1234"

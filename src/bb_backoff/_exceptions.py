@@ -366,8 +366,10 @@ def hide_redis_tail(
     if parts.scheme.lower() in _REDIS_SCHEMES and "?" in parts.query:
         # A second "?": redis-py reads what follows as part of a value
         # (?path=/r.sock?password=s3c is a socket path), so no field's
-        # name says whether it holds a secret (the stores refuse it).
+        # name says whether it holds a secret (the stores refuse it); nor
+        # what follows a "#" after it.
         query = mark
+        fragment = mark if fragment else ""
     unix_user = parts.scheme.lower() == "unix" and _unix_path_after_cut(
         parts.path, host=False, user=had_user
     )

@@ -82,6 +82,7 @@ class UnusableRedisURL(ValueError):
 
 
 _DATABASE: Final = re.compile(r"[0-9]+")
+_SHORTEST_SCRUBBED_PATH: Final = 3
 _OCSP_SETTINGS: Final = ("ssl_validate_ocsp", "ssl_ocsp_")
 """redis-py's OCSP settings: the sync connections' only, and misread from a URL's text."""
 
@@ -297,8 +298,15 @@ def url_passwords(url: str) -> list[str]:
         if parts.scheme.lower() == "unix":
             # The socket path, in the path or (redis-py reads it there too)
             # in the query: after a cut password, either may hold its rest.
+            # (Not a path of a character or two: "/" would hide every "/" of
+            # a message, and so little of a password says nothing.)
             paths = [parts.path, *(value for key, value in query if key == "path")]
-            found += [form for path in paths for form in (path, unquote(path))]
+            found += [
+                form
+                for path in paths
+                for form in (path, unquote(path))
+                if len(form) >= _SHORTEST_SCRUBBED_PATH
+            ]
     return found
 
 
