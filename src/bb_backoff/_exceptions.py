@@ -363,16 +363,15 @@ def hide_redis_tail(
     fields after the query's password and for the fragment.
     """
     netloc, path, query, fragment = shown
-    if parts.scheme.lower() in _REDIS_SCHEMES and "?" in parts.query:
+    scheme = parts.scheme.lower()
+    if scheme in _REDIS_SCHEMES and "?" in parts.query:
         # A second "?": redis-py reads what follows as part of a value
         # (?path=/r.sock?password=s3c is a socket path), so no field's
         # name says whether it holds a secret (the stores refuse it); nor
         # what follows a "#" after it.
         query = mark
         fragment = mark if fragment else ""
-    unix_user = parts.scheme.lower() == "unix" and _unix_path_after_cut(
-        parts.path, host=False, user=had_user
-    )
+    unix_user = scheme == "unix" and _unix_path_after_cut(parts.path, host=False, user=had_user)
     if not (redis_tail_has_at(parts) or unix_user):
         if not redis_password_cut(parts):
             return netloc, path, query, fragment
@@ -384,7 +383,7 @@ def hide_redis_tail(
         query = "&".join([*fields[:kept], *([mark] if kept < len(fields) else [])])
         return netloc, path, query, mark if fragment or parts.fragment else ""
     user, at, address = netloc.rpartition("@")
-    if parts.scheme.lower() != "unix" or "@" in path or had_user or at:
+    if scheme != "unix" or "@" in path or had_user or at:
         path = f"/{mark}" if path else ""
     return (
         user + at + (mark if had_user or at else without_port(address)),
@@ -404,7 +403,7 @@ def without_port(netloc: str) -> str:
 def _redact_pairs(text: str) -> str:
     """``name=value&...`` with secret values replaced, everything else as it was."""
     return "&".join(
-        f"{pair.partition('=')[0]}={_REDACTED}" if secret_name(pair.partition("=")[0]) else pair
+        f"{pair.partition('=')[0]}={_REDACTED}" if _is_secret_field(pair) else pair
         for pair in text.split("&")
     )
 

@@ -41,6 +41,7 @@ from redis.connection import parse_url
 from ._exceptions import hide_redis_tail, secret_name
 from ._flags import FlagStoreError
 from ._redis_clients import (
+    ENCODE_ADVICE,
     UnusableRedisURL,
     async_client,
     check_asyncio,
@@ -276,8 +277,7 @@ class RedisFlagStore:
             ) from None
         except (ValueError, TypeError):
             raise ValueError(
-                f"store is not a valid Redis URL: {self.description!r} (percent-encode a "
-                "password that holds '/', '?', '#', '&' or '@')"
+                f"store is not a valid Redis URL: {self.description!r} ({ENCODE_ADVICE})"
             ) from None
         return client
 

@@ -124,6 +124,11 @@ if TYPE_CHECKING:
     import redis.asyncio
 
 logger: Final = logging.getLogger("bb_backoff")
+_TROUBLE: Final = (Exception,)
+"""What a Redis call may raise that makes an outage: anything, not only redis-py's
+errors and the socket's (a client handed in with an odd setting raises an
+AttributeError or an ImportError from deep inside redis-py): a request never
+fails because of Redis.  A cancellation (a BaseException) still ends it."""
 
 # Every field of the state hash, in the order the scripts write them.
 STATE_FIELDS: Final = (
@@ -1172,7 +1177,7 @@ class RedisStore:
             args = self._reserve_args(now, params, redis_member, margin, cancel)
             try:
                 reply = connection.reserve(keys=self.keys(key), args=args)
-            except self._trouble_types() as error:
+            except _TROUBLE as error:
                 self._trouble(error)
                 _drop_idle(connection)
             else:
@@ -1210,7 +1215,7 @@ class RedisStore:
             args = self._reserve_args(now, params, redis_member, margin, cancel)
             try:
                 reply = await connection.reserve(keys=self.keys(key), args=args)
-            except self._trouble_types() as error:
+            except _TROUBLE as error:
                 self._trouble(error)
                 await _adrop_idle(connection)
             else:
@@ -1260,7 +1265,7 @@ class RedisStore:
             args = self._observe_args(now, params, grant, observation, draw)
             try:
                 reply = connection.observe(keys=self.keys(key), args=args)
-            except self._trouble_types() as error:
+            except _TROUBLE as error:
                 self._trouble(error)
                 _drop_idle(connection)
             else:
@@ -1299,7 +1304,7 @@ class RedisStore:
             args = self._observe_args(now, params, grant, observation, draw)
             try:
                 reply = await connection.observe(keys=self.keys(key), args=args)
-            except self._trouble_types() as error:
+            except _TROUBLE as error:
                 self._trouble(error)
                 await _adrop_idle(connection)
             else:
@@ -1500,15 +1505,6 @@ class RedisStore:
         return known.knowledge() if isinstance(known, WindowModel) else known
 
     # -- outages -----------------------------------------------------------------------
-
-    @staticmethod
-    def _trouble_types() -> tuple[type[BaseException], ...]:
-        # Whatever a Redis call raises: its own errors and the socket's, and
-        # also what a client handed in with an odd setting raises from deep
-        # inside redis-py (an AttributeError, an ImportError for an optional
-        # package): a request never fails because of Redis.  A cancellation
-        # (BaseException) still ends the request.
-        return (Exception,)
 
     def _route(self) -> str:
         """Redis is up, or this call tries it again after ``retry_interval``, or stay local."""

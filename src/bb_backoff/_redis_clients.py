@@ -83,6 +83,8 @@ class UnusableRedisURL(ValueError):
 
 _DATABASE: Final = re.compile(r"[0-9]+")
 _SHORTEST_SCRUBBED_PATH: Final = 3
+ENCODE_ADVICE: Final = "percent-encode a password that holds '/', '?', '#', '&' or '@'"
+"""What to do about a password redis-py would cut (the URL's delimiters, unencoded)."""
 _OCSP_SETTINGS: Final = ("ssl_validate_ocsp", "ssl_ocsp_")
 """redis-py's OCSP settings: the sync connections' only, and misread from a URL's text."""
 
@@ -112,9 +114,10 @@ def _check_url(url: str) -> None:
     if "#" in url:  # (not in the user part: refused above)
         raise UnusableRedisURL(
             "it holds a '#' (redis-py ignores what follows, perhaps a password cut there): "
-            "percent-encode a password that holds '/', '?', '#', '&' or '@'"
+            + ENCODE_ADVICE
         )
-    names = {unquote_plus(field.partition("=")[0]).lower() for field in parts.query.split("&")}
+    fields = parts.query.split("&")
+    names = {unquote_plus(field.partition("=")[0]).lower() for field in fields}
     if any(name.startswith(_OCSP_SETTINGS) for name in names):
         # (Not named: a field after a password may be a piece of it.)
         raise UnusableRedisURL(
@@ -128,10 +131,10 @@ def _check_url(url: str) -> None:
             "its query holds a second '?' (redis-py reads what follows as part of a value): "
             "separate settings with '&', and percent-encode a '?' in a value or a password"
         )
-    if any(field and "=" not in field for field in parts.query.split("&")):
+    if any(field and "=" not in field for field in fields):
         raise UnusableRedisURL(
             "its query holds a field without '=' (redis-py ignores it, perhaps a password cut "
-            "at a '&'): percent-encode a password that holds '/', '?', '#', '&' or '@'"
+            "at a '&'): " + ENCODE_ADVICE
         )
     if parts.scheme.lower() == "unix":
         if "@" in parts.path and parts.netloc.rpartition("@")[2]:
