@@ -8,6 +8,7 @@ sleeps for real.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import inspect
 import itertools
 import logging
@@ -1999,6 +2000,31 @@ async def test_no_cookie_the_api_sets_rides_on_a_later_request_redirects_include
     assert await api.call("get_text", diff, None) == "diff --git"
     assert len(api.requests) == 4
     assert [request.headers.get("Cookie") for request in api.requests] == [None] * 4
+
+
+async def test_get_bytes_keeps_every_byte_that_get_text_cannot_decode(
+    make_api: Callable[..., Api],
+) -> None:
+    # A diff of a file kept in Latin-1, sent as text/plain with no charset,
+    # behind the redirect Bitbucket answers a diff with, and compressed.
+    body = b"-caf\xe9\n+caf\xc3\xa9\n\x00\xff"
+    diff = f"{BASE}/repositories/ada/r/pullrequests/1/diff"
+    plain = {"Content-Type": "text/plain"}
+    gzipped = {**plain, "Content-Encoding": "gzip"}
+    api = make_api(
+        scripted(
+            httpx.Response(302, headers={"Location": f"{diff}?hop=1"}),
+            httpx.Response(200, content=gzip.compress(body), headers=gzipped),
+            httpx.Response(200, content=body, headers=plain),
+        )
+    )
+    assert await api.call("get_bytes", diff) == body
+    assert await api.call("get_text", diff) == body.decode("utf-8", "replace")
+    assert [request.headers["Accept"] for request in api.requests] == [
+        "*/*",
+        "*/*",
+        "text/plain, */*",
+    ]
 
 
 def test_an_authorization_header_beside_auth_is_refused(kind: str) -> None:

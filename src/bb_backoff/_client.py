@@ -77,6 +77,7 @@ Auth: TypeAlias = BearerToken | BasicAuth | OAuth2
 Params: TypeAlias = Mapping[str, Any]
 
 _TEXT: Final = {"Accept": "text/plain, */*"}
+_ANY: Final = {"Accept": "*/*"}
 
 
 class _BaseClient:
@@ -605,9 +606,19 @@ class BitbucketClient(_BaseClient, Endpoints[Any, str, Iterator[Any]]):
         """GET a plain-text resource, such as a diff.
 
         Returns:
-            The body as text.
+            The body as text, decoded with the charset the response names,
+            or UTF-8; a byte that does not decode becomes U+FFFD (a diff of
+            a file in Latin-1, say): :meth:`get_bytes` keeps every byte.
         """
         return self._send("GET", self._guard.url(path_or_url), params, _TEXT).text
+
+    def get_bytes(self, path_or_url: str, params: Params | None = None) -> bytes:
+        """GET a resource as the bytes the API sent (a diff to store byte for byte, a file).
+
+        Returns:
+            The body, undecoded (a compressed transfer is still decompressed).
+        """
+        return self._send("GET", self._guard.url(path_or_url), params, _ANY).content
 
     def pages(self, path_or_url: str, params: Params | None = None) -> Iterator[Page]:
         """Yield the pages of a listing, following the opaque ``next`` links.
@@ -767,8 +778,12 @@ class AsyncBitbucketClient(
         return json_body(await self._send("GET", self._guard.url(path_or_url), params))
 
     async def get_text(self, path_or_url: str, params: Params | None = None) -> str:
-        """GET a plain-text resource, such as a diff."""
+        """GET a plain-text resource, such as a diff; see :meth:`BitbucketClient.get_text`."""
         return (await self._send("GET", self._guard.url(path_or_url), params, _TEXT)).text
+
+    async def get_bytes(self, path_or_url: str, params: Params | None = None) -> bytes:
+        """GET a resource as the bytes the API sent; see :meth:`BitbucketClient.get_bytes`."""
+        return (await self._send("GET", self._guard.url(path_or_url), params, _ANY)).content
 
     async def pages(self, path_or_url: str, params: Params | None = None) -> AsyncIterator[Page]:
         """Yield the pages of a listing; see :meth:`BitbucketClient.pages`."""
