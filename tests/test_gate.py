@@ -743,6 +743,21 @@ def test_a_ten_minute_outage_loses_nothing_and_costs_few_calls() -> None:
     assert len(during) <= 64
 
 
+@pytest.mark.parametrize("threshold", [3, 5])
+def test_one_worker_waits_out_an_outage_its_own_errors_opened(threshold: int) -> None:
+    """With one worker, the errors that open the breaker are one request's own.
+
+    Its last attempt (the policy's fifth) is the error that opens the breaker
+    (the fifth in a row, by default), or comes after it opened: it waits for
+    the breaker with the account instead of giving up.  (Before: an
+    independent mock's sequential importer lost that request.)
+    """
+    results, calls = run_outage(1, 600.0, failure_threshold=threshold)
+    assert results == [{"ok": True}] * 20
+    # Its own five attempts, then one probe at a time, spaced up to a minute.
+    assert len([t for t in calls if 60.0 <= t < 660.0]) <= 32
+
+
 def test_an_outage_longer_than_the_budget_gives_up_with_the_outage_reason() -> None:
     results, _ = run_outage(4, 3 * 3600.0, outage_budget=1800.0)
     errors = [r for r in results if isinstance(r, bb.RetriesExhausted)]

@@ -66,10 +66,17 @@ def scripted(*responses: httpx.Response) -> Callable[[httpx.Request], httpx.Resp
     return handler
 
 
+def own_gate(**options: Any) -> bb.AccountGate:
+    """A gate of the test's own, whose breaker opens only after more errors in a row
+    than one request's five attempts: a run of errors makes that request give up
+    (with the breaker open, it would wait for the account's outage to end)."""
+    return bb.AccountGate(store=bb.MemoryStore(), seed=1, failure_threshold=6, **options)
+
+
 def client(
     handler: Callable[[httpx.Request], httpx.Response], clock: VirtualClock, **options: Any
 ) -> bb.BitbucketClient:
-    options.setdefault("gate", bb.AccountGate(store=bb.MemoryStore(), seed=1))
+    options.setdefault("gate", own_gate())
     return bb.BitbucketClient(
         auth=bb.BearerToken(TOKEN),
         actor=ACTOR,

@@ -48,7 +48,10 @@ def get(
     kind: str, handler: Handler, clock: VirtualClock, method: str = "GET", **options: Any
 ) -> httpx.Response:
     """One request through an httpx client of ``kind`` on a RetryTransport over ``handler``."""
-    options.setdefault("gate", bb.AccountGate(store=bb.MemoryStore(), seed=1))
+    # The breaker opens only after more errors in a row than one request's five
+    # attempts: a run of errors makes the request give up (with the breaker
+    # open, it would wait for the account's outage to end).
+    options.setdefault("gate", bb.AccountGate(store=bb.MemoryStore(), seed=1, failure_threshold=6))
     transport = bb.RetryTransport(
         httpx.MockTransport(handler),
         clock=clock.monotonic,
@@ -106,6 +109,17 @@ def test_giving_up_returns_the_last_response_not_a_bitbucket_error(kind: str) ->
     assert len(seen) == 5  # the policy's five errors in a row
     with pytest.raises(httpx.HTTPStatusError):
         response.raise_for_status()
+
+
+def test_a_run_of_errors_that_opens_the_breaker_is_waited_out(kind: str) -> None:
+    """Five errors in a row open the account's breaker (the default threshold): the
+    request whose own attempts they spent waits for the outage to end, probing."""
+    clock = VirtualClock()
+    handler, seen = answers(*[httpx.Response(503, text="down")] * 10)
+    gate = bb.AccountGate(store=bb.MemoryStore(), seed=1)
+    response = get(kind, handler, clock, gate=gate)
+    assert response.status_code == 200
+    assert len(seen) == 11
 
 
 # Found by an independent probe: with no gate on the way (the flag off, or

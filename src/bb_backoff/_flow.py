@@ -647,6 +647,13 @@ class RequestFlow:
             return None
         decision = self.settings.policy.decide(state.history, outcome)
         if decision.delay is None:
+            if gate is not None and _outlasted_by_breaker(gate, decision):
+                # The account's breaker is open: the outage is the account's,
+                # and the request waits for it with the others (charged to
+                # outage_budget) instead of giving up.  With one worker, the
+                # errors that open the breaker are the request's own, and its
+                # last attempt is the one that opens it.
+                return None
             failure = self._give_up(decision, result)
             if isinstance(failure, RetriesExhausted):
                 yield Emit(self._gave_up(failure))
@@ -1057,6 +1064,23 @@ _OUTCOMES: Final = (
     (InvalidResponse, "invalid_response"),
 )
 _STATUS_OUTCOMES: Final = {401: "unauthorized", 404: "not_found", 429: "rate_limited"}
+
+
+_OUTLASTED: Final = frozenset((StopReason.ATTEMPTS, StopReason.BUDGET))
+_ERRORS: Final = frozenset((Reason.SERVER_ERROR, Reason.TRANSPORT_ERROR))
+
+
+def _outlasted_by_breaker(gate: GateHandle, decision: Decision) -> bool:
+    """Whether an error's retries ran out while the account's breaker is open.
+
+    Such a request waits at the breaker rather than give up; one refused
+    for good (a 404, a POST that may have gone through) still gives up.
+    """
+    return (
+        decision.reason in _ERRORS
+        and decision.stop in _OUTLASTED
+        and gate.store.knowledge(gate.key).mode == BREAKER
+    )
 
 
 def answered_by_token_endpoint(result: object) -> bool:

@@ -330,7 +330,8 @@ class AccountGate:
     Waiting at the gate counts against the request's ``rate_limit_budget``
     (a day by default) when it waits for the quota, and against
     ``outage_budget`` when it waits for the breaker; the request's own
-    error budget covers only its own retries.
+    error budget covers only its own retries.  A request whose error budget
+    runs out while the breaker is open waits for the breaker too.
 
     Args:
         window: the rolling window (seconds or timedelta).
