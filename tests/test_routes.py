@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from bb_backoff._endpoints import PAGELEN_MAX, PULL_REQUEST_PAGELEN_MAX
 from bb_backoff.testing import Dataset, DatasetSize, MockReply
-from bb_backoff.testing._routes import DEFAULT_PAGELEN, Get, Query, Router
+from bb_backoff.testing._routes import DEFAULT_PAGELEN, RENDERED_APIS, Get, Query, Router
 
 API = "https://api.bitbucket.org/2.0"
 SIZE = DatasetSize(
@@ -49,6 +49,22 @@ def test_the_same_request_always_gets_the_same_reply(router: Router) -> None:
     assert first == router.route(request)
     assert first == Router(DATASET).route(request)
     assert (first.status, first.delay, first.fault) == (200, 0.0, None)
+
+
+def test_rendered_listings_are_kept_for_the_last_few_api_roots_only(router: Router) -> None:
+    """Links name the request's origin: a listing is rendered per API root.
+
+    Every ``Host`` header a client sends to a served mock made a new root,
+    and each kept its rendered listings for ever (1.6 GB after 3,000 hosts).
+    """
+    path = "/workspaces/acme/members"
+    for index in range(3 * RENDERED_APIS):
+        api = f"http://host-{index}.test/2.0"
+        page = body(router.route(get(path, api=api)))
+        assert page["next"].startswith(api)
+    assert len(router._rendered) == RENDERED_APIS
+    # A root whose listings were dropped renders them again, the same.
+    assert body(router.route(get(path))) == body(Router(DATASET).route(get(path)))
 
 
 def test_user_answers_with_the_account_of_the_request_the_router_does_not_authenticate(

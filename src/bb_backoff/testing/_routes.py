@@ -22,6 +22,7 @@ in Bitbucket's envelope with opaque page links.
 
 from __future__ import annotations
 
+import collections
 import math
 import re
 from collections.abc import Callable
@@ -164,17 +165,26 @@ _SEGMENT: Final = "([^/]+)"
 _REPO: Final = f"/repositories/{_SEGMENT}/{_SEGMENT}"
 
 
+RENDERED_APIS: Final = 4
+"""API roots whose rendered listings a router keeps (the latest used).  Links
+name the request's origin, and a served mock is reached under a name or two;
+every ``Host`` a client sends would otherwise keep its own copy for ever."""
+
+
 class Router:
     """The API's resources: from paths to payloads, pages and redirects.
 
     Pure given the dataset; it caches rendered payload lists, which is safe
-    because the dataset never changes.
+    because the dataset never changes, for the :data:`RENDERED_APIS` API roots
+    used last.
     """
 
     def __init__(self, dataset: Dataset) -> None:
         self.dataset = dataset
         self._by_slug = {repository.slug: repository for repository in dataset.repositories}
-        self._rendered: dict[tuple[str, tuple[Any, ...]], list[dict[str, Any]]] = {}
+        self._rendered: collections.OrderedDict[
+            str, dict[tuple[Any, ...], list[dict[str, Any]]]
+        ] = collections.OrderedDict()
         self._diffs = {
             (repository.slug, pull_request.source_hash[:12], pull_request.destination_hash[:12]): (
                 pull_request
@@ -417,9 +427,16 @@ class Router:
         if pagelen > cap:
             raise _bad_request("Invalid pagelen")
         page = _positive(_last(get.query, "page"), "page", 1)
-        items = self._rendered.get((get.api, key))
+        rendered = self._rendered.get(get.api)
+        if rendered is None:
+            if len(self._rendered) >= RENDERED_APIS:
+                self._rendered.popitem(last=False)
+            rendered = self._rendered[get.api] = {}
+        else:
+            self._rendered.move_to_end(get.api)
+        items = rendered.get(key)
         if items is None:
-            items = self._rendered[(get.api, key)] = render()
+            items = rendered[key] = render()
         sort = _last(get.query, "sort")
         if sort:
             field = sort.removeprefix("-")
