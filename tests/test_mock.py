@@ -6,6 +6,7 @@ Everything runs on a VirtualClock: waits are recorded, never slept.
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import math
 import threading
@@ -556,6 +557,17 @@ def test_hint_retry_after_date_is_the_same_moment_as_an_http_date() -> None:
     assert when == start + 101  # rounded up to the second: never before the slot frees
 
 
+@pytest.mark.parametrize("window", [1e12, 1e17, 1e308])
+def test_a_window_past_the_last_http_date_names_that_date_rather_than_fail(window: float) -> None:
+    mock, _clock = make_mock(limit=1, window=window, hint="retry-after-date")
+    with http(mock) as client:
+        client.get("/user")
+        refused = client.get("/user")
+    assert refused.status_code == 429
+    assert refused.headers["Retry-After"] == "Fri, 31 Dec 9999 23:59:59 GMT"
+    assert mock.counters.server_errors == 0
+
+
 def test_hint_reset_is_x_ratelimit_reset_in_seconds_remaining() -> None:
     mock, clock = make_mock(limit=1, window=100, hint="reset")
     with http(mock) as client:
@@ -684,6 +696,21 @@ def test_wrong_or_missing_credentials_are_401_with_the_envelope(
 def test_a_wrong_api_token_for_the_right_email_is_401(mock: MockBitbucket) -> None:
     with http(mock, BasicAuth(mock.email, "nope").authorization()) as client:
         assert client.get("/user").status_code == 401
+
+
+def test_a_basic_credential_that_is_not_ascii_is_401_not_a_mock_error(
+    mock: MockBitbucket,
+) -> None:
+    # (base64 refuses a str with a non-ASCII character with a ValueError of its own.)
+    with httpx.Client(transport=mock.transport(), base_url=API) as client:
+        wrong = {"Authorization": "Basic " + base64.b64encode(b"who:what").decode()}
+        garbled = {b"Authorization": b"Basic \xe9"}
+        assert client.get("/user", headers=garbled).status_code == 401
+        grant = {"grant_type": "refresh_token", "refresh_token": mock.refresh_token}
+        refused = client.post(TOKEN_URL, data=grant, headers=wrong)
+        garbled_refused = client.post(TOKEN_URL, data=grant, headers=garbled)
+    assert garbled_refused.status_code == refused.status_code < 500
+    assert mock.counters.server_errors == 0
 
 
 def test_the_credential_helpers_hand_out_the_mocks_credentials(mock: MockBitbucket) -> None:

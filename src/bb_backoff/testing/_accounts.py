@@ -15,7 +15,6 @@ calls it under its lock.
 from __future__ import annotations
 
 import base64
-import binascii
 import random
 import string
 from collections.abc import Callable, Mapping
@@ -69,7 +68,9 @@ def basic_credentials(authorization: str) -> tuple[str | None, str | None]:
         return None, None
     try:
         decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    # binascii.Error and UnicodeDecodeError, and the ValueError of a value
+    # that is not ASCII ("Basic \xe9"): no credentials, 401, never a 500.
+    except ValueError:
         return None, None
     user, separator, password = decoded.partition(":")
     return (user, password) if separator else (None, None)

@@ -30,6 +30,8 @@ import attrs
 from ._replies import Headers, MockReply, error_reply
 
 HINT_MODES: Final = ("none", "retry-after", "retry-after-date", "reset")
+LAST_HTTP_DATE: Final = 253_402_300_799
+"""Fri, 31 Dec 9999 23:59:59 GMT, the last moment an HTTP-date (a four-digit year) names."""
 """The values of ``MockBitbucket(hint=...)``."""
 RATE_LIMIT_BODY: Final = b"Rate limit for this resource has been exceeded"
 """Bitbucket's plain-text 429 body (46 bytes)."""
@@ -188,8 +190,10 @@ class RateLimitStyle:
         if self.hint == "retry-after":
             hint = (("Retry-After", str(seconds)),)
         elif self.hint == "retry-after-date":
-            # Rounded up to the second, so the date never undercuts the real wait.
-            hint = (("Retry-After", formatdate(math.ceil(epoch + wait), usegmt=True)),)
+            # Rounded up to the second, so the date never undercuts the real wait;
+            # an absurd window's is the last moment an HTTP-date can name.
+            when = min(math.ceil(epoch + wait), LAST_HTTP_DATE)
+            hint = (("Retry-After", formatdate(when, usegmt=True)),)
         elif self.hint == "reset":
             hint = (("X-RateLimit-Reset", str(seconds)),)
         if self.json_429:
