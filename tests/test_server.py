@@ -221,6 +221,22 @@ def test_serve_mock_yields_a_base_url_on_a_free_port_whose_links_point_back(
     ]
 
 
+def test_a_clients_forwarded_headers_do_not_change_the_served_links(
+    served: tuple[MockBitbucket, str],
+) -> None:
+    mock, base_url = served
+    headers = {
+        "Authorization": mock.bearer().authorization(),
+        "X-Forwarded-Proto": "https",
+        "X-Forwarded-For": "203.0.113.7",
+    }
+    with httpx.Client(headers=headers) as client:
+        page = client.get(f"{base_url}/workspaces/acme/members", params={"pagelen": 1}).json()
+        wrong = client.get(f"{base_url}/user", headers={"X-Forwarded-Proto": "ws"})
+    assert page["next"] == f"{base_url}/workspaces/acme/members?pagelen=1&page=2"
+    assert wrong.status_code == 200
+
+
 def test_the_clients_import_a_served_mock_following_the_diff_redirect(
     served: tuple[MockBitbucket, str],
 ) -> None:

@@ -108,6 +108,10 @@ def serve_mock(
             loop="asyncio",
             http="h11",
             server_header=False,
+            # Nothing stands in front of the mock: a client's X-Forwarded-Proto
+            # or -For must not change the links it writes (uvicorn trusts them
+            # from 127.0.0.1 by default).
+            proxy_headers=False,
             timeout_graceful_shutdown=1,
         )
         server = _Server(config)
