@@ -594,29 +594,6 @@ def grant_fields(grant: Grant) -> tuple[object, ...]:
         ObserveOp(0, Observation(RATE_LIMITED, sent=False), 0.0),
     ],
 )
-# A check let through beside sends only a stretch keeps in the window: the
-# stretch goes, the limit stands (an independent mock's server that counts
-# its own 429s).
-@example(
-    params=WindowParams(window=100.0),
-    start=10.0,
-    operations=[
-        *[ReserveOp(0.0, None)] * 3,
-        *[ObserveOp(index, Observation(OK), 0.5) for index in range(3)],
-        Advance(0.0025),
-        ReserveOp(0.0, None),
-        ObserveOp(0, Observation(RATE_LIMITED), 0.5),  # a provisional 3
-        Advance(0.497),
-        ReserveOp(0.0, None),  # released as the first sends leave the window
-        AdvanceTo("at", 0),
-        ObserveOp(0, Observation(RATE_LIMITED), 0.5),  # refused: stretched
-        Advance(0.001),
-        ReserveOp(0.0, None),  # the check
-        Advance(0.0005),
-        ObserveOp(0, Observation(OK), 0.5),  # let through: the stretch goes
-        *[ReserveOp(0.0, None)] * 2,
-    ],
-)
 def test_the_scripts_make_the_same_grants_and_state_as_the_window_model_step_for_step(
     client_time_store: RedisStore,
     params: WindowParams,

@@ -833,29 +833,6 @@ def test_a_check_let_through_means_the_limit_was_low_so_the_model_learns_it_agai
     assert (model.limit, model.checks_held, model.verify_at) == (10, 1, 110.5 + 2 * PARAMS.window)
 
 
-def test_a_check_let_through_beside_sends_only_the_stretch_kept_drops_the_stretch() -> None:
-    """The check proves the window shorter than stretched, not the limit low.
-
-    A server that counts its own 429s refuses a send at the window's edge
-    until the refusals leave: the model takes it for a longer window.  A
-    check let through then was read as a low limit, forgotten, and the next
-    429 counted two windows' sends as one: an independent mock's 128 workers
-    learned 1,999 for a limit of 1,000 and drew 528 429s.
-    """
-    model = restarted_model()  # a provisional 3, checked from 110.0
-    edge_refused(model, 110.0, PARAMS)
-    assert model.stretch == PARAMS.window * STRETCH_STEP
-    check = reserve(model, 110.2)
-    assert (check.kind, check.reason) == (PROBE, WINDOW)
-    generation = model.generation
-    answer(model, 110.3, check, OK)
-    # Over the configured window only the check got through: the limit stands.
-    assert (model.stretch, model.limit, model.passed_seen) == (0.0, 3, None)
-    assert model.generation == generation + 1  # what was booked on the stretch is void
-    # The sends at 10.0 have left the window: the next ones go at once.
-    assert [reserve(model, 110.4).delay for _ in range(2)] == [0.0, 0.0]
-
-
 def test_a_send_refused_while_the_check_is_out_means_the_limit_holds() -> None:
     """The check overtook a send of the full window: it took that send's slot.
 

@@ -740,13 +740,7 @@ local function succeeded()
     local limit = S.limit
     if verifying() and limit ~= nil then
       if let_through(at - window, at) > limit then
-        if S.stretch > 0 and let_through(at - base_window, at) <= limit then
-          S.stretch = 0
-          window = base_window
-          S.generation = S.generation + 1
-        else
-          S.passed_seen = now
-        end
+        S.passed_seen = now
       else
         -- WindowModel._uncounted_error
         local oldest = redis.call('ZRANGEBYSCORE', errors_key, '(' .. fmt(at - window), fmt(at),

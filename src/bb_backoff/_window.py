@@ -975,26 +975,11 @@ class WindowModel:
             if self._verifying(grant) and limit is not None:
                 low = grant.at - (params.window + self.stretch)
                 if self._let_through(low, grant.at) > limit:
-                    if (
-                        self.stretch
-                        and self._let_through(grant.at - params.window, grant.at) <= limit
-                    ):
-                        # It got through beside sends only the stretch kept in
-                        # the window: the server's window is not that long (the
-                        # 429 at the edge had another cause, such as refusals
-                        # the server counts).  The stretch goes, the limit
-                        # stands, and what was booked on the longer window is
-                        # void.  (Taken for a low limit instead, the next 429
-                        # counted two windows' sends as one: twice the limit.)
-                        self.stretch = 0.0
-                        self.generation += 1
-                    else:
-                        # More of our sends than the limit in one window got
-                        # through: the limit was a floor, unless the check
-                        # overtook sends still on their way.  The verdict waits
-                        # a round trip for them (reserve passes it): a refused
-                        # one means the limit holds.
-                        self.passed_seen = now
+                    # More of our sends than the limit in one window got through:
+                    # the limit was a floor, unless the check overtook sends still
+                    # on their way.  The verdict waits a round trip for them
+                    # (reserve passes it): a refused one means the limit holds.
+                    self.passed_seen = now
                 else:
                     self._uncounted_error(low, grant.at)
             return
