@@ -758,6 +758,122 @@ def test_one_worker_waits_out_an_outage_its_own_errors_opened(threshold: int) ->
     assert len([t for t in calls if 60.0 <= t < 660.0]) <= 32
 
 
+def one_request(
+    handler: Callable[[httpx.Request], httpx.Response],
+    clock: VirtualClock,
+    *,
+    policy: bb.ExponentialBackoff | None = None,
+    events: list[bb.RetryEvent] | None = None,
+    **gate: Any,
+) -> object:
+    """One GET through a client with a gate of its own: the answer, or the error raised."""
+    with bb.BitbucketClient(
+        auth=bb.BearerToken("one-request"),
+        transport=httpx.MockTransport(handler),
+        gate=bb.AccountGate(store=bb.MemoryStore(), seed=1, **gate),
+        policy=policy or bb.ExponentialBackoff(seed=1),
+        on_retry=None if events is None else events.append,
+        **timing(clock),
+    ) as client:
+        try:
+            return client.get("/user")
+        except bb.BitbucketError as error:
+            return error
+
+
+def test_the_wait_for_an_outage_its_own_errors_opened_is_a_retry_and_keeps_their_hint() -> None:
+    clock = VirtualClock()
+    calls: list[float] = []
+    down = httpx.Response(503, text="maintenance", headers={"Retry-After": "120"})
+
+    def handler(_request: httpx.Request) -> httpx.Response:
+        calls.append(clock.monotonic())
+        return down if len(calls) <= 5 else httpx.Response(200, json={"ok": True})
+
+    events: list[bb.RetryEvent] = []
+    assert one_request(handler, clock, events=events) == {"ok": True}
+    assert len(calls) == 6
+    assert calls[5] - calls[4] >= 120.0  # the maintenance's hint, even at the breaker
+    assert [event.status for event in events] == [503] * 5
+
+
+def test_an_outage_its_errors_opened_gives_up_after_the_budget_naming_their_status() -> None:
+    clock = VirtualClock()
+    refused = httpx.Response(503, json={"type": "error", "error": {"message": "down"}})
+    error = one_request(lambda _request: refused, clock, outage_budget=300.0)
+    assert isinstance(error, bb.RetriesExhausted)
+    assert (error.stop_reason, error.status, error.error_message) == ("outage", 503, "down")
+
+
+def test_a_policy_that_never_retries_errors_gives_up_though_its_error_opens_the_breaker() -> None:
+    clock = VirtualClock()
+    calls: list[float] = []
+
+    def handler(_request: httpx.Request) -> httpx.Response:
+        calls.append(clock.monotonic())
+        return httpx.Response(503)
+
+    policy = bb.ExponentialBackoff(seed=1, error_attempts=1)
+    error = one_request(handler, clock, policy=policy, failure_threshold=1)
+    assert isinstance(error, bb.RetriesExhausted)
+    assert (error.stop_reason, len(calls)) == ("attempts", 1)
+
+
+def test_with_a_sleep_that_does_not_move_the_clock_a_run_of_errors_still_ends() -> None:
+    """The gate cannot pace on such a clock and lets sends go: no wait for the breaker."""
+    calls: list[int] = []
+
+    def handler(_request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        return httpx.Response(503)
+
+    with (
+        bb.BitbucketClient(
+            auth=bb.BearerToken("stubbed-sleep-outage"),
+            transport=httpx.MockTransport(handler),
+            gate=bb.AccountGate(store=bb.MemoryStore(), seed=1),
+            sleep=lambda _seconds: None,
+        ) as client,
+        pytest.raises(bb.RetriesExhausted) as raised,
+    ):
+        client.get("/user")
+    assert raised.value.stop_reason == "attempts"
+    assert len(calls) <= 6
+
+
+def test_a_token_endpoint_that_is_down_fails_the_refresh_not_the_api_s_breaker() -> None:
+    """Its errors are the refresh's: the request gives up after the policy's attempts."""
+    clock = VirtualClock()
+    token_calls: list[float] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/access_token"):
+            token_calls.append(clock.monotonic())
+            return httpx.Response(503, text="token endpoint down")
+        return httpx.Response(200, json={"ok": True})
+
+    auth = bb.OAuth2(
+        client_id="cid",
+        client_secret="client-secret",
+        refresh_token="r" * 20,
+        access_token="a" * 20,
+        expires_at=clock.time() - 10,
+    )
+    with (
+        bb.BitbucketClient(
+            auth=auth,
+            transport=httpx.MockTransport(handler),
+            gate=bb.AccountGate(store=bb.MemoryStore(), seed=1),
+            policy=bb.ExponentialBackoff(seed=1),
+            **timing(clock),
+        ) as client,
+        pytest.raises(bb.RetriesExhausted) as raised,
+    ):
+        client.get("/user")
+    assert (raised.value.stop_reason, len(token_calls)) == ("attempts", 5)
+    assert clock.monotonic() < 60.0
+
+
 def test_an_outage_longer_than_the_budget_gives_up_with_the_outage_reason() -> None:
     results, _ = run_outage(4, 3 * 3600.0, outage_budget=1800.0)
     errors = [r for r in results if isinstance(r, bb.RetriesExhausted)]

@@ -647,12 +647,21 @@ class RequestFlow:
             return None
         decision = self.settings.policy.decide(state.history, outcome)
         if decision.delay is None:
-            if gate is not None and _outlasted_by_breaker(gate, decision):
+            if (
+                gate is not None
+                and grant is not None  # (None: a sleep that does not move the clock)
+                and state.history.error_retries > 0
+                and not _from_token_endpoint(result)
+                and _outlasted_by_breaker(gate, decision)
+            ):
                 # The account's breaker is open: the outage is the account's,
-                # and the request waits for it with the others (charged to
-                # outage_budget) instead of giving up.  With one worker, the
-                # errors that open the breaker are the request's own, and its
-                # last attempt is the one that opens it.
+                # and a request its policy retries waits for it with the
+                # others (charged to outage_budget) instead of giving up.
+                # With one worker, the errors that open the breaker are the
+                # request's own, and its last attempt is the one that opens
+                # it.  The wait is reported as a retry, and an error's hint
+                # (a 503's Retry-After) still holds.
+                self.pending = (decision, outcome, error)
                 return None
             failure = self._give_up(decision, result)
             if isinstance(failure, RetriesExhausted):
@@ -736,6 +745,8 @@ class RequestFlow:
         if grant.reason == BREAKER:
             budget = gate.gate.outage_budget
             if state.breaker_waited + delay > budget:
+                last = state.last_response
+                message, detail = (None, None) if last is None else error_envelope(last)
                 return self._error(
                     RetriesExhausted,
                     "gave up: the account's breaker stayed open longer than the outage budget "
@@ -743,6 +754,9 @@ class RequestFlow:
                     stop_reason=StopReason.OUTAGE.value,
                     waited=state.history.waited + state.breaker_waited,
                     elapsed=self.settings.clock() - state.started,
+                    status=None if last is None else last.status_code,
+                    error_message=message,
+                    detail=detail,
                 )
             state.breaker_waited += delay
             return None
@@ -1081,6 +1095,19 @@ def _outlasted_by_breaker(gate: GateHandle, decision: Decision) -> bool:
         and decision.stop in _OUTLASTED
         and gate.store.knowledge(gate.key).mode == BREAKER
     )
+
+
+def _from_token_endpoint(result: object) -> bool:
+    """Whether ``result`` (an answer or a transport error) came from the OAuth token endpoint.
+
+    Its failures are the refresh's, not an outage of the API.
+    """
+    if isinstance(result, httpx.RequestError):
+        try:
+            return bool(result.request.extensions.get(TOKEN_REFRESH_EXTENSION))
+        except RuntimeError:  # raised without a request
+            return False
+    return answered_by_token_endpoint(result)
 
 
 def answered_by_token_endpoint(result: object) -> bool:

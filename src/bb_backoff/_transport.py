@@ -16,7 +16,9 @@ transport sits under the client rather than around it:
 
 * a request that the policy gives up on returns its **last response** (call
   ``raise_for_status()`` as usual), or re-raises **httpx's own error** after
-  a transport error; no :class:`~bb_backoff.BitbucketError`;
+  a transport error; no :class:`~bb_backoff.BitbucketError` (as with the
+  client, a request whose errors run out while the account's breaker is
+  open waits for it first, up to the gate's ``outage_budget``);
 * redirects are returned, not followed (the httpx client above follows them,
   and each hop comes back through the transport, so the gate still sees it);
 * there is no origin guard, no pagination and no endpoint helpers: those
