@@ -30,9 +30,9 @@ import attrs
 from ._replies import Headers, MockReply, error_reply
 
 HINT_MODES: Final = ("none", "retry-after", "retry-after-date", "reset")
+"""The values of ``MockBitbucket(hint=...)``."""
 LAST_HTTP_DATE: Final = 253_402_300_799
 """Fri, 31 Dec 9999 23:59:59 GMT, the last moment an HTTP-date (a four-digit year) names."""
-"""The values of ``MockBitbucket(hint=...)``."""
 RATE_LIMIT_BODY: Final = b"Rate limit for this resource has been exceeded"
 """Bitbucket's plain-text 429 body (46 bytes)."""
 RATE_LIMIT_REASON: Final = b"Unknown Status Code"
