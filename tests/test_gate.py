@@ -781,20 +781,43 @@ def one_request(
             return error
 
 
-def test_the_wait_for_an_outage_its_own_errors_opened_is_a_retry_and_keeps_their_hint() -> None:
+@pytest.mark.parametrize("retry_after", [None, "120", "20000"])
+def test_the_wait_for_an_outage_its_own_errors_opened_is_a_retry_spaced_by_the_breaker(
+    retry_after: str | None,
+) -> None:
+    """The breaker's probes space it: the policy that would have honoured (and
+    bounded: max_hint, the rate-limit budget) an error's hint has given up."""
     clock = VirtualClock()
     calls: list[float] = []
-    down = httpx.Response(503, text="maintenance", headers={"Retry-After": "120"})
+    headers = {} if retry_after is None else {"Retry-After": retry_after}
 
     def handler(_request: httpx.Request) -> httpx.Response:
         calls.append(clock.monotonic())
-        return down if len(calls) <= 5 else httpx.Response(200, json={"ok": True})
+        if len(calls) < 5:
+            return httpx.Response(503, text="down")
+        if len(calls) == 5:  # the last attempt, the one that opens the breaker
+            return httpx.Response(503, text="maintenance", headers=headers)
+        return httpx.Response(200, json={"ok": True})
 
     events: list[bb.RetryEvent] = []
     assert one_request(handler, clock, events=events) == {"ok": True}
     assert len(calls) == 6
-    assert calls[5] - calls[4] >= 120.0  # the maintenance's hint, even at the breaker
+    assert calls[5] - calls[4] <= 1.0  # the breaker's first probe (probe_initial)
     assert [event.status for event in events] == [503] * 5
+    assert events[-1].retry_after is None
+    assert events[-1].delay == pytest.approx(calls[5] - calls[4])
+
+
+def test_an_outage_of_transport_errors_gives_up_with_the_last_one_as_the_cause() -> None:
+    clock = VirtualClock()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    error = one_request(handler, clock, outage_budget=300.0)
+    assert isinstance(error, bb.RetriesExhausted)
+    assert error.stop_reason == "outage"
+    assert isinstance(error.__cause__, httpx.ConnectError)
 
 
 def test_an_outage_its_errors_opened_gives_up_after_the_budget_naming_their_status() -> None:

@@ -557,9 +557,11 @@ class RequestFlow:
         if unsent is not None:
             yield Observe(unsent, _VOIDED)
         yield Emit(self._gave_up(refused))
-        if not self.settings.give_up_with_response:
-            raise refused
         state = self._attempts()
+        if not self.settings.give_up_with_response:
+            if state.last_error is not None:  # its last attempt's own error, as the cause
+                raise refused from scrub_error(state.last_error)
+            raise refused
         if state.last_response is not None:
             return self._given_up(state.last_response)
         self.given_up = refused
@@ -659,9 +661,10 @@ class RequestFlow:
                 # others (charged to outage_budget) instead of giving up.
                 # With one worker, the errors that open the breaker are the
                 # request's own, and its last attempt is the one that opens
-                # it.  The wait is reported as a retry, and an error's hint
-                # (a 503's Retry-After) still holds.
-                self.pending = (decision, outcome, error)
+                # it.  The wait is reported as a retry; the breaker spaces it
+                # (its probes), as every request's waiting there: the policy
+                # that would have honoured an error's hint has given up.
+                self.pending = (attrs.evolve(decision, hint=None), outcome, error)
                 return None
             failure = self._give_up(decision, result)
             if isinstance(failure, RetriesExhausted):
