@@ -709,11 +709,24 @@ def outage_handler(
     return handler
 
 
-def run_outage(workers: int, seconds: float, **gate: Any) -> tuple[list[object], list[float]]:
-    """``workers`` tasks each make 20 requests 10 s apart; the server is down from 60 s on."""
+def run_outage(
+    workers: int, seconds: float, latency: float = 0.0, **gate: Any
+) -> tuple[list[object], list[float]]:
+    """``workers`` tasks each make 20 requests 10 s apart; the server is down from 60 s on.
+
+    With ``latency``, each answer takes that long on the way back: the
+    requests are in flight together, as against a real server.
+    """
     clock = VirtualClock()
     calls: list[float] = []
-    transport = httpx.MockTransport(outage_handler(clock, 60.0, seconds, calls))
+    answer = outage_handler(clock, 60.0, seconds, calls)
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        response = answer(request)
+        await asyncio.sleep(latency)
+        return response
+
+    transport = httpx.MockTransport(slow if latency else answer)
 
     async def main() -> list[object]:
         shared = bb.AccountGate(seed=4, **gate)
@@ -735,8 +748,9 @@ def run_outage(workers: int, seconds: float, **gate: Any) -> tuple[list[object],
     return run_virtual(main(), clock), calls
 
 
-def test_a_ten_minute_outage_loses_nothing_and_costs_few_calls() -> None:
-    results, calls = run_outage(32, 600.0)
+@pytest.mark.parametrize("latency", [0.0, 0.5])
+def test_a_ten_minute_outage_loses_nothing_and_costs_few_calls(latency: float) -> None:
+    results, calls = run_outage(32, 600.0, latency)
     assert all(result == {"ok": True} for result in results)
     during = [t for t in calls if 60.0 <= t < 660.0]
     # The requests in flight when it started, then one probe at a time.
