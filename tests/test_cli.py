@@ -16,7 +16,7 @@ import pytest
 import redis
 
 import bb_backoff
-from bb_backoff import _bench
+from bb_backoff import _bench, _cli
 from bb_backoff._bench import CONTENDERS, SCENARIOS
 from bb_backoff._cli import (
     DEFAULT_RESULTS,
@@ -393,6 +393,24 @@ def test_version_prints_the_name_and_the_version(capsys: pytest.CaptureFixture[s
         0,
         f"bb-backoff {bb_backoff.__version__}\n",
     )
+
+
+def test_ctrl_c_stops_a_command_with_status_130_and_no_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # serve-mock interrupted while it starts and prints its credentials, say.
+    def interrupted(_args: argparse.Namespace) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_cli, "_serve_mock", interrupted)
+    try:
+        status = main(["serve-mock"])
+    except KeyboardInterrupt:  # (uncaught, it would end the test session)
+        pytest.fail("Ctrl-C escaped main() as a traceback")
+    assert status == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err
+    assert "Traceback" not in err
 
 
 @pytest.mark.parametrize("unbuffered", ["", "1"], ids=["block-buffered", "unbuffered"])

@@ -9,9 +9,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, MutableMapping
 from typing import Any
@@ -283,6 +285,38 @@ def test_a_served_reset_fault_surfaces_as_an_httpx_transport_error(
             client.get("/user")
         # The connection is gone, the server is not: the next request gets through.
         assert client.get("/user").status_code == 401
+
+
+@REALTIME
+def test_an_answer_cut_short_by_the_servers_stop_is_no_error_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A slow answer in flight when the server stops (Ctrl-C on serve-mock) is cancelled
+    after the graceful shutdown's second: expected, so not an ASGI error with a traceback."""
+    mock = MockBitbucket(size=TINY, faults=Faults(slow_rate=1.0, slow_seconds=30))
+    ended: list[object] = []
+
+    def call(base_url: str) -> None:
+        try:
+            with httpx.Client(base_url=base_url, timeout=10) as client:
+                headers = {"Authorization": mock.bearer().authorization()}
+                ended.append(client.get("/user", headers=headers).status_code)
+        except httpx.HTTPError as error:
+            ended.append(error)
+
+    with caplog.at_level(logging.ERROR, logger="uvicorn.error"):
+        with serve_mock(mock) as base_url:
+            caller = threading.Thread(target=call, args=(base_url,))
+            caller.start()
+            deadline = time.monotonic() + 5
+            while mock.counters.calls == 0 and time.monotonic() < deadline:
+                time.sleep(0.01)
+        caller.join(10)
+    assert mock.counters.calls == 1
+    assert ended  # not left waiting for the slow answer: uvicorn answers 500 or closes
+    assert ended[0] != 200
+    assert "Exception in ASGI application" not in caplog.text
+    assert "CancelledError" not in caplog.text
 
 
 def test_an_oauth_client_refreshes_against_the_served_token_endpoint(

@@ -1156,6 +1156,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 1
+    except KeyboardInterrupt:
+        # Ctrl-C wherever it lands (serve-mock still starting, a long bench):
+        # a stop, not a crash; 130 as a shell reports a SIGINT.
+        print("interrupted", file=sys.stderr)
+        return 130
     return status
 
 

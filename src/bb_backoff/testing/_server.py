@@ -8,6 +8,7 @@ never needs it.  The ASGI app itself is a driver like the transports (see
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import socket
@@ -29,10 +30,18 @@ _SHUTDOWN_TIMEOUT: Final = 5.0
 
 
 class _DropResetNoise(logging.Filter):
-    """Drops uvicorn's error line for a reset fault's deliberately unfinished response."""
+    """Drops uvicorn's error lines that are no error of the mock's.
+
+    A reset fault's deliberately unfinished response, and an answer still on
+    its way when the server stops (a slow one: uvicorn cancels it after the
+    graceful shutdown's second and logs the cancellation with a traceback).
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.getMessage() != _RESET_LOG_MESSAGE
+        if record.getMessage() == _RESET_LOG_MESSAGE:
+            return False
+        error = record.exc_info[1] if record.exc_info else None
+        return not isinstance(error, asyncio.CancelledError)
 
 
 def _listener(host: str, port: int) -> socket.socket:
