@@ -795,12 +795,22 @@ def one_request(
             return error
 
 
-@pytest.mark.parametrize("retry_after", [None, "120", "20000"])
-def test_the_wait_for_an_outage_its_own_errors_opened_is_a_retry_spaced_by_the_breaker(
-    retry_after: str | None,
+@pytest.mark.parametrize(
+    ("retry_after", "policy", "kept"),
+    [
+        (None, {}, False),
+        ("120", {}, True),
+        ("20000", {}, False),  # beyond max_hint (2 h)
+        ("120", {"respect_hints": False}, False),
+        ("120", {"rate_limit_budget": 100.0}, False),
+    ],
+)
+def test_the_wait_for_an_outage_its_own_errors_opened_keeps_a_hint_the_policy_would(
+    retry_after: str | None, policy: dict[str, Any], kept: bool
 ) -> None:
-    """The breaker's probes space it: the policy that would have honoured (and
-    bounded: max_hint, the rate-limit budget) an error's hint has given up."""
+    """Reported as a retry; an error's hint is never undercut when the policy would
+    honour it (respect_hints, max_hint, the rate-limit budget), and the breaker's
+    probes space the wait otherwise."""
     clock = VirtualClock()
     calls: list[float] = []
     headers = {} if retry_after is None else {"Retry-After": retry_after}
@@ -814,12 +824,66 @@ def test_the_wait_for_an_outage_its_own_errors_opened_is_a_retry_spaced_by_the_b
         return httpx.Response(200, json={"ok": True})
 
     events: list[bb.RetryEvent] = []
-    assert one_request(handler, clock, events=events) == {"ok": True}
+    backoff = bb.ExponentialBackoff(seed=1, **policy)
+    assert one_request(handler, clock, policy=backoff, events=events) == {"ok": True}
     assert len(calls) == 6
-    assert calls[5] - calls[4] <= 1.0  # the breaker's first probe (probe_initial)
+    waited = calls[5] - calls[4]
     assert [event.status for event in events] == [503] * 5
-    assert events[-1].retry_after is None
-    assert events[-1].delay == pytest.approx(calls[5] - calls[4])
+    assert events[-1].delay == pytest.approx(waited)
+    if kept:
+        assert waited >= 120.0
+        assert events[-1].retry_after == 120.0
+    else:
+        assert waited <= 1.0  # the breaker's first probe (probe_initial)
+        assert events[-1].retry_after is None
+
+
+def test_an_errors_hint_at_the_breaker_is_charged_to_the_rate_limit_budget() -> None:
+    """As an error's hint is on a retry: two minutes of maintenance fit a minute of outage."""
+    clock = VirtualClock()
+    calls: list[float] = []
+
+    def handler(_request: httpx.Request) -> httpx.Response:
+        calls.append(clock.monotonic())
+        if len(calls) < 5:
+            return httpx.Response(503, text="down")
+        if len(calls) == 5:
+            return httpx.Response(503, text="maintenance", headers={"Retry-After": "120"})
+        return httpx.Response(200, json={"ok": True})
+
+    assert one_request(handler, clock, outage_budget=60.0) == {"ok": True}
+    assert calls[5] - calls[4] >= 120.0
+
+
+def test_a_refusal_at_the_gate_after_a_transport_error_has_no_stale_cause() -> None:
+    """Only an outage of transport errors gives up with the last one as its cause."""
+    clock = VirtualClock()
+    gate = bb.AccountGate(store=bb.MemoryStore(), seed=1)
+    budget = bb.ExponentialBackoff(seed=1, rate_limit_budget=100.0)
+    auth = bb.BearerToken("stale-cause")
+    held = httpx.MockTransport(lambda _r: httpx.Response(429, headers={"Retry-After": "3600"}))
+    other = bb.BitbucketClient(auth=auth, transport=held, gate=gate, policy=budget, **timing(clock))
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        # Meanwhile another worker's 429 holds the account for an hour.
+        with pytest.raises(bb.RateLimited):
+            other.get("/user")
+        raise httpx.ConnectError("connection refused", request=request)
+
+    with (
+        bb.BitbucketClient(
+            auth=auth,
+            transport=httpx.MockTransport(handler),
+            gate=gate,
+            policy=budget,
+            **timing(clock),
+        ) as client,
+        pytest.raises(bb.RateLimited) as raised,
+    ):
+        client.get("/user")
+    other.close()
+    assert raised.value.stop_reason == "budget"
+    assert raised.value.__cause__ is None
 
 
 def test_an_outage_of_transport_errors_gives_up_with_the_last_one_as_the_cause() -> None:

@@ -488,6 +488,9 @@ class RequestFlow:
             self.redirects = []
         self.redirects.append(response)
         self.request = target
+        if self.state is not None:  # the redirect answered: no failure is the last one now
+            self.state.last_error = None
+            self.state.last_response = None
 
     def _attempts(self) -> _Attempts:
         if self.state is None:
@@ -523,7 +526,9 @@ class RequestFlow:
             delay = max(grant.delay, floor)
             if delay <= 0 and grant.kind != WAIT:
                 break
-            refused = self._charge_gate_wait(self._attempts(), grant, delay, gate)
+            refused = self._charge_gate_wait(
+                self._attempts(), grant, delay, gate, hinted=delay - grant.delay
+            )
             if refused is not None:
                 return (yield from self._give_up_at_gate(refused))
             if self.pending is not None:
@@ -559,8 +564,12 @@ class RequestFlow:
         yield Emit(self._gave_up(refused))
         state = self._attempts()
         if not self.settings.give_up_with_response:
-            if state.last_error is not None:  # its last attempt's own error, as the cause
-                raise refused from scrub_error(state.last_error)
+            if (
+                state.last_error is not None
+                and getattr(refused, "stop_reason", None) == StopReason.OUTAGE.value
+            ):
+                # An outage of transport errors: the last one is the cause.
+                raise refused from scrub_chain(state.last_error)
             raise refused
         if state.last_response is not None:
             return self._given_up(state.last_response)
@@ -661,10 +670,15 @@ class RequestFlow:
                 # others (charged to outage_budget) instead of giving up.
                 # With one worker, the errors that open the breaker are the
                 # request's own, and its last attempt is the one that opens
-                # it.  The wait is reported as a retry; the breaker spaces it
-                # (its probes), as every request's waiting there: the policy
-                # that would have honoured an error's hint has given up.
-                self.pending = (attrs.evolve(decision, hint=None), outcome, error)
+                # it.  The wait is reported as a retry.  The error's hint (a
+                # maintenance 503's Retry-After) is never undercut when the
+                # policy would honour it (respect_hints, max_hint, the
+                # rate-limit budget, which its part of the wait is charged
+                # to); otherwise the breaker's probes space the wait.
+                hint = decision.hint
+                if hint is not None and not self._honours_at_breaker(hint.seconds):
+                    hint = None
+                self.pending = (attrs.evolve(decision, hint=hint), outcome, error)
                 return None
             failure = self._give_up(decision, result)
             if isinstance(failure, RetriesExhausted):
@@ -691,6 +705,16 @@ class RequestFlow:
         state.history = decision.history
         yield Emit(self._event((decision, outcome, error), decision.delay))
         return decision.delay
+
+    def _honours_at_breaker(self, seconds: float) -> bool:
+        """Whether an error's hint of ``seconds`` holds for a wait at the breaker.
+
+        It does as the policy would have honoured it on a retry of its own.
+        """
+        policy = self.settings.policy
+        return getattr(policy, "respect_hints", True) and (
+            gate_wait_stop(policy, self._attempts().history, seconds, hint=True) is None
+        )
 
     def _judge(self, result: object) -> Generator[Step, Any, tuple[Outcome, str | None]]:
         """The policy's view of a failed attempt, told to the gate; or raise when it is final.
@@ -742,12 +766,18 @@ class RequestFlow:
         raise failure from scrub_error(result)
 
     def _charge_gate_wait(
-        self, state: _Attempts, grant: Grant, delay: float, gate: GateHandle
+        self, state: _Attempts, grant: Grant, delay: float, gate: GateHandle, *, hinted: float
     ) -> BitbucketError | None:
-        """Charge a wait at the gate to the right budget, or the error when it does not fit."""
+        """Charge a wait at the gate to the right budget, or the error when it does not fit.
+
+        ``hinted`` is the part of ``delay`` the request's own hint adds to the
+        gate's: at the breaker, it is charged to the rate-limit budget (as an
+        error's hint is), and the rest to the outage budget.
+        """
         if grant.reason == BREAKER:
             budget = gate.gate.outage_budget
-            if state.breaker_waited + delay > budget:
+            outage = delay - hinted if hinted > 0.0 else delay
+            if state.breaker_waited + outage > budget:
                 last = state.last_response
                 message, detail = (None, None) if last is None else error_envelope(last)
                 return self._error(
@@ -761,7 +791,12 @@ class RequestFlow:
                     error_message=message,
                     detail=detail,
                 )
-            state.breaker_waited += delay
+            state.breaker_waited += outage
+            if hinted > 0.0:
+                history = state.history
+                state.history = attrs.evolve(
+                    history, rate_limit_waited=history.rate_limit_waited + hinted
+                )
             return None
         stop = gate_wait_stop(self.settings.policy, state.history, delay, hint=grant.reason == HOLD)
         if stop is not None:
