@@ -319,6 +319,26 @@ def test_an_answer_cut_short_by_the_servers_stop_is_no_error_logged(
     assert "CancelledError" not in caplog.text
 
 
+def _users_app() -> None:
+    """An app of the user's, not the mock's, that is cancelled."""
+    raise asyncio.CancelledError
+
+
+def test_another_apps_cancellation_is_still_logged_while_a_mock_is_served(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """uvicorn's error logger is the process's: only the mock's own cut answers are dropped."""
+    with (
+        caplog.at_level(logging.ERROR, logger="uvicorn.error"),
+        serve_mock(MockBitbucket(size=TINY)),
+    ):
+        try:
+            _users_app()
+        except asyncio.CancelledError:
+            logging.getLogger("uvicorn.error").exception("Exception in ASGI application")
+    assert "Exception in ASGI application" in caplog.text
+
+
 def test_an_oauth_client_refreshes_against_the_served_token_endpoint(
     served: tuple[MockBitbucket, str],
 ) -> None:

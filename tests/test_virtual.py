@@ -45,6 +45,27 @@ def test_a_deadlock_is_reported_instead_of_hanging() -> None:
         run_virtual(main(), deadlock_grace=0)
 
 
+def test_tasks_left_behind_when_main_raises_are_cancelled_not_destroyed_pending() -> None:
+    # (Closed with them pending, the loop left "Task was destroyed but it is
+    # pending!" and "Event loop is closed" on stderr: a Ctrl-C in the bench.)
+    cleaned: list[str] = []
+
+    async def forever() -> None:
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            cleaned.append("forever")
+
+    async def main() -> None:
+        asyncio.get_running_loop().create_task(forever())
+        await asyncio.sleep(1)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_virtual(main())
+    assert cleaned == ["forever"]
+
+
 def test_the_loop_time_is_the_clock() -> None:
     clock = VirtualClock(start=42)
     loop = VirtualEventLoop(clock)

@@ -23,6 +23,7 @@ import multiprocessing
 import queue
 import random
 import secrets
+import signal
 import tempfile
 import threading
 import traceback
@@ -342,7 +343,7 @@ def run_all(
             rows.append(_run_job(job))
             progress(rows[-1])
         return rows
-    with multiprocessing.get_context("spawn").Pool(processes) as pool:
+    with multiprocessing.get_context("spawn").Pool(processes, _ignore_interrupts) as pool:
         for row in pool.imap(_run_job, jobs):
             rows.append(row)
             progress(row)
@@ -535,6 +536,15 @@ Message = tuple[str, int, Any]
 """What importer processes tell the parent: ``(kind, process index, payload)``."""
 
 
+def _ignore_interrupts() -> None:
+    """In a child process: leave Ctrl-C to the parent, which stops the children.
+
+    A terminal sends SIGINT to the whole process group; each child would
+    otherwise print a traceback of its own.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _importer_process(
     index: int,
     rounds: ProcessQueue[_Round | float | None],
@@ -542,6 +552,7 @@ def _importer_process(
     messages: ProcessQueue[Message],
 ) -> None:
     """One importer process: imports each round it is given, until it is given ``None``."""
+    _ignore_interrupts()
     try:
         while (given := rounds.get()) is not None:
             assert isinstance(given, _Round)  # noqa: S101 (a start time comes only after ready)

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 # uvicorn reports the cut-short response as an error; for the mock it is the point.
 _RESET_LOG_MESSAGE: Final = "ASGI callable returned without completing response."
+_APP_MODULE: Final = "bb_backoff.testing._drivers"
+"""Where the mock's ASGI app runs: a cancellation raised through it is the server stopping."""
 _STARTUP_POLL: Final = 0.05
 """Seconds between checks that the server thread is still alive while it starts."""
 _STARTUP_TIMEOUT: Final = 10.0
@@ -41,7 +43,18 @@ class _DropResetNoise(logging.Filter):
         if record.getMessage() == _RESET_LOG_MESSAGE:
             return False
         error = record.exc_info[1] if record.exc_info else None
-        return not isinstance(error, asyncio.CancelledError)
+        # (The logger is the process's: another app's errors must still show.)
+        return not (isinstance(error, asyncio.CancelledError) and _raised_in_the_mock(error))
+
+
+def _raised_in_the_mock(error: BaseException) -> bool:
+    """Whether ``error`` came through the mock's ASGI app (its traceback passes there)."""
+    frames = error.__traceback__
+    while frames is not None:
+        if frames.tb_frame.f_globals.get("__name__") == _APP_MODULE:
+            return True
+        frames = frames.tb_next
+    return False
 
 
 def _listener(host: str, port: int) -> socket.socket:

@@ -119,8 +119,24 @@ def run_virtual(
     try:
         return loop.run_until_complete(main)
     finally:
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        loop.close()
+        try:
+            _cancel_the_rest(loop)
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            loop.close()
+
+
+def _cancel_the_rest(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel the tasks ``main`` left behind (it raised, or was interrupted), as asyncio.run does.
+
+    Closed with them pending, the loop would leave each to be destroyed
+    later with a "Task was destroyed but it is pending!" on stderr.
+    """
+    tasks = asyncio.all_tasks(loop)
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
 
 
 class _Worker:
