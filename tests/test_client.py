@@ -15,6 +15,7 @@ import logging
 import math
 import random
 import socket
+import traceback
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import timedelta
 from email.utils import formatdate
@@ -1424,6 +1425,46 @@ def test_a_base_url_with_credentials_is_refused_without_echoing_them() -> None:
     with pytest.raises(ValueError, match="must not contain credentials") as caught:
         bb.BitbucketClient(base_url="https://x-token-auth:SECRET123@api.bitbucket.org/2.0")
     assert "SECRET123" not in str(caught.value)
+
+
+@pytest.mark.parametrize("gate", [False, None], ids=["no-gate", "gate"])
+def test_a_credential_quoted_deep_in_a_transport_errors_chain_never_shows(
+    gate: bool | None,
+) -> None:
+    """Under httpx's ConnectError, the OSError a transport raised quotes the header.
+
+    Giving up, the client's error chains them: every message in the chain is
+    scrubbed, not only the first (its traceback printed the token).
+    """
+    token = "deep-SECRET-token-123"
+
+    def proxy() -> None:
+        raise OSError(f"proxy refused: Authorization: Bearer {token}")
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        try:
+            proxy()
+        except OSError as refused:
+            raise httpx.ConnectError("connect failed", request=request) from refused
+        raise AssertionError  # pragma: no cover
+
+    clock = VirtualClock()
+    options: dict[str, Any] = {} if gate is None else {"gate": gate}
+    with (
+        bb.BitbucketClient(
+            auth=bb.BearerToken(token),
+            transport=httpx.MockTransport(handler),
+            clock=clock.monotonic,
+            now=clock.time,
+            sleep=clock.sleep,
+            **options,
+        ) as client,
+        pytest.raises(bb.RetriesExhausted) as raised,
+    ):
+        client.get("/user")
+    printed = "".join(traceback.format_exception(raised.value))
+    assert "OSError" in printed
+    assert token not in printed
 
 
 def test_a_page_repr_hides_secrets_in_its_urls() -> None:

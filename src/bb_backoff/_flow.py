@@ -56,7 +56,6 @@ from ._exceptions import (
     UnsafeURL,
     redact_url,
     scrub_chain,
-    scrub_error,
 )
 from ._gate import GateHandle, observation_of
 from ._hints import hint_from_headers
@@ -575,7 +574,7 @@ class RequestFlow:
             return self._given_up(state.last_response)
         self.given_up = refused
         if state.last_error is not None:
-            raise scrub_error(state.last_error)  # its last attempt's own error
+            raise scrub_chain(state.last_error)  # its last attempt's own error
         # Nothing sent to answer with: httpx's error for a request that
         # waited too long for its turn (the gate is a pool of slots).
         raise httpx.PoolTimeout(str(refused), request=self.logical)
@@ -687,8 +686,8 @@ class RequestFlow:
                 if isinstance(result, httpx.Response):
                     return self._given_up(result)
                 self.given_up = failure
-                raise scrub_error(result)
-            raise failure from (scrub_error(result) if isinstance(result, Exception) else None)
+                raise scrub_chain(result)
+            raise failure from (scrub_chain(result) if isinstance(result, Exception) else None)
         if (
             gate is not None
             and decision.reason is Reason.RATE_LIMIT
@@ -748,7 +747,7 @@ class RequestFlow:
                 yield Emit(self._gave_up(failure))
                 if self.settings.give_up_with_response:
                     self.given_up = failure
-                    raise scrub_error(result)  # httpx's own error, as without the transport
+                    raise scrub_chain(result)  # httpx's own error, as without the transport
                 raise failure
             if gate is not None and grant is not None:
                 yield from self._observe(
@@ -763,7 +762,7 @@ class RequestFlow:
         failure = failed_send(result, self.logical, self.settings.variant, self.sent)
         if failure is result:
             raise failure  # our own error (origin guard, OAuth): its cause stays its own
-        raise failure from scrub_error(result)
+        raise failure from scrub_chain(result)
 
     def _charge_gate_wait(
         self, state: _Attempts, grant: Grant, delay: float, gate: GateHandle, *, hinted: float
@@ -1215,7 +1214,7 @@ def _not_transient(
         exhausted.__cause__ = None
         exhausted.__suppress_context__ = True
         return exhausted
-    exhausted.__cause__ = scrub_error(error)
+    exhausted.__cause__ = scrub_chain(error)
     return exhausted
 
 
