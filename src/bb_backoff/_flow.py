@@ -254,6 +254,8 @@ class RequestFlow:
     """Why a transport's request gave up with httpx's error: what a client would raise."""
     news: Observation | None = None
     """What the last success told the gate's model, for :meth:`steps` to report."""
+    hinted = 0.0
+    """Of the wait at the gate in progress, the seconds the request's own hint added."""
     logged = 0.0
     """When the reservation's send was due, on the client's clock, for a store whose
     time is not the client's: asked at, plus the delay it gave."""
@@ -525,8 +527,9 @@ class RequestFlow:
             delay = max(grant.delay, floor)
             if delay <= 0 and grant.kind != WAIT:
                 break
+            self.hinted = delay - grant.delay
             refused = self._charge_gate_wait(
-                self._attempts(), grant, delay, gate, hinted=delay - grant.delay
+                self._attempts(), grant, delay, gate, hinted=self.hinted
             )
             if refused is not None:
                 return (yield from self._give_up_at_gate(refused))
@@ -623,10 +626,21 @@ class RequestFlow:
         return slept
 
     def _refund_gate_wait(self, grant: Grant, seconds: float) -> None:
-        """Give back to its budget a wait at the gate that was charged and not slept."""
+        """Give back to its budget a wait at the gate that was charged and not slept.
+
+        At the breaker, the part of the wait a hint added (its end) is given
+        back to the rate-limit budget it was charged to, and the rest to the
+        outage budget.
+        """
         state = self._attempts()
         if grant.reason == BREAKER:
-            state.breaker_waited -= seconds
+            hinted = min(seconds, self.hinted) if self.hinted > 0.0 else 0.0
+            state.breaker_waited -= seconds - hinted
+            if hinted > 0.0:
+                history = state.history
+                state.history = attrs.evolve(
+                    history, rate_limit_waited=history.rate_limit_waited - hinted
+                )
         else:
             history = state.history
             state.history = attrs.evolve(
