@@ -1427,24 +1427,48 @@ def test_a_base_url_with_credentials_is_refused_without_echoing_them() -> None:
     assert "SECRET123" not in str(caught.value)
 
 
+DEEP_TOKEN = "deep-SECRET-token-123"
+
+
+def _noted() -> BaseException:
+    error = OSError("proxy refused")
+    error.add_note(f"sent: Authorization: Bearer {DEEP_TOKEN}")
+    return error
+
+
+# How a transport's own error may quote the credential: in its message, in
+# the attributes an OSError made with an errno prints, in bytes, in a note,
+# inside a group, in a UnicodeError's reason.
+QUOTING_ERRORS: list[Callable[[], BaseException]] = [
+    lambda: OSError(f"proxy refused: Authorization: Bearer {DEEP_TOKEN}"),
+    lambda: OSError(111, f"proxy refused: Bearer {DEEP_TOKEN}"),
+    lambda: ConnectionRefusedError(111, "refused", f"Bearer {DEEP_TOKEN}"),
+    lambda: OSError(f"proxy refused: Bearer {DEEP_TOKEN}".encode()),
+    _noted,
+    lambda: ExceptionGroup("proxies", [OSError(f"Bearer {DEEP_TOKEN}")]),
+    lambda: UnicodeDecodeError("utf-8", b"\xff", 0, 1, f"Bearer {DEEP_TOKEN}"),
+]
+
+
 @pytest.mark.parametrize("gate", [False, None], ids=["no-gate", "gate"])
+@pytest.mark.parametrize("quoting", QUOTING_ERRORS)
 def test_a_credential_quoted_deep_in_a_transport_errors_chain_never_shows(
-    gate: bool | None,
+    gate: bool | None, quoting: Callable[[], BaseException]
 ) -> None:
-    """Under httpx's ConnectError, the OSError a transport raised quotes the header.
+    """Under httpx's ConnectError, the error a transport raised quotes the header.
 
     Giving up, the client's error chains them: every message in the chain is
-    scrubbed, not only the first (its traceback printed the token).
+    scrubbed, wherever its text lives, not only the first's args (its
+    traceback printed the token).
     """
-    token = "deep-SECRET-token-123"
 
-    def proxy() -> None:
-        raise OSError(f"proxy refused: Authorization: Bearer {token}")
+    def below() -> None:
+        raise quoting()
 
     def handler(request: httpx.Request) -> httpx.Response:
         try:
-            proxy()
-        except OSError as refused:
+            below()
+        except BaseException as refused:
             raise httpx.ConnectError("connect failed", request=request) from refused
         raise AssertionError  # pragma: no cover
 
@@ -1452,7 +1476,7 @@ def test_a_credential_quoted_deep_in_a_transport_errors_chain_never_shows(
     options: dict[str, Any] = {} if gate is None else {"gate": gate}
     with (
         bb.BitbucketClient(
-            auth=bb.BearerToken(token),
+            auth=bb.BearerToken(DEEP_TOKEN),
             transport=httpx.MockTransport(handler),
             clock=clock.monotonic,
             now=clock.time,
@@ -1463,8 +1487,8 @@ def test_a_credential_quoted_deep_in_a_transport_errors_chain_never_shows(
     ):
         client.get("/user")
     printed = "".join(traceback.format_exception(raised.value))
-    assert "OSError" in printed
-    assert token not in printed
+    assert "connect failed" in printed
+    assert DEEP_TOKEN not in printed
 
 
 def test_a_page_repr_hides_secrets_in_its_urls() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from typing import Any
 
@@ -64,6 +65,42 @@ def test_tasks_left_behind_when_main_raises_are_cancelled_not_destroyed_pending(
     with pytest.raises(KeyboardInterrupt):
         run_virtual(main())
     assert cleaned == ["forever"]
+
+
+def test_a_task_that_ignores_its_cancellation_does_not_hold_main_s_error_up() -> None:
+    clock = VirtualClock()
+
+    async def stubborn() -> None:
+        while True:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(1)
+
+    async def main() -> None:
+        asyncio.get_running_loop().create_task(stubborn())
+        await asyncio.sleep(5)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_virtual(main(), clock)
+    assert clock.monotonic() <= 6.0  # a virtual second to finish, no more
+
+
+def test_a_main_that_returns_leaves_its_tasks_and_the_clock_alone() -> None:
+    clock = VirtualClock()
+
+    async def cleanup_sleeps() -> None:
+        try:
+            await asyncio.sleep(10**9)
+        finally:
+            await asyncio.sleep(3600)
+
+    async def main() -> float:
+        asyncio.get_running_loop().create_task(cleanup_sleeps())
+        await asyncio.sleep(5)
+        return clock.monotonic()
+
+    assert run_virtual(main(), clock) == 5.0
+    assert clock.monotonic() == 5.0
 
 
 def test_the_loop_time_is_the_clock() -> None:

@@ -153,9 +153,38 @@ def scrub_error(error: BaseException) -> BaseException:
     again: its message must not carry a credential on either (a transport
     may quote a request header in it).
     """
-    if _SECRETS and any(isinstance(arg, str) for arg in error.args):
-        error.args = tuple(scrub(arg) if isinstance(arg, str) else arg for arg in error.args)
+    if not _SECRETS:
+        return error
+    if any(isinstance(arg, str | bytes) for arg in error.args):
+        error.args = tuple(_scrubbed(arg) for arg in error.args)
+    # Their text is read from these attributes, not from args (an OSError made
+    # with an errno, a UnicodeError).
+    names = (
+        ("strerror", "filename", "filename2")
+        if isinstance(error, OSError)
+        else ("reason",)
+        if isinstance(error, UnicodeError)
+        else ()
+    )
+    for name in names:
+        value = getattr(error, name, None)
+        if isinstance(value, str | bytes):
+            setattr(error, name, _scrubbed(value))
+    notes = getattr(error, "__notes__", None)
+    if isinstance(notes, list):
+        notes[:] = [_scrubbed(note) for note in notes]
     return error
+
+
+def _scrubbed(value: object) -> object:
+    """``value`` scrubbed when it is text (bytes as UTF-8, undecodable bytes kept)."""
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, bytes):
+        text = value.decode("utf-8", "surrogateescape")
+        scrubbed = scrub(text)
+        return value if scrubbed == text else scrubbed.encode("utf-8", "surrogateescape")
+    return value
 
 
 def scrub_chain(error: BaseException) -> BaseException:
@@ -173,6 +202,8 @@ def scrub_chain(error: BaseException) -> BaseException:
         seen.add(id(current))
         scrub_error(current)
         pending += (current.__cause__, current.__context__)
+        if isinstance(current, BaseExceptionGroup):
+            pending += current.exceptions
     return error
 
 

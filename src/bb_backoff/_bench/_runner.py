@@ -20,6 +20,7 @@ import inspect
 import logging
 import math
 import multiprocessing
+import os
 import queue
 import random
 import secrets
@@ -545,6 +546,24 @@ def _ignore_interrupts() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def _exit_with_parent() -> None:
+    """In a child process: end it when the parent ends, however it ends.
+
+    The parent stops its children itself when it can; killed (SIGKILL, a
+    crash), it cannot, and a child blocked on a queue would wait for ever,
+    deaf to Ctrl-C (see :func:`_ignore_interrupts`).
+    """
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        parent.join()
+        os._exit(1)
+
+    threading.Thread(target=watch, name="bb-backoff-parent-watch", daemon=True).start()
+
+
 def _importer_process(
     index: int,
     rounds: ProcessQueue[_Round | float | None],
@@ -553,6 +572,7 @@ def _importer_process(
 ) -> None:
     """One importer process: imports each round it is given, until it is given ``None``."""
     _ignore_interrupts()
+    _exit_with_parent()
     try:
         while (given := rounds.get()) is not None:
             assert isinstance(given, _Round)  # noqa: S101 (a start time comes only after ready)

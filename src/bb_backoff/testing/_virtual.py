@@ -118,25 +118,45 @@ def run_virtual(
     loop = VirtualEventLoop(clock or VirtualClock(), deadlock_grace=deadlock_grace)
     try:
         return loop.run_until_complete(main)
+    except BaseException:
+        _cancel_the_rest(loop)
+        raise
     finally:
         try:
-            _cancel_the_rest(loop)
             loop.run_until_complete(loop.shutdown_asyncgens())
         finally:
             loop.close()
 
 
-def _cancel_the_rest(loop: asyncio.AbstractEventLoop) -> None:
-    """Cancel the tasks ``main`` left behind (it raised, or was interrupted), as asyncio.run does.
+_CLEANUP_SECONDS: Final = 1.0
+"""Virtual seconds the tasks left behind get to finish once cancelled."""
 
-    Closed with them pending, the loop would leave each to be destroyed
-    later with a "Task was destroyed but it is pending!" on stderr.
+
+def _cancel_the_rest(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel the tasks ``main`` left behind when it raised (a Ctrl-C, say).
+
+    Closed with them pending, the loop left each to be destroyed later with
+    "Task was destroyed but it is pending!" on stderr.  They get a virtual
+    second to finish (one that ignores its cancellation must not hold the
+    error up for ever), and what one raises meanwhile is reported, as
+    :func:`asyncio.run` does.  A ``main`` that returns keeps its tasks as
+    before: its caller's clock does not move.
     """
     tasks = asyncio.all_tasks(loop)
+    if not tasks:
+        return
     for task in tasks:
         task.cancel()
-    if tasks:
-        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+    loop.run_until_complete(asyncio.wait(tasks, timeout=_CLEANUP_SECONDS))
+    for task in tasks:
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            loop.call_exception_handler(
+                {
+                    "message": "unhandled exception in a task cancelled after run_virtual's main",
+                    "exception": task.exception(),
+                    "task": task,
+                }
+            )
 
 
 class _Worker:
