@@ -85,14 +85,16 @@ def test_a_task_that_ignores_its_cancellation_does_not_hold_main_s_error_up() ->
     assert clock.monotonic() <= 6.0  # a virtual second to finish, no more
 
 
-def test_a_main_that_returns_leaves_its_tasks_and_the_clock_alone() -> None:
+def test_a_main_that_returns_has_its_tasks_cancelled_within_a_virtual_second() -> None:
     clock = VirtualClock()
+    cleaned: list[float] = []
 
     async def cleanup_sleeps() -> None:
         try:
             await asyncio.sleep(10**9)
         finally:
-            await asyncio.sleep(3600)
+            cleaned.append(clock.monotonic())
+            await asyncio.sleep(0.5)  # a graceful close
 
     async def main() -> float:
         asyncio.get_running_loop().create_task(cleanup_sleeps())
@@ -100,7 +102,8 @@ def test_a_main_that_returns_leaves_its_tasks_and_the_clock_alone() -> None:
         return clock.monotonic()
 
     assert run_virtual(main(), clock) == 5.0
-    assert clock.monotonic() == 5.0
+    assert cleaned == [5.0]
+    assert clock.monotonic() == 5.5
 
 
 def test_the_loop_time_is_the_clock() -> None:

@@ -118,11 +118,9 @@ def run_virtual(
     loop = VirtualEventLoop(clock or VirtualClock(), deadlock_grace=deadlock_grace)
     try:
         return loop.run_until_complete(main)
-    except BaseException:
-        _cancel_the_rest(loop)
-        raise
     finally:
         try:
+            _cancel_the_rest(loop)
             loop.run_until_complete(loop.shutdown_asyncgens())
         finally:
             loop.close()
@@ -133,14 +131,14 @@ _CLEANUP_SECONDS: Final = 1.0
 
 
 def _cancel_the_rest(loop: asyncio.AbstractEventLoop) -> None:
-    """Cancel the tasks ``main`` left behind when it raised (a Ctrl-C, say).
+    """Cancel the tasks ``main`` left behind, as :func:`asyncio.run` does.
 
     Closed with them pending, the loop left each to be destroyed later with
-    "Task was destroyed but it is pending!" on stderr.  They get a virtual
-    second to finish (one that ignores its cancellation must not hold the
-    error up for ever), and what one raises meanwhile is reported, as
-    :func:`asyncio.run` does.  A ``main`` that returns keeps its tasks as
-    before: its caller's clock does not move.
+    "Task was destroyed but it is pending!" on stderr (a Ctrl-C in the
+    bench, say).  They get at most a virtual second to finish, so one that
+    ignores its cancellation holds nothing up for ever, and one whose
+    clean-up sleeps moves the caller's clock by that second at most; what
+    one raises meanwhile is reported.
     """
     tasks = asyncio.all_tasks(loop)
     if not tasks:
