@@ -21,6 +21,7 @@ from datetime import timedelta
 from email.utils import formatdate
 from typing import Any
 
+import attrs
 import httpx
 import pytest
 from hypothesis import given
@@ -1489,6 +1490,42 @@ def test_a_credential_quoted_deep_in_a_transport_errors_chain_never_shows(
     printed = "".join(traceback.format_exception(raised.value))
     assert "connect failed" in printed
     assert DEEP_TOKEN not in printed
+
+
+@attrs.frozen(auto_exc=True)
+class FrozenProxyError(Exception):
+    """A transport's own error that cannot be changed: scrubbing must leave it be."""
+
+    detail: str
+
+
+def test_an_error_the_scrub_cannot_change_is_chained_as_it_is_not_replaced() -> None:
+    def below() -> None:
+        raise FrozenProxyError("proxy refused")
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        try:
+            below()
+        except FrozenProxyError as refused:
+            raise httpx.ConnectError("connect failed", request=request) from refused
+        raise AssertionError  # pragma: no cover
+
+    clock = VirtualClock()
+    with (
+        bb.BitbucketClient(
+            auth=bb.BearerToken(DEEP_TOKEN),
+            transport=httpx.MockTransport(handler),
+            gate=False,
+            clock=clock.monotonic,
+            now=clock.time,
+            sleep=clock.sleep,
+        ) as client,
+        pytest.raises(bb.RetriesExhausted) as raised,
+    ):
+        client.get("/user")
+    cause = raised.value.__cause__
+    assert isinstance(cause, httpx.ConnectError)
+    assert isinstance(cause.__cause__, FrozenProxyError)
 
 
 def test_a_page_repr_hides_secrets_in_its_urls() -> None:

@@ -18,6 +18,7 @@ Messages never contain credentials: URLs in them are redacted with
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 import weakref
@@ -156,7 +157,7 @@ def scrub_error(error: BaseException) -> BaseException:
     if not _SECRETS:
         return error
     if any(isinstance(arg, str | bytes) for arg in error.args):
-        error.args = tuple(_scrubbed(arg) for arg in error.args)
+        _assign(error, "args", tuple(_scrubbed(arg) for arg in error.args))
     # Their text is read from these attributes, not from args (an OSError made
     # with an errno, a UnicodeError).
     names = (
@@ -169,11 +170,20 @@ def scrub_error(error: BaseException) -> BaseException:
     for name in names:
         value = getattr(error, name, None)
         if isinstance(value, str | bytes):
-            setattr(error, name, _scrubbed(value))
+            _assign(error, name, _scrubbed(value))
     notes = getattr(error, "__notes__", None)
     if isinstance(notes, list):
         notes[:] = [_scrubbed(note) for note in notes]
     return error
+
+
+def _assign(error: BaseException, name: str, value: object) -> None:
+    """Set ``error.name``; an exception that refuses (frozen, a read-only property) keeps its own.
+
+    Scrubbing must never replace the error it is scrubbing with one of its own.
+    """
+    with contextlib.suppress(AttributeError, TypeError):
+        setattr(error, name, value)
 
 
 def _scrubbed(value: object) -> object:

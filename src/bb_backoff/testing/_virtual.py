@@ -126,28 +126,23 @@ def run_virtual(
             loop.close()
 
 
-_CLEANUP_SECONDS: Final = 1.0
-"""Virtual seconds the tasks left behind get to finish once cancelled."""
-
-
 def _cancel_the_rest(loop: asyncio.AbstractEventLoop) -> None:
-    """Cancel the tasks ``main`` left behind, as :func:`asyncio.run` does.
+    """Cancel the tasks ``main`` left behind and let them finish, as :func:`asyncio.run` does.
 
     Closed with them pending, the loop left each to be destroyed later with
     "Task was destroyed but it is pending!" on stderr (a Ctrl-C in the
-    bench, say).  They get at most a virtual second to finish, so one that
-    ignores its cancellation holds nothing up for ever, and one whose
-    clean-up sleeps moves the caller's clock by that second at most; what
-    one raises meanwhile is reported.
+    bench, say).  Their clean-up may sleep (the clock moves on, as time
+    would) or wait on a thread; what one raises is reported.  As with
+    :func:`asyncio.run`, a task that ignores its cancellation holds this up.
     """
     tasks = asyncio.all_tasks(loop)
     if not tasks:
         return
     for task in tasks:
         task.cancel()
-    loop.run_until_complete(asyncio.wait(tasks, timeout=_CLEANUP_SECONDS))
+    loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
     for task in tasks:
-        if task.done() and not task.cancelled() and task.exception() is not None:
+        if not task.cancelled() and task.exception() is not None:
             loop.call_exception_handler(
                 {
                     "message": "unhandled exception in a task cancelled after run_virtual's main",
