@@ -1451,30 +1451,15 @@ QUOTING_ERRORS: list[Callable[[], BaseException]] = [
 ]
 
 
-@pytest.mark.parametrize("gate", [False, None], ids=["no-gate", "gate"])
-@pytest.mark.parametrize("quoting", QUOTING_ERRORS)
-def test_a_credential_quoted_deep_in_a_transport_errors_chain_never_shows(
-    gate: bool | None, quoting: Callable[[], BaseException]
-) -> None:
-    """Under httpx's ConnectError, the error a transport raised quotes the header.
-
-    Giving up, the client's error chains them: every message in the chain is
-    scrubbed, wherever its text lives, not only the first's args (its
-    traceback printed the token).
-    """
-
-    def below() -> None:
-        raise quoting()
+def given_up_on_connect_errors(
+    below: Callable[[], BaseException], **options: Any
+) -> bb.RetriesExhausted:
+    """What a client gives up with when every send fails: a ConnectError from ``below()``."""
 
     def handler(request: httpx.Request) -> httpx.Response:
-        try:
-            below()
-        except BaseException as refused:
-            raise httpx.ConnectError("connect failed", request=request) from refused
-        raise AssertionError  # pragma: no cover
+        raise httpx.ConnectError("connect failed", request=request) from below()
 
     clock = VirtualClock()
-    options: dict[str, Any] = {} if gate is None else {"gate": gate}
     with (
         bb.BitbucketClient(
             auth=bb.BearerToken(DEEP_TOKEN),
@@ -1487,7 +1472,22 @@ def test_a_credential_quoted_deep_in_a_transport_errors_chain_never_shows(
         pytest.raises(bb.RetriesExhausted) as raised,
     ):
         client.get("/user")
-    printed = "".join(traceback.format_exception(raised.value))
+    return raised.value
+
+
+@pytest.mark.parametrize("gate", [False, None], ids=["no-gate", "gate"])
+@pytest.mark.parametrize("quoting", QUOTING_ERRORS)
+def test_a_credential_quoted_deep_in_a_transport_errors_chain_never_shows(
+    gate: bool | None, quoting: Callable[[], BaseException]
+) -> None:
+    """Under httpx's ConnectError, the error a transport raised quotes the header.
+
+    Giving up, the client's error chains them: every message in the chain is
+    scrubbed, wherever its text lives, not only the first's args (its
+    traceback printed the token).
+    """
+    options: dict[str, Any] = {} if gate is None else {"gate": gate}
+    printed = "".join(traceback.format_exception(given_up_on_connect_errors(quoting, **options)))
     assert "connect failed" in printed
     assert DEEP_TOKEN not in printed
 
@@ -1500,30 +1500,8 @@ class FrozenProxyError(Exception):
 
 
 def test_an_error_the_scrub_cannot_change_is_chained_as_it_is_not_replaced() -> None:
-    def below() -> None:
-        raise FrozenProxyError("proxy refused")
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        try:
-            below()
-        except FrozenProxyError as refused:
-            raise httpx.ConnectError("connect failed", request=request) from refused
-        raise AssertionError  # pragma: no cover
-
-    clock = VirtualClock()
-    with (
-        bb.BitbucketClient(
-            auth=bb.BearerToken(DEEP_TOKEN),
-            transport=httpx.MockTransport(handler),
-            gate=False,
-            clock=clock.monotonic,
-            now=clock.time,
-            sleep=clock.sleep,
-        ) as client,
-        pytest.raises(bb.RetriesExhausted) as raised,
-    ):
-        client.get("/user")
-    cause = raised.value.__cause__
+    error = given_up_on_connect_errors(lambda: FrozenProxyError("proxy refused"), gate=False)
+    cause = error.__cause__
     assert isinstance(cause, httpx.ConnectError)
     assert isinstance(cause.__cause__, FrozenProxyError)
 

@@ -527,10 +527,8 @@ class RequestFlow:
             delay = max(grant.delay, floor)
             if delay <= 0 and grant.kind != WAIT:
                 break
-            self.hinted = delay - grant.delay
-            refused = self._charge_gate_wait(
-                self._attempts(), grant, delay, gate, hinted=self.hinted
-            )
+            self.hinted = delay - grant.delay  # (never negative: delay is at least the gate's)
+            refused = self._charge_gate_wait(self._attempts(), grant, delay, gate)
             if refused is not None:
                 return (yield from self._give_up_at_gate(refused))
             if self.pending is not None:
@@ -634,7 +632,7 @@ class RequestFlow:
         """
         state = self._attempts()
         if grant.reason == BREAKER:
-            hinted = min(seconds, self.hinted) if self.hinted > 0.0 else 0.0
+            hinted = min(seconds, self.hinted)
             state.breaker_waited -= seconds - hinted
             if hinted > 0.0:
                 history = state.history
@@ -779,17 +777,18 @@ class RequestFlow:
         raise failure from scrub_chain(result)
 
     def _charge_gate_wait(
-        self, state: _Attempts, grant: Grant, delay: float, gate: GateHandle, *, hinted: float
+        self, state: _Attempts, grant: Grant, delay: float, gate: GateHandle
     ) -> BitbucketError | None:
         """Charge a wait at the gate to the right budget, or the error when it does not fit.
 
-        ``hinted`` is the part of ``delay`` the request's own hint adds to the
-        gate's: at the breaker, it is charged to the rate-limit budget (as an
+        At the breaker, the part of ``delay`` the request's own hint adds to
+        the gate's (:attr:`hinted`) is charged to the rate-limit budget (as an
         error's hint is), and the rest to the outage budget.
         """
         if grant.reason == BREAKER:
             budget = gate.gate.outage_budget
-            outage = delay - hinted if hinted > 0.0 else delay
+            hinted = self.hinted
+            outage = delay - hinted
             if state.breaker_waited + outage > budget:
                 last = state.last_response
                 message, detail = (None, None) if last is None else error_envelope(last)
