@@ -359,6 +359,53 @@ def test_with_round_trips_that_overtake_each_other_the_limit_is_met_once_per_req
     assert clock.monotonic() < (items // 20 + 0.05) * 3600
 
 
+@pytest.mark.parametrize("seed", range(8))
+def test_a_limit_that_drops_and_rises_again_is_followed_both_ways(seed: int) -> None:
+    """Bitbucket's limits are "subject to change (possibly dynamically)".
+
+    20 an hour, 10 from half an hour in, 20 again from the third hour: 20
+    sends go in the first window, 10 in each of the next two, and the last
+    20 as the third hour begins.  Before, the gate kept the 10 it had
+    learned once it had probed its way back in (as one more than it counted,
+    or as a share checked two windows on): the last 10 waited a window more,
+    on some seeds (4 h on an independent mock's 1,000 -> 500 -> 1,000, 1.35
+    x the bound).
+    """
+    clock = VirtualClock()
+    server = JitteredServer(clock, limit=20, seed=seed)
+    workers, items = 8, 60
+
+    async def main() -> list[object]:
+        async def change_the_limit() -> None:
+            await asyncio.sleep(1800.0)
+            server.limit = 10
+            await asyncio.sleep(3 * 3600.0 - 1800.0)
+            server.limit = 20
+
+        changes = asyncio.create_task(change_the_limit())
+        gate = bb.AccountGate(store=bb.MemoryStore(), seed=seed)
+        async with virtual_client(clock, server, "dynamic", seed, gate) as client:
+            queue = list(range(items))
+
+            async def worker() -> list[object]:
+                done = []
+                while queue:
+                    done.append(await client.get(f"/repositories/w/r{queue.pop()}"))
+                return done
+
+            got = [
+                item
+                for part in await asyncio.gather(*(worker() for _ in range(workers)))
+                for item in part
+            ]
+        await changes
+        return got
+
+    assert len(run_virtual(main(), clock)) == items
+    # The rise is found by a probe or a check within minutes, not a window.
+    assert clock.monotonic() < 3 * 3600.0 + 900.0
+
+
 @pytest.mark.parametrize("workers", [1, 8])
 def test_a_sync_import_in_threads_meets_the_unknown_limit_once_per_request_in_flight(
     workers: int,

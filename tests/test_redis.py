@@ -706,6 +706,29 @@ _CHECK: Final[list[WindowOperation]] = [
     ReserveOp(0.0, None),
 ]
 
+# One send at 0 and one at 6, three at 12 and a fourth refused: a share of 4
+# counted over a whole window.  At 17.5 (the send at 6 has left) a send goes
+# at once and is refused: the limit dropped to 3, and the model probes.
+_DROPPED: Final[list[WindowOperation]] = [
+    ReserveOp(0.0, None),
+    ObserveOp(0, _observed(OK), 0.0),
+    Advance(0.3),
+    ReserveOp(0.0, None),
+    ObserveOp(0, _observed(OK), 0.0),
+    Advance(0.3),
+    ReserveOp(0.0, None),
+    ReserveOp(0.0, None),
+    ReserveOp(0.0, None),
+    ObserveOp(0, _observed(OK), 0.0),
+    ObserveOp(1, _observed(OK), 0.0),
+    ObserveOp(2, _observed(OK), 0.0),
+    ReserveOp(0.0, None),
+    ObserveOp(0, _observed(RATE_LIMITED), 0.0),
+    Advance(0.275),
+    ReserveOp(0.0, None),
+    ObserveOp(0, _observed(RATE_LIMITED), 0.0),
+]
+
 # Transitions rare in random runs, each held equal explicitly (and each
 # checked to reach the state it is about, so the case keeps testing it).
 _PATHS: Final[dict[str, tuple[list[WindowOperation], Callable[[WindowModel], bool]]]] = {
@@ -804,6 +827,24 @@ _PATHS: Final[dict[str, tuple[list[WindowOperation], Callable[[WindowModel], boo
             ReserveOp(0.0, None),  # passes the verdict
         ],
         lambda model: (model.limit, model.verify_at, model.checks_held) == (None, None, 0),
+    ),
+    # A share of 4 counted over a whole window, then a 429 the model did not
+    # predict at 3 (the limit dropped): it probes.  A probe let through while
+    # the 3 are still in the window: the share grew again, and is forgotten.
+    "probe let through beside the share": (
+        [
+            *_DROPPED,
+            AdvanceTo("probe_at", 0),
+            ReserveOp(0.0, None),
+            ObserveOp(0, _observed(OK), 0.0),
+        ],
+        lambda model: (model.mode, model.limit, model.verify_at) == (MODEL, None, None),
+    ),
+    # The same, once the 3 have left: the share stands, checked a window after
+    # a check that finds it holding (checks_held -1).
+    "probe let through into an emptied window": (
+        [*_DROPPED, Advance(0.3), ReserveOp(0.0, None), ObserveOp(0, _observed(OK), 0.0)],
+        lambda model: (model.mode, model.limit, model.checks_held) == (MODEL, 3, -1),
     ),
     # A send an error answered is left out of what the server let through.
     "error left out of the count": (

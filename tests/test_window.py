@@ -445,6 +445,82 @@ def test_a_probe_into_a_window_full_of_others_sends_keeps_probing_one_at_a_time(
     assert (model.mode, model.limit) == (MODEL, 4)
 
 
+def dropped_limit_model() -> WindowModel:
+    """A share of 4 counted over a watched window, then a 429 it did not predict at 3.
+
+    The server's limit dropped (or another tool started spending): the
+    count over the window teaches 3, and the model probes.
+    """
+    model = WindowModel()
+    fill(model, 1, now=0.0)
+    fill(model, 1, now=60.0)
+    fill(model, 3, now=120.0)  # the first has left the window
+    answer(model, 120.5, reserve(model, 120.5), RATE_LIMITED)
+    assert (model.limit, model.checks_held) == (4, 1)  # counted, not a floor
+    refused = reserve(model, 175.0)  # the send at 60 has left: room, so far
+    assert (refused.kind, refused.delay) == (GO, 0.0)
+    answer(model, 175.1, refused, RATE_LIMITED)
+    assert (model.mode, model.limit, model.checks_held) == (PROBING, 3, 1)
+    return model
+
+
+def test_a_probe_let_through_beside_the_whole_share_counted_means_the_share_grew() -> None:
+    """The limit rose again while the model probed: more of ours got through than it counted.
+
+    Before, the share became one more than it was (4): each window let one
+    more through, and the limit that rose back to 1,000 from 500 on an
+    independent mock was found a window late (1.35 x the bound).  Now it is
+    forgotten, as a check let through would be, and the next 429 counts it.
+    """
+    model = dropped_limit_model()
+    now = model.probe_at
+    assert now < 220.0  # the 3 sends at 120 are still in the window
+    probe = reserve(model, now)
+    assert probe.kind == PROBE
+    answer(model, now + 0.1, probe, OK)
+    assert (model.mode, model.limit, model.verify_at) == (MODEL, None, None)
+    assert [reserve(model, now + 0.2).delay for _ in range(4)] == [0.0] * 4
+
+
+def test_a_probe_let_through_into_a_window_its_share_left_keeps_the_share_but_checks_it_soon() -> (
+    None
+):
+    """The window emptied while the model probed: the share stands, provisional.
+
+    The model was wrong once; the limit may move again ("possibly
+    dynamically"): one send beyond it goes as a check as soon as the
+    account's sends fill the window, not two windows later, and the check
+    after one that finds it holding a window later, not two.
+    """
+    model = dropped_limit_model()
+    model.probe_at = 230.0  # the sends at 120 have left: only the probe is in the window
+    probe = reserve(model, 230.0)
+    answer(model, 230.1, probe, OK)
+    assert (model.mode, model.limit, model.checks_held) == (MODEL, 3, -1)
+    fill(model, 2, now=230.2)  # with the probe, the window holds the share
+    check = reserve(model, 230.3)
+    assert (check.kind, check.reason) == (PROBE, WINDOW)
+    answer(model, 230.4, check, RATE_LIMITED)
+    # It holds: checked again a window on (a limit that held all along, two).
+    assert (model.limit, model.checks_held, model.verify_at) == (3, 0, 230.4 + PARAMS.window)
+    fill(model, 3, now=331.0)
+    answer(model, 331.2, reserve(model, 331.1), RATE_LIMITED)
+    assert (model.limit, model.checks_held, model.verify_at) == (3, 1, 331.2 + 2 * PARAMS.window)
+
+
+def test_a_probe_let_through_beside_a_floor_is_no_news_the_floor_grows_by_it() -> None:
+    """A share counted over less than a watched window grows as unseen sends leave."""
+    model = WindowModel()
+    answer(model, 0.0, reserve(model, 0.0), RATE_LIMITED)  # a window full of others' sends
+    for now in (5.0, 5.2):
+        answer(model, now + 0.1, reserve(model, now), OK)
+    answer(model, 5.5, reserve(model, 5.4), RATE_LIMITED)
+    assert (model.mode, model.limit, model.checks_held) == (PROBING, 2, 0)  # a floor
+    probe = reserve(model, model.probe_at)
+    answer(model, model.probe_at + 0.1, probe, OK)
+    assert (model.mode, model.limit) == (MODEL, 3)
+
+
 def test_an_unanswered_probe_lets_another_request_probe_after_its_lease() -> None:
     model = probing_model()
     reserve(model, 202.0)

@@ -769,15 +769,22 @@ local function succeeded()
       return
     end
     local held = let_through(now - window, now)
-    local floor = S.limit == nil or (S.verify_at ~= nil and S.checks_held == 0)
-    local estimate = math.max(S.limit or 0, held, 1)
-    if ceiling ~= nil then
-      S.limit = math.min(estimate, ceiling)
+    local counted = S.verify_at == nil or S.checks_held > 0
+    if S.limit ~= nil and counted and held > S.limit and (ceiling == nil or S.limit < ceiling) then
+      forget()
     else
-      S.limit = estimate
+      local estimate = math.max(S.limit or 0, held, 1)
+      if ceiling ~= nil then
+        S.limit = math.min(estimate, ceiling)
+      else
+        S.limit = estimate
+      end
+      S.counted_until = nil
+      judge(true, now)
+      if S.verify_at ~= nil then
+        S.checks_held = -1
+      end
     end
-    S.counted_until = nil
-    judge(floor, now)
   end
   S.mode = 'model'
   S.generation = S.generation + 1

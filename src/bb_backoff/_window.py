@@ -63,8 +63,12 @@ PROBE
     spends the quota, or the limit changed.  Instead of waiting on a wrong
     model, the gate probes: one request at a time, after a jittered
     exponential wait; the others wait without sending.  A probe that gets
-    through ends probing (the limit estimate grows to what the window now
-    holds), and the others follow under the model.
+    through ends probing, and the others follow under the model.  With more
+    of the account's sends in the window than the share it counted over a
+    whole window, the share grew (the limit rose again): it is forgotten,
+    and the next 429 counts it.  Otherwise the estimate grows to what the
+    window now holds, provisional: checked once the account's sends fill
+    the window, and a window after each check that finds it holding.
 BREAKER
     ``failure_threshold`` errors (5xx, 408, transport errors) in a row across
     the account open the breaker: one probe at a time, exponentially spaced,
@@ -365,7 +369,10 @@ class WindowModel:
         counted without them, while pacing still counts them as spent."""
         self.checks_held = 0
         """How many checks in a row found the learned limit holding (0 while it
-        is provisional): the next check waits twice as many windows."""
+        is provisional): the next check waits twice as many windows.  -1 for a
+        limit a probe set after the model was found wrong: the limit moves
+        (or another tool's spending does), and the check that finds it holding
+        waits one window, not two."""
         self.lane = 0
         """How many more sends :meth:`reserve_now` may let go at once without a
         full decision: the room the last full decision left (at most
@@ -999,16 +1006,35 @@ class WindowModel:
                 return
             # The server let one more through: the window holds at least this much.
             held = self._let_through(now - (params.window + self.stretch), now)
-            # At least the probe itself fits, even when its answer came so
-            # late that its send has left the window: a limit is never 0.
-            # What a probe let through tells is a floor: when nothing was
-            # counted at a 429, the limit is one; otherwise it stays as
-            # provisional as the count was.
-            floor = self.limit is None or (self.verify_at is not None and self.checks_held == 0)
-            estimate = max(self.limit or 0, held, 1)
-            self.limit = min(estimate, ceiling) if ceiling is not None else estimate
-            self.counted_until = -math.inf
-            self._judge(params, floor=floor, at=now)
+            limit = self.limit
+            counted = self.verify_at is None or self.checks_held > 0  # not a floor
+            if (
+                limit is not None
+                and counted
+                and held > limit
+                and (ceiling is None or limit < ceiling)
+            ):
+                # More of the account's sends got through in one window than
+                # the share it counted over a whole window: the share grew
+                # (the limit rose again, another tool stopped).  Forgotten,
+                # as a check let through would: the sends go at once, and the
+                # next 429 counts it.  (A floor grows as the sends it never
+                # saw leave the window: more getting through is no news.)
+                self._forget()
+            else:
+                # At least the probe itself fits, even when its answer came so
+                # late that its send has left the window: a limit is never 0.
+                # The share was wrong once (the model probed), and the limit
+                # may change again ("possibly dynamically", Bitbucket says),
+                # or the other tool's spending: the estimate is provisional,
+                # checked as soon as the account's sends fill the window, and
+                # again a window after a check finds it holding.
+                estimate = max(limit or 0, held, 1)
+                self.limit = min(estimate, ceiling) if ceiling is not None else estimate
+                self.counted_until = -math.inf
+                self._judge(params, floor=True, at=now)
+                if self.verify_at is not None:
+                    self.checks_held = -1
         self.mode = MODEL
         self.generation += 1
 
