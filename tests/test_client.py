@@ -1437,15 +1437,26 @@ def _noted() -> BaseException:
     return error
 
 
+def _noted_in_a_tuple() -> BaseException:
+    error = OSError("proxy refused")
+    error.__notes__ = (f"sent: Authorization: Bearer {DEEP_TOKEN}",)  # type: ignore[assignment]
+    return error
+
+
 # How a transport's own error may quote the credential: in its message, in
 # the attributes an OSError made with an errno prints, in bytes, in a note,
-# inside a group, in a UnicodeError's reason.
+# inside a group, in a UnicodeError's reason, in a container among its
+# arguments (printed as their repr).
 QUOTING_ERRORS: list[Callable[[], BaseException]] = [
     lambda: OSError(f"proxy refused: Authorization: Bearer {DEEP_TOKEN}"),
     lambda: OSError(111, f"proxy refused: Bearer {DEEP_TOKEN}"),
     lambda: ConnectionRefusedError(111, "refused", f"Bearer {DEEP_TOKEN}"),
     lambda: OSError(f"proxy refused: Bearer {DEEP_TOKEN}".encode()),
+    lambda: OSError(bytearray(f"proxy refused: Bearer {DEEP_TOKEN}".encode())),
+    lambda: OSError("proxy refused", [("Authorization", f"Bearer {DEEP_TOKEN}")]),
+    lambda: OSError("proxy refused", {"headers": {"Authorization": f"Bearer {DEEP_TOKEN}"}}),
     _noted,
+    _noted_in_a_tuple,
     lambda: ExceptionGroup("proxies", [OSError(f"Bearer {DEEP_TOKEN}")]),
     lambda: UnicodeDecodeError("utf-8", b"\xff", 0, 1, f"Bearer {DEEP_TOKEN}"),
 ]

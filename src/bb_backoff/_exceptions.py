@@ -147,6 +147,10 @@ def scrub(text: str) -> str:
     return text
 
 
+_SCRUB_DEPTH: Final = 4
+"""How deep :func:`scrub_error` looks into lists, tuples and dicts in an exception's arguments."""
+
+
 def scrub_error(error: BaseException) -> BaseException:
     """``error`` (raised below us: a transport's) with the credentials scrubbed from its text.
 
@@ -156,8 +160,10 @@ def scrub_error(error: BaseException) -> BaseException:
     """
     if not _SECRETS:
         return error
-    if any(isinstance(arg, str | bytes) for arg in error.args):
-        _assign(error, "args", tuple(_scrubbed(arg) for arg in error.args))
+    args = error.args
+    scrubbed = _scrubbed(args)
+    if scrubbed is not args:
+        _assign(error, "args", scrubbed)
     # Their text is read from these attributes, not from args (an OSError made
     # with an errno, a UnicodeError).
     names = (
@@ -167,13 +173,11 @@ def scrub_error(error: BaseException) -> BaseException:
         if isinstance(error, UnicodeError)
         else ()
     )
-    for name in names:
+    for name in (*names, "__notes__"):
         value = getattr(error, name, None)
-        if isinstance(value, str | bytes):
-            _assign(error, name, _scrubbed(value))
-    notes = getattr(error, "__notes__", None)
-    if isinstance(notes, list):
-        notes[:] = [_scrubbed(note) for note in notes]
+        scrubbed = _scrubbed(value)
+        if scrubbed is not value:
+            _assign(error, name, scrubbed)
     return error
 
 
@@ -186,15 +190,37 @@ def _assign(error: BaseException, name: str, value: object) -> None:
         setattr(error, name, value)
 
 
-def _scrubbed(value: object) -> object:
-    """``value`` scrubbed when it is text (bytes as UTF-8, undecodable bytes kept)."""
+def _scrubbed(value: object, depth: int = 0) -> object:
+    """``value`` scrubbed when it is text, or holds text; ``value`` itself when nothing changed.
+
+    A list, tuple or dict is scrubbed item by item (an exception prints its
+    arguments' ``repr``), a few levels deep, into a new one of the same type.
+    """
+    if isinstance(value, str | bytes | bytearray):
+        return _scrubbed_text(value)
+    new: object
+    if depth < _SCRUB_DEPTH and type(value) is dict:
+        new = {key: _scrubbed(item, depth + 1) for key, item in value.items()}
+        same = all(new[key] is item for key, item in value.items())
+    elif depth < _SCRUB_DEPTH and (type(value) is list or type(value) is tuple):
+        items = [_scrubbed(item, depth + 1) for item in value]
+        same = all(item is old for item, old in zip(items, value, strict=True))
+        new = items if type(value) is list else tuple(items)
+    else:
+        return value
+    return value if same else new
+
+
+def _scrubbed_text(value: str | bytes | bytearray) -> object:
+    """Text scrubbed (bytes read as UTF-8, undecodable bytes kept); ``value`` when it held none."""
     if isinstance(value, str):
-        return scrub(value)
-    if isinstance(value, bytes):
-        text = value.decode("utf-8", "surrogateescape")
-        scrubbed = scrub(text)
-        return value if scrubbed == text else scrubbed.encode("utf-8", "surrogateescape")
-    return value
+        scrubbed = scrub(value)
+        return value if scrubbed == value else scrubbed
+    text = bytes(value).decode("utf-8", "surrogateescape")
+    scrubbed = scrub(text)
+    if scrubbed == text:
+        return value
+    return type(value)(scrubbed.encode("utf-8", "surrogateescape"))
 
 
 def scrub_chain(error: BaseException) -> BaseException:
