@@ -406,6 +406,45 @@ def test_a_limit_that_drops_and_rises_again_is_followed_both_ways(seed: int) -> 
     assert clock.monotonic() < 3 * 3600.0 + 900.0
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_a_check_let_through_wakes_the_requests_booked_at_the_windows_turn(seed: int) -> None:
+    """An importer restarted a minute after a run that spent half the window.
+
+    It learns a floor of 10 (the server still counts the 10 earlier sends);
+    a window on, its check of the floor gets through, while every other
+    worker sleeps on a reservation at the next window's turn and nobody
+    new asks.  Before, the verdict waited for a request to ask, and the
+    last items waited an hour for it.
+    """
+    clock = VirtualClock()
+    server = JitteredServer(clock, limit=20, seed=seed)
+    server.admitted.extend([0.0] * 10)  # the previous run's sends
+    workers, items = 8, 26
+
+    async def main() -> list[object]:
+        await asyncio.sleep(60.0)
+        gate = bb.AccountGate(store=bb.MemoryStore(), seed=seed)
+        async with virtual_client(clock, server, "restarted", seed, gate) as client:
+            queue = list(range(items))
+
+            async def worker() -> list[object]:
+                done = []
+                while queue:
+                    done.append(await client.get(f"/repositories/w/r{queue.pop()}"))
+                return done
+
+            return [
+                item
+                for part in await asyncio.gather(*(worker() for _ in range(workers)))
+                for item in part
+            ]
+
+    assert len(run_virtual(main(), clock)) == items
+    # 10 at 60 s, 10 at the window's turn, the check gets through: the rest
+    # follow within a piece of the sleepers' wait, not a window later.
+    assert clock.monotonic() < 3660.0 + 300.0
+
+
 @pytest.mark.parametrize("workers", [1, 8])
 def test_a_sync_import_in_threads_meets_the_unknown_limit_once_per_request_in_flight(
     workers: int,

@@ -800,6 +800,18 @@ _PATHS: Final[dict[str, tuple[list[WindowOperation], Callable[[WindowModel], boo
             and model.verify_at is not None
         ),
     ),
+    # A window later, the check is due, but a send is booked ahead (a
+    # margin): the next requests wait for it, then ask again to check.
+    "check waits for the sends booked ahead": (
+        [
+            *_PROVISIONAL,
+            AdvanceTo("verify_at", 0),
+            ReserveOp(0.5, None),
+            ReserveOp(0.5, None),
+            ReserveOp(0.5, None),
+        ],
+        lambda model: len(model.log) == 3 and model.lease_until == 0.0,
+    ),
     # Checked again two windows later, and refused again: the next waits four.
     "check refused twice": (
         [

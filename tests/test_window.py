@@ -889,7 +889,10 @@ def test_a_check_let_through_means_the_limit_was_low_so_the_model_learns_it_agai
     answer(model, 110.3, check, OK)  # 4 of ours in one window got through
     # The verdict waits a round trip (the margin) for sends still on their
     # way: meanwhile the limit stands, and requests wait for the verdict.
+    # The reservation booked at the window's turn is void at once: its
+    # request asks again (it would sleep until then, the verdict unseen).
     assert (model.limit, model.passed_seen) == (3, 110.3)
+    assert waiting.generation < model.generation == generation + 1
     wait = reserve(model, 110.35, margin=0.1)
     assert (wait.kind, wait.reason, model.limit) == (WAIT, WINDOW, 3)
     assert wait.delay == pytest.approx(0.05)
@@ -900,8 +903,7 @@ def test_a_check_let_through_means_the_limit_was_low_so_the_model_learns_it_agai
         None,
         None,
     )
-    assert model.generation == generation + 1  # the waiting reservation is void
-    assert waiting.generation < model.generation
+    assert model.generation == generation + 2  # the limit forgotten
     assert [reserve(model, 110.4).delay for _ in range(5)] == [0.0] * 5
     # The next 429 counts a whole watched window: 3 + the check + 6; checked
     # again two windows later.
@@ -1016,6 +1018,7 @@ def test_a_check_goes_only_while_the_sends_made_fill_the_window_not_while_they_a
 
     With a margin, each send is booked half a second after the one it
     replaces leaves: meanwhile the window has room the server would grant.
+    A request that asks meanwhile waits for the booked sends, then checks.
     """
     model = WindowModel()
     for now in (10.0, 11.0, 12.0):
@@ -1025,14 +1028,18 @@ def test_a_check_goes_only_while_the_sends_made_fill_the_window_not_while_they_a
     booked = [reserve(model, 20.0, margin=0.5) for _ in range(3)]
     assert [g.at for g in booked] == [110.5, 111.5, 112.5]
     answer(model, 110.5, booked[0])
-    grant = reserve(model, 111.2, margin=0.5)  # 11.0 has left, 111.5 is not made yet
-    assert (grant.kind, grant.reason) == (GO, WINDOW)
+    # 11.0 has left, 111.5 is not made yet: no check; the request asks again
+    # once the sends booked ahead have gone (booked at the next window's
+    # turn, it would sleep past the moment the check can go).
+    grant = reserve(model, 111.2, margin=0.5)
+    assert (grant.kind, grant.reason) == (WAIT, WINDOW)
+    assert grant.delay == pytest.approx(112.5 - 111.2)
     answer(model, 111.5, booked[1])
     # 12.0, 110.5 and 111.5 fill the window, but 12.0 is within a round trip
     # of its trailing edge: it may have reached the server early enough to
     # have left the server's window already.
     grant = reserve(model, 111.6, margin=0.5)
-    assert (grant.kind, grant.reason) == (GO, WINDOW)
+    assert (grant.kind, grant.reason) == (WAIT, WINDOW)
     answer(model, 112.5, booked[2])
     check = reserve(model, 112.6, margin=0.5)  # 110.5, 111.5 and 112.5: full
     assert (check.kind, check.reason) == (PROBE, WINDOW)

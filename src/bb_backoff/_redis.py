@@ -484,19 +484,24 @@ local function reserve()
         at, reason = paced, 'window'
       end
     end
-    -- WindowModel._may_verify
+    -- WindowModel._verify_wait
     local stated = S.ceiling
     if stated == nil then
       stated = params_limit
     end
     if reason == 'window' and S.verify_at ~= nil and now >= S.verify_at
         and S.passed_seen == nil and S.lease_until <= now and S.hold_until <= now
-        and log_count(now - window + margin, now) >= limit
         and (stated == nil or count < stated
              or after(log_time(count - stated), window + margin) <= now) then
-      S.lease_until = now + probe_lease
-      log_add(now, member)
-      return {'probe', '0', 'window', fmt(now)}
+      if log_count(now - window + margin, now) >= limit then
+        S.lease_until = now + probe_lease
+        log_add(now, member)
+        return {'probe', '0', 'window', fmt(now)}
+      end
+      local booked = log_time(-1) - now
+      if booked > @SETTLE_SLACK@ then
+        return {'wait', fmt(booked), 'window', '0'}
+      end
     end
   end
   log_add(at, member)
@@ -663,7 +668,8 @@ local function rate_limited()
     S.probe_at = now + probe_wait(S.probe_failures, probe_initial, probe_max, draw)
     return
   end
-  if generation ~= S.generation or S.mode ~= 'model' then
+  if S.mode ~= 'model' or (generation ~= S.generation
+      and (S.passed_seen == nil or generation ~= S.generation - 1)) then
     return
   end
   if S.passed_seen ~= nil
@@ -741,6 +747,7 @@ local function succeeded()
     if verifying() and limit ~= nil then
       if let_through(at - window, at) > limit then
         S.passed_seen = now
+        S.generation = S.generation + 1
       else
         -- WindowModel._uncounted_error
         local oldest = redis.call('ZRANGEBYSCORE', errors_key, '(' .. fmt(at - window), fmt(at),

@@ -372,7 +372,9 @@ class WindowModel:
         is provisional): the next check waits twice as many windows.  -1 for a
         limit a probe set after the model was found wrong: the limit moves
         (or another tool's spending does), and the check that finds it holding
-        waits one window, not two."""
+        waits one window, not two (leaving 0: the probe's rule in :meth:`_ok`
+        then still takes the limit for a floor, the cautious side, until a
+        second check holds it)."""
         self.lane = 0
         """How many more sends :meth:`reserve_now` may let go at once without a
         full decision: the room the last full decision left (at most
@@ -510,12 +512,16 @@ class WindowModel:
                 paced = log[-1][0] + window / cap
                 if paced > at:
                     at, reason = paced, WINDOW
-            if reason == WINDOW and self._may_verify(now, params, cap, margin):
-                # One send beyond a learned limit, into a window our own
-                # sends fill: refused, the limit holds; let through, it was low.
-                self.lease_until = now + params.probe_lease
-                self._log(now, member)
-                return Grant(PROBE, 0.0, WINDOW, self.generation, member, now)
+            if reason == WINDOW:
+                check = self._verify_wait(now, params, cap, margin)
+                if check is not None and check > 0.0:
+                    return Grant(WAIT, check, WINDOW, self.generation)
+                if check is not None:
+                    # One send beyond a learned limit, into a window our own
+                    # sends fill: refused, the limit holds; let through, it was low.
+                    self.lease_until = now + params.probe_lease
+                    self._log(now, member)
+                    return Grant(PROBE, 0.0, WINDOW, self.generation, member, now)
         if log and at < log[-1][0]:
             bisect.insort(log, (at, member), key=_time)
         else:
@@ -617,8 +623,10 @@ class WindowModel:
         if self.since is None or at < self.since:
             self.since = at
 
-    def _may_verify(self, now: float, params: WindowParams, cap: int, margin: float) -> bool:
-        """Whether a send held for the window goes now as the learned limit's check.
+    def _verify_wait(
+        self, now: float, params: WindowParams, cap: int, margin: float
+    ) -> float | None:
+        """Whether a send held for the window goes as the learned limit's check: how soon.
 
         Only once the model has watched a whole window (older sends it never
         saw have left the server's window too), one check at a time, never
@@ -628,28 +636,39 @@ class WindowModel:
         server stated or the user configured holds for the check too: while
         reservations already booked keep the log at that limit, the check
         waits (the safe side: a few slots a window at worst).
+
+        Returns:
+            ``0.0``: the check goes now.  More: the check is due, but the
+            window fills only with sends booked ahead; ask again once they
+            have gone (booked at the next window's turn instead, every
+            request would sleep past the moment the check could go, and no
+            request would be left to make it).  ``None``: no check now.
         """
         verify_at = self.verify_at
-        window = params.window + self.stretch
         if not (
             verify_at is not None
             and now >= verify_at
             and self.passed_seen is None
             and self.lease_until <= now
             and self.hold_until <= now
-            # (Counted from a round trip in: a send at the window's trailing
-            # edge may have reached the server early enough to leave its window.)
-            and self._count(now - window + margin, now) >= cap
         ):
-            return False
+            return None
+        window = params.window + self.stretch
         ceiling = self.ceiling if self.ceiling is not None else params.limit
         log = self.log
         count = len(log)
-        return (
+        if not (
             ceiling is None
             or count < ceiling
             or _after(log[count - ceiling][0], window + margin) <= now
-        )
+        ):
+            return None
+        # (Counted from a round trip in: a send at the window's trailing
+        # edge may have reached the server early enough to leave its window.)
+        if self._count(now - window + margin, now) >= cap:
+            return 0.0
+        booked = log[-1][0] - now
+        return booked if booked > _SETTLE_SLACK else None
 
     def _reserve_probe(
         self, now: float, params: WindowParams, member: object, margin: float
@@ -751,7 +770,12 @@ class WindowModel:
                 self.probe_failures, params.probe_initial, params.probe_max, draw
             )
             return
-        if grant.generation != self.generation or self.mode != MODEL:
+        if self.mode != MODEL or (
+            grant.generation != self.generation
+            # (A check's pending verdict voided the generation the sends on
+            # their way were made on: their refusals are what it waits for.)
+            and (self.passed_seen is None or grant.generation != self.generation - 1)
+        ):
             return  # sent on an older model: this 429 is already explained
         verify_at = self.verify_at
         if self.passed_seen is not None or (
@@ -986,7 +1010,11 @@ class WindowModel:
                     # the limit was a floor, unless the check overtook sends still
                     # on their way.  The verdict waits a round trip for them
                     # (reserve passes it): a refused one means the limit holds.
+                    # The reservations booked at the window's turn are void: their
+                    # requests ask again, and pass the verdict (nobody else may
+                    # ask before their turn comes, an hour on).
                     self.passed_seen = now
+                    self.generation += 1
                 else:
                     self._uncounted_error(low, grant.at)
             return
