@@ -23,6 +23,7 @@ import bb_backoff as bb
 from bb_backoff._gate import account_key
 from bb_backoff._redis import STATE_FIELDS
 from bb_backoff._window import (
+    _PROBE_POLL,
     BREAKER,
     ERROR,
     GO,
@@ -1043,6 +1044,24 @@ def test_a_check_goes_only_while_the_sends_made_fill_the_window_not_while_they_a
     answer(model, 112.5, booked[2])
     check = reserve(model, 112.6, margin=0.5)  # 110.5, 111.5 and 112.5: full
     assert (check.kind, check.reason) == (PROBE, WINDOW)
+
+
+def test_the_wait_for_sends_booked_ahead_is_never_a_few_milliseconds() -> None:
+    """A clock that ticks every 15.6 ms would not see a 4 ms wait pass.
+
+    The client would take the sleep for one that does not move its clock,
+    and send without a reservation: beside another tool, a review's run on
+    such a clock drew 1,197 429s against 143.
+    """
+    model = WindowModel()
+    for now in (10.0, 11.0, 12.0):
+        answer(model, now, reserve(model, now))
+    answer(model, 12.5, reserve(model, 12.5), RATE_LIMITED)
+    assert (model.limit, model.verify_at) == (3, 110.0)
+    booked = reserve(model, 109.0, margin=0.004)
+    assert booked.at == pytest.approx(110.004)
+    grant = reserve(model, 110.0, margin=0.004)
+    assert (grant.kind, grant.reason, grant.delay) == (WAIT, WINDOW, _PROBE_POLL)
 
 
 def test_a_check_let_through_beside_errors_forgets_one_and_voids_what_was_booked_on_it() -> None:

@@ -500,7 +500,7 @@ local function reserve()
       end
       local booked = log_time(-1) - now
       if booked > @SETTLE_SLACK@ then
-        return {'wait', fmt(booked), 'window', '0'}
+        return {'wait', fmt(math.max(booked, @PROBE_POLL@)), 'window', '0'}
       end
     end
   end

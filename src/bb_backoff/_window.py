@@ -640,9 +640,10 @@ class WindowModel:
         Returns:
             ``0.0``: the check goes now.  More: the check is due, but the
             window fills only with sends booked ahead; ask again once they
-            have gone (booked at the next window's turn instead, every
-            request would sleep past the moment the check could go, and no
-            request would be left to make it).  ``None``: no check now.
+            have gone, :data:`_PROBE_POLL` at least (booked at the next
+            window's turn instead, every request would sleep past the moment
+            the check could go, and no request would be left to make it).
+            ``None``: no check now.
         """
         verify_at = self.verify_at
         if not (
@@ -668,7 +669,11 @@ class WindowModel:
         if self._count(now - window + margin, now) >= cap:
             return 0.0
         booked = log[-1][0] - now
-        return booked if booked > _SETTLE_SLACK else None
+        # (Never a wait of a few milliseconds: a clock that ticks every 15.6 ms,
+        # as Windows' monotonic clock before Python 3.13 does, would not see it
+        # pass, and the client would take its sleep for one that does not move
+        # the clock.)
+        return max(booked, _PROBE_POLL) if booked > _SETTLE_SLACK else None
 
     def _reserve_probe(
         self, now: float, params: WindowParams, member: object, margin: float
