@@ -13,6 +13,7 @@ import contextlib
 import email.utils
 import itertools
 import logging
+import math
 import random
 import threading
 import time
@@ -1165,6 +1166,50 @@ def test_a_stubbed_sleep_on_the_real_clock_warns_once_and_lets_requests_go(
     warnings = [r for r in caplog.records if "did not advance its clock" in r.getMessage()]
     assert len(warnings) == 1
     assert slept
+
+
+@pytest.mark.parametrize("seed", [0, 1, 4, 5])
+def test_a_clock_that_ticks_coarsely_is_not_taken_for_one_that_ignores_sleep(
+    seed: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Windows' monotonic clock ticks every 15.6 ms before Python 3.13.
+
+    A wait of a few milliseconds at the gate reads as no time at all.
+    Before, one such wait made the client take its sleep for one that does
+    not move the clock, warn, and send without a reservation (13 429s
+    against 7 here); only a run of unseen sleeps longer than any tick tells.
+    """
+    clock = VirtualClock()
+    server = JitteredServer(clock, limit=20, seed=seed)
+    tick = 0.015625
+    workers, items = 8, 70
+
+    def coarse() -> float:
+        return math.floor(clock.monotonic() / tick) * tick
+
+    async def main() -> None:
+        gate = bb.AccountGate(store=bb.MemoryStore(), seed=seed)
+        async with bb.AsyncBitbucketClient(
+            auth=bb.BearerToken("coarse-clock"),
+            transport=server,
+            clock=coarse,
+            now=clock.time,
+            policy=bb.ExponentialBackoff(seed=seed),
+            gate=gate,
+        ) as client:
+            queue = list(range(items))
+
+            async def worker() -> None:
+                while queue:
+                    queue.pop()
+                    await client.get("/repositories/w/r")
+
+            await asyncio.gather(*(worker() for _ in range(workers)))
+
+    with caplog.at_level(logging.WARNING, logger="bb_backoff"):
+        run_virtual(main(), clock)
+    assert "did not advance its clock" not in caplog.text
+    assert server.refused <= workers + 1  # and the one check of the limit learned
 
 
 # -- the headers the gate reads ------------------------------------------------------------------

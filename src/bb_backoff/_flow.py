@@ -74,6 +74,11 @@ from ._window import BREAKER, ERROR, HOLD, PROBE, VOID, WAIT, Grant, Observation
 # A wait shorter than this may end before the clock shows it moved (asyncio
 # wakes a timer up to the clock's resolution early): too short to judge sleep by.
 _NOTICEABLE: Final = 0.001
+# Seconds of sleep asked for in a row, at the gate, that the clock must fail
+# to show before the flow takes ``sleep`` for one that does not move it:
+# well above the coarsest monotonic clock's tick (15.6 ms: Windows, before
+# Python 3.13), which shows a sleep of a few milliseconds as no time at all.
+_IGNORED_AFTER: Final = 0.1
 # A wait for a slot is slept in pieces of at most this share of the window,
 # so that a waiting request notices when the model changes under it (a
 # provisional limit forgotten, a hold lifted) instead of sleeping out a
@@ -256,6 +261,8 @@ class RequestFlow:
     """What the last success told the gate's model, for :meth:`steps` to report."""
     hinted = 0.0
     """Of the wait at the gate in progress, the seconds the request's own hint added."""
+    unmoved = 0.0
+    """Sleep asked for at the gate since the clock last showed one (see :data:`_IGNORED_AFTER`)."""
     logged = 0.0
     """When the reservation's send was due, on the client's clock, for a store whose
     time is not the client's: asked at, plus the delay it gave."""
@@ -616,7 +623,14 @@ class RequestFlow:
             before = clock()
             yield Sleep(chunk)
             if chunk > _NOTICEABLE and clock() - before < chunk / 2:
-                return None
+                # Not shown: ``sleep`` does not move the clock, or the clock
+                # ticks coarsely and will show it later.  Only a run of such
+                # sleeps, longer than any clock's tick, tells.
+                self.unmoved += chunk
+                if self.unmoved >= _IGNORED_AFTER:
+                    return None
+            else:
+                self.unmoved = 0.0
             slept += chunk
             if slept < delay and not gate.still_valid(grant):
                 self._refund_gate_wait(grant, delay - slept)
