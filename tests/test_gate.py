@@ -289,6 +289,23 @@ def test_an_async_import_meets_the_unknown_limit_once_per_request_in_flight(work
     assert clock.monotonic() < (needed // 20 + 1) * 3600
 
 
+async def gets_by_workers(
+    client: bb.AsyncBitbucketClient, workers: int, items: int
+) -> list[object]:
+    """``items`` GETs made by ``workers`` tasks sharing ``client``: every answer."""
+    queue = list(range(items))
+
+    async def worker() -> list[object]:
+        done = []
+        while queue:
+            done.append(await client.get(f"/repositories/w/r{queue.pop()}"))
+        return done
+
+    return [
+        item for part in await asyncio.gather(*(worker() for _ in range(workers))) for item in part
+    ]
+
+
 class JitteredServer(httpx.AsyncBaseTransport):
     """A rolling window counted when a request arrives, with random one-way delays.
 
@@ -341,19 +358,7 @@ def test_with_round_trips_that_overtake_each_other_the_limit_is_met_once_per_req
     async def main() -> list[object]:
         gate = bb.AccountGate(store=bb.MemoryStore(), seed=seed)
         async with virtual_client(clock, server, "jittered", seed, gate) as client:
-            queue = list(range(items))
-
-            async def worker() -> list[object]:
-                done = []
-                while queue:
-                    done.append(await client.get(f"/repositories/w/r{queue.pop()}"))
-                return done
-
-            return [
-                item
-                for part in await asyncio.gather(*(worker() for _ in range(workers)))
-                for item in part
-            ]
+            return await gets_by_workers(client, workers, items)
 
     assert len(run_virtual(main(), clock)) == items
     assert server.refused <= workers + 1  # and the one check of the limit learned
@@ -386,19 +391,7 @@ def test_a_limit_that_drops_and_rises_again_is_followed_both_ways(seed: int) -> 
         changes = asyncio.create_task(change_the_limit())
         gate = bb.AccountGate(store=bb.MemoryStore(), seed=seed)
         async with virtual_client(clock, server, "dynamic", seed, gate) as client:
-            queue = list(range(items))
-
-            async def worker() -> list[object]:
-                done = []
-                while queue:
-                    done.append(await client.get(f"/repositories/w/r{queue.pop()}"))
-                return done
-
-            got = [
-                item
-                for part in await asyncio.gather(*(worker() for _ in range(workers)))
-                for item in part
-            ]
+            got = await gets_by_workers(client, workers, items)
         await changes
         return got
 
@@ -426,19 +419,7 @@ def test_a_check_let_through_wakes_the_requests_booked_at_the_windows_turn(seed:
         await asyncio.sleep(60.0)
         gate = bb.AccountGate(store=bb.MemoryStore(), seed=seed)
         async with virtual_client(clock, server, "restarted", seed, gate) as client:
-            queue = list(range(items))
-
-            async def worker() -> list[object]:
-                done = []
-                while queue:
-                    done.append(await client.get(f"/repositories/w/r{queue.pop()}"))
-                return done
-
-            return [
-                item
-                for part in await asyncio.gather(*(worker() for _ in range(workers)))
-                for item in part
-            ]
+            return await gets_by_workers(client, workers, items)
 
     assert len(run_virtual(main(), clock)) == items
     # 10 at 60 s, 10 at the window's turn, the check gets through: the rest
@@ -1197,14 +1178,7 @@ def test_a_clock_that_ticks_coarsely_is_not_taken_for_one_that_ignores_sleep(
             policy=bb.ExponentialBackoff(seed=seed),
             gate=gate,
         ) as client:
-            queue = list(range(items))
-
-            async def worker() -> None:
-                while queue:
-                    queue.pop()
-                    await client.get("/repositories/w/r")
-
-            await asyncio.gather(*(worker() for _ in range(workers)))
+            await gets_by_workers(client, workers, items)
 
     with caplog.at_level(logging.WARNING, logger="bb_backoff"):
         run_virtual(main(), clock)
