@@ -1186,6 +1186,58 @@ def test_a_clock_that_ticks_coarsely_is_not_taken_for_one_that_ignores_sleep(
     assert server.refused <= workers + 1  # and the one check of the limit learned
 
 
+class ScriptedWaits(bb.MemoryStore):
+    """A store whose every answer is a WAIT, of these delays in turn: the flow's side of waits."""
+
+    def __init__(self, delays: list[float]) -> None:
+        super().__init__()
+        self.delays = itertools.cycle(delays)
+        self.asked = 0
+
+    def reserve(  # noqa: PLR0917 (as the store it stands for)
+        self,
+        key: str,
+        now: float,
+        params: bb_window.WindowParams,
+        member: object,
+        margin: float,
+        cancel: bb_window.Grant | None,
+    ) -> bb_window.Grant:
+        self.asked += 1
+        if self.asked > 500:
+            raise AssertionError("the request asks the gate again and again")
+        return bb_window.Grant(bb_window.WAIT, next(self.delays), bb_window.WINDOW, 0)
+
+
+@pytest.mark.parametrize("delays", [[0.05, 0.0005], [0.0005], [0.002]])
+def test_on_a_frozen_clock_a_run_of_short_gate_waits_still_ends(
+    delays: list[float], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A sleep that does nothing, a clock that never moves, waits of a millisecond or less.
+
+    A wait too short to judge must neither clear the unseen sleep counted
+    so far (50 ms and 0.5 ms in turn asked again for ever) nor be asked
+    again as it is (0.5 ms: for ever, 2 ms: 50 times): every wait at the
+    gate lasts two ticks of a coarse clock at least.
+    """
+    clock = VirtualClock()
+    store = ScriptedWaits(delays)
+    with (
+        caplog.at_level(logging.WARNING, logger="bb_backoff"),
+        bb.BitbucketClient(
+            auth=bb.BearerToken("frozen-clock"),
+            transport=httpx.MockTransport(lambda _request: httpx.Response(200, json={"ok": 1})),
+            clock=clock.monotonic,
+            now=clock.time,
+            sleep=lambda _seconds: None,
+            gate=bb.AccountGate(store=store),
+        ) as client,
+    ):
+        assert client.get("/user") == {"ok": 1}
+    assert store.asked <= 4
+    assert "did not advance its clock" in caplog.text
+
+
 # -- the headers the gate reads ------------------------------------------------------------------
 
 

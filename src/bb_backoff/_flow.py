@@ -79,6 +79,11 @@ _NOTICEABLE: Final = 0.001
 # well above the coarsest monotonic clock's tick (15.6 ms: Windows, before
 # Python 3.13), which shows a sleep of a few milliseconds as no time at all.
 _IGNORED_AFTER: Final = 0.1
+# A wait at the gate before asking again (a WAIT) lasts this long at least: two
+# ticks of that clock, so that it shows the wait (an event loop on it may wake
+# a shorter timer with no time passed, and the request would ask again and
+# again within one tick).
+_SHORTEST_WAIT: Final = 0.032
 # A wait for a slot is slept in pieces of at most this share of the window,
 # so that a waiting request notices when the model changes under it (a
 # provisional limit forgotten, a hold lifted) instead of sleeping out a
@@ -535,6 +540,8 @@ class RequestFlow:
             if delay <= 0 and grant.kind != WAIT:
                 break
             self.hinted = delay - grant.delay  # (never negative: delay is at least the gate's)
+            if grant.kind == WAIT and delay < _SHORTEST_WAIT:
+                delay = _SHORTEST_WAIT
             refused = self._charge_gate_wait(self._attempts(), grant, delay, gate)
             if refused is not None:
                 return (yield from self._give_up_at_gate(refused))
@@ -629,7 +636,7 @@ class RequestFlow:
                 self.unmoved += chunk
                 if self.unmoved >= _IGNORED_AFTER:
                     return None
-            else:
+            elif chunk > _NOTICEABLE:  # (a shorter one shows nothing either way)
                 self.unmoved = 0.0
             slept += chunk
             if slept < delay and not gate.still_valid(grant):
