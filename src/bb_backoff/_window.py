@@ -514,7 +514,7 @@ class WindowModel:
                     at, reason = paced, WINDOW
             if reason == WINDOW:
                 check = self._verify_wait(now, params, cap, margin)
-                if check is not None and check > 0.0:
+                if check:
                     return Grant(WAIT, check, WINDOW, self.generation)
                 if check is not None:
                     # One send beyond a learned limit, into a window our own
@@ -669,10 +669,8 @@ class WindowModel:
         if self._count(now - window + margin, now) >= cap:
             return 0.0
         booked = log[-1][0] - now
-        # (Never a wait of a few milliseconds: a clock that ticks every 15.6 ms,
-        # as Windows' monotonic clock before Python 3.13 does, would not see it
-        # pass, and the client would take its sleep for one that does not move
-        # the clock.)
+        # (Asked again no sooner than a probe's poll: each asking is a store
+        # call, a Redis round trip for a shared gate.)
         return max(booked, _PROBE_POLL) if booked > _SETTLE_SLACK else None
 
     def _reserve_probe(
