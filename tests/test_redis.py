@@ -672,9 +672,13 @@ _DISCOVERY: Final = WindowParams(
 
 
 def _observed(
-    outcome: str, *, hint: float | None = None, header_limit: int | None = None
+    outcome: str,
+    *,
+    hint: float | None = None,
+    header_limit: int | None = None,
+    near: bool | None = None,
 ) -> Observation:
-    return Observation(outcome, sent=True, hint=hint, header_limit=header_limit, near=None)
+    return Observation(outcome, sent=True, hint=hint, header_limit=header_limit, near=near)
 
 
 def _sent_at_once(model: WindowModel, count: int) -> bool:
@@ -1028,6 +1032,24 @@ _PATHS: Final[dict[str, tuple[list[WindowOperation], Callable[[WindowModel], boo
             ObserveOp(0, _observed(OK), 0.0),
         ],
         lambda model: model.mode == MODEL and (model.limit, model.verify_at) == (2, None),
+    ),
+    # Near the stated limit with room in the model: three sends booked ahead
+    # at the total's pace; a 429 teaches the share, and their entries go.
+    "the sends booked ahead at the total's pace go at a 429": (
+        [
+            ReserveOp(0.0, None),
+            ObserveOp(0, _observed(OK, header_limit=10), 0.0),
+            *[ReserveOp(0.0, None)] * 3,
+            ObserveOp(1, _observed(OK, near=True), 0.0),
+            *[ReserveOp(0.0, None)] * 3,
+            ObserveOp(3, _observed(RATE_LIMITED, near=True), 0.0),
+        ],
+        lambda model: (
+            model.limit == 3
+            and not model.pace
+            and len(model.log) == 3
+            and len({at for at, _member in model.log}) == 1
+        ),
     ),
     # A 429 under X-RateLimit-Limit with no hint: the count is the share, the
     # model keeps going on it (no probing), and checks it later.

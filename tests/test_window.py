@@ -655,6 +655,29 @@ def test_near_limit_paces_only_until_a_429_teaches_the_accounts_share() -> None:
     assert not model.pace
 
 
+def test_a_429_that_teaches_the_share_voids_the_sends_booked_ahead_at_the_totals_pace() -> None:
+    """Their requests ask again; the share's slots free as its own sends leave.
+
+    Kept in the log, the void bookings would fill the share: each request
+    asking again would queue behind the others' (at 128 workers beside
+    another tool, the whole turn went a window later).
+    """
+    params = WindowParams(window=100.0, limit=10)
+    model = WindowModel()
+    sent = [reserve(model, 0.0, params) for _ in range(4)]
+    for grant in sent[:3]:
+        answer(model, 0.1, grant, params=params, near=True)
+    assert model.pace  # 4 of 10 while the server is near: others spend too
+    paced = [reserve(model, 0.2, params) for _ in range(5)]
+    assert [grant.at for grant in paced] == pytest.approx([10.0, 20.0, 30.0, 40.0, 50.0])
+    answer(model, 0.3, sent[3], RATE_LIMITED, params=params, near=True)
+    assert (model.limit, model.pace) == (3, False)
+    assert [at for at, _ in model.log] == [0.0, 0.0, 0.0]
+    first = paced[0]
+    again = reserve(model, first.at, params, cancel=(first.member, first.at))
+    assert again.at == pytest.approx(100.0)  # not 130.0, behind the void bookings
+
+
 @pytest.mark.parametrize("told", ["header", "configured"])
 def test_a_429_under_a_stated_or_configured_limit_teaches_the_share_without_probing(
     told: str,

@@ -688,6 +688,7 @@ local function rate_limited()
     end
   end
   S.generation = S.generation + 1
+  redis.call('ZREMRANGEBYSCORE', log_key, '(' .. fmt(now), '+inf')
   local unlearned = S.limit == nil
   local learned = learn(at)
   if explained == false then

@@ -801,6 +801,16 @@ class WindowModel:
                 self.generation += 1
                 return
         self.generation += 1
+        # The reservations booked ahead on the model this 429 proves wrong
+        # (at a pace the account's total would sustain, at a turn of the
+        # total) are void: their requests ask again.  Their entries go now:
+        # kept, each request asking again would queue behind the others'
+        # void entries, a whole window later when they outnumber the share.
+        # (A request in another process that has not heard of the new
+        # generation sends at its old time, uncounted: a 429 at worst, where
+        # the model was wrong anyway.)
+        log = self.log
+        del log[bisect.bisect_right(log, now, key=_time) :]
         # Discovery: no share of the quota learned yet, and the model logged
         # some of what the server let through in the window up to this send.
         # The count is the model now, as when no limit was known at all: a
