@@ -69,12 +69,15 @@ def not_found_first(count: int) -> Callable[[httpx.Request], httpx.Response]:
     return handler
 
 
-def exposition(errors_on: int, errors_off: int, requests: int = 200) -> bytes:
+def exposition(
+    errors_on: int, errors_off: int, requests: int = 200, registry: CollectorRegistry | None = None
+) -> bytes:
     """The metrics of two real clients, flag on and off, each ``requests`` GETs on virtual time.
 
-    The first ``errors_*`` requests of each get a 404 (an error), the rest a 200.
+    The first ``errors_*`` requests of each get a 404 (an error), the rest a 200.  Given a
+    ``registry``, its counters count on (the same process, scraped again).
     """
-    registry = CollectorRegistry()
+    registry = CollectorRegistry() if registry is None else registry
     for flag, errors in ((True, errors_on), (False, errors_off)):
         clock = VirtualClock()
         with bb.BitbucketClient(
@@ -223,8 +226,9 @@ def test_metrics_since_an_earlier_scrape(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     earlier, later = tmp_path / "earlier.prom", tmp_path / "later.prom"
-    earlier.write_bytes(exposition(errors_on=5, errors_off=5, requests=100))
-    later.write_bytes(exposition(errors_on=45, errors_off=25, requests=300))
+    registry = CollectorRegistry()
+    earlier.write_bytes(exposition(errors_on=5, errors_off=5, requests=100, registry=registry))
+    later.write_bytes(exposition(errors_on=40, errors_off=20, requests=200, registry=registry))
     argv = ["rollout-report", "--metrics", str(later), "--since", str(earlier), "--json"]
     assert main(argv) == 0
     rows = json.loads(capsys.readouterr().out)["rows"]
@@ -232,6 +236,40 @@ def test_metrics_since_an_earlier_scrape(
         ("on", 200, 40),
         ("off", 200, 20),
     ]
+
+
+def test_metrics_since_a_restart_among_several_processes_is_a_report_not_a_traceback(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Importer a restarted; b's errors since the earlier scrape outnumber the sums' growth."""
+
+    def federated(*series: tuple[str, str, str, int]) -> str:
+        return "".join(
+            f'bb_backoff_requests_total{{instance="{instance}",outcome="{outcome}",'
+            f'variant="{variant}"}} {value}\n'
+            for instance, variant, outcome, value in series
+        )
+
+    earlier, later = tmp_path / "earlier.prom", tmp_path / "later.prom"
+    earlier.write_text(
+        federated(("a", "on", "ok", 1000), ("b", "on", "ok", 10), ("a", "off", "ok", 10))
+    )
+    later.write_text(
+        federated(
+            ("a", "on", "ok", 5),
+            ("b", "on", "ok", 20),
+            ("b", "on", "retries_exhausted", 1000),
+            ("a", "off", "ok", 20),
+        )
+    )
+    argv = ["rollout-report", "--metrics", str(later), "--since", str(earlier), "--json"]
+    assert main(argv) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert [(row["variant"], row["requests"], row["errors"]) for row in document["rows"]] == [
+        ("on", 1015, 1000),
+        ("off", 10, 0),
+    ]
+    assert "1 series counted from zero again in between" in document["source"]
 
 
 def test_metrics_with_only_one_variant_says_which_is_missing(

@@ -20,21 +20,28 @@ from pathlib import Path
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
 import bb_backoff as bb
 from bb_backoff._rollout import (
+    Between,
     Conclusion,
     ExpositionError,
+    Series,
+    Step,
     VariantCounts,
     VariantTally,
     _exposition,
+    build_report,
     counts_between,
     counts_from_exposition,
     load_exposition,
     metrics_report,
+    series_from_exposition,
 )
 from bb_backoff.instrumentation import PrometheusHook
 from bb_backoff.testing import VirtualClock
@@ -95,6 +102,27 @@ def scrape(rounds: int = 1) -> tuple[bytes, dict[str, VariantCounts]]:
     registry, tally = CollectorRegistry(), VariantTally()
     traffic([PrometheusHook(registry), tally], rounds)
     return generate_latest(registry), tally.counts()
+
+
+def scrapes(*rounds: int) -> list[str]:
+    """The expositions of one process (one registry) after each batch of ``traffic`` rounds."""
+    registry = CollectorRegistry()
+    taken = []
+    for batch in rounds:
+        traffic([PrometheusHook(registry)], batch)
+        taken.append(generate_latest(registry).decode())
+    return taken
+
+
+def federated(*series: tuple[str, str, str, float]) -> str:
+    """A /federate exposition of request counters: (instance, variant, outcome, value) each."""
+    lines = ["# TYPE bb_backoff_requests_total untyped"]
+    lines += [
+        f'bb_backoff_requests_total{{instance="{instance}",job="importer",outcome="{outcome}",'
+        f'variant="{variant}"}} {value}'
+        for instance, variant, outcome, value in series
+    ]
+    return "\n".join(lines) + "\n"
 
 
 # -- counts from an exposition --------------------------------------------------------
@@ -204,28 +232,109 @@ def test_an_exposition_that_is_not_ours_says_what_is_wrong(text: str, message: s
 
 
 def test_two_scrapes_give_what_happened_between_them() -> None:
-    before, _ = scrape(rounds=1)
-    after, _ = scrape(rounds=3)
-    earlier, later = counts_from_exposition(before.decode()), counts_from_exposition(after.decode())
-    between = counts_between(earlier, later)
-    assert {v: (c.requests, c.errors, c.give_ups) for v, c in between.items()} == {
+    before, after = scrapes(1, 2)
+    between = counts_between(series_from_exposition(before), series_from_exposition(after))
+    assert {v: (c.requests, c.errors, c.give_ups) for v, c in between.counts.items()} == {
         "on": (6, 2, 0),
         "off": (6, 2, 2),
     }
+    assert (between.resets, between.gone) == (0, 0)
 
 
 def test_a_variant_that_did_nothing_between_the_scrapes_is_left_out() -> None:
-    earlier = {"on": VariantCounts(requests=5), "off": VariantCounts(requests=9, errors=1)}
-    later = {"on": VariantCounts(requests=5), "off": VariantCounts(requests=19, errors=1)}
-    assert counts_between(earlier, later) == {"off": VariantCounts(requests=10)}
+    earlier = federated(("a", "on", "ok", 5), ("a", "off", "ok", 8), ("a", "off", "not_found", 1))
+    later = federated(("a", "on", "ok", 5), ("a", "off", "ok", 18), ("a", "off", "not_found", 1))
+    between = counts_between(series_from_exposition(earlier), series_from_exposition(later))
+    assert between == Between(counts={"off": VariantCounts(requests=10)})
 
 
-def test_a_counter_that_went_down_means_a_restart_and_is_refused() -> None:
-    earlier = {"on": VariantCounts(requests=50, errors=5)}
-    with pytest.raises(ExpositionError, match="errors of the flag on went down between"):
-        counts_between(earlier, {"on": VariantCounts(requests=60, errors=2)}, "scrapes")
-    with pytest.raises(ExpositionError, match="the flag on has requests in the earlier scrape"):
-        counts_between(earlier, {"off": VariantCounts(requests=1)})
+def test_a_counter_that_went_down_restarted_and_counts_its_later_value() -> None:
+    """As Prometheus' increase(): a restarted process's counter counted from zero again."""
+    earlier = federated(("a", "on", "ok", 50), ("a", "on", "not_found", 5))
+    later = federated(("a", "on", "ok", 58), ("a", "on", "not_found", 2))
+    between = counts_between(series_from_exposition(earlier), series_from_exposition(later))
+    assert between == Between(counts={"on": VariantCounts(requests=8 + 2, errors=2)}, resets=1)
+
+
+def test_one_process_restarting_among_several_is_seen_series_by_series() -> None:
+    """Federation: importer a restarts, b goes on; the sums over both still grow.
+
+    Subtracted after adding up, the flag's cohort made 1,050 - 1,010 = 40
+    requests, 1,000 of them errors; series by series, a made 5 since its
+    restart and b 10 requests and 1,000 errors: 1,015 and 1,000.
+    """
+    earlier = federated(("a", "on", "ok", 1000), ("b", "on", "ok", 10), ("a", "off", "ok", 10))
+    later = federated(
+        ("a", "on", "ok", 5),
+        ("b", "on", "ok", 20),
+        ("b", "on", "retries_exhausted", 1000),
+        ("a", "off", "ok", 20),
+    )
+    between = counts_between(series_from_exposition(earlier), series_from_exposition(later))
+    assert between == Between(
+        counts={
+            "on": VariantCounts(requests=1015, errors=1000),
+            "off": VariantCounts(requests=10),
+        },
+        resets=1,
+    )
+
+
+def test_a_restart_is_seen_by_the_created_time_when_the_counters_grew_past_it() -> None:
+    """A process that restarted and made more requests since than it had before the step.
+
+    Its counters went up, but prometheus-client's ``_created`` samples
+    changed: it counts its later values whole.
+    """
+    (earlier,) = scrapes(1)
+    (later,) = scrapes(3)
+    between = counts_between(series_from_exposition(earlier), series_from_exposition(later))
+    assert {v: (c.requests, c.errors) for v, c in between.counts.items()} == {
+        "on": (9, 3),
+        "off": (9, 3),
+    }
+    assert between.resets == len(series_from_exposition(earlier).values)
+    assert between.gone == 0
+
+
+def test_a_series_new_in_the_later_scrape_counts_whole_and_one_gone_is_counted() -> None:
+    earlier = federated(("a", "on", "ok", 50), ("b", "on", "ok", 7))
+    later = federated(("a", "on", "ok", 60), ("c", "on", "not_found", 4))
+    between = counts_between(series_from_exposition(earlier), series_from_exposition(later))
+    assert between == Between(counts={"on": VariantCounts(requests=14, errors=4)}, gone=1)
+
+
+_request_series = st.dictionaries(
+    st.tuples(
+        st.sampled_from(["a", "b", "c"]),
+        st.sampled_from(["on", "off"]),
+        st.sampled_from(["ok", "rate_limited", "not_found"]),
+    ),
+    st.integers(min_value=0, max_value=10**6) | st.floats(min_value=0, max_value=1e12),
+)
+
+
+def _series(values: dict[tuple[str, str, str], float]) -> Series:
+    """Request counters by (instance, variant, outcome), as series_from_exposition keys them."""
+    return Series(
+        values={
+            (
+                "bb_backoff_requests_total",
+                (("instance", instance), ("outcome", outcome), ("variant", variant)),
+            ): value
+            for (instance, variant, outcome), value in values.items()
+        }
+    )
+
+
+@given(_request_series, _request_series)
+def test_no_two_scrapes_give_more_errors_than_requests_or_a_report_that_raises(
+    earlier: dict[tuple[str, str, str], float], later: dict[tuple[str, str, str], float]
+) -> None:
+    """Whatever restarted, each variant's errors are some of its requests: the report is made."""
+    between = counts_between(_series(earlier), _series(later))
+    assert all(counted.errors <= counted.requests for counted in between.counts.values())
+    build_report("two scrapes", [Step(label="metrics", percentage=None, counts=between.counts)])
 
 
 # -- where the text comes from --------------------------------------------------------
@@ -262,15 +371,26 @@ def test_load_exposition_refuses_a_text_too_large(
 
 
 @pytest.fixture(scope="module")
-def prometheus_endpoint() -> Iterator[str]:
-    """prometheus-client's own HTTP server, on port 0, serving ``traffic``'s metrics."""
+def served() -> Iterator[tuple[str, bytes]]:
+    """prometheus-client's own HTTP server, on port 0, serving 40 rounds of ``traffic``'s metrics.
+
+    With it, a scrape of the same registry taken after the first 10 rounds.
+    """
     registry = CollectorRegistry()
-    traffic([PrometheusHook(registry)], rounds=40)
+    traffic([PrometheusHook(registry)], rounds=10)
+    step_began = generate_latest(registry)
+    traffic([PrometheusHook(registry)], rounds=30)
     server, thread = start_http_server(0, addr="127.0.0.1", registry=registry)
-    yield f"http://127.0.0.1:{server.server_address[1]}/metrics"
+    yield f"http://127.0.0.1:{server.server_address[1]}/metrics", step_began
     server.shutdown()
     server.server_close()
     thread.join()
+
+
+@pytest.fixture(scope="module")
+def prometheus_endpoint(served: tuple[str, bytes]) -> str:
+    """The URL of the served metrics."""
+    return served[0]
 
 
 class _Errors(BaseHTTPRequestHandler):
@@ -311,18 +431,36 @@ def test_metrics_report_reads_a_live_metrics_endpoint(prometheus_endpoint: str) 
 
 
 def test_metrics_report_since_an_earlier_scrape_covers_only_the_step(
-    prometheus_endpoint: str, tmp_path: Path
+    served: tuple[str, bytes], tmp_path: Path
 ) -> None:
+    url, step_began = served
     earlier = tmp_path / "step-began.prom"
-    registry = CollectorRegistry()
-    traffic([PrometheusHook(registry)], rounds=10)
-    earlier.write_bytes(generate_latest(registry))
-    report = metrics_report(prometheus_endpoint, since=str(earlier))
+    earlier.write_bytes(step_began)
+    report = metrics_report(url, since=str(earlier))
     assert [(row.variant, row.requests, row.errors) for row in report.rows] == [
         ("on", 90, 30),
         ("off", 90, 30),
     ]
     assert "since the earlier scrape" in report.source
+    assert "restarted" not in report.source
+
+
+def test_metrics_report_says_how_many_series_restarted_or_went_away(tmp_path: Path) -> None:
+    earlier, later = tmp_path / "earlier.prom", tmp_path / "later.prom"
+    earlier.write_text(
+        federated(("a", "on", "ok", 1000), ("a", "on", "not_found", 3), ("b", "off", "ok", 10))
+    )
+    later.write_text(federated(("a", "on", "ok", 5), ("b", "off", "ok", 20)))
+    report = metrics_report(str(later), since=str(earlier))
+    assert [(row.variant, row.requests, row.errors) for row in report.rows] == [
+        ("on", 5, 0),
+        ("off", 10, 0),
+    ]
+    assert (
+        "1 series counted from zero again in between (a process restarted): the later "
+        "scrape's value counts whole for each" in report.source
+    )
+    assert "1 series of the earlier scrape is not in the later one" in report.source
 
 
 def test_an_error_status_is_reported_without_the_urls_secret(error_endpoint: str) -> None:

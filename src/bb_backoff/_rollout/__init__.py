@@ -13,11 +13,14 @@ library imports this package.
 from ._counts import VARIANTS, VariantCounts, VariantTally, total
 from ._exposition import (
     DEFAULT_TIMEOUT,
+    Between,
     ExpositionError,
+    Series,
     counts_between,
     counts_from_exposition,
     load_exposition,
     metrics_report,
+    series_from_exposition,
 )
 from ._report import (
     Imports,
@@ -47,11 +50,13 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "MIN_EXPECTED",
     "VARIANTS",
+    "Between",
     "Conclusion",
     "ExpositionError",
     "Imports",
     "Report",
     "Row",
+    "Series",
     "Step",
     "VariantCounts",
     "VariantTally",
@@ -67,6 +72,7 @@ __all__ = [
     "markdown",
     "metrics_report",
     "overall",
+    "series_from_exposition",
     "total",
     "two_proportion_z_test",
     "upper_tail",

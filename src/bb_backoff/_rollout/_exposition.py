@@ -21,7 +21,12 @@ Samples are added up by variant over any other label (``instance``,
 ``job``, ...), so a federated or aggregated exposition works too.  Counters
 count since their process started: one scrape covers the processes' life,
 not one rollout step.  Two scrapes do: :func:`counts_between` subtracts a
-scrape taken when the step began from one taken at its end (``--since``).
+scrape taken when the step began from one taken at its end (``--since``),
+series by series (:class:`Series`: one sample name with all its labels, one
+process's counter in a federated exposition), before anything is added up:
+a series that counted from zero again in between (its process restarted)
+counts its later value whole, as Prometheus' ``increase()`` does, whatever
+the other processes' series did.
 
 :func:`load_exposition` fetches the text from a file, standard input
 (``-``) or an http(s) URL (with httpx); both raise :class:`ExpositionError`
@@ -35,8 +40,9 @@ import sys
 from collections import defaultdict
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
 
+import attrs
 import httpx
 
 from .._exceptions import printable, redact_url
@@ -73,16 +79,53 @@ def _parse(text: str) -> list[Any]:
     return list(module.text_string_to_metric_families(text))
 
 
-def counts_from_exposition(text: str, source: str = "the exposition") -> dict[str, VariantCounts]:
-    """The counts of each flag variant in a Prometheus exposition of this library's metrics.
+SeriesKey: TypeAlias = tuple[str, tuple[tuple[str, str], ...]]
+"""A series: its sample name and all its labels, sorted by label name."""
+
+
+@attrs.frozen(kw_only=True)
+class Series:
+    """This library's counters in one exposition, series by series.
+
+    A series is one sample name with all its labels (the variant, the
+    outcome or reason, and ``instance``, ``job``, ... in a federated
+    exposition): one process's counter.  Only the samples a
+    :class:`VariantCounts` field counts are kept.
+
+    Attributes:
+        values: each series' value: a count, or seconds.
+        created: when each series began counting, in seconds since the
+            epoch, for the series whose ``_created`` sample the exposition
+            has (prometheus-client writes them; a restarted process has new
+            ones).
+    """
+
+    values: Mapping[SeriesKey, float] = attrs.field(factory=dict)
+    created: Mapping[SeriesKey, float] = attrs.field(factory=dict)
+
+    def counts(self) -> dict[str, VariantCounts]:
+        """The counts of each variant: the series added up over every label but the variant.
+
+        Returns:
+            The counts by variant, in the order the variants first appear.
+        """
+        sums: defaultdict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+        for (name, labels), value in self.values.items():
+            by_name = dict(labels)
+            for field in _fields(name, by_name):
+                sums[by_name["variant"]][field] += value
+        return {variant: _counts(fields) for variant, fields in sums.items()}
+
+
+def series_from_exposition(text: str, source: str = "the exposition") -> Series:
+    """The series of this library's counters in a Prometheus exposition.
 
     Args:
         text: the exposition (Prometheus text format 0.0.4, or OpenMetrics).
         source: where it came from, for error messages.
 
     Returns:
-        The counts by variant (``"on"``, ``"off"``), in the order the
-        variants first appear.
+        Its series; samples with the same name and labels are added up.
 
     Raises:
         ExpositionError: the text is not an exposition, a sample of ours
@@ -97,34 +140,57 @@ def counts_from_exposition(text: str, source: str = "the exposition") -> dict[st
         raise ExpositionError(
             f"{source} is not a Prometheus exposition: {printable(str(error), 200)}"
         ) from None
-    sums: defaultdict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    values: defaultdict[SeriesKey, float] = defaultdict(float)
+    created: dict[SeriesKey, float] = {}
     seen_requests = False
     for family in families:
         for sample in family.samples:
-            fields = _fields(sample.name, sample.labels)
-            if not fields:
+            value = float(sample.value)
+            key: SeriesKey = (sample.name, tuple(sorted(sample.labels.items())))
+            if sample.name in _CREATED:
+                # A start time that is not a number cannot tell a restart.
+                if math.isfinite(value):
+                    created[(_CREATED[sample.name], key[1])] = value
+                continue
+            if not _fields(sample.name, sample.labels):
                 continue
             variant = sample.labels.get("variant")
             if not variant:
                 raise ExpositionError(f"{source}: {sample.name} has a sample without a variant")
-            value = float(sample.value)
             if not math.isfinite(value) or value < 0:
                 raise ExpositionError(
                     f"{source}: {sample.name}{{variant={variant!r}}} is {value!r}, "
                     "not a count or a number of seconds"
                 )
             seen_requests |= sample.name == REQUESTS
-            for field in fields:
-                sums[variant][field] += value
+            values[key] += value
     if not seen_requests:
         raise ExpositionError(
             f"{source} has no {REQUESTS} samples: is it the /metrics of a process whose "
             "clients have PrometheusHook (or OpenTelemetryHook with a Prometheus exporter)?"
         )
-    return {variant: _counts(fields) for variant, fields in sums.items()}
+    return Series(values=dict(values), created=created)
 
 
-def _fields(name: str, labels: dict[str, str]) -> tuple[str, ...]:
+def counts_from_exposition(text: str, source: str = "the exposition") -> dict[str, VariantCounts]:
+    """The counts of each flag variant in a Prometheus exposition of this library's metrics.
+
+    Args:
+        text: the exposition (Prometheus text format 0.0.4, or OpenMetrics).
+        source: where it came from, for error messages.
+
+    Returns:
+        The counts by variant (``"on"``, ``"off"``), in the order the
+        variants first appear.
+
+    Raises:
+        ExpositionError: as :func:`series_from_exposition`.
+        ModuleNotFoundError: prometheus-client is not installed.
+    """
+    return series_from_exposition(text, source).counts()
+
+
+def _fields(name: str, labels: Mapping[str, str]) -> tuple[str, ...]:
     """Which :class:`VariantCounts` fields a sample adds to (none: not one of ours)."""
     if name == REQUESTS:
         outcome = labels.get("outcome")
@@ -144,6 +210,16 @@ def _fields(name: str, labels: dict[str, str]) -> tuple[str, ...]:
     }.get(name, ())
 
 
+# The sample that says when a counted sample began (prometheus-client's), by its name.
+_CREATED: Final = {
+    "bb_backoff_requests_created": REQUESTS,
+    "bb_backoff_retries_created": "bb_backoff_retries_total",
+    "bb_backoff_give_ups_created": "bb_backoff_give_ups_total",
+    "bb_backoff_wait_seconds_created": "bb_backoff_wait_seconds_total",
+    "bb_backoff_request_duration_seconds_created": "bb_backoff_request_duration_seconds_sum",
+}
+
+
 def _counts(fields: dict[str, float]) -> VariantCounts:
     # Counters are floats in the format; an aggregated one (an increase()) may
     # not be whole: counts are rounded, seconds kept.
@@ -161,54 +237,63 @@ def _counts(fields: dict[str, float]) -> VariantCounts:
     )
 
 
-_COUNT_FIELDS: Final = ("requests", "errors", "give_ups", "rate_limited", "retries")
-_SECONDS_FIELDS: Final = ("wait_seconds", "duration_seconds")
+@attrs.frozen(kw_only=True)
+class Between:
+    """What the processes did between two scrapes.
+
+    Attributes:
+        counts: the counts by variant; a variant that did nothing in
+            between is left out.
+        resets: series that counted from zero again in between (a process
+            restarted): their value went down, or their ``_created`` time
+            changed.  Each counts its later value whole; what it counted
+            between the earlier scrape and the restart is lost.
+        gone: series of the earlier scrape missing from the later one (a
+            process stopped, or restarted and has not counted them again):
+            what they counted after the earlier scrape is lost.
+    """
+
+    counts: dict[str, VariantCounts]
+    resets: int = 0
+    gone: int = 0
 
 
-def counts_between(
-    earlier: Mapping[str, VariantCounts],
-    later: Mapping[str, VariantCounts],
-    source: str = "the metrics",
-) -> dict[str, VariantCounts]:
-    """What each variant did between two scrapes: ``later`` minus ``earlier``.
+def counts_between(earlier: Series, later: Series) -> Between:
+    """What each variant did between two scrapes: ``later`` minus ``earlier``, series by series.
+
+    Each series is subtracted on its own before the series are added up by
+    variant, so that one process's restart among several is seen: as
+    Prometheus' ``increase()``, a series whose counter went down (or whose
+    ``_created`` time changed) restarted and counts its later value, and a
+    series the earlier scrape lacks counts whole.  Every request series
+    adds the same increase to requests and, when it is an error, to errors:
+    a variant never has more errors than requests.
 
     Args:
-        earlier: the counts of the scrape taken when the step began.
-        later: the counts of a scrape taken later, of the same processes.
-        source: what was scraped, for error messages.
+        earlier: the series of the scrape taken when the step began.
+        later: the series of a scrape taken later, of the same processes.
 
     Returns:
-        The difference by variant, in ``later``'s order; a variant that did
-        nothing in between is left out.
-
-    Raises:
-        ExpositionError: a counter went down (a process restarted between
-            the scrapes, or the scrapes are of different processes).
+        The counts by variant, in ``later``'s order, and how many series
+        restarted or went away in between.
     """
-    between: dict[str, VariantCounts] = {}
-    for variant, now in later.items():
-        then = earlier.get(variant, VariantCounts())
-        changes: dict[str, Any] = {}
-        for field in (*_COUNT_FIELDS, *_SECONDS_FIELDS):
-            change = getattr(now, field) - getattr(then, field)
-            # Seconds are sums of floats: forgive a rounding error, never a reset.
-            if change < (0 if field in _COUNT_FIELDS else -1e-6):
-                raise ExpositionError(
-                    f"{source}: {field} of the flag {variant} went down between the two "
-                    f"scrapes ({getattr(then, field):g} to {getattr(now, field):g}): a process "
-                    "restarted, or they are not of the same processes; take a new earlier scrape"
-                )
-            changes[field] = max(change, 0)
-        counts = VariantCounts(**changes)
-        if counts != VariantCounts():
-            between[variant] = counts
-    for variant, then in earlier.items():
-        if variant not in later and then.requests:
-            raise ExpositionError(
-                f"{source}: the flag {variant} has requests in the earlier scrape and none "
-                "in the later one: a process restarted, or they are not of the same processes"
-            )
-    return between
+    increases: dict[SeriesKey, float] = {}
+    resets = 0
+    for key, now in later.values.items():
+        then = earlier.values.get(key)
+        began, begins = earlier.created.get(key), later.created.get(key)
+        restarted = then is not None and (
+            now < then or (began is not None and begins is not None and began != begins)
+        )
+        resets += restarted
+        increases[key] = now if then is None or restarted else now - then
+    counts = {
+        variant: counted
+        for variant, counted in Series(values=increases).counts().items()
+        if counted != VariantCounts()
+    }
+    gone = sum(key not in later.values for key in earlier.values)
+    return Between(counts=counts, resets=resets, gone=gone)
 
 
 def _is_url(source: str) -> bool:
@@ -307,24 +392,28 @@ def metrics_report(
 
     Raises:
         ExpositionError: the metrics cannot be read (see :func:`load_exposition`
-            and :func:`counts_from_exposition`), or a counter went down
-            since ``since`` (see :func:`counts_between`).
+            and :func:`series_from_exposition`).
         ModuleNotFoundError: prometheus-client is not installed.
     """
     shown = shown_source(source)
     earlier = None
     if since is not None:
         shown_since = shown_source(since)
-        earlier = counts_from_exposition(load_exposition(since, timeout=timeout), shown_since)
-    counts = counts_from_exposition(load_exposition(source, timeout=timeout), shown)
+        earlier = series_from_exposition(load_exposition(since, timeout=timeout), shown_since)
+    series = series_from_exposition(load_exposition(source, timeout=timeout), shown)
     if earlier is None:
+        counts = series.counts()
         window = (
             "They count since each process started: the rows cover the processes' lifetime, "
             "not one rollout step (pass --since with a scrape taken when the step began)."
         )
     else:
-        counts = counts_between(earlier, counts, f"{shown_since} and {shown}")
-        window = f"The rows cover what happened since the earlier scrape, {shown_since}."
+        between = counts_between(earlier, series)
+        counts = between.counts
+        window = (
+            f"The rows cover what happened since the earlier scrape, {shown_since}, "
+            f"series by series.{_losses(between)}"
+        )
     description = (
         f"Metrics of a deployment, read from {shown}: this library's Prometheus counters, "
         f"added up over every label but the variant. {window}"
@@ -332,3 +421,22 @@ def metrics_report(
     return build_report(
         description, [Step(label=STEP_LABEL, percentage=None, counts=counts)], alpha=alpha
     )
+
+
+def _losses(between: Between) -> str:
+    """What the rows of ``between`` miss, for the report's description: restarts, series gone."""
+    text = ""
+    if between.resets:
+        text += (
+            f" {between.resets:,} series counted from zero again in between (a process "
+            "restarted): the later scrape's value counts whole for each, and what each "
+            "counted from the earlier scrape to the restart is missing."
+        )
+    if between.gone:
+        verb = "is" if between.gone == 1 else "are"
+        text += (
+            f" {between.gone:,} series of the earlier scrape {verb} not in the later one (a "
+            "process stopped or restarted): what they counted since the earlier scrape is "
+            "missing."
+        )
+    return text
