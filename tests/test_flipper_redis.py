@@ -535,6 +535,118 @@ def test_during_an_outage_redis_is_tried_once_per_cache_second_not_per_check(
     assert attempts == [0.0, 1.0, 2.0, 3.0, 4.0]
 
 
+class CountingLock:
+    """A lock that counts the threads that asked for it, waiting or not."""
+
+    def __init__(self, threads: int) -> None:
+        self._lock = threading.Lock()
+        self._count = threading.Lock()
+        self.asked = 0
+        self.all_asked = threading.Event()
+        self._threads = threads
+
+    def acquire(self, blocking: bool = True) -> bool:
+        with self._count:
+            self.asked += 1
+            if self.asked == self._threads:
+                self.all_asked.set()
+        return self._lock.acquire(blocking)
+
+    def release(self) -> None:
+        self._lock.release()
+
+
+@pytest.fixture
+def silent_redis() -> Iterator[str]:
+    """The URL, with 50 ms timeouts, of a server that accepts and never answers: a hung Redis."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)
+        port = silent.getsockname()[1]
+        yield f"redis://127.0.0.1:{port}/0?socket_timeout=0.05&socket_connect_timeout=0.05"
+
+
+@pytest.mark.parametrize("cache_seconds", [0.0, 0.02], ids=["no cache", "cache below timeout"])
+def test_checks_waiting_for_the_first_read_take_its_failure_and_never_read_in_turn(
+    silent_redis: str, cache_seconds: float, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Eight threads check at once before anything was read; Redis is hung.
+
+    One reads (and times out); the seven that waited for it answer from its
+    failure (off) without reading: each would wait a timeout of its own.
+    """
+    caplog.set_level(logging.WARNING, logger="bb_backoff")
+    threads = 8
+    lock = CountingLock(threads)
+    reads: list[str] = []
+    with FlipperFlag(store=silent_redis, cache_seconds=cache_seconds) as flag:
+        flag._refreshing = lock  # type: ignore[assignment]
+        store = flag._store
+        assert store is not None
+        read = store.read
+
+        def counting_read(name: str) -> FlipperHash:
+            reads.append(name)
+            assert lock.all_asked.wait(timeout=10)  # every thread waits behind this read
+            return read(name)
+
+        store.read = counting_read  # type: ignore[method-assign]
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            answers = list(pool.map(lambda n: flag.enabled(NAME, f"Project:{n}"), range(threads)))
+    assert answers == [False] * threads
+    assert (lock.asked, len(reads)) == (threads, 1)
+    assert len(records_about_the_store(caplog)) == 1
+
+
+def test_checks_waiting_for_the_first_read_take_the_state_it_read(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    threads = 8
+    lock = CountingLock(threads)
+    reads: list[str] = []
+    with FlipperFlag(store=redis_url) as admin:
+        admin.enable_actor("Project:1")
+    with FlipperFlag(store=redis_url, cache_seconds=0) as flag:
+        flag._refreshing = lock  # type: ignore[assignment]
+        store = flag._store
+        assert store is not None
+        read = store.read
+
+        def counting_read(name: str) -> FlipperHash:
+            reads.append(name)
+            assert lock.all_asked.wait(timeout=10)
+            return read(name)
+
+        store.read = counting_read  # type: ignore[method-assign]
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            answers = list(pool.map(lambda n: flag.enabled(NAME, f"Project:{n % 2}"), range(8)))
+    assert answers == [False, True] * (threads // 2)
+    assert (lock.asked, len(reads)) == (threads, 1)
+
+
+def test_after_a_failed_read_the_next_try_waits_cache_seconds_from_the_failure(
+    silent_redis: str, clock: VirtualClock
+) -> None:
+    """Reads that time out after 0.25 s, a cache of 0.25 s: not a read on every check."""
+    attempts: list[float] = []
+    with flag_on(silent_redis, clock, cache_seconds=0.25) as flag:
+        store = flag._store
+        assert store is not None
+        read = store.read
+
+        def timing_out(name: str) -> FlipperHash:
+            attempts.append(clock.monotonic())
+            clock.advance(0.25)  # the timeout, in virtual time
+            return read(name)
+
+        store.read = timing_out  # type: ignore[method-assign]
+        for _ in range(8):
+            flag.enabled(NAME, None)
+            clock.advance(0.125)
+    # The read at 0 fails at 0.25: the check at 0.375 answers at once, the one at 0.5 reads.
+    assert attempts == [0.0, 0.5, 1.0, 1.5]
+
+
 def test_a_redis_that_accepts_but_never_answers_is_an_outage_not_a_hang(
     clock: VirtualClock, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -351,12 +351,15 @@ class FlipperFlag:
         )
         # With a store: when the last read was tried and when one last worked
         # (clock seconds), when the current outage began, the fields logged as
-        # unevaluated; one thread refreshes at a time.
+        # unevaluated, how many reads and writes have ended (a thread that
+        # waited for another's read answers from its outcome); one thread
+        # refreshes at a time.
         self._store: RedisFlagStore | None = None
         self._tried_at: float | None = None
         self._read_at: float | None = None
         self._outage_since: float | None = None
         self._unevaluated: tuple[str, ...] = ()
+        self._outcomes = 0
         self._refreshing = threading.Lock()
         self._refreshing_async = False
         if store is not None:
@@ -447,11 +450,16 @@ class FlipperFlag:
         if not self._stale():
             return self._gates
         # The first read is waited for; later, a thread that finds another
-        # one refreshing answers from the state it has.
+        # one refreshing answers from the state it has.  A thread that waited
+        # takes the outcome of the read it waited for, worked or failed: read
+        # again, with a cache shorter than a hung Redis' timeout (or none),
+        # each waiting thread would find the state stale and wait a timeout
+        # of its own, one after the other.
+        outcomes = self._outcomes
         if not self._refreshing.acquire(blocking=self._read_at is None):
             return self._gates
         try:
-            if self._stale():
+            if self._outcomes == outcomes and self._stale():
                 now = self._clock()
                 try:
                     read = store.read(self.name)
@@ -480,6 +488,7 @@ class FlipperFlag:
 
     def _read_worked(self, now: float, read: FlipperHash) -> None:
         with self._lock:
+            self._outcomes += 1
             self._gates = _gates_of(read)
             self._tried_at = self._read_at = now
             outage_since, self._outage_since = self._outage_since, None
@@ -502,12 +511,16 @@ class FlipperFlag:
                 ", ".join(unevaluated),
             )
 
-    def _read_failed(self, now: float, error: FlagStoreError) -> None:
+    def _read_failed(self, began: float, error: FlagStoreError) -> None:
+        # The next try waits cache_seconds from the failure, not from the
+        # start of a read that may have waited a whole timeout.
+        now = self._clock()
         with self._lock:
+            self._outcomes += 1
             self._tried_at = now
             starting = self._outage_since is None
             if starting:
-                self._outage_since = now
+                self._outage_since = began
             read_at = self._read_at
         if not starting:
             return
