@@ -200,6 +200,52 @@ def test_a_change_becomes_this_flags_state_at_once_without_waiting_for_the_cache
         assert flag.enabled(NAME, "Project:1") is True  # same virtual instant
 
 
+def test_a_read_under_way_when_this_flag_writes_does_not_undo_the_write(
+    redis_url: str, clock: VirtualClock
+) -> None:
+    """The rollback lands while a check's HGETALL answer (the flag on) is on its way."""
+    with flag_on(redis_url, clock) as flag:
+        flag.enable()
+        clock.advance(1.0)  # stale: the next check reads
+        store = flag._store
+        assert store is not None
+        read = store.read
+
+        def read_then_rolled_back(name: str) -> FlipperHash:
+            answer = read(name)
+            flag.disable()
+            return answer
+
+        store.read = read_then_rolled_back  # type: ignore[method-assign]
+        assert read(NAME).boolean is True
+        assert flag.enabled(NAME, "Project:1") is False
+        store.read = read  # type: ignore[method-assign]
+        assert (flag.enabled(NAME, "Project:1"), flag.boolean) == (False, False)
+
+
+@pytest.mark.anyio
+async def test_an_async_read_under_way_when_this_flag_writes_does_not_undo_the_write(
+    redis_url: str, clock: VirtualClock
+) -> None:
+    async with flag_on(redis_url, clock) as flag:
+        flag.enable()
+        clock.advance(1.0)
+        store = flag._store
+        assert store is not None
+        read_async = store.read_async
+
+        async def read_then_rolled_back(name: str) -> FlipperHash:
+            answer = await read_async(name)
+            flag.disable()
+            return answer
+
+        store.read_async = read_then_rolled_back  # type: ignore[method-assign]
+        assert (await read_async(NAME)).boolean is True
+        assert await flag.enabled_async(NAME, "Project:1") is False
+        store.read_async = read_async  # type: ignore[method-assign]
+        assert await flag.enabled_async(NAME, "Project:1") is False
+
+
 # -- a hash written by a Ruby Flipper reads as Flipper reads it --------------------------------
 
 

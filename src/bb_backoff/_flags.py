@@ -352,14 +352,16 @@ class FlipperFlag:
         # With a store: when the last read was tried and when one last worked
         # (clock seconds), when the current outage began, the fields logged as
         # unevaluated, how many reads and writes have ended (a thread that
-        # waited for another's read answers from its outcome); one thread
-        # refreshes at a time.
+        # waited for another's read answers from its outcome) and how many
+        # writes this object made (a read that began before the latest one
+        # holds an older state); one thread refreshes at a time.
         self._store: RedisFlagStore | None = None
         self._tried_at: float | None = None
         self._read_at: float | None = None
         self._outage_since: float | None = None
         self._unevaluated: tuple[str, ...] = ()
         self._outcomes = 0
+        self._writes = 0
         self._refreshing = threading.Lock()
         self._refreshing_async = False
         if store is not None:
@@ -460,13 +462,13 @@ class FlipperFlag:
             return self._gates
         try:
             if self._outcomes == outcomes and self._stale():
-                now = self._clock()
+                now, writes = self._clock(), self._writes
                 try:
                     read = store.read(self.name)
                 except FlagStoreError as error:
                     self._read_failed(now, error)
                 else:
-                    self._read_worked(now, read)
+                    self._read_worked(now, read, writes)
         finally:
             self._refreshing.release()
         return self._gates
@@ -476,25 +478,36 @@ class FlipperFlag:
             return  # another task is reading; answer from the state we have
         self._refreshing_async = True
         try:
-            now = self._clock()
+            now, writes = self._clock(), self._writes
             try:
                 read = await store.read_async(self.name)
             except FlagStoreError as error:
                 self._read_failed(now, error)
             else:
-                self._read_worked(now, read)
+                self._read_worked(now, read, writes)
         finally:
             self._refreshing_async = False
 
-    def _read_worked(self, now: float, read: FlipperHash) -> None:
+    def _read_worked(self, now: float, read: FlipperHash, writes: int | None) -> None:
+        """Take the state ``read`` at ``now``, begun after this object's first ``writes`` writes.
+
+        ``writes=None`` means this object wrote it (a transaction that reads
+        the hash it wrote): it is the object's state at once.  A read that
+        began before this object's latest write may hold the state from before
+        it, and leaves the written state alone.
+        """
         with self._lock:
             self._outcomes += 1
-            self._gates = _gates_of(read)
-            self._tried_at = self._read_at = now
             outage_since, self._outage_since = self._outage_since, None
             unevaluated = read.unevaluated
-            new_unevaluated = unevaluated != self._unevaluated
-            self._unevaluated = unevaluated
+            new_unevaluated = False
+            if writes is None:
+                self._writes += 1
+            if writes is None or writes == self._writes:
+                self._gates = _gates_of(read)
+                self._tried_at = self._read_at = now
+                new_unevaluated = unevaluated != self._unevaluated
+                self._unevaluated = unevaluated
         if outage_since is not None:
             logger.info(
                 "flag %s: the store %s answers again after %.3g s; gates read",
@@ -555,8 +568,8 @@ class FlipperFlag:
         store = self._store
         if store is None:
             return
-        now = self._clock()
-        self._read_worked(now, store.read(self.name))
+        now, writes = self._clock(), self._writes
+        self._read_worked(now, store.read(self.name), writes)
 
     # -- the gates -------------------------------------------------------------------------
 
@@ -585,10 +598,11 @@ class FlipperFlag:
     # In memory, each change replaces the snapshot under the lock.  With a store,
     # each change is one Redis transaction that also reads the new hash, which
     # becomes this object's state at once (other processes see it within
-    # cache_seconds); a failure raises FlagStoreError and changes nothing here.
+    # cache_seconds), and that a read under way when it lands cannot undo; a
+    # failure raises FlagStoreError and changes nothing here.
 
     def _written(self, read: FlipperHash) -> None:
-        self._read_worked(self._clock(), read)
+        self._read_worked(self._clock(), read, None)
 
     def _change(self, **changes: object) -> None:
         with self._lock:
