@@ -15,7 +15,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from typing import Any
+from typing import Any, Final
 
 import httpx
 import pytest
@@ -727,7 +727,7 @@ def test_sync_flag_source_that_raises_falls_back_to_legacy_and_logs(
     assert [event.flag_variant for event in events] == ["off", "off"]
     assert clock.sleeps == [1.0, 1.0]  # the legacy policy's waits
     warnings = warnings_from_bb_backoff(caplog)
-    assert len(warnings) == 2
+    assert len(warnings) == 1  # one run of failures
     assert "legacy policy" in warnings[0].getMessage()
     assert warnings[0].exc_info is not None
     assert warnings[0].exc_info[0] is RuntimeError
@@ -771,10 +771,92 @@ async def test_async_flag_source_that_raises_falls_back_to_legacy_and_logs(
     assert [event.flag_variant for event in events] == ["off", "off"]
     assert clock.sleeps == [1.0, 1.0]
     warnings = warnings_from_bb_backoff(caplog)
-    assert len(warnings) == 2
+    assert len(warnings) == 1  # one run of failures
     assert "legacy policy" in warnings[0].getMessage()
     assert warnings[0].exc_info is not None
     assert warnings[0].exc_info[0] is RuntimeError
+
+
+class ScriptedFlag:
+    """A flag source that answers, or raises, as scripted: one entry per check."""
+
+    def __init__(self, *script: bool | Exception) -> None:
+        self.script = list(script)
+
+    def enabled(self, name: str, actor: str | None) -> bool:
+        answer = self.script.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+DOWN_UP_DOWN: Final[tuple[bool | Exception, ...]] = (
+    *[RuntimeError(f"flag service down ({n})") for n in range(3)],
+    True,
+    True,
+    RuntimeError("flag service down again"),
+)
+"""Three failures, two answers, a failure: two runs of failures."""
+
+
+def records_of_runs(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str, bool]]:
+    """The records about the flag source: level, the message's start, whether with a traceback."""
+    return [
+        (record.levelno, record.getMessage()[:40], record.exc_info is not None)
+        for record in about_the_flag_source(caplog)
+    ]
+
+
+def about_the_flag_source(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [
+        record
+        for record in caplog.records
+        if record.name == "bb_backoff" and record.getMessage().startswith("flag source")
+    ]
+
+
+RUNS_LOGGED: Final = [
+    (logging.WARNING, "flag source ScriptedFlag raised while ch", True),
+    (logging.DEBUG, "flag source ScriptedFlag failed again (r", False),
+    (logging.DEBUG, "flag source ScriptedFlag failed again (r", False),
+    (logging.INFO, "flag source ScriptedFlag answers again f", False),
+    (logging.WARNING, "flag source ScriptedFlag raised while ch", True),
+]
+
+
+def test_sync_a_run_of_flag_source_failures_logs_one_warning_and_a_recovery(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="bb_backoff")
+    clock = VirtualClock()
+    transport = httpx.MockTransport(lambda _request: httpx.Response(200, json={}))
+    events: list[RetryEvent] = []
+    with sync_client(ScriptedFlag(*DOWN_UP_DOWN), clock, events, transport) as client:
+        for _ in DOWN_UP_DOWN:
+            client.get("/user")
+        errors = client.flag_errors
+    assert errors == 4
+    assert records_of_runs(caplog) == RUNS_LOGGED
+    records = about_the_flag_source(caplog)
+    assert "answers again for None after 3 failed checks" in records[3].getMessage()
+    assert records[4].exc_info is not None
+    assert str(records[4].exc_info[1]) == "flag service down again"
+
+
+@pytest.mark.anyio
+async def test_async_a_run_of_flag_source_failures_logs_one_warning_and_a_recovery(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="bb_backoff")
+    clock = VirtualClock()
+    transport = httpx.MockTransport(lambda _request: httpx.Response(200, json={}))
+    events: list[RetryEvent] = []
+    async with async_client(ScriptedFlag(*DOWN_UP_DOWN), clock, events, transport) as client:
+        for _ in DOWN_UP_DOWN:
+            await client.get("/user")
+        errors = client.flag_errors
+    assert errors == 4
+    assert records_of_runs(caplog) == RUNS_LOGGED
 
 
 def always_503(flip: Callable[[], None] | None = None) -> Callable[[httpx.Request], httpx.Response]:

@@ -105,8 +105,11 @@ class FlagCheck:
 
     The clients and :class:`~bb_backoff.RetryTransport` ask through it: an
     exception, or any answer but ``True``/``False``, is a failure of the
-    source: the answer is "off" (the legacy policy), a warning is logged and
-    :attr:`errors` counts it.
+    source: the answer is "off" (the legacy policy) and :attr:`errors` counts
+    it.  A run of failures logs one warning, with the first failure's
+    traceback; the failures after it log at DEBUG, and the first answer after
+    them one INFO record, so a source that is down for a while does not log
+    once per request.
 
     Args:
         flag: a :class:`FlagSource`, or a bool for a flag that never changes.
@@ -116,7 +119,7 @@ class FlagCheck:
         ValueError: ``flag`` is neither, or ``actor`` is not an id string.
     """
 
-    __slots__ = ("_ask_async", "_lock", "actor", "errors", "fixed", "flag")
+    __slots__ = ("_ask_async", "_failing", "_lock", "actor", "errors", "fixed", "flag")
 
     def __init__(self, *, flag: FlagSource | bool, actor: str | None) -> None:
         if isinstance(flag, bool):
@@ -134,6 +137,8 @@ class FlagCheck:
         ``None``: a client need not ask at all."""
         self.errors = 0
         """How many times the source failed (and "off" was used)."""
+        # The failures in a row so far: 0 while the source answers.
+        self._failing = 0
         self._lock = threading.Lock()
         ask_async = getattr(flag, "enabled_async", None)
         self._ask_async = ask_async if callable(ask_async) else None
@@ -145,7 +150,7 @@ class FlagCheck:
         except Exception as error:  # noqa: BLE001 (a flag source must never fail a request)
             return self._failed("raised", error)
         if answer is True or answer is False:
-            return answer
+            return self._answered(answer)
         if inspect.isawaitable(answer):
             # An async source handed to a sync caller: never awaited, so close it.
             close = getattr(answer, "close", None)
@@ -163,20 +168,47 @@ class FlagCheck:
         except Exception as error:  # noqa: BLE001 (a flag source must never fail a request)
             return self._failed("raised", error)
         if answer is True or answer is False:
-            return answer
+            return self._answered(answer)
         return self._failed(f"returned {type(answer).__name__}, not a bool", None)
+
+    def _answered(self, answer: bool) -> bool:  # noqa: FBT001 (the source's answer)
+        if not self._failing:  # the common case, without the lock
+            return answer
+        with self._lock:
+            failures, self._failing = self._failing, 0
+        if failures:
+            logger.info(
+                "flag source %s answers again for %s after %d failed checks",
+                type(self.flag).__name__,
+                self.actor,
+                failures,
+            )
+        return answer
 
     def _failed(self, what: str, error: BaseException | None) -> bool:
         with self._lock:
             self.errors += 1
-        logger.warning(
-            "flag source %s %s while checking %s for %s; using the legacy policy",
-            type(self.flag).__name__,
-            what,
-            FLAG_NAME,
-            self.actor,
-            exc_info=None if error is None else scrub_chain(error),
-        )
+            self._failing += 1
+            first = self._failing == 1
+        if first:
+            logger.warning(
+                "flag source %s %s while checking %s for %s; using the legacy policy "
+                "(until it answers, further failures are logged at DEBUG)",
+                type(self.flag).__name__,
+                what,
+                FLAG_NAME,
+                self.actor,
+                exc_info=None if error is None else scrub_chain(error),
+            )
+        else:
+            logger.debug(
+                "flag source %s failed again (%s) while checking %s for %s; using the legacy "
+                "policy",
+                type(self.flag).__name__,
+                what,
+                FLAG_NAME,
+                self.actor,
+            )
         return False
 
 

@@ -9,7 +9,8 @@ boolean...), the SDK hands back the default value with an error code.  Taken
 at face value, that default would make a broken flag look like a flag that is
 off.  The source reads the details instead and raises
 :class:`FlagEvaluationError`, so the client's flag check counts the failure,
-logs a warning and uses the legacy policy, as for any other broken source.
+logs it (a warning per run of failures) and uses the legacy policy, as for
+any other broken source.
 """
 
 from __future__ import annotations

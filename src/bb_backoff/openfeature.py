@@ -11,8 +11,9 @@ client's ``actor``: the actor is the targeting key::
 
 An evaluation error (a missing flag, a provider that is not ready, a value
 that is not a boolean) raises :class:`FlagEvaluationError` inside the source:
-the client counts it in ``flag_errors``, logs a warning and uses the legacy
-policy, instead of reading the SDK's default as "off".
+the client counts it in ``flag_errors``, logs it (a warning per run of
+failures) and uses the legacy policy, instead of reading the SDK's default
+as "off".
 """
 
 from ._openfeature import FlagEvaluationError, OpenFeatureFlag
