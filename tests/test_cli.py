@@ -657,6 +657,16 @@ def test_flag_set_true_and_false_for_one_actor(
     assert raw.hgetall(FLAG) == {"actors/Group:45": "1"}
 
 
+def test_flag_set_for_one_actor_strips_the_actor_id_as_it_strips_the_value(
+    redis_url: str, raw: redis.Redis
+) -> None:
+    """A stray space would write the field "actors/ Project:1", which no actor matches."""
+    assert main(flag_command(redis_url, "set", FLAG, "true", "--actor", " Project:1\t")) == 0
+    assert raw.hgetall(FLAG) == {"actors/Project:1": "1"}
+    assert main(flag_command(redis_url, "set", FLAG, "false", "--actor", "Project:1 ")) == 0
+    assert raw.hgetall(FLAG) == {}
+
+
 def test_flag_get_prints_every_gate_and_what_it_cannot_evaluate(
     redis_url: str, raw: redis.Redis, capsys: pytest.CaptureFixture[str]
 ) -> None:

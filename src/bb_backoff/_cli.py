@@ -152,14 +152,17 @@ def _flag_change(args: argparse.Namespace) -> Callable[[Any], Any] | None:
     name, text = args.name, args.value.strip().lower()
     switch = {"true": True, "false": False}.get(text)
     if args.actor is not None:
-        if not args.actor.strip():
+        # Stripped as VALUE is: " Project:1" (a shell's stray space) would be
+        # the field "actors/ Project:1", which no actor ever matches.
+        actor = args.actor.strip()
+        if not actor:
             fail("--actor takes an actor id like Project:123")
         if switch is None:
             fail(f"--actor takes true or false (on or off for that actor), got {args.value!r}")
         return (
-            (lambda store: store.enable_actor(name, args.actor))
+            (lambda store: store.enable_actor(name, actor))
             if switch
-            else (lambda store: store.disable_actor(name, args.actor))
+            else (lambda store: store.disable_actor(name, actor))
         )
     if args.actors or args.random:
         option, gate = ("--actors", "percentage_of_actors")
