@@ -18,7 +18,7 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
@@ -189,6 +189,80 @@ def test_each_change_is_one_multi_exec_transaction(
     stats = raw.info("commandstats")
     assert stats["cmdstat_multi"]["calls"] == 3
     assert stats["cmdstat_exec"]["calls"] == 3
+
+
+def dump(client: redis.Redis) -> dict[object, tuple[object, object]]:
+    """Every key: its type and value."""
+    values: dict[object, Callable[[Any], object]] = {
+        "string": client.get,
+        "hash": client.hgetall,
+        "set": client.smembers,
+    }
+    dumped: dict[object, tuple[object, object]] = {}
+    for key in client.keys("*"):
+        kind = client.type(key)
+        dumped[key] = (kind, values[kind](key))
+    return dumped
+
+
+@pytest.mark.parametrize(
+    "write",
+    [
+        lambda flag: flag.enable_actor("Project:1"),
+        lambda flag: flag.disable_actor("Project:1"),
+        lambda flag: flag.enable_percentage_of_actors(25),
+        lambda flag: flag.disable_percentage_of_time(),
+    ],
+    ids=["enable_actor", "disable_actor", "percentage", "percentage off"],
+)
+def test_a_write_to_a_feature_key_that_is_no_hash_fails_and_changes_nothing(
+    redis_url: str, raw: redis.Redis, clock: VirtualClock, write: Callable[[FlipperFlag], None]
+) -> None:
+    """Redis does not roll a MULTI back: the name would be added though the write failed."""
+    raw.set(NAME, "not a hash")
+    with flag_on(redis_url, clock) as flag:
+        before = dump(raw)
+        with pytest.raises(FlagStoreError) as raised:
+            write(flag)
+        assert dump(raw) == before == {NAME: ("string", "not a hash")}
+    assert f"WRONGTYPE '{NAME}' holds a string, not a hash; nothing written" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "write",
+    [
+        lambda flag: flag.enable(),
+        lambda flag: flag.disable(),
+        lambda flag: flag.enable_actor("Project:1"),
+        lambda flag: flag.remove(),
+    ],
+    ids=["enable", "disable", "enable_actor", "remove"],
+)
+def test_a_write_when_the_set_of_features_is_no_set_fails_and_changes_nothing(
+    redis_url: str, raw: redis.Redis, clock: VirtualClock, write: Callable[[FlipperFlag], None]
+) -> None:
+    raw.set("flipper_features", "not a set")
+    raw.hset(NAME, "actors/Project:9", "1")
+    with flag_on(redis_url, clock) as flag:
+        before = dump(raw)
+        with pytest.raises(FlagStoreError) as raised:
+            write(flag)
+        assert dump(raw) == before
+        assert flag.actors == frozenset({"Project:9"})
+    assert "'flipper_features' holds a string, not a set; nothing written" in str(raised.value)
+
+
+def test_enable_and_disable_replace_a_feature_key_that_is_no_hash(
+    redis_url: str, raw: redis.Redis, clock: VirtualClock
+) -> None:
+    """They delete the key first, as Flipper does: the rollback works whatever the key held."""
+    raw.set(NAME, "not a hash")
+    with flag_on(redis_url, clock) as flag:
+        flag.enable()
+        assert raw.hgetall(NAME) == {"boolean": "true"}
+        raw.set(NAME, "not a hash")
+        flag.disable()
+    assert dump(raw) == {"flipper_features": ("set", {NAME})}
 
 
 def test_a_change_becomes_this_flags_state_at_once_without_waiting_for_the_cache(

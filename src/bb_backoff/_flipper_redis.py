@@ -365,20 +365,61 @@ class RedisFlagStore:
         )
 
     # -- writes, each one transaction ---------------------------------------------------------
+    #
+    # Redis does not roll a MULTI back: a command that fails inside it (HSET
+    # on a key that holds a string) leaves the others applied, the feature's
+    # name added to the set, say.  So the keys' types are checked first,
+    # under WATCH (a change in between makes EXEC fail, and the write starts
+    # again), and a write that could fail changes nothing instead.
+
+    def _transaction(
+        self, doing: str, keys: Mapping[str, str], queue: Callable[[redis.client.Pipeline], object]
+    ) -> list[Any]:
+        """Run ``queue``'s commands in one MULTI/EXEC once each of ``keys`` is empty or its type.
+
+        Raises:
+            FlagStoreError: Redis is unreachable or failed, or a key holds
+                another type (then nothing is written).
+        """
+
+        def transaction(pipe: redis.client.Pipeline) -> None:
+            for key, expected in keys.items():
+                kind = pipe.type(key)  # immediate: the pipeline is watching
+                kind = kind.decode() if isinstance(kind, bytes) else kind
+                if kind not in (expected, "none"):
+                    raise redis.ResponseError(
+                        f"WRONGTYPE {key!r} holds a {kind}, not a {expected}; nothing written"
+                    )
+            pipe.multi()
+            queue(pipe)
+
+        def run(client: redis.Redis) -> Any:
+            return client.transaction(transaction, *keys)  # EXEC's replies, retried on WATCH
+
+        replies: list[Any] = self._run(doing, run)
+        return replies
 
     def _change(
-        self, name: str, doing: str, steps: Callable[[redis.client.Pipeline, str], object]
+        self,
+        name: str,
+        doing: str,
+        steps: Callable[[redis.client.Pipeline, str], object],
+        *,
+        replaces: bool = False,
     ) -> FlipperHash:
+        """Add ``name`` to the set, change its hash with ``steps``, and read the hash back.
+
+        ``replaces``: the steps delete the key first, so it may hold anything.
+        """
         key = self.key(name)
+        types = {self.features_key: "set"} if replaces else {self.features_key: "set", key: "hash"}
 
-        def transaction(client: redis.Redis) -> Any:
-            with client.pipeline(transaction=True) as pipe:
-                pipe.sadd(self.features_key, name)
-                steps(pipe, key)
-                pipe.hgetall(key)
-                return pipe.execute()[-1]
+        def queue(pipe: redis.client.Pipeline) -> None:
+            pipe.sadd(self.features_key, name)
+            steps(pipe, key)
+            pipe.hgetall(key)
 
-        return parse_flipper_hash(self._run(f"{doing} {name!r}", transaction))
+        return parse_flipper_hash(self._transaction(f"{doing} {name!r}", types, queue)[-1])
 
     def enable(self, name: str) -> FlipperHash:
         """Open the boolean gate: the hash becomes ``{"boolean": "true"}``, as in Flipper."""
@@ -387,11 +428,11 @@ class RedisFlagStore:
             pipe.delete(key)
             pipe.hset(key, BOOLEAN, "true")
 
-        return self._change(name, "enabling", steps)
+        return self._change(name, "enabling", steps, replaces=True)
 
     def disable(self, name: str) -> FlipperHash:
         """Close every gate: delete the hash, keep the name in the set (the rollback)."""
-        return self._change(name, "disabling", lambda pipe, key: pipe.delete(key))
+        return self._change(name, "disabling", lambda pipe, key: pipe.delete(key), replaces=True)
 
     def enable_actor(self, name: str, actor: str) -> FlipperHash:
         """Add the field ``actors/<actor>`` = ``"1"``."""
@@ -417,13 +458,12 @@ class RedisFlagStore:
     def remove(self, name: str) -> bool:
         """Forget feature ``name``: out of the set, hash deleted.  Whether it was in the set."""
 
-        def transaction(client: redis.Redis) -> Any:
-            with client.pipeline(transaction=True) as pipe:
-                pipe.srem(self.features_key, name)
-                pipe.delete(self.key(name))
-                return pipe.execute()[0]
+        def queue(pipe: redis.client.Pipeline) -> None:
+            pipe.srem(self.features_key, name)
+            pipe.delete(self.key(name))
 
-        return bool(self._run(f"removing {name!r}", transaction))
+        types = {self.features_key: "set"}
+        return bool(self._transaction(f"removing {name!r}", types, queue)[0])
 
     # -- closing --------------------------------------------------------------------------------
 
