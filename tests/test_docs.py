@@ -1,7 +1,8 @@
 """The docs show what the code does, and every example in them runs.
 
-- The schedule table is the one the code prints; README's benchmark table is
-  the latest results'; the site's home page opens as README does.
+- The schedule table is the one the code prints, as is the rollout page's
+  sample of the default simulation; README's benchmark table is the latest
+  results'; the site's home page opens as README does.
 - Every fenced ``python`` block in README.md and docs/*.md runs, in order, one
   namespace per file (a block may use what an earlier block of its file
   defined), so an example cannot rot.  A block opts out only with an
@@ -25,7 +26,7 @@ import attrs
 import pytest
 
 import bb_backoff
-from bb_backoff._cli import schedule_table
+from bb_backoff._cli import main, schedule_table
 from files import load_file
 
 ROOT = Path(__file__).parent.parent
@@ -34,6 +35,23 @@ ROOT = Path(__file__).parent.parent
 def test_the_policies_page_shows_the_current_schedules() -> None:
     page = (ROOT / "docs" / "policies.md").read_text()
     assert schedule_table() in page
+
+
+def test_the_rollout_page_shows_what_the_default_simulation_prints(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The sample after "The default run prints" is `rollout-report --simulate`'s table and verdict.
+
+    The simulation runs on virtual time from seed 0: the same output every
+    run, for about 3 s of CPU.
+    """
+    page = (ROOT / "docs" / "rollout.md").read_text()
+    opening = "The default run prints (the legend of the columns follows the verdict):\n\n```\n"
+    start = page.index(opening) + len(opening)
+    sample = page[start : page.index("\n```", start)]
+    assert sample.startswith("| step | variant |")
+    assert main(["rollout-report", "--simulate"]) == 0
+    assert sample in capsys.readouterr().out
 
 
 def test_readme_opens_with_the_two_quickstart_commands() -> None:
