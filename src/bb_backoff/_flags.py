@@ -150,7 +150,9 @@ class FlagCheck:
         except Exception as error:  # noqa: BLE001 (a flag source must never fail a request)
             return self._failed("raised", error)
         if answer is True or answer is False:
-            return self._answered(answer)
+            if self._failing:
+                self._recovered()
+            return answer
         if inspect.isawaitable(answer):
             # An async source handed to a sync caller: never awaited, so close it.
             close = getattr(answer, "close", None)
@@ -168,12 +170,13 @@ class FlagCheck:
         except Exception as error:  # noqa: BLE001 (a flag source must never fail a request)
             return self._failed("raised", error)
         if answer is True or answer is False:
-            return self._answered(answer)
+            if self._failing:
+                self._recovered()
+            return answer
         return self._failed(f"returned {type(answer).__name__}, not a bool", None)
 
-    def _answered(self, answer: bool) -> bool:  # noqa: FBT001 (the source's answer)
-        if not self._failing:  # the common case, without the lock
-            return answer
+    def _recovered(self) -> None:
+        """The source answers after a run of failures: say so once."""
         with self._lock:
             failures, self._failing = self._failing, 0
         if failures:
@@ -183,7 +186,6 @@ class FlagCheck:
                 self.actor,
                 failures,
             )
-        return answer
 
     def _failed(self, what: str, error: BaseException | None) -> bool:
         with self._lock:
