@@ -1033,15 +1033,15 @@ _PATHS: Final[dict[str, tuple[list[WindowOperation], Callable[[WindowModel], boo
         ],
         lambda model: model.mode == MODEL and (model.limit, model.verify_at) == (2, None),
     ),
-    # Near the stated limit with room in the model: three sends booked ahead
-    # at the total's pace; a 429 teaches the share, and their entries go.
-    "the sends booked ahead at the total's pace go at a 429": (
+    # Near the stated limit with room in the model: three sends booked ahead,
+    # a round trip apart; a 429 teaches the share, and their entries go.
+    "the sends booked ahead one at a time go at a 429": (
         [
             ReserveOp(0.0, None),
             ObserveOp(0, _observed(OK, header_limit=10), 0.0),
             *[ReserveOp(0.0, None)] * 3,
             ObserveOp(1, _observed(OK, near=True), 0.0),
-            *[ReserveOp(0.0, None)] * 3,
+            *[ReserveOp(0.5, None)] * 3,
             ObserveOp(3, _observed(RATE_LIMITED, near=True), 0.0),
         ],
         lambda model: (

@@ -620,14 +620,17 @@ def test_a_breaker_probe_that_gets_a_429_moves_to_rate_limit_probing() -> None:
 # -- X-RateLimit-NearLimit -------------------------------------------------------------
 
 
-def test_near_limit_while_the_model_sees_room_paces_sends_at_the_sustainable_rate() -> None:
+def test_near_limit_while_the_model_sees_room_sends_one_at_a_time() -> None:
+    """A round trip (the margin) apart: the 429 to come finds one send on its way."""
     params = WindowParams(window=100.0, limit=10)
     model = WindowModel()
     first = reserve(model, 0.0, params)
     answer(model, 0.1, first, params=params, near=True)
     assert model.pace
-    assert reserve(model, 0.2, params).at == pytest.approx(10.0)
-    answer(model, 0.3, reserve(model, 0.3, params), params=params, near=False)
+    paced = [reserve(model, 0.2, params, margin=0.5) for _ in range(3)]
+    assert [grant.at for grant in paced] == pytest.approx([0.5, 1.0, 1.5])
+    answer(model, 0.6, paced[0], params=params, near=False)
+    assert reserve(model, 0.6, params, margin=0.5).at == pytest.approx(0.6)
     assert not model.pace
 
 
@@ -655,12 +658,12 @@ def test_near_limit_paces_only_until_a_429_teaches_the_accounts_share() -> None:
     assert not model.pace
 
 
-def test_a_429_that_teaches_the_share_voids_the_sends_booked_ahead_at_the_totals_pace() -> None:
+def test_a_429_that_teaches_the_share_voids_the_sends_booked_ahead_one_at_a_time() -> None:
     """Their requests ask again; the share's slots free as its own sends leave.
 
     Kept in the log, the void bookings would fill the share: each request
-    asking again would queue behind the others' (at 128 workers beside
-    another tool, the whole turn went a window later).
+    asking again would queue behind the others' (with 128 workers booked a
+    round trip apart, and a share below their number, a window later).
     """
     params = WindowParams(window=100.0, limit=10)
     model = WindowModel()
@@ -668,14 +671,14 @@ def test_a_429_that_teaches_the_share_voids_the_sends_booked_ahead_at_the_totals
     for grant in sent[:3]:
         answer(model, 0.1, grant, params=params, near=True)
     assert model.pace  # 4 of 10 while the server is near: others spend too
-    paced = [reserve(model, 0.2, params) for _ in range(5)]
-    assert [grant.at for grant in paced] == pytest.approx([10.0, 20.0, 30.0, 40.0, 50.0])
+    paced = [reserve(model, 0.2, params, margin=1.0) for _ in range(5)]
+    assert [grant.at for grant in paced] == pytest.approx([1.0, 2.0, 3.0, 4.0, 5.0])
     answer(model, 0.3, sent[3], RATE_LIMITED, params=params, near=True)
     assert (model.limit, model.pace) == (3, False)
     assert [at for at, _ in model.log] == [0.0, 0.0, 0.0]
     first = paced[0]
-    again = reserve(model, first.at, params, cancel=(first.member, first.at))
-    assert again.at == pytest.approx(100.0)  # not 130.0, behind the void bookings
+    again = reserve(model, 2.0, params, margin=1.0, cancel=(first.member, first.at))
+    assert again.at == pytest.approx(101.0)  # not 104.0, behind the void bookings
 
 
 @pytest.mark.parametrize("told", ["header", "configured"])

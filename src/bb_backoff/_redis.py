@@ -479,7 +479,7 @@ local function reserve()
       end
     end
     if S.pace then
-      local paced = log_time(-1) + window / limit
+      local paced = log_time(-1) + margin
       if paced > at then
         at, reason = paced, 'window'
       end

@@ -77,9 +77,10 @@ BREAKER
 
 Server hints (``Retry-After``, ``X-RateLimit-Reset``) set a *hold*: no send
 goes before it, in any mode.  ``X-RateLimit-NearLimit: true`` while the model
-still sees plenty of room means others spend the quota too: sends are paced
-at the sustainable rate (``window / limit`` apart) until it turns false, or
-until a 429 teaches the account's share (which counts the others' sends).
+still sees plenty of room means others spend the quota too: the sends go
+one at a time, a round trip apart (the margin), until it turns false, or
+until a 429 teaches the account's share (which counts the others' sends):
+that 429 then finds one send on its way, not every worker's.
 
 Everything here is pure: time comes in as an argument, randomness as a
 ``draw`` in ``[0, 1)``.  :class:`WindowModel` is the reference
@@ -509,7 +510,12 @@ class WindowModel:
                 if free > at:
                     at, reason = free, WINDOW
             if self.pace:
-                paced = log[-1][0] + window / cap
+                # One at a time near the server's limit: the 429 to come finds
+                # one send on its way.  (Spaced at the total's sustainable
+                # rate instead, window / cap apart, they only put that 429
+                # off, minutes into each window, while another tool spends
+                # the rest: up to 1.33 x the bound.)
+                paced = log[-1][0] + margin
                 if paced > at:
                     at, reason = paced, WINDOW
             if reason == WINDOW:
