@@ -1177,9 +1177,7 @@ def test_an_on_refresh_that_raises_is_logged_and_the_request_goes_on(
         {"access_token": "tök-SECRET", "refresh_token": "r2", "expires_in": 7200},
         {"access_token": "a b", "refresh_token": "r2"},
         {"access_token": "ok-SECRET", "refresh_token": ["r2"], "expires_in": 7200},
-        {"access_token": "ok-SECRET", "refresh_token": "r2", "expires_in": "nan"},
-        # Found by an independent probe: float() of it overflowed, raw.
-        {"access_token": "ok-SECRET", "refresh_token": "r2", "expires_in": 10**400},
+        # (An unusable expires_in alone keeps the pair: see the test below.)
     ],
 )
 def test_a_refresh_answer_with_unusable_tokens_is_unauthorized_without_secrets(
@@ -1191,3 +1189,70 @@ def test_a_refresh_answer_with_unusable_tokens_is_unauthorized_without_secrets(
         run_both(kind, script, clock, oauth(clock))
     assert "SECRET" not in str(caught.value)
     assert script.api_requests == []
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+@pytest.mark.parametrize(
+    "expires_in",
+    [
+        '"7200s"',
+        '"NaN"',
+        '"inf"',
+        "1e400",  # inf once parsed
+        "[]",
+        "{}",
+        "true",
+        "0",
+        "-5",
+        '"-7200"',
+        "10" + "0" * 400,  # float() of it overflowed, raw (an independent probe)
+        "9" * 5_000,  # past int()'s 4,300 digits: the whole answer was not JSON
+    ],
+)
+def test_an_unusable_expires_in_keeps_the_rotated_pair_with_no_known_expiry(
+    kind: str, expires_in: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The refresh token sent is spent once the endpoint answers (they rotate on every use).
+
+    Refusing the whole answer for its ``expires_in`` threw the new pair away
+    and left the spent token: every later refresh was ``invalid_grant``, the
+    client locked out for good.  The pair is kept, stored through
+    ``on_refresh``, and refreshed again only on a 401 "expired" (zero or
+    less is not "refresh before every request").
+    """
+    clock = VirtualClock()
+    stored: list[OAuth2Tokens] = []
+    body = (
+        f'{{"access_token": "{access(2)}", "refresh_token": "{refresh(2)}", '
+        f'"expires_in": {expires_in}, "token_type": "bearer"}}'
+    )
+    answer = httpx.Response(200, content=body, headers={"Content-Type": "application/json"})
+    script = Script(answer)
+    credentials = oauth(clock, on_refresh=stored.append)
+    with caplog.at_level("WARNING", logger="bb_backoff"):
+        assert run_both(kind, script, clock, credentials) == {"ok": True}
+        assert run_both(kind, script, clock, credentials) == {"ok": True}
+    assert len(script.token_requests) == 1  # no refresh before the second request
+    assert credentials.tokens == OAuth2Tokens(access(2), refresh(2), None)
+    assert stored == [credentials.tokens]
+    assert [request.headers["Authorization"] for request in script.api_requests] == [
+        f"Bearer {access(2)}"
+    ] * 2
+    assert any("expires_in is not a positive number" in r.getMessage() for r in caplog.records)
+    assert "SECRET" not in caplog.text
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+@pytest.mark.parametrize(("expires_in", "lifetime"), [("7200", 7200.0), ('"3600"', 3600.0)])
+def test_a_usable_expires_in_sets_the_expiry_from_now(
+    kind: str, expires_in: str, lifetime: float
+) -> None:
+    clock = VirtualClock()
+    body = (
+        f'{{"access_token": "{access(2)}", "refresh_token": "{refresh(2)}", '
+        f'"expires_in": {expires_in}}}'
+    )
+    answer = httpx.Response(200, content=body, headers={"Content-Type": "application/json"})
+    credentials = oauth(clock)
+    assert run_both(kind, Script(answer), clock, credentials) == {"ok": True}
+    assert credentials.tokens.expires_at == clock.time() + lifetime

@@ -319,15 +319,14 @@ class OAuth2:
                 url=redact_url(self.token_url),
             )
         try:
-            body = response.json()
+            # An integer too long for int() (4,300 digits) would refuse the
+            # whole answer; as an expires_in it is merely unusable.
+            body = response.json(parse_int=_json_int)
             access = body["access_token"]
             refresh = body.get("refresh_token") or self._tokens.refresh_token
             expires_in = body.get("expires_in")
-            expires_at = now + float(expires_in) if expires_in is not None else None
             _header_safe("access_token", access)
             _non_empty("refresh_token", refresh)
-            if expires_at is not None and not math.isfinite(expires_at):
-                raise ValueError("expires_in is not a number of seconds")  # noqa: TRY301
         except (ValueError, KeyError, TypeError, AttributeError, RecursionError, OverflowError):
             raise Unauthorized(
                 "OAuth 2 token refresh returned no usable access token",
@@ -335,6 +334,10 @@ class OAuth2:
                 method="POST",
                 url=redact_url(self.token_url),
             ) from None
+        # Read after the pair is known good, and never a reason to drop it:
+        # the refresh token sent is spent by now (they rotate on every use),
+        # so refusing the answer would leave nothing that works.
+        expires_at = _expires_at(expires_in, now)
         tokens = OAuth2Tokens(access, refresh, expires_at)
         register_secrets(self, access, refresh)
         self._tokens = tokens
@@ -351,6 +354,42 @@ class OAuth2:
                     printable(f"{type(error).__name__}: {error}"),
                 )
         return tokens
+
+
+def _json_int(digits: str) -> int | float:
+    """A JSON integer as ``int``, or ``inf`` when it is too long for one."""
+    try:
+        return int(digits)
+    except ValueError:  # past sys.get_int_max_str_digits()
+        return math.inf
+
+
+def _expires_at(expires_in: object, now: float) -> float | None:
+    """When a refreshed access token expires (epoch seconds), or ``None`` if unknown.
+
+    ``expires_in`` is the token endpoint's: positive seconds, as a number or
+    a numeric string.  Anything else (``"7200s"``, ``"NaN"``, ``1e400``, a
+    list, zero or less) is read as unknown, with a warning: the new tokens
+    are kept, and the access token is refreshed when the API answers 401
+    "expired".  Zero or less is not "refresh before every request".
+    """
+    if expires_in is None:
+        return None
+    seconds = math.nan
+    if isinstance(expires_in, int | float | str) and not isinstance(expires_in, bool):
+        with contextlib.suppress(ValueError, OverflowError):
+            seconds = float(expires_in)
+    expires_at = now + seconds
+    if seconds > 0 and math.isfinite(expires_at):
+        return expires_at
+    # Only the type: the answer's other fields are tokens, and nothing of it is echoed.
+    logger.warning(
+        "the token endpoint's expires_in is not a positive number of seconds (a %s); "
+        "the new tokens are kept with no known expiry: the access token is refreshed "
+        "when the API answers 401 expired",
+        type(expires_in).__name__,
+    )
+    return None
 
 
 def _retrieved(task: asyncio.Future[bool]) -> None:
