@@ -368,6 +368,42 @@ async def test_an_absurd_retry_after_gives_up_at_once_with_a_clear_error(
     assert "max_hint" in str(caught.value)
 
 
+async def test_a_hint_past_a_day_gives_up_at_once_even_with_no_limit_on_hints(
+    make_api: Callable[..., Api], clock: VirtualClock
+) -> None:
+    """``max_hint=inf`` with an infinite budget slept 1e20 s: ``time.sleep`` overflowed.
+
+    The ``OverflowError`` escaped ``client.get`` (not a library error), and
+    the async client slept for centuries.  No single wait is longer than a
+    day, and a hint is never cut short: a longer one gives up.
+    """
+    policy = bb.ExponentialBackoff(max_hint=math.inf, rate_limit_budget=math.inf)
+    api = make_api(scripted(rate_limited({"Retry-After": "1" + "0" * 20})), policy=policy)
+    with pytest.raises(bb.RateLimited) as caught:
+        await api.get("/user")
+    assert clock.sleeps == []
+    assert caught.value.stop_reason == "hint_too_long"
+    assert "a day at most" in str(caught.value)
+
+
+class _Glacial:
+    """A policy of the caller's own: one retry, after 1e10 s."""
+
+    def decide(self, history: bb.RetryHistory, outcome: bb.Outcome) -> bb.Decision:
+        if history.attempts:
+            return bb.Decision(None, None, bb.StopReason.ATTEMPTS, None, history)
+        return bb.Decision(bb.Reason.SERVER_ERROR, 1e10, None, None, bb.RetryHistory(attempts=1))
+
+
+async def test_a_custom_policys_wait_past_a_day_is_slept_as_a_day(
+    make_api: Callable[..., Api], clock: VirtualClock
+) -> None:
+    """No sleep of a request is longer than a day (``time.sleep`` overflows past 2.9e9 s)."""
+    api = make_api(scripted(error(503)), policy=_Glacial(), gate=False)
+    assert await api.get("/user") == {"ok": True}
+    assert clock.sleeps == [86_400.0]
+
+
 async def test_a_rate_limit_that_never_ends_gives_up_within_the_budget(
     make_api: Callable[..., Api], clock: VirtualClock
 ) -> None:

@@ -149,6 +149,14 @@ def run_sync_import(workers: int, limit: int, **options: Any) -> tuple[Items, Mo
         ({"probe_lease": 10**5000}, "probe_lease"),
         ({"limit": 10**5000}, "limit"),
         ({"failure_threshold": 2**63}, "failure_threshold"),
+        # One wait at the gate past a day (a sleep that overflows past about
+        # 2.9e9 s, or a window in milliseconds): refused like the clients' timeout.
+        ({"window": 1e10}, "window"),
+        ({"window": timedelta(days=2)}, "window"),
+        ({"probe_initial": 1e10, "probe_max": 1e10, "breaker_max": 1e10}, "probe_initial"),
+        ({"probe_max": 86_401}, "probe_max"),
+        ({"breaker_max": 1e9}, "breaker_max"),
+        ({"probe_lease": 1e10}, "probe_lease"),
     ],
 )
 def test_an_invalid_gate_setting_is_refused_naming_it(
@@ -160,6 +168,14 @@ def test_an_invalid_gate_setting_is_refused_naming_it(
 
 def test_a_huge_gate_seed_is_taken_and_its_repr_does_not_print_its_digits() -> None:
     assert "seed=a huge int" in repr(bb.AccountGate(seed=10**5000))
+
+
+def test_every_wait_setting_takes_a_day() -> None:
+    day = timedelta(days=1)
+    gate = bb.AccountGate(
+        window=day, probe_initial=day, probe_max=day, breaker_max=day, probe_lease=day
+    )
+    assert {gate.window, gate.probe_initial, gate.probe_max, gate.breaker_max} == {86_400.0}
 
 
 def test_every_time_setting_accepts_a_timedelta() -> None:

@@ -346,6 +346,22 @@ def test_long_numbers_are_read_so_the_policy_can_refuse_them_clearly(value: str)
     assert parse_retry_after(value, FIXED_NOW) == float(value)
 
 
+@pytest.mark.parametrize("digits", [309, 400, 1000])
+def test_delta_seconds_too_long_for_a_float_are_no_hint_not_infinity(digits: int) -> None:
+    """Past 308 digits ``float()`` gives inf, which the docstring promises never to return.
+
+    An infinite hint reached the sleep of a policy with ``max_hint=inf``.
+    """
+    value = "9" * digits
+    assert parse_retry_after(value, FIXED_NOW) is None
+    assert parse_retry_after(f"120, {value}", FIXED_NOW) == 120.0
+    assert hint_from_headers({"Retry-After": value}, FIXED_NOW) is None
+
+
+def test_the_longest_delta_seconds_a_float_holds_is_still_read() -> None:
+    assert parse_retry_after("9" * 308, FIXED_NOW) == float("9" * 308)
+
+
 # --- The server's clock: a point in time is read against the response's Date ----
 
 

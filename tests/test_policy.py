@@ -34,6 +34,7 @@ from bb_backoff import (
 )
 from bb_backoff._hints import RETRY_AFTER
 from bb_backoff._policy import JitterMode, _grown
+from bb_backoff._timing import MAX_WAIT
 from strategies import (
     FINAL_STATUSES,
     IDEMPOTENT,
@@ -448,17 +449,21 @@ def previous_delays(initial: float) -> st.SearchStrategy[float | None]:
 def expected_range(
     policy: ExponentialBackoff, retries: int, previous: float | None
 ) -> tuple[float, float]:
-    """The documented range of a wait without hints or budgets, computed independently."""
-    base = min(policy.max_delay, policy.initial * policy.factor**retries)
+    """The documented range of a wait without hints or budgets, computed independently.
+
+    ``max_delay`` caps it, and a day (``MAX_WAIT``) caps it when that is ``math.inf``.
+    """
+    cap = min(policy.max_delay, MAX_WAIT)
+    base = min(cap, policy.initial * policy.factor**retries)
     start = policy.initial if previous is None else previous
     ranges = {
         "full": (0.0, base),
         "equal": (base / 2, base),
         "none": (base, base),
-        "decorrelated": (policy.initial, min(policy.max_delay, 3 * start)),
+        "decorrelated": (policy.initial, min(cap, 3 * start)),
         "multiplicative": (
-            min(policy.max_delay, start * policy.factor),
-            min(policy.max_delay, 2 * start * policy.factor),
+            min(cap, start * policy.factor),
+            min(cap, 2 * start * policy.factor),
         ),
     }
     return ranges[policy.jitter]
@@ -468,7 +473,7 @@ def expected_range(
 def test_delay_without_hint_is_within_the_jitter_modes_range(
     kwargs: dict[str, Any], retries: int, data: st.DataObject
 ) -> None:
-    """The documented ranges, for retry n and base = min(max_delay, initial * factor**n).
+    """The documented ranges, for retry n and base = min(max_delay, a day, initial * factor**n).
 
     full: [0, base]; equal: [base/2, base]; none: exactly base;
     decorrelated: [initial, min(max_delay, 3 * previous)];
@@ -553,18 +558,58 @@ def test_huge_retry_count_is_clamped_to_max_delay(jitter: JitterMode) -> None:
         assert decision.delay == 60.0
 
 
-@pytest.mark.parametrize("jitter", ["full", "equal", "none"])
-def test_huge_retry_count_with_integer_parameters_and_no_cap_fits_the_budget(
-    jitter: JitterMode,
+@pytest.mark.parametrize(
+    ("jitter", "low"), [("full", 0.0), ("equal", MAX_WAIT / 2), ("none", MAX_WAIT)]
+)
+def test_huge_retry_count_with_integer_parameters_and_no_cap_waits_a_day_at_most(
+    jitter: JitterMode, low: float
 ) -> None:
     """``initial=1, factor=2`` (ints) with ``max_delay=inf`` must not overflow either.
 
     The grown base is ``1 * 2 ** 10_000``, an exact int that no float can
-    hold; the wait is then cut to the rate-limit budget.
+    hold; with no cap, one wait is a day at most (before, it was the whole
+    budget: with ``rate_limit_budget=inf``, a sleep that overflowed).
     """
-    policy = ExponentialBackoff(initial=1, factor=2, max_delay=math.inf, jitter=jitter, seed=0)
+    policy = ExponentialBackoff(
+        initial=1, factor=2, max_delay=math.inf, jitter=jitter, seed=0, rate_limit_budget=math.inf
+    )
+    assert policy.bounds(10_000) == (low, MAX_WAIT)
     decision = policy.decide(RetryHistory(rate_limit_retries=10_000), Outcome(status=429))
-    assert decision.delay == policy.rate_limit_budget
+    assert decision.delay is not None
+    assert low <= decision.delay <= MAX_WAIT
+
+
+@given(
+    backoff_kwargs(unlimited=True),
+    outcome_sequences(retryable_outcomes(hint=st.none() | hints(3 * MAX_WAIT))),
+)
+def test_no_wait_is_longer_than_a_day_and_no_hint_up_to_a_day_is_cut_short(
+    kwargs: dict[str, Any], outcomes: list[Outcome]
+) -> None:
+    """Whatever the cap (``math.inf`` included) and the budgets (infinite here).
+
+    A longer wait overflowed ``time.sleep`` (an ``OverflowError`` out of
+    ``client.get``) or slept for centuries in asyncio.  A hint is waited in
+    full up to ``max_hint``, and ``math.inf`` as ``max_hint`` means a day:
+    a longer hint stops the request (``hint_too_long``) rather than being cut.
+    """
+    policy = ExponentialBackoff(**kwargs | {"max_hint": math.inf})
+    for step in simulate(policy, outcomes):
+        hint = step.outcome.hint if policy.respect_hints else None
+        delay = step.decision.delay
+        if delay is not None:
+            assert delay <= MAX_WAIT
+            assert hint is None or delay >= hint.seconds
+        elif hint is not None and hint.seconds > MAX_WAIT and step.decision.reason is not None:
+            assert step.decision.stop is StopReason.HINT_TOO_LONG
+
+
+def test_a_hint_of_exactly_a_day_is_waited_in_full_with_no_limit_on_hints() -> None:
+    policy = ExponentialBackoff(max_hint=math.inf, rate_limit_budget=math.inf)
+    day = Outcome(status=429, hint=Hint(MAX_WAIT, RETRY_AFTER))
+    assert policy.decide(RetryHistory(), day).delay == MAX_WAIT
+    longer = Outcome(status=429, hint=Hint(math.nextafter(MAX_WAIT, math.inf), RETRY_AFTER))
+    assert policy.decide(RetryHistory(), longer).stop is StopReason.HINT_TOO_LONG
 
 
 def test_zero_initial_is_refused_because_it_would_hammer_forever() -> None:
@@ -789,6 +834,14 @@ def test_gitlab_16_7_schedule_lists_its_two_waits() -> None:
         ({"max_hint": -0.5}, "max_hint"),
         ({"max_hint": math.nan}, "max_hint"),
         ({"max_hint": [1]}, "max_hint"),
+        # One wait past a day: time.sleep overflowed on it (about 2.9e9 s), or
+        # the async client slept for centuries; milliseconds taken for seconds.
+        ({"initial": 1e10, "max_delay": 1e10}, "initial"),
+        ({"initial": MAX_WAIT + 1, "max_delay": math.inf}, "initial"),
+        ({"max_delay": 1e10}, "max_delay"),
+        ({"max_delay": timedelta(days=2)}, "max_delay"),
+        ({"max_hint": 1e10}, "max_hint"),
+        ({"max_hint": MAX_WAIT + 1}, "max_hint"),
         ({"factor": 10**400}, "factor"),
         ({"max_attempts": 10**400 * -1}, "max_attempts"),
         # Past Python's 4,300-digit limit: repr() of these raised a ValueError naming nothing.
@@ -833,6 +886,9 @@ def test_a_huge_seed_is_taken_and_its_repr_does_not_print_its_digits() -> None:
         ({"max_attempts": 1.0}, "max_attempts"),
         ({"delay": 10**5000}, "delay"),
         ({"max_attempts": 10**5000}, "max_attempts"),
+        ({"delay": 1e10}, "delay"),  # overflowed time.sleep, out of client.get
+        ({"delay": MAX_WAIT + 1}, "delay"),
+        ({"delay": timedelta(days=1, microseconds=1)}, "delay"),
     ],
 )
 def test_invalid_fixed_retry_parameter_raises_naming_it(kwargs: dict[str, Any], name: str) -> None:
@@ -855,6 +911,8 @@ def test_invalid_fixed_retry_parameter_raises_naming_it(kwargs: dict[str, Any], 
         {"error_attempts": 1},
         {"error_budget": 0, "rate_limit_budget": 0, "max_hint": 0},
         {"error_budget": math.inf, "rate_limit_budget": math.inf, "max_hint": math.inf},
+        {"initial": MAX_WAIT, "max_delay": MAX_WAIT, "max_hint": MAX_WAIT},
+        {"error_budget": 1e300, "rate_limit_budget": 1e300},  # budgets: any (no sleep is longer)
     ],
 )
 def test_edge_values_are_valid(kwargs: dict[str, Any]) -> None:
@@ -871,6 +929,8 @@ def test_timedelta_equals_float_seconds_for_every_time_parameter(
 ) -> None:
     if name in {"initial", "max_delay"}:
         microseconds = max(microseconds, 1)  # initial > 0, and max_delay >= initial
+    if name in {"initial", "max_delay", "max_hint"}:
+        microseconds = min(microseconds, int(MAX_WAIT) * 10**6)  # one wait: a day at most
     seconds = microseconds / 10**6
     # the smallest initial and no cap, so that any initial and any max_delay is valid
     uncapped: dict[str, Any] = {"initial": 1e-6, "max_delay": math.inf}
@@ -880,7 +940,7 @@ def test_timedelta_equals_float_seconds_for_every_time_parameter(
     assert getattr(from_timedelta, name) == seconds
 
 
-@given(microseconds=st.integers(min_value=0, max_value=10**12))
+@given(microseconds=st.integers(min_value=0, max_value=int(MAX_WAIT) * 10**6))
 def test_fixed_retry_timedelta_delay_equals_float_seconds(microseconds: int) -> None:
     seconds = microseconds / 10**6
     assert FixedRetry(delay=timedelta(microseconds=microseconds)) == FixedRetry(delay=seconds)

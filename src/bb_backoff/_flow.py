@@ -69,6 +69,7 @@ from ._policy import (
     StopReason,
     gate_wait_stop,
 )
+from ._timing import MAX_WAIT
 from ._window import BREAKER, ERROR, HOLD, PROBE, VOID, WAIT, Grant, Observation
 
 # A wait shorter than this may end before the clock shows it moved (asyncio
@@ -110,12 +111,17 @@ _RESERVE: Final = Reserve(None)
 
 
 class Sleep:
-    """Wait ``seconds``."""
+    """Wait ``seconds``, at most :data:`~._timing.MAX_WAIT` (a day).
+
+    The policies never ask for more; a custom one that does is slept a day
+    at a time rather than handed to a sleep that fails on it (``time.sleep``
+    past about 2.9e9 s) or sleeps for centuries (``asyncio.sleep``).
+    """
 
     __slots__ = ("seconds",)
 
     def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
+        self.seconds = MAX_WAIT if seconds > MAX_WAIT else seconds
 
 
 class Send:
@@ -915,7 +921,8 @@ class RequestFlow:
             ),
             StopReason.HINT_TOO_LONG: (
                 f"gave up at once: the server asked to wait {hint.seconds:.0f} s "
-                f"({hint.source}), more than the policy's max_hint"
+                f"({hint.source}), more than the policy's max_hint (a day at most: the "
+                "longest single wait)"
                 if hint is not None
                 else "gave up: the server's hint is too long"
             ),

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import logging
-import math
 import operator
 import random
 import threading
@@ -29,7 +28,7 @@ from ._auth import BasicAuth, BearerToken, OAuth2
 from ._exceptions import short_repr
 from ._policy import positive_int
 from ._redis_clients import is_redis_client, is_redis_url
-from ._timing import duration, finite
+from ._timing import MAX_WAIT, duration, to_seconds
 from ._timing import limit as unbounded_duration
 from ._window import (
     ERROR,
@@ -279,7 +278,8 @@ def memory_store_for(clock: Callable[[], float]) -> MemoryStore:
 
 
 def _positive(_instance: object, field: attrs.Attribute[Any], value: float) -> None:
-    unbounded_duration(_instance, field, value)
+    """attrs validator: more than 0 seconds, and a day at most (one wait at the gate)."""
+    to_seconds(value, field.name, maximum=MAX_WAIT)
     if value <= 0:
         raise ValueError(f"{field.name} must be more than 0 seconds, got {short_repr(value)}")
 
@@ -334,7 +334,7 @@ class AccountGate:
     runs out while the breaker is open waits for the breaker too.
 
     Args:
-        window: the rolling window (seconds or timedelta).
+        window: the rolling window (seconds or timedelta), a day at most.
         limit: requests per window, if known (``None``: learn it).
         store: where the model lives: ``None`` (this process's memory), a
             :class:`MemoryStore`, a :class:`~bb_backoff.RedisStore`, or a
@@ -349,7 +349,8 @@ class AccountGate:
         probe_max: the longest wait between rate-limit probes (seconds).
         breaker_max: the longest wait between breaker probes (seconds).
         probe_lease: how long a probe may stay unanswered before another
-            request probes instead (seconds).
+            request probes instead (seconds).  Each of these four, and
+            ``window``, is a day at most (one wait never is longer).
         seed: seeds the probes' jitter (``None``: from the OS).
 
     Raises:
@@ -378,12 +379,8 @@ class AccountGate:
     seed: int | None = attrs.field(default=None, kw_only=True, repr=short_repr)
 
     def __attrs_post_init__(self) -> None:
-        if math.isinf(self.window):
-            raise ValueError("window must be finite")
         positive_int("limit", self.limit, optional=True)
         positive_int("failure_threshold", self.failure_threshold)
-        for name in ("probe_initial", "probe_max", "breaker_max", "probe_lease"):
-            finite(self, attrs.fields_dict(AccountGate)[name], getattr(self, name))
         if self.probe_max < self.probe_initial:
             raise ValueError(
                 f"probe_max ({self.probe_max} s) must be at least probe_initial "

@@ -88,7 +88,9 @@ def parse_retry_after(value: str, now: float) -> float | None:
     while index < len(parts):
         part = parts[index]
         if _DELTA_SECONDS.fullmatch(part):
-            waits.append(float(part))
+            seconds = float(part)
+            if seconds < math.inf:  # over 308 digits is inf: not a wait, as documented
+                waits.append(seconds)
             index += 1
             continue
         when = None

@@ -34,7 +34,7 @@ import attrs
 
 from ._exceptions import short_repr
 from ._hints import Hint
-from ._timing import duration, finite, limit
+from ._timing import MAX_WAIT, duration, limit, wait, wait_cap
 
 IDEMPOTENT_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 
@@ -417,9 +417,10 @@ class ExponentialBackoff:
     to fit, unless that would undercut a hint, in which case the policy stops.
 
     Args:
-        initial: the first backoff ceiling (seconds or timedelta).
+        initial: the first backoff ceiling (seconds or timedelta), a day at most.
         factor: growth per retry (at least 1).
-        max_delay: cap on one backoff wait (seconds, timedelta or ``math.inf``).
+        max_delay: cap on one backoff wait (seconds or timedelta, a day at
+            most, or ``math.inf``: then a day caps it, as it caps every wait).
             Five minutes by default: without a hint, a rate-limited client
             can only probe, and probing every 2.5 minutes on average costs a
             few percent of completion time against a rolling hour while
@@ -444,7 +445,8 @@ class ExponentialBackoff:
         max_hint: the longest server hint honoured; a longer one gives up.
             Two hours by default: twice Bitbucket's window, so that a hint
             for a whole window, rounded up or with a margin added, is
-            waited, while one of days (a broken proxy) is refused.
+            waited, while one of days (a broken proxy) is refused.  A day at
+            most, or ``math.inf``: a hint up to a day (none longer is waited).
         respect_hints: honour ``Retry-After`` / ``X-RateLimit-Reset``.
         retry_transport_errors: retry when no response came back at all.
         shared_backoff: one backoff sequence for rate limits and errors
@@ -455,20 +457,23 @@ class ExponentialBackoff:
         ValueError: for an invalid parameter; the message names it.
     """
 
-    initial: float = attrs.field(default=1.0, converter=duration, validator=finite)
+    initial: float = attrs.field(default=1.0, converter=duration, validator=wait)
     factor: float = 2.0
-    max_delay: float = attrs.field(default=300.0, converter=duration, validator=limit)
+    max_delay: float = attrs.field(default=300.0, converter=duration, validator=wait_cap)
     jitter: JitterMode = "full"
     seed: int | None = attrs.field(default=None, repr=short_repr)
     max_attempts: int | None = None
     error_attempts: int = 5
     error_budget: float = attrs.field(default=60.0, converter=duration, validator=limit)
     rate_limit_budget: float = attrs.field(default=86400.0, converter=duration, validator=limit)
-    max_hint: float = attrs.field(default=7200.0, converter=duration, validator=limit)
+    max_hint: float = attrs.field(default=7200.0, converter=duration, validator=wait_cap)
     respect_hints: bool = True
     retry_transport_errors: bool = True
     shared_backoff: bool = False
     _random: random.Random = attrs.field(init=False, repr=False, eq=False, hash=False)
+    # max_delay and max_hint as applied: math.inf means "up to the longest wait".
+    _cap: float = attrs.field(init=False, repr=False, eq=False, hash=False)
+    _longest_hint: float = attrs.field(init=False, repr=False, eq=False, hash=False)
 
     def __attrs_post_init__(self) -> None:
         factor = self.factor
@@ -506,6 +511,12 @@ class ExponentialBackoff:
         ):
             raise ValueError(f"seed must be an integer or None, got {short_repr(self.seed)}")
         object.__setattr__(self, "_random", random.Random(self.seed))  # noqa: S311 (jitter, not security)
+        # No single sleep is longer than MAX_WAIT, whatever the budgets: a
+        # longer one fails in time.sleep (OverflowError past about 2.9e9 s)
+        # or sleeps for centuries in asyncio.  A hint is never cut short to
+        # fit: one longer than that gives up, as one over max_hint does.
+        object.__setattr__(self, "_cap", min(self.max_delay, MAX_WAIT))
+        object.__setattr__(self, "_longest_hint", min(self.max_hint, MAX_WAIT))
 
     def backoff(self, retry: int, previous: float | None, draw: float) -> float:
         """The backoff wait for retry ``retry`` (from 0), before hints and budgets.
@@ -516,20 +527,18 @@ class ExponentialBackoff:
             draw: a uniform random number in ``[0, 1)``.
 
         Returns:
-            The wait in seconds, within ``[0, max_delay]``.
+            The wait in seconds, within ``[0, max_delay]`` and at most a
+            day (``math.inf`` as ``max_delay`` caps it there).
         """
+        cap = self._cap
         if self.jitter == "decorrelated":
             low = self.initial
             high = 3 * (previous if previous is not None else self.initial)
-            return min(self.max_delay, low + draw * max(0.0, high - low))
+            return min(cap, low + draw * max(0.0, high - low))
         if self.jitter == "multiplicative":
             start = previous if previous is not None else self.initial
-            return min(self.max_delay, start * self.factor * (1 + draw))
-        base = _grown(self.initial, self.factor, retry, self.max_delay)
-        if math.isinf(base):
-            # Only without a cap: any fraction of forever is forever (and
-            # 0 * inf would be NaN); the budget cuts it down to size.
-            return base
+            return min(cap, start * self.factor * (1 + draw))
+        base = _grown(self.initial, self.factor, retry, cap)
         if self.jitter == "full":
             return draw * base
         if self.jitter == "equal":
@@ -542,15 +551,16 @@ class ExponentialBackoff:
         Returns:
             ``(low, high)`` in seconds.
         """
+        cap = self._cap
         if self.jitter == "decorrelated":
-            high = _grown(3 * self.initial, 3.0, retry, self.max_delay)
+            high = _grown(3 * self.initial, 3.0, retry, cap)
             return (min(self.initial, high), high)
         if self.jitter == "multiplicative":
             return (
-                _grown(self.initial * self.factor, self.factor, retry, self.max_delay),
-                _grown(self.initial * 2 * self.factor, 2 * self.factor, retry, self.max_delay),
+                _grown(self.initial * self.factor, self.factor, retry, cap),
+                _grown(self.initial * 2 * self.factor, 2 * self.factor, retry, cap),
             )
-        base = _grown(self.initial, self.factor, retry, self.max_delay)
+        base = _grown(self.initial, self.factor, retry, cap)
         low = {"full": 0.0, "equal": base / 2}.get(self.jitter, base)
         return (low, base)
 
@@ -579,7 +589,7 @@ class ExponentialBackoff:
         hint = outcome.hint if self.respect_hints else None
         asked = False
         if hint is not None:
-            if hint.seconds > self.max_hint:
+            if hint.seconds > self._longest_hint:
                 return _stop(reason, StopReason.HINT_TOO_LONG, outcome, counted)
             # A wait the server set (a 503's Retry-After during maintenance)
             # is its schedule, not our backoff: like a 429's, it is charged
@@ -641,14 +651,14 @@ class FixedRetry:
     later).
 
     Args:
-        delay: the wait between attempts (seconds or timedelta).
+        delay: the wait between attempts (seconds or timedelta), a day at most.
         max_attempts: attempts in all for one request, any reason.
 
     Raises:
         ValueError: for an invalid parameter; the message names it.
     """
 
-    delay: float = attrs.field(default=1.0, converter=duration, validator=finite)
+    delay: float = attrs.field(default=1.0, converter=duration, validator=wait)
     max_attempts: int = 3
 
     def __attrs_post_init__(self) -> None:

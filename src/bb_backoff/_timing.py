@@ -14,7 +14,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any, TypeAlias
+from typing import Any, Final, TypeAlias
 
 import anyio
 import attrs
@@ -35,20 +35,39 @@ default_sleep: SyncSleep = time.sleep
 default_async_sleep: AsyncSleep = anyio.sleep
 
 
-def to_seconds(value: object, name: str, *, allow_inf: bool = False) -> float:
+MAX_WAIT: Final = 86_400.0
+"""The longest single wait, in seconds: a day.
+
+Every setting that is one wait (a policy's ``initial``, ``max_delay``,
+``max_hint``, ``FixedRetry.delay``; the gate's window and probe waits; a
+store's timeouts) takes at most this, as the clients' ``timeout`` does: the
+sync sleep refuses about 2.9e9 s with an ``OverflowError`` (out of the
+request, not a library error), the async one would sleep for centuries, and
+a wait past a day is a mistake (milliseconds taken for seconds, ``1e10``),
+Bitbucket's window being an hour.  Budgets add waits up and may be longer
+(or ``math.inf``); no single sleep of a request is longer than this.
+"""
+
+
+def to_seconds(
+    value: object, name: str, *, allow_inf: bool = False, maximum: float | None = None
+) -> float:
     """Convert a duration to non-negative float seconds.
 
     Args:
         value: seconds (int or float) or a :class:`~datetime.timedelta`.
         name: the parameter's name, for the error message.
         allow_inf: accept ``math.inf`` (meaning "no limit").
+        maximum: the largest finite value taken, if any (``math.inf`` is
+            still taken when ``allow_inf``).
 
     Returns:
         The duration in seconds.
 
     Raises:
-        ValueError: if ``value`` is not a duration, is negative, NaN, or
-            infinite while ``allow_inf`` is false. The message names ``name``.
+        ValueError: if ``value`` is not a duration, is negative, NaN,
+            infinite while ``allow_inf`` is false, or over ``maximum``.
+            The message names ``name``.
     """
     if isinstance(value, timedelta):
         seconds = value.total_seconds()
@@ -63,8 +82,15 @@ def to_seconds(value: object, name: str, *, allow_inf: bool = False) -> float:
         )
     if math.isnan(seconds) or seconds < 0:
         raise ValueError(f"{name} must be a non-negative duration, got {short_repr(value)}")
-    if math.isinf(seconds) and not allow_inf:
-        raise ValueError(f"{name} must be finite, got {short_repr(value)}")
+    if math.isinf(seconds):
+        if not allow_inf:
+            raise ValueError(f"{name} must be finite, got {short_repr(value)}")
+    elif maximum is not None and seconds > maximum:
+        day = " (a day)" if maximum == MAX_WAIT else ""
+        unlimited = ", or math.inf for no limit" if allow_inf else ""
+        raise ValueError(
+            f"{name} must be at most {maximum:,g} s{day}{unlimited}, got {short_repr(value)}"
+        )
     return seconds
 
 
@@ -83,3 +109,13 @@ def finite(_instance: object, field: attrs.Attribute[Any], value: object) -> Non
 def limit(_instance: object, field: attrs.Attribute[Any], value: object) -> None:
     """attrs validator: a non-negative duration where ``math.inf`` means "no limit"."""
     to_seconds(value, field.name, allow_inf=True)
+
+
+def wait(_instance: object, field: attrs.Attribute[Any], value: object) -> None:
+    """attrs validator: one wait, from 0 to :data:`MAX_WAIT`; the error names the field."""
+    to_seconds(value, field.name, maximum=MAX_WAIT)
+
+
+def wait_cap(_instance: object, field: attrs.Attribute[Any], value: object) -> None:
+    """attrs validator: a cap on one wait, up to :data:`MAX_WAIT`, or ``math.inf`` (no cap)."""
+    to_seconds(value, field.name, allow_inf=True, maximum=MAX_WAIT)
