@@ -129,7 +129,7 @@ def backoff_kwargs(
             sequence of retryable outcomes never stops for those reasons.
     """
     core = st.tuples(
-        st.floats(min_value=1e-3, max_value=10.0),  # initial: more than 0 s
+        st.floats(min_value=0.01, max_value=10.0),  # initial: MIN_WAIT (10 ms) at least
         _CAP_ABOVE_INITIAL,
         _FACTORS,
         _JITTERS if jitter is None else st.just(jitter),

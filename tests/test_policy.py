@@ -34,7 +34,7 @@ from bb_backoff import (
 )
 from bb_backoff._hints import RETRY_AFTER
 from bb_backoff._policy import JitterMode, _grown
-from bb_backoff._timing import MAX_WAIT
+from bb_backoff._timing import MAX_WAIT, MIN_WAIT
 from strategies import (
     FINAL_STATUSES,
     IDEMPOTENT,
@@ -620,6 +620,29 @@ def test_zero_initial_is_refused_because_it_would_hammer_forever() -> None:
         ExponentialBackoff(initial=timedelta(0))
 
 
+@pytest.mark.parametrize(
+    "initial", [1e-6, timedelta(microseconds=1), 1e-320, 5e-324, math.nextafter(MIN_WAIT, 0)]
+)
+@pytest.mark.parametrize("factor", [1, 2.0])
+def test_an_initial_below_ten_milliseconds_is_refused_because_it_hammers_too(
+    initial: float | timedelta, factor: float
+) -> None:
+    """With ``factor=1``, ``initial=1e-6`` sent 20,000 requests in 0.01 virtual s."""
+    with pytest.raises(ValueError, match=r"^initial must be at least 0.01 s"):
+        ExponentialBackoff(initial=initial, factor=factor)
+
+
+@given(backoff_kwargs(unlimited=True), st.integers(min_value=0, max_value=10**6))
+def test_the_ceiling_of_every_wait_is_ten_milliseconds_at_least(
+    kwargs: dict[str, Any], retry: int
+) -> None:
+    """What keeps a request that keeps failing from hammering, whatever the factor.
+
+    At the floor, ``factor=1`` and no jitter, it sends 100 requests a second at most.
+    """
+    assert ExponentialBackoff(**kwargs).bounds(retry)[1] >= MIN_WAIT
+
+
 def test_the_growth_of_a_zero_base_stays_zero_even_where_the_power_overflows() -> None:
     """0 * factor ** n is 0 for every n (the clamp must not turn it into the cap)."""
     assert _grown(0.0, 2.0, 10_000, 60.0) == 0.0
@@ -899,7 +922,7 @@ def test_invalid_fixed_retry_parameter_raises_naming_it(kwargs: dict[str, Any], 
 @pytest.mark.parametrize(
     "kwargs",
     [
-        {"initial": 1e-9},
+        {"initial": MIN_WAIT},
         {"factor": 1},
         {"initial": 5.0, "max_delay": 5.0},
         {"max_delay": math.inf},
@@ -928,12 +951,12 @@ def test_timedelta_equals_float_seconds_for_every_time_parameter(
     name: str, microseconds: int
 ) -> None:
     if name in {"initial", "max_delay"}:
-        microseconds = max(microseconds, 1)  # initial > 0, and max_delay >= initial
+        microseconds = max(microseconds, 10_000)  # initial >= 10 ms, and max_delay >= initial
     if name in {"initial", "max_delay", "max_hint"}:
         microseconds = min(microseconds, int(MAX_WAIT) * 10**6)  # one wait: a day at most
     seconds = microseconds / 10**6
     # the smallest initial and no cap, so that any initial and any max_delay is valid
-    uncapped: dict[str, Any] = {"initial": 1e-6, "max_delay": math.inf}
+    uncapped: dict[str, Any] = {"initial": MIN_WAIT, "max_delay": math.inf}
     from_timedelta = ExponentialBackoff(**uncapped | {name: timedelta(microseconds=microseconds)})
     from_float = ExponentialBackoff(**uncapped | {name: seconds})
     assert from_timedelta == from_float

@@ -28,7 +28,7 @@ from ._auth import BasicAuth, BearerToken, OAuth2
 from ._exceptions import short_repr
 from ._policy import positive_int
 from ._redis_clients import is_redis_client, is_redis_url
-from ._timing import MAX_WAIT, duration, to_seconds
+from ._timing import MAX_WAIT, MIN_WAIT, duration, to_seconds
 from ._timing import limit as unbounded_duration
 from ._window import (
     ERROR,
@@ -284,6 +284,16 @@ def _positive(_instance: object, field: attrs.Attribute[Any], value: float) -> N
         raise ValueError(f"{field.name} must be more than 0 seconds, got {short_repr(value)}")
 
 
+def _at_least_min_wait(instance: object, field: attrs.Attribute[Any], value: float) -> None:
+    """attrs validator: a probe's first wait, from :data:`MIN_WAIT` to a day."""
+    _positive(instance, field, value)
+    if value < MIN_WAIT:
+        raise ValueError(
+            f"{field.name} must be at least {MIN_WAIT} s (MIN_WAIT): shorter, the probes of "
+            f"an account that keeps failing hammer the API; got {short_repr(value)}"
+        )
+
+
 def _to_store(value: object) -> object:
     """attrs converter: a Redis URL or a redis-py client becomes a :class:`RedisStore`."""
     if isinstance(value, str) and is_redis_url(value):
@@ -345,7 +355,10 @@ class AccountGate:
         outage_budget: how long a request waits for the breaker to close
             before it gives up (seconds; 30 minutes by default: an importer
             would rather wait than lose work).
-        probe_initial: the first wait before a probe (seconds).
+        probe_initial: the first wait before a probe (seconds), 10 ms at
+            least (``MIN_WAIT``; ``probe_max`` and ``breaker_max`` are at
+            least this too): shorter, a failing account is probed without
+            pause.
         probe_max: the longest wait between rate-limit probes (seconds).
         breaker_max: the longest wait between breaker probes (seconds).
         probe_lease: how long a probe may stay unanswered before another
@@ -365,7 +378,7 @@ class AccountGate:
         default=1800.0, converter=duration, validator=unbounded_duration, kw_only=True
     )
     probe_initial: float = attrs.field(
-        default=1.0, converter=duration, validator=_positive, kw_only=True
+        default=1.0, converter=duration, validator=_at_least_min_wait, kw_only=True
     )
     probe_max: float = attrs.field(
         default=300.0, converter=duration, validator=_positive, kw_only=True

@@ -34,7 +34,7 @@ import attrs
 
 from ._exceptions import short_repr
 from ._hints import Hint
-from ._timing import MAX_WAIT, duration, limit, wait, wait_cap
+from ._timing import MAX_WAIT, duration, first_wait, limit, wait, wait_cap
 
 IDEMPOTENT_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 
@@ -417,7 +417,9 @@ class ExponentialBackoff:
     to fit, unless that would undercut a hint, in which case the policy stops.
 
     Args:
-        initial: the first backoff ceiling (seconds or timedelta), a day at most.
+        initial: the first backoff ceiling (seconds or timedelta), from 10 ms
+            (``MIN_WAIT``: zero or a microsecond, and a request that keeps
+            failing hammers the API) to a day.
         factor: growth per retry (at least 1).
         max_delay: cap on one backoff wait (seconds or timedelta, a day at
             most, or ``math.inf``: then a day caps it, as it caps every wait).
@@ -457,7 +459,7 @@ class ExponentialBackoff:
         ValueError: for an invalid parameter; the message names it.
     """
 
-    initial: float = attrs.field(default=1.0, converter=duration, validator=wait)
+    initial: float = attrs.field(default=1.0, converter=duration, validator=first_wait)
     factor: float = 2.0
     max_delay: float = attrs.field(default=300.0, converter=duration, validator=wait_cap)
     jitter: JitterMode = "full"
@@ -491,10 +493,6 @@ class ExponentialBackoff:
         for name in ("respect_hints", "retry_transport_errors", "shared_backoff"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
-        if self.initial <= 0:
-            # Zero would retry 429s with no wait at all, and a budget of
-            # waiting would never run out: a loop that hammers the API.
-            raise ValueError(f"initial must be more than 0 seconds, got {self.initial!r}")
         if self.max_delay < self.initial:
             raise ValueError(
                 f"max_delay ({self.max_delay} s) must be at least initial ({self.initial} s)"

@@ -49,6 +49,22 @@ Bitbucket's window being an hour.  Budgets add waits up and may be longer
 """
 
 
+MIN_WAIT: Final = 0.01
+"""The shortest first wait a looping retry takes, in seconds: 10 ms.
+
+A policy's ``initial`` and the gate's probe waits (``probe_initial``, and
+so ``probe_max`` and ``breaker_max``) are refused below it.  They are what
+paces a request that keeps failing: with ``factor=1`` the wait never
+grows, and a ceiling of a microsecond sent 20,000 requests in 0.01 s, a
+loop bounded only by how fast the server answers (the day's budget would
+have allowed about 1e11).  At 10 ms such a loop sends 100 requests a second
+at most without jitter, about 200 with full jitter, and the default
+``factor`` of 2 doubles the wait from there; the defaults (1 s) are a
+hundred times the floor.  10 ms is also the flow's smallest piece of a wait
+at the gate (ten times the 1 ms below which a sleep cannot be judged).
+"""
+
+
 def to_seconds(
     value: object, name: str, *, allow_inf: bool = False, maximum: float | None = None
 ) -> float:
@@ -114,6 +130,16 @@ def limit(_instance: object, field: attrs.Attribute[Any], value: object) -> None
 def wait(_instance: object, field: attrs.Attribute[Any], value: object) -> None:
     """attrs validator: one wait, from 0 to :data:`MAX_WAIT`; the error names the field."""
     to_seconds(value, field.name, maximum=MAX_WAIT)
+
+
+def first_wait(_instance: object, field: attrs.Attribute[Any], value: object) -> None:
+    """attrs validator: a wait that paces a loop, from :data:`MIN_WAIT` to :data:`MAX_WAIT`."""
+    seconds = to_seconds(value, field.name, maximum=MAX_WAIT)
+    if seconds < MIN_WAIT:
+        raise ValueError(
+            f"{field.name} must be at least {MIN_WAIT} s (MIN_WAIT): shorter, a request "
+            f"that keeps failing hammers the API; got {short_repr(value)}"
+        )
 
 
 def wait_cap(_instance: object, field: attrs.Attribute[Any], value: object) -> None:

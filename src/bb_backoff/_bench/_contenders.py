@@ -39,6 +39,7 @@ import httpx
 from .._client import AsyncBitbucketClient, BitbucketClient
 from .._gate import AccountGate
 from .._policy import GITLAB_16_7, ExponentialBackoff, FixedRetry, RetryPolicy
+from .._timing import MIN_WAIT
 from ..testing import MockBitbucket, VirtualClock, VirtualThreads
 from ._importer import AsyncFetcher, SyncFetcher
 
@@ -135,16 +136,22 @@ class Contender:
 
 
 def _scaled(policy: RetryPolicy, scale: float) -> RetryPolicy:
-    """``policy`` with every time setting multiplied by ``scale``."""
+    """``policy`` with every time setting multiplied by ``scale``.
+
+    A first wait is never scaled below ``MIN_WAIT`` (10 ms), which the
+    policies refuse: at ``--scale 0.005`` (the default of ``--real``) the
+    first wait is 10 ms rather than 5 ms, two seconds of the unscaled hour.
+    """
     if scale == 1.0:
         return policy
     if isinstance(policy, FixedRetry):
         return attrs.evolve(policy, delay=policy.delay * scale)
     if isinstance(policy, ExponentialBackoff):
+        initial = max(policy.initial * scale, MIN_WAIT)
         return attrs.evolve(
             policy,
-            initial=policy.initial * scale,
-            max_delay=policy.max_delay * scale,
+            initial=initial,
+            max_delay=max(policy.max_delay * scale, initial),
             error_budget=policy.error_budget * scale,
             rate_limit_budget=policy.rate_limit_budget * scale,
             max_hint=policy.max_hint * scale,
@@ -161,12 +168,13 @@ def _gate(arena: Arena, *, enabled: bool) -> AccountGate | bool:
     if not enabled:
         return False
     scale = arena.scale
+    # The probes' waits no shorter than MIN_WAIT, which the gate refuses (see _scaled).
     return AccountGate(
         window=arena.mock.window,
         limit=arena.configured_limit,
-        probe_initial=1.0 * scale,
-        probe_max=300.0 * scale,
-        breaker_max=60.0 * scale,
+        probe_initial=max(1.0 * scale, MIN_WAIT),
+        probe_max=max(300.0 * scale, MIN_WAIT),
+        breaker_max=max(60.0 * scale, MIN_WAIT),
         probe_lease=60.0 * scale,
         outage_budget=1800.0 * scale,
         seed=arena.seed,
