@@ -542,6 +542,8 @@ def test_serve_mock_prints_the_base_url_and_a_working_token_first() -> None:
         (["bench", "--workers", "many"], "is not a number"),
         (["bench", "--seed", "-1"], "must be >= 0"),
         (["bench", "--scale", "0"], "must be > 0"),
+        # Scaled up, an hour's max_hint of two passed a day: refused by the policy, raw.
+        (["bench", "--real", "--scale", "13"], "must be at most 1"),
         (["schedule", "--retries", "0"], "must be > 0"),
         (["serve-mock", "--limit", "-5"], "must be > 0"),
         (["serve-mock", "--window", "nan"], "must be > 0"),

@@ -1027,7 +1027,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"{PROJECT_NAME} {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     positive_int = _number(int)
-    positive = _number(float)
 
     bench = commands.add_parser(
         "bench",
@@ -1080,7 +1079,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument(
         "--scale",
-        type=positive,
+        # At most 1: scaled down, never up (a policy's and the gate's waits
+        # are refused past a day: an hour's max_hint of two, scaled by 12).
+        type=_number(float, maximum=1.0),
         default=DEFAULT_REAL_SCALE,
         help="--real: time scale, an hour becomes 3600 * SCALE s",
     )
