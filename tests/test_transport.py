@@ -368,6 +368,51 @@ def test_a_sync_transport_refuses_async_use_and_the_other_way_round() -> None:
         client.get(f"{BASE}/user")
 
 
+class _AsyncCallable:
+    """An object whose ``__call__`` is async: as async as an ``async def``."""
+
+    async def __call__(self, _value: object) -> None: ...
+
+
+async def _async_sleep(_seconds: float) -> None: ...
+
+
+@pytest.mark.parametrize("sleep", [_async_sleep, _AsyncCallable()], ids=["function", "object"])
+def test_an_async_sleep_is_refused_at_construction_naming_it(sleep: Any) -> None:
+    """``httpx.Client`` called it without awaiting: 582 429s were retried in 0.02 s.
+
+    As ``BitbucketClient`` refuses it; ``async_sleep`` is the one for ``httpx.AsyncClient``.
+    """
+    with pytest.raises(TypeError, match=r"^sleep must be a \(non-async\) callable"):
+        bb.RetryTransport(httpx.MockTransport(answers()[0]), sleep=sleep)
+
+
+def test_an_async_on_retry_over_a_sync_only_transport_is_refused_at_construction() -> None:
+    async def notify(_event: bb.RetryEvent) -> None: ...
+
+    with pytest.raises(TypeError, match=r"^on_retry must not be async"):
+        bb.RetryTransport(httpx.HTTPTransport(), on_retry=notify)
+
+
+def test_an_async_on_retry_is_refused_under_httpx_client_and_awaited_under_async_client() -> None:
+    """One transport serves both clients; only the async one can await ``on_retry``.
+
+    Under ``httpx.Client`` its coroutine was dropped unawaited: every event lost.
+    """
+    clock = VirtualClock()
+    events: list[bb.RetryEvent] = []
+
+    async def notify(event: bb.RetryEvent) -> None:
+        events.append(event)
+
+    handler, seen = answers(httpx.Response(500))
+    with pytest.raises(TypeError, match=r"^on_retry must not be async under httpx\.Client"):
+        get("sync", handler, clock, on_retry=notify)
+    assert seen == []  # refused before anything was sent
+    assert get("async", handler, clock, on_retry=notify).json() == {"ok": True}
+    assert [event.status for event in events] == [500]
+
+
 @pytest.mark.parametrize(
     ("arguments", "named"),
     [

@@ -10,6 +10,7 @@ run on virtual time.
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -145,3 +146,14 @@ def first_wait(_instance: object, field: attrs.Attribute[Any], value: object) ->
 def wait_cap(_instance: object, field: attrs.Attribute[Any], value: object) -> None:
     """attrs validator: a cap on one wait, up to :data:`MAX_WAIT`, or ``math.inf`` (no cap)."""
     to_seconds(value, field.name, allow_inf=True, maximum=MAX_WAIT)
+
+
+def is_async_callable(function: object) -> bool:
+    """Whether calling ``function`` gives a coroutine to await.
+
+    An ``async def`` function or method (through ``functools.partial`` too),
+    or an object whose ``__call__`` is one.
+    """
+    return inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(
+        getattr(function, "__call__", None)  # noqa: B004 (the method, not whether it exists)
+    )

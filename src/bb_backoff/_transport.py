@@ -55,10 +55,15 @@ from ._timing import (
     default_clock,
     default_now,
     default_sleep,
+    is_async_callable,
 )
 from .instrumentation._hooks import Hooks
 
 _FINAL_STATUS: Final = 400
+_ASYNC_ON_RETRY: Final = (
+    "on_retry must not be async under httpx.Client, which cannot await it (its events "
+    "would be lost); give a sync on_retry, or use this transport with httpx.AsyncClient"
+)
 
 
 class _Buffered:
@@ -149,13 +154,19 @@ class RetryTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         on_retry: called with a :class:`RetryEvent` before every wait.
         clock: monotonic seconds.
         now: epoch seconds (to read HTTP-date hints).
-        sleep: the sync wait (seconds).
-        async_sleep: the async wait (seconds).
+        sleep: the sync wait (seconds), for ``httpx.Client``: not async
+            (``httpx.Client`` could not await it: no wait at all).
+        async_sleep: the async wait (seconds), for ``httpx.AsyncClient``
+            (async or not).
         hooks: objects told of every retry, finished request, give-up and
             gate change (see :mod:`bb_backoff.instrumentation`).
 
     Raises:
         ValueError: for an invalid argument; the message names it.
+        TypeError: an async ``sleep``, or an async ``on_retry`` with a
+            transport that serves ``httpx.Client`` only (an async
+            ``on_retry`` is refused at the first request under
+            ``httpx.Client`` otherwise).
     """
 
     def __init__(
@@ -192,6 +203,20 @@ class RetryTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         ):
             if not callable(function):
                 raise ValueError(f"{name} must be a callable")
+        if is_async_callable(sleep):
+            # Called without await under httpx.Client: every retry at once.
+            raise TypeError(
+                "sleep must be a (non-async) callable taking seconds: it serves httpx.Client, "
+                "which cannot await it; async_sleep serves httpx.AsyncClient"
+            )
+        # An async on_retry is awaited under httpx.AsyncClient only.
+        self._async_on_retry = is_async_callable(on_retry)
+        if (
+            self._async_on_retry
+            and isinstance(transport, httpx.BaseTransport)
+            and not isinstance(transport, httpx.AsyncBaseTransport)
+        ):
+            raise TypeError(_ASYNC_ON_RETRY)
         self._flag = FlagCheck(flag=flag, actor=actor)
         self.policy: Final = policy
         self.legacy_policy: Final = legacy_policy
@@ -268,10 +293,13 @@ class RetryTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
 
         Raises:
             TypeError: the gate's store serves async callers only (a
-                ``redis.asyncio.Redis``): this transport is under a sync client.
+                ``redis.asyncio.Redis``), or ``on_retry`` is async: this
+                transport is under a sync client.
         """
         if self._async_only_store:
             check_sync_gate(self.gate, "gate")
+        if self._async_on_retry:
+            raise TypeError(_ASYNC_ON_RETRY)
         inner = self._sync_inner()
         request.read()  # a body that can be sent again
         buffered = _Buffered()
