@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import attrs
 import pytest
@@ -17,6 +17,7 @@ from bb_backoff._bench import (
     RedisUnavailable,
     Row,
     Scenario,
+    _runner,
     available_contenders,
     check_redis,
     contender_named,
@@ -28,7 +29,7 @@ from bb_backoff._bench import (
     run_real,
     scenario_named,
 )
-from bb_backoff._bench._runner import _percentile
+from bb_backoff._bench._runner import MAX_PROCESSES, _percentile
 from bb_backoff._bench._scenarios import QUICK_SIZE
 from bb_backoff.testing import Faults
 from markers import REALTIME
@@ -250,6 +251,46 @@ def test_run_all_returns_rows_in_scenario_by_contender_order_reporting_each() ->
 def test_run_all_rows_are_the_rows_of_run_one() -> None:
     rows = run_all([QUICK["token-headers"]], [LEGACY], seed=5, workers=3)
     assert rows == [run_one(QUICK["token-headers"], LEGACY, seed=5, workers=3)]
+
+
+class _PoolInThisProcess:
+    """Stands in for ``multiprocessing``'s spawn context: records the pool size, runs here."""
+
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+
+    def get_context(self, _method: str) -> _PoolInThisProcess:
+        return self
+
+    def Pool(self, processes: int, _initializer: Any = None) -> _PoolInThisProcess:  # noqa: N802 (multiprocessing's name)
+        self.sizes.append(processes)
+        return self
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_exc_info: object) -> None:
+        pass
+
+    def imap(self, function: Any, jobs: list[Any]) -> Any:
+        return map(function, jobs)
+
+
+def test_run_all_starts_no_more_processes_than_there_are_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``--processes 100000`` spawned a pool of 100,000 interpreters for a handful of runs."""
+    pool = _PoolInThisProcess()
+    monkeypatch.setattr(_runner, "multiprocessing", pool)
+    rows = run_all([QUICK["retry-after"]], [LEGACY, GITLAB], seed=0, processes=MAX_PROCESSES)
+    assert pool.sizes == [2]
+    assert [row.policy for row in rows] == [LEGACY.name, GITLAB.name]
+
+
+@pytest.mark.parametrize("processes", [0, MAX_PROCESSES + 1, 10**5, True, 2.0, "2"])
+def test_run_all_refuses_a_number_of_processes_out_of_range_naming_it(processes: Any) -> None:
+    with pytest.raises(ValueError, match=r"^processes must be an integer from 1 to 64"):
+        run_all([QUICK["retry-after"]], [LEGACY], seed=0, processes=processes)
 
 
 def test_run_all_of_nothing_is_no_rows() -> None:

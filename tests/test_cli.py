@@ -542,6 +542,10 @@ def test_serve_mock_prints_the_base_url_and_a_working_token_first() -> None:
         (["bench", "--workers", "many"], "is not a number"),
         (["bench", "--seed", "-1"], "must be >= 0"),
         (["bench", "--scale", "0"], "must be > 0"),
+        # A pool of 100,000 interpreters hung, leaking semaphores, until killed.
+        (["bench", "--processes", "100000"], "must be at most 64"),
+        (["bench", "--processes", "65"], "must be at most 64"),
+        (["bench", "--processes", "0"], "must be > 0"),
         # Scaled up, an hour's max_hint of two passed a day: refused by the policy, raw.
         (["bench", "--real", "--scale", "13"], "must be at most 1"),
         (["schedule", "--retries", "0"], "must be > 0"),

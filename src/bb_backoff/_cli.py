@@ -976,6 +976,9 @@ MAX_SCHEDULE_RETRIES: Final = 1000
 MAX_WORKERS: Final = 10_000
 MAX_IMPORTERS: Final = 64
 """``bench --importers`` beyond this is refused (as the runner does): a process each."""
+MAX_PROCESSES: Final = 64
+"""``bench --processes`` beyond this is refused: an interpreter each (100,000 hung, leaking
+semaphores, until killed); the runner starts no more than there are runs anyway."""
 
 
 def _redis_url(text: str) -> str:
@@ -1026,7 +1029,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"{PROJECT_NAME} {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    positive_int = _number(int)
 
     bench = commands.add_parser(
         "bench",
@@ -1070,9 +1072,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument(
         "--processes",
-        type=positive_int,
+        type=_number(int, maximum=MAX_PROCESSES),
         default=min(2, os.cpu_count() or 1),
-        help="worker processes that share the runs",
+        help=f"worker processes that share the runs (at most {MAX_PROCESSES}, and no more "
+        "than there are runs)",
     )
     bench.add_argument(
         "--real", action="store_true", help="against the uvicorn-served mock on real time"

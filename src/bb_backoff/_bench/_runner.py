@@ -36,7 +36,7 @@ import attrs
 
 from .._auth import BearerToken
 from .._client import AsyncBitbucketClient
-from .._exceptions import redact_url
+from .._exceptions import redact_url, short_repr
 from .._gate import AccountGate, MemoryStore
 from .._policy import ExponentialBackoff, RetryPolicy
 from .._redis_clients import (
@@ -318,6 +318,10 @@ def available_contenders() -> list[Contender]:
     return [contender for contender in CONTENDERS if contender.available()]
 
 
+MAX_PROCESSES: Final = 64
+"""Worker processes :func:`run_all` starts at most (an interpreter each)."""
+
+
 def run_all(
     scenarios: Sequence[Scenario],
     contenders: Sequence[Contender],
@@ -334,10 +338,24 @@ def run_all(
         contenders: the contenders.
         seed: seeds every run.
         workers: overrides every scenario's worker count.
-        processes: worker processes (1 runs in this process).
+        processes: worker processes (1 runs in this process); no more are
+            started than there are runs, and at most ``MAX_PROCESSES``.
         progress: called with each row as it completes.
+
+    Raises:
+        ValueError: ``processes`` is not an int from 1 to ``MAX_PROCESSES``.
     """
+    if (
+        not isinstance(processes, int)
+        or isinstance(processes, bool)
+        or not 1 <= processes <= MAX_PROCESSES
+    ):
+        raise ValueError(
+            f"processes must be an integer from 1 to {MAX_PROCESSES}, got {short_repr(processes)}"
+        )
     jobs = [(scenario, c.name, seed, workers) for scenario in scenarios for c in contenders]
+    # An interpreter per process: none beyond the runs there are to share.
+    processes = min(processes, len(jobs))
     rows: list[Row] = []
     if processes <= 1:
         for job in jobs:
