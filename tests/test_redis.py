@@ -24,6 +24,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Final
 
@@ -213,6 +214,14 @@ def round_trips(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
         ({"retry_interval": -1.0}, "retry_interval"),
         ({"retry_interval": "5"}, "retry_interval"),
         ({"clock": 3.0}, "clock"),
+        # Past a day, as the clients' timeout: 1e10 s made every call fail in
+        # the socket (OverflowError), and the gate ran on local state for
+        # ever while the warning said "until Redis is back".
+        ({"timeout": 1e10}, "timeout"),
+        ({"timeout": 86_401}, "timeout"),
+        ({"timeout": timedelta(days=2)}, "timeout"),
+        ({"retry_interval": 1e10}, "retry_interval"),
+        ({"retry_interval": 10**400}, "retry_interval"),
     ],
 )
 def test_invalid_arguments_are_refused_with_an_error_naming_them(
@@ -221,6 +230,13 @@ def test_invalid_arguments_are_refused_with_an_error_naming_them(
     arguments = {"client_or_url": "redis://127.0.0.1:6379/0", **arguments}
     with pytest.raises(ValueError, match=named):
         RedisStore(**arguments)
+
+
+def test_a_timeout_of_a_day_is_taken_and_redis_answers(redis_url: str) -> None:
+    store = RedisStore(redis_url, timeout=timedelta(days=1), retry_interval=86_400)
+    grant = store.reserve("account", now=0.0, params=LIMITED, member=1, margin=0.0, cancel=None)
+    store.close()
+    assert (grant.delay, store.degraded, store.timeout) == (0, False, 86_400.0)
 
 
 @pytest.mark.parametrize(

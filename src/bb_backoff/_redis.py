@@ -95,7 +95,7 @@ from ._redis_clients import (
     sync_client,
     url_passwords,
 )
-from ._timing import default_clock, to_seconds
+from ._timing import MAX_WAIT, default_clock, to_seconds
 from ._window import (
     _PROBE_POLL,
     _SETTLE_SLACK,
@@ -958,9 +958,9 @@ class RedisStore:
             (each process's ``now``, epoch seconds; clocks must agree).
         timeout: for clients made from a URL, how long a connection or a
             call may take before the store falls back (seconds or
-            timedelta).
+            timedelta; more than 0, a day at most).
         retry_interval: how long to stay on local state after a failure
-            before trying Redis again (seconds or timedelta).
+            before trying Redis again (seconds or timedelta; a day at most).
         clock: monotonic seconds, for ``retry_interval``.
 
     Raises:
@@ -983,10 +983,13 @@ class RedisStore:
             raise ValueError(f"prefix must be a non-empty string without braces, got {prefix!r}")
         if time not in ("server", "client"):
             raise ValueError(f"time must be 'server' or 'client', got {time!r}")
-        timeout_seconds = to_seconds(timeout, "timeout")
+        # A day at most, as the clients' timeout: the socket refuses more than
+        # 2**63 ns with an OverflowError on every call, and the store would
+        # answer from local state for ever "until Redis is back".
+        timeout_seconds = to_seconds(timeout, "timeout", maximum=MAX_WAIT)
         if timeout_seconds <= 0:
             raise ValueError(f"timeout must be more than 0 seconds, got {timeout!r}")
-        self.retry_interval: Final = to_seconds(retry_interval, "retry_interval")
+        self.retry_interval: Final = to_seconds(retry_interval, "retry_interval", maximum=MAX_WAIT)
         """Seconds on local state after a failure before Redis is tried again."""
         if not callable(clock):
             raise ValueError("clock must be a callable returning monotonic seconds")
