@@ -33,7 +33,7 @@ from bb_backoff import (
     classify,
 )
 from bb_backoff._hints import RETRY_AFTER
-from bb_backoff._policy import JitterMode, _grown
+from bb_backoff._policy import MAX_SCHEDULE_RETRIES, JitterMode, _grown
 from bb_backoff._timing import MAX_WAIT, MIN_WAIT
 from strategies import (
     FINAL_STATUSES,
@@ -690,6 +690,34 @@ def test_schedule_stops_where_the_policy_gives_up() -> None:
 def test_schedule_rejects_a_non_positive_count(retries: int) -> None:
     with pytest.raises(ValueError, match=r"^retries\b"):
         ExponentialBackoff().schedule(retries)
+
+
+@pytest.mark.parametrize(
+    "retries",
+    [MAX_SCHEDULE_RETRIES + 1, 10**9, 2**63 - 1, pytest.param(10**5000, id="5000-digits")],
+)
+@pytest.mark.parametrize("policy", [ExponentialBackoff(), FixedRetry()], ids=["backoff", "fixed"])
+def test_schedule_refuses_more_rows_than_its_maximum_naming_retries(
+    policy: RetryPolicy, retries: int
+) -> None:
+    """``schedule(10**9)`` built a list per row: a MemoryError after 11 s (under 3 GB).
+
+    The budgets end the default schedule after 634 rows anyway.
+    """
+    with pytest.raises(ValueError, match=r"^retries must be an integer from 1 to 1,000, got"):
+        policy.schedule(retries)
+
+
+@pytest.mark.parametrize("retries", [True, 2.0, "8"])
+def test_schedule_refuses_a_count_that_is_not_an_int(retries: Any) -> None:
+    with pytest.raises(ValueError, match=r"^retries\b"):
+        ExponentialBackoff().schedule(retries)
+
+
+def test_the_default_schedule_fits_under_the_maximum_in_full() -> None:
+    rows = ExponentialBackoff().schedule(MAX_SCHEDULE_RETRIES)
+    assert 600 < len(rows) < MAX_SCHEDULE_RETRIES
+    assert rows[-1].high == 300.0
 
 
 # --- FixedRetry -------------------------------------------------------------------------------

@@ -391,6 +391,29 @@ def positive_int(name: str, value: object, *, optional: bool = False) -> None:
         )
 
 
+MAX_SCHEDULE_RETRIES: Final = 1_000
+"""The most waits :meth:`ExponentialBackoff.schedule` and :meth:`FixedRetry.schedule` list.
+
+The default policy's budget ends its schedule after 634 rows; a policy
+with no budget samples every row 2,001 times (about 9 s and 60 MB at this
+bound), and ``schedule(10**9)`` ran out of memory.  ``bb-backoff schedule``
+takes as many.
+"""
+
+
+def _check_retries(retries: object) -> None:
+    """``ValueError`` naming ``retries`` unless it is an int from 1 to the maximum."""
+    if (
+        not isinstance(retries, int)
+        or isinstance(retries, bool)
+        or not 1 <= retries <= MAX_SCHEDULE_RETRIES
+    ):
+        raise ValueError(
+            f"retries must be an integer from 1 to {MAX_SCHEDULE_RETRIES:,}, "
+            f"got {short_repr(retries)}"
+        )
+
+
 @attrs.frozen(kw_only=True)
 class ExponentialBackoff:
     """Jittered exponential backoff that honours the server's hints.
@@ -623,13 +646,14 @@ class ExponentialBackoff:
         it is sampled from a run seeded with 0, so the table never changes.
 
         Args:
-            retries: how many waits to list, at most.
+            retries: how many waits to list, at most (1 to
+                :data:`MAX_SCHEDULE_RETRIES`, 1,000).
             reason: which kind of failure repeats (budgets differ by reason).
 
         Returns:
             One row per wait, fewer if the policy gives up sooner.
         """
-        positive_int("retries", retries)
+        _check_retries(retries)
         columns = _sampled_schedule(attrs.evolve(self, seed=0), retries, reason)
         rows = []
         uniform = self.jitter in {"full", "equal", "none"}
@@ -692,13 +716,14 @@ class FixedRetry:
         """The waits this policy takes: ``delay`` each, ``max_attempts - 1`` of them.
 
         Args:
-            retries: how many waits to list, at most.
+            retries: how many waits to list, at most (1 to
+                :data:`MAX_SCHEDULE_RETRIES`, 1,000).
             reason: which kind of failure repeats (the same for every reason).
 
         Returns:
             One row per wait.
         """
-        positive_int("retries", retries)
+        _check_retries(retries)
         del reason  # a fixed policy treats every reason alike
         count = min(retries, self.max_attempts - 1)
         return [ScheduleRow(n, self.delay, self.delay, self.delay) for n in range(1, count + 1)]
