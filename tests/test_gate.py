@@ -228,6 +228,58 @@ def test_at_the_shortest_waits_taken_a_failing_request_sends_100_a_second_at_mos
     assert 1 < _requests_in_a_virtual_second(**options) <= 101
 
 
+@pytest.mark.parametrize("kind", ["sync", "async"])
+@pytest.mark.parametrize("reading", [math.nan, math.inf, -math.inf])
+@pytest.mark.parametrize("after", [0, 1, 3], ids=["at-once", "after-1", "after-3"])
+def test_a_clock_that_reads_nan_or_infinity_stops_the_request_with_a_clear_error(
+    kind: str, reading: float, after: int
+) -> None:
+    """The gate cannot pace on it: NaN waits were never slept.
+
+    A rate-limited request was sent again and again with no sleep (5,000
+    requests, 0 sleeps, unbounded: no wait was charged to a budget).  Now
+    the first reservation on such a reading raises, naming the clock.
+    """
+    clock = VirtualClock()
+    mock = MockBitbucket(limit=0, clock=clock.monotonic, now=clock.time, sleep=clock.sleep)
+    inner = mock.transport()
+    sent = 0
+
+    def counting(request: httpx.Request) -> httpx.Response:
+        nonlocal sent
+        sent += 1
+        if sent > 50:
+            raise _Stop
+        return inner.handle_request(request)
+
+    def broken_clock() -> float:
+        return reading if sent >= after else clock.monotonic()
+
+    options: dict[str, Any] = {
+        "auth": mock.bearer(),
+        "transport": httpx.MockTransport(counting),
+        "clock": broken_clock,
+        "now": clock.time,
+        "sleep": clock.sleep,
+        "gate": bb.AccountGate(store=bb.MemoryStore()),
+    }
+
+    def get() -> None:
+        if kind == "sync":
+            bb.BitbucketClient(**options).get("/user")
+            return
+
+        async def main() -> None:
+            async with bb.AsyncBitbucketClient(**options) as client:
+                await client.get("/user")
+
+        run_virtual(main(), clock)
+
+    with pytest.raises(bb.BitbucketError, match=r"^the client's clock read (nan|inf|-inf) \("):
+        get()
+    assert sent == after
+
+
 def test_every_wait_setting_takes_a_day() -> None:
     day = timedelta(days=1)
     gate = bb.AccountGate(

@@ -25,7 +25,7 @@ import attrs
 import httpx
 
 from ._auth import BasicAuth, BearerToken, OAuth2
-from ._exceptions import short_repr
+from ._exceptions import BitbucketError, short_repr
 from ._policy import positive_int
 from ._redis_clients import is_redis_client, is_redis_url
 from ._timing import MAX_WAIT, MIN_WAIT, duration, to_seconds
@@ -452,6 +452,22 @@ class AccountGate:
 
 
 _members = itertools.count(1)
+_INF: Final = float("inf")
+
+
+def _unreadable_clock(now: object) -> BitbucketError:
+    """The error for a clock that read NaN or infinity: the gate cannot pace on it.
+
+    Its model then answered every reservation with no wait (NaN compares
+    false), and a rate-limited request was sent again and again without
+    sleeping (5,000 requests, no sleep).
+    """
+    return BitbucketError(
+        f"the client's clock read {now!r} (clock=, or now= for a gate store on client "
+        "time): the account gate cannot pace requests on a clock that is not finite "
+        "seconds; the request stops before sending again (give the client time.monotonic "
+        "or bb_backoff.testing.VirtualClock's)"
+    )
 
 
 class GateHandle:
@@ -517,7 +533,11 @@ class GateHandle:
     # -- the store's calls, sync and async ----------------------------------------
 
     def reserve(self, cancel: Grant | None = None) -> Grant:
-        """Ask when the next send may go."""
+        """Ask when the next send may go.
+
+        Raises:
+            BitbucketError: the clock read NaN or infinity (see :func:`_unreadable_clock`).
+        """
         model = self._model
         if model is not None and model.lane and cancel is None:
             # The memory model's fast lane (see WindowModel.reserve_now).
@@ -526,23 +546,27 @@ class GateHandle:
             lock, store_time = self._memory_lock, self.store_time
             lock.acquire()
             try:
-                grant = model.reserve_now(store_time(), self.params, next(_members), self.margin)
+                now = store_time()  # under the lock: the model sees time in order
+                if not -_INF < now < _INF:
+                    raise _unreadable_clock(now)
+                grant = model.reserve_now(now, self.params, next(_members), self.margin)
             finally:
                 lock.release()
             if grant is not None:
                 return grant
+        now = self.store_time()
+        if not -_INF < now < _INF:
+            raise _unreadable_clock(now)
         memory = self._memory
         if memory is not None:
-            grant = memory.reserve(
-                self.key, self.store_time(), self.params, next(_members), self.margin, cancel
-            )
+            grant = memory.reserve(self.key, now, self.params, next(_members), self.margin, cancel)
             # The account's model, for the lane and for answers (a sweep that
             # drops it closes its lane, so a stale one sends the next here).
             self._model = memory.model(self.key)
             return grant
         return self.store.reserve(
             self.key,
-            now=self.store_time(),
+            now=now,
             params=self.params,
             member=next(_members),
             margin=self.margin,
@@ -551,9 +575,12 @@ class GateHandle:
 
     async def areserve(self, cancel: Grant | None = None) -> Grant:
         """:meth:`reserve` for async clients."""
+        now = self.store_time()
+        if not -_INF < now < _INF:
+            raise _unreadable_clock(now)
         return await self.store.areserve(
             self.key,
-            now=self.store_time(),
+            now=now,
             params=self.params,
             member=next(_members),
             margin=self.margin,
