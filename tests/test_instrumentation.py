@@ -7,6 +7,7 @@ OpenTelemetry SDK (an in-memory metric reader), on virtual time.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -192,6 +193,53 @@ def test_a_raising_hook_or_on_retry_is_logged_with_a_traceback_scrubbed_of_the_t
 def test_something_that_is_not_a_hook_is_refused(hooks: Any) -> None:
     with pytest.raises(ValueError, match="hooks"):
         bb.BitbucketClient(hooks=hooks)
+
+
+class _AsyncOnRequest:
+    """A hook whose on_request is async: its coroutine was dropped, never awaited."""
+
+    def on_retry(self, event: RetryEvent) -> None: ...
+
+    async def on_request(self, event: RequestFinished) -> None: ...
+
+
+class _AsyncCallable:
+    async def __call__(self, event: object) -> None: ...
+
+
+class _AsyncCallableOnGate:
+    """A hook whose on_gate is an object with an async ``__call__``."""
+
+    def __init__(self) -> None:
+        self.on_gate = _AsyncCallable()
+
+
+@pytest.mark.parametrize(
+    ("hook", "method"),
+    [
+        (_AsyncOnRequest(), "_AsyncOnRequest.on_request"),
+        (_AsyncCallableOnGate(), "_AsyncCallableOnGate.on_gate"),
+    ],
+)
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda hooks: bb.BitbucketClient(hooks=hooks),
+        lambda hooks: bb.AsyncBitbucketClient(hooks=hooks),
+        lambda hooks: bb.RetryTransport(hooks=hooks),
+    ],
+    ids=["sync", "async", "transport"],
+)
+def test_an_async_hook_method_is_refused_at_construction_naming_the_hook_and_method(
+    hook: object, method: str, make: Callable[[list[object]], object]
+) -> None:
+    """Both clients (and the transport) call hook methods without await: events lost.
+
+    Before, the async client took ``async def on_request`` and dropped its
+    coroutine on every request ("coroutine ... was never awaited").
+    """
+    with pytest.raises(TypeError, match=rf"^hooks: {re.escape(method)} is async"):
+        make([hook])
 
 
 def test_without_listeners_no_request_event_is_built() -> None:

@@ -18,6 +18,7 @@ import attrs
 
 from .._events import Event, GateChanged, GaveUp, OnRetry, RequestFinished, RetryEvent
 from .._exceptions import scrub_chain
+from .._timing import is_async_callable
 
 logger: Final = logging.getLogger("bb_backoff")
 
@@ -117,6 +118,9 @@ class Hooks:
     Raises:
         ValueError: a hook with none of the methods, or an ``on_retry`` that
             is not callable.
+        TypeError: a hook method that is async (``async def on_request``):
+            hooks are called, never awaited, by both clients, so its events
+            would be lost.  The message names the hook and the method.
     """
 
     __slots__ = ("_calls", "active", "on_retry")
@@ -131,6 +135,13 @@ class Hooks:
                     f"hooks must have on_retry, on_request, on_give_up or on_gate; "
                     f"{type(hook).__name__} has none"
                 )
+            for name in _METHODS.values():
+                if is_async_callable(getattr(hook, name, None)):
+                    raise TypeError(
+                        f"hooks: {type(hook).__name__}.{name} is async, and hooks are called "
+                        "without await (its events would be lost); make it a plain method "
+                        "(an async client's on_retry= may be async)"
+                    )
         if on_retry is not None and not callable(on_retry):
             raise ValueError("on_retry must be a callable taking a RetryEvent")
         self.on_retry = on_retry
