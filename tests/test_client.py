@@ -14,6 +14,7 @@ import itertools
 import logging
 import math
 import random
+import re
 import socket
 import traceback
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -2261,6 +2262,70 @@ def test_an_invalid_httpx_option_is_refused_naming_it(
     with pytest.raises(ValueError, match=named) as caught:
         client(**options)
     assert "SECRET" not in str(caught.value)
+
+
+def _chain_text(error: BaseException) -> str:
+    """Everything a scrubber, a logger or Sentry can reach from ``error``: chain included."""
+    text = "".join(traceback.format_exception(error))
+    seen: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and current not in seen:
+        seen.append(current)
+        text += repr(current) + repr(current.args) + repr(getattr(current, "object", ""))
+        current = current.__cause__ or current.__context__
+    return text
+
+
+@pytest.mark.parametrize(
+    ("headers", "message"),
+    [
+        # A token pasted with a no-break space: "headers must be a mapping"
+        # before, with httpx's UnicodeEncodeError (the whole value) as __context__.
+        ({"Authorization": "Bearer tok-SECRET-123\u00a0"}, "headers['Authorization'] holds"),
+        ({"X-Api-Key": "key-SECRET-\u2019quoted\u2019"}, "headers['X-Api-Key'] holds"),
+        ({"X-Api-Key": 123456}, "headers['X-Api-Key'] must be a string, not int"),
+        ({5: "key-SECRET-123"}, "a header name must be a string, not int"),
+        ({"Clé": "key-SECRET-123"}, "'Clé' is not a valid header name"),
+        ("key-SECRET-123", "headers must be a mapping"),
+    ],
+)
+def test_a_header_httpx_cannot_encode_is_named_and_its_value_is_nowhere_in_the_error(
+    kind: str, headers: Any, message: str
+) -> None:
+    client = bb.BitbucketClient if kind == "sync" else bb.AsyncBitbucketClient
+    with pytest.raises(ValueError, match=re.escape(message)) as caught:
+        client(headers=headers)
+    error = caught.value
+    assert (error.__cause__, error.__context__) == (None, None)
+    assert "SECRET" not in _chain_text(error)
+
+
+@pytest.mark.parametrize(
+    "path_or_url",
+    [
+        f"{BASE}/user?access_token=tok-SECRET-123".encode(),  # echoed in full before
+        bytearray(b"/user?access_token=tok-SECRET-123"),
+        pytest.param(10**5000, id="5000-digits"),  # int-digits ValueError naming nothing
+        None,
+        ["/user"],
+    ],
+)
+async def test_a_path_that_is_not_a_string_is_refused_by_its_type_alone(
+    make_api: Callable[..., Api], path_or_url: Any
+) -> None:
+    api = make_api(scripted())
+    with pytest.raises(
+        TypeError, match=r"^path_or_url must be a non-empty string, not \w+ "
+    ) as caught:
+        await api.get(path_or_url)
+    assert "SECRET" not in _chain_text(caught.value)
+    assert api.requests == []
+
+
+async def test_an_empty_path_is_refused_naming_it(make_api: Callable[..., Api]) -> None:
+    api = make_api(scripted())
+    with pytest.raises(ValueError, match=r"^path_or_url must be a non-empty string"):
+        await api.get("")
 
 
 def test_sync_and_async_event_hooks_must_match_the_client() -> None:

@@ -363,7 +363,13 @@ def _check_headers(headers: object) -> None:
     try:
         raw = httpx.Headers(headers).raw  # type: ignore[arg-type]
     except (TypeError, ValueError, AttributeError):
-        raise ValueError("headers must be a mapping of header names to strings") from None
+        raw = None
+    if raw is None:
+        # Raised here, out of the except block: httpx's error (a
+        # UnicodeEncodeError) holds the whole value, a token perhaps, and
+        # ``from None`` only hides it from tracebacks; it would stay
+        # reachable as __context__ (a scrubber, a logger, Sentry).
+        raise ValueError(_header_problem(headers))
     for name, value in raw:
         if not _HEADER_NAME.fullmatch(name):
             raise ValueError(
@@ -374,6 +380,47 @@ def _check_headers(headers: object) -> None:
                 f"headers[{name.decode('ascii')!r}] holds a line break or a NUL, "
                 "which HTTP does not allow in a header (the value is not shown)"
             )
+
+
+_NOT_HEADERS: Final = "headers must be a mapping of header names to strings"
+
+
+def _header_problem(headers: object) -> str:
+    """What is wrong with ``headers``, which httpx refused: names the header, never its value."""
+    given: Any = headers
+    try:
+        items = list(given.items() if isinstance(given, Mapping) else given)
+    except Exception:  # noqa: BLE001 (anything the caller gave may raise: not headers)
+        return _NOT_HEADERS
+    for item in items:
+        problem = _one_header_problem(item)
+        if problem is not None:
+            return problem
+    return _NOT_HEADERS
+
+
+def _one_header_problem(item: object) -> str | None:
+    """What is wrong with one ``(name, value)`` of the headers, if anything."""
+    if not isinstance(item, tuple | list) or len(item) != 2:  # noqa: PLR2004 (name, value)
+        return _NOT_HEADERS
+    name, value = item
+    if not isinstance(name, str | bytes):
+        return f"headers: a header name must be a string, not {type(name).__name__}"
+    if isinstance(name, str) and not name.isascii():
+        return f"headers: {short_repr(name)} is not a valid header name (not ASCII)"
+    shown = short_repr(name if isinstance(name, str) else name.decode("ascii", "replace"))
+    if not isinstance(value, str | bytes):
+        return (
+            f"headers[{shown}] must be a string, not {type(value).__name__} "
+            "(the value is not shown)"
+        )
+    if isinstance(value, str) and not value.isascii():
+        return (
+            f"headers[{shown}] holds a character that is not ASCII, which a header "
+            "cannot carry as text (the value is not shown; a no-break space or a "
+            "typographic quote pasted with a token?)"
+        )
+    return None
 
 
 @attrs.frozen(kw_only=True)

@@ -132,11 +132,19 @@ class OriginGuard:
         """The absolute URL for a path relative to ``base_url``, or a checked absolute URL.
 
         Raises:
-            ValueError: ``path_or_url`` is not a non-empty string.
+            TypeError: ``path_or_url`` is not a string (only its type is named).
+            ValueError: ``path_or_url`` is empty.
             UnsafeURL: an absolute URL off the API's origin, or with userinfo.
         """
-        if not isinstance(path_or_url, str) or not path_or_url:
-            raise ValueError(f"path_or_url must be a non-empty string, got {path_or_url!r}")
+        if not isinstance(path_or_url, str):
+            # Its type only: bytes of a URL may hold an access_token, and a
+            # huge int's digits fail (past 4,300) before any message is made.
+            raise TypeError(
+                f"path_or_url must be a non-empty string, not {type(path_or_url).__name__} "
+                "(the value is not shown)"
+            )
+        if not path_or_url:
+            raise ValueError("path_or_url must be a non-empty string, got ''")
         if path_or_url[0] == "/":  # the common case: a path, never a URL with a scheme
             if path_or_url[1:2] != "/":  # one slash: the base URL has none at its end
                 return self.base_url + path_or_url
