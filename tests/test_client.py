@@ -20,9 +20,11 @@ import traceback
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import timedelta
 from email.utils import formatdate
+from pathlib import Path
 from typing import Any
 
 import attrs
+import certifi
 import httpx
 import pytest
 from hypothesis import given
@@ -2326,6 +2328,57 @@ async def test_an_empty_path_is_refused_naming_it(make_api: Callable[..., Api]) 
     api = make_api(scripted())
     with pytest.raises(ValueError, match=r"^path_or_url must be a non-empty string"):
         await api.get("")
+
+
+@pytest.mark.parametrize(
+    ("params", "error", "message"),
+    [
+        (5, TypeError, "params must be a mapping of query parameters, not int"),  # AttributeError
+        ([1, 2], TypeError, "params must be a mapping of query parameters"),
+        ([("page",)], TypeError, "params must be a mapping of query parameters"),
+        ({"page": 10**5000}, ValueError, "params: a value is an int too long"),
+    ],
+)
+@pytest.mark.parametrize("call", ["get", "paginate"])
+async def test_params_that_are_not_query_parameters_are_refused_naming_params(
+    make_api: Callable[..., Api], call: str, params: Any, error: type[Exception], message: str
+) -> None:
+    api = make_api(scripted(then={"values": []}))
+    with pytest.raises(error, match=f"^{re.escape(message)}") as caught:
+        await api.call(call, "/user", params)
+    assert (caught.value.__cause__, caught.value.__context__) == (None, None)
+    assert api.requests == []
+
+
+async def test_params_as_pairs_or_a_query_string_still_reach_the_query(
+    make_api: Callable[..., Api],
+) -> None:
+    api = make_api(scripted(then={"ok": 1}))
+    await api.call("get", "/user?a=1", [("b", "2"), ("b", "3")])
+    await api.call("get", "/user", "c=4")
+    assert [request.url.query for request in api.requests] == [b"a=1&b=2&b=3", b"c=4"]
+
+
+def test_a_ca_bundle_that_cannot_be_read_is_refused_naming_verify(
+    kind: str, tmp_path: Path
+) -> None:
+    """httpx raised a bare FileNotFoundError (or ssl.SSLError) when the client was built."""
+    client = bb.BitbucketClient if kind == "sync" else bb.AsyncBitbucketClient
+    not_pem = tmp_path / "not.pem"
+    not_pem.write_text("no certificate here")
+    for path in (str(tmp_path / "missing.pem"), str(not_pem)):
+        with pytest.raises(ValueError, match=r"^verify: no CA bundle could be read at") as caught:
+            client(verify=path)
+        assert (caught.value.__cause__, caught.value.__context__) == (None, None)
+
+
+def test_a_ca_bundle_path_is_read_into_an_ssl_context_without_httpxs_deprecation(
+    kind: str,
+) -> None:
+    """httpx deprecates ``verify=<str>`` (a DeprecationWarning: an error in this suite)."""
+    client = bb.BitbucketClient if kind == "sync" else bb.AsyncBitbucketClient
+    client(verify=certifi.where())
+    client(verify=str(Path(certifi.where()).parent))  # a directory of them
 
 
 def test_sync_and_async_event_hooks_must_match_the_client() -> None:

@@ -30,6 +30,7 @@ from collections.abc import (
 )
 from datetime import timedelta
 from http.cookiejar import Cookie, CookieJar
+from pathlib import Path
 from typing import Any, Final, Self, TypeAlias, TypeGuard
 
 import attrs
@@ -42,7 +43,7 @@ from ._exceptions import BitbucketError, redact_url, short_repr
 from ._flags import FlagCheck, FlagSource
 from ._flow import FlowSettings, RequestFlow, arun, network_error, run
 from ._gate import AccountGate, account_key, check_sync_gate, resolve_gate
-from ._origin import OriginGuard, parse_url, unsendable
+from ._origin import OriginGuard, parse_url, unsendable, with_params
 from ._outcomes import undecodable
 from ._pagination import Page, Pager, json_body
 from ._policy import ExponentialBackoff, FixedRetry, RetryPolicy, check_policy
@@ -294,6 +295,7 @@ def build_request(
 
     Raises:
         UnsafeURL: httpx cannot build a request for ``url`` (nothing is sent).
+        TypeError, ValueError: ``params`` is not query parameters, naming it.
     """
     try:
         # ``params`` merged into the URL's query, as :meth:`pages` does:
@@ -301,7 +303,7 @@ def build_request(
         # stored ``next`` given with ``fields`` would lose its page.  A
         # parameter given replaces the URL's of the same name; repeated
         # values stay.
-        target = httpx.URL(url).copy_merge_params(params) if params else url
+        target = url if params is None else with_params(url, params)
         return http.build_request(method, target, headers=headers)
     except httpx.InvalidURL as error:
         raise unsendable(str(url), error) from None
@@ -423,6 +425,25 @@ def _one_header_problem(item: object) -> str | None:
     return None
 
 
+def _ca_bundle(path: str) -> ssl.SSLContext:
+    """An SSL context trusting the CA bundle at ``path`` (a PEM file, or a directory of them).
+
+    Raises:
+        ValueError: naming ``verify``, when it cannot be read as one.
+    """
+    try:
+        if Path(path).is_dir():
+            return ssl.create_default_context(capath=path)
+        return ssl.create_default_context(cafile=path)
+    except (OSError, ValueError) as error:  # ssl.SSLError is an OSError
+        why = getattr(error, "strerror", None) or type(error).__name__
+    # Raised here, not in the except block: nothing of the file in the chain.
+    raise ValueError(
+        f"verify: no CA bundle could be read at {short_repr(path)} ({why}); give a PEM "
+        "file or a directory of them, an ssl.SSLContext, or True"
+    )
+
+
 @attrs.frozen(kw_only=True)
 class HTTPOptions:
     """httpx's own client options, passed through as given (validated here).
@@ -436,7 +457,8 @@ class HTTPOptions:
             request a hook sends elsewhere is refused).
         limits: :class:`httpx.Limits` for the connection pool.
         verify: TLS verification (a bool, a CA bundle path or an
-            :class:`ssl.SSLContext`).
+            :class:`ssl.SSLContext`); a path is read when the options are
+            checked, into an :class:`ssl.SSLContext`.
         proxy: a proxy URL or :class:`httpx.Proxy`.
     """
 
@@ -472,6 +494,13 @@ class HTTPOptions:
             raise ValueError(f"limits must be an httpx.Limits, got {type(self.limits).__name__}")
         if self.verify is not None and not isinstance(self.verify, bool | str | ssl.SSLContext):
             raise ValueError("verify must be a bool, a CA bundle path or an ssl.SSLContext")
+        if isinstance(self.verify, str):
+            # Read now, as httpx would when the client is built (its error,
+            # a FileNotFoundError, named no argument), into the SSLContext
+            # httpx asks for (it deprecates a path).
+            return attrs.evolve(self, verify=_ca_bundle(self.verify)).check(
+                asynchronous=asynchronous
+            )
         if self.proxy is not None:
             try:
                 httpx.Proxy(self.proxy) if not isinstance(self.proxy, httpx.Proxy) else None

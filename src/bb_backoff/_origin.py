@@ -13,7 +13,8 @@ Basic`` header in place of the client's credentials, and log it.
 from __future__ import annotations
 
 import re
-from typing import Final
+from collections.abc import Mapping
+from typing import Any, Final
 
 import httpx
 
@@ -108,6 +109,39 @@ def _parsed_origin(url: httpx.URL) -> tuple[str, str, int | None] | None:
         return None
     parsed = getattr(url, _PARSED)
     return (parsed.scheme, parsed.host, parsed.port)
+
+
+def with_params(url: str | httpx.URL, params: object) -> httpx.URL:
+    """``url`` with ``params`` merged into its query: a parameter given replaces the URL's.
+
+    Raises:
+        TypeError: ``params`` is not query parameters (a mapping, pairs, or a
+            query string), naming it.
+        ValueError: a value cannot be written in a URL (an int of more than
+            4,300 digits), naming ``params``.
+        httpx.InvalidURL: ``url`` is not a URL httpx can send.
+    """
+    parsed = httpx.URL(url)
+    if not isinstance(params, Mapping | list | tuple | str | bytes):
+        raise TypeError(
+            f"params must be a mapping of query parameters, not {type(params).__name__}"
+        )
+    given: Any = params
+    try:
+        return parsed.copy_merge_params(given)
+    except (TypeError, AttributeError, IndexError, ValueError) as error:
+        # (str() of an int past 4,300 digits is the one ValueError naming digits.)
+        too_long = isinstance(error, ValueError) and "digits" in str(error)
+    # Raised here, not in the except block: httpx's error stays out of the chain.
+    problem: TypeError | ValueError = (
+        ValueError("params: a value is an int too long to write in a URL (over 4,300 digits)")
+        if too_long
+        else TypeError(
+            "params must be a mapping of query parameters (or (name, value) pairs), "
+            f"not {type(params).__name__} of that shape"
+        )
+    )
+    raise problem
 
 
 class OriginGuard:

@@ -26,7 +26,15 @@ import httpx
 from . import _endpoints as endpoints
 from ._exceptions import BitbucketError, InvalidResponse, PaginationError, UnsafeURL, redact_url
 from ._flow import CONTEXT
-from ._origin import USERINFO_REFUSED, OriginGuard, is_absolute, origin, parse_url, unsendable
+from ._origin import (
+    USERINFO_REFUSED,
+    OriginGuard,
+    is_absolute,
+    origin,
+    parse_url,
+    unsendable,
+    with_params,
+)
 
 logger: Final = logging.getLogger("bb_backoff")
 
@@ -129,10 +137,8 @@ def first_page_url(
     """
     joined = guard.url(path_or_url)
     try:
-        url = httpx.URL(joined)
-        if params:
-            # As given: dict() of httpx.QueryParams keeps one value of each.
-            url = url.copy_merge_params(params)
+        # As given: dict() of httpx.QueryParams keeps one value of each.
+        url = httpx.URL(joined) if params is None else with_params(joined, params)
     except httpx.InvalidURL as error:
         raise unsendable(joined, error) from None
     # Check the page length whatever form the caller used (with or without a
