@@ -7,6 +7,7 @@ pinned here on both clients.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -151,3 +152,70 @@ def test_a_user_workspaces_row_naming_no_workspace_is_an_invalid_response(row: o
         pytest.raises(bb.InvalidResponse, match="names no workspace"),
     ):
         list(client.repos())
+
+
+# -- arguments refused before anything is sent ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("build", "name"),
+    [
+        # str() of an int past 4,300 digits raised Python's own ValueError, naming nothing.
+        (lambda: endpoints.repo(10**5000, "r"), "workspace"),  # type: ignore[arg-type]
+        (lambda: endpoints.repo("ws", -(10**5000)), "repo_slug"),  # type: ignore[arg-type]
+        (lambda: endpoints.repo(2**63, "r"), "workspace"),  # type: ignore[arg-type]
+        (lambda: endpoints.pull_request_diff("ws", "r", 10**5000), "pull_request_id"),
+        (lambda: endpoints.issue_comments("ws", "r", 2**63, 50), "issue_id"),
+    ],
+)
+def test_an_int_too_large_for_a_path_is_refused_naming_it(
+    build: Callable[[], object], name: str
+) -> None:
+    with pytest.raises(ValueError, match=rf"^{name} must be .*(64 bits|2\*\*63 - 1), got"):
+        build()
+
+
+def test_ints_up_to_64_bits_still_make_paths() -> None:
+    largest = 2**63 - 1
+    path = endpoints.repo(largest, -largest)  # type: ignore[arg-type]
+    assert path == f"/repositories/{largest}/-{largest}"
+    assert endpoints.pull_request_diff("ws", "r", 2**63 - 1).endswith(f"/{2**63 - 1}/diff")
+
+
+@pytest.mark.parametrize("role", [True, "Admin", "members", "", 1])
+def test_a_role_bitbucket_does_not_take_is_refused_naming_role(role: object) -> None:
+    """Before, it went out as ``role=True`` and came back a 400 (the mock's: a PaginationError)."""
+    with pytest.raises(ValueError, match=r"^role must be one of member, contributor, admin, owner"):
+        endpoints.repos("ws", role, 50)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("role", [*endpoints.ROLES, None])
+def test_every_documented_role_and_none_is_taken(role: str | None) -> None:
+    path, query = endpoints.repos("ws", role, 50)
+    assert (path, query.get("role")) == ("/repositories/ws", role)
+
+
+@pytest.mark.parametrize("state", ["bogus", "", None, 3, "ALL,OPEN"])
+def test_a_pull_request_state_bitbucket_does_not_take_is_refused_naming_state(
+    state: object,
+) -> None:
+    with pytest.raises(ValueError, match=r"^state must be one of ALL, OPEN, MERGED"):
+        endpoints.pull_requests("ws", "r", state, 50)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("state", ["ALL", "open", "Merged", "DECLINED", "superseded"])
+def test_every_pull_request_state_is_taken_in_any_case_as_given(state: str) -> None:
+    assert endpoints.pull_requests("ws", "r", state, 50)[1]["state"] == state
+
+
+def test_repos_of_every_workspace_refuses_a_bad_role_before_sending() -> None:
+    """Checked at the call, not when the first workspace is listed."""
+    handler = Workspaces(ROWS)
+    with bb.BitbucketClient(
+        auth=bb.BearerToken("t"), transport=httpx.MockTransport(handler)
+    ) as client:
+        with pytest.raises(ValueError, match=r"^role"):
+            client.repos(role="boss")
+        with pytest.raises(ValueError, match=r"^state"):
+            client.pull_requests("ws", "r", state="closed")
+    assert handler.paths == []

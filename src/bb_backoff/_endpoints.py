@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, cast
 from urllib.parse import quote, urlsplit
 
-from ._exceptions import InvalidResponse
+from ._exceptions import InvalidResponse, short_repr
 
 DEFAULT_PAGELEN: Final = 50
 """The page length GitLab's importer asks for."""
@@ -28,6 +28,14 @@ _PULL_REQUEST_LIST: Final = re.compile(
 )
 
 Params = Mapping[str, Any]
+
+ROLES: Final = ("member", "contributor", "admin", "owner")
+"""The ``role`` values ``/repositories/{workspace}`` takes."""
+PULL_REQUEST_STATES: Final = ("ALL", "OPEN", "MERGED", "DECLINED", "SUPERSEDED")
+"""The ``state`` values a pull-request list takes, in any case (``ALL``: every state, GitLab's)."""
+# An id or a path segment given as an int beyond a 64-bit one names nothing
+# Bitbucket holds, and past 4,300 digits str() of it fails, naming nothing.
+_LARGEST_INT: Final = 2**63 - 1
 
 
 # Path shapes Bitbucket's API uses, most specific first: (pattern, template).
@@ -109,16 +117,30 @@ def check_pagelen(path: str, params: Params | None) -> None:
 def _segment(name: str, value: object) -> str:
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise ValueError(f"{name} must be a string or an integer, got {type(value).__name__}")
+    if isinstance(value, int) and not -_LARGEST_INT <= value <= _LARGEST_INT:
+        raise ValueError(f"{name} must be a string or an integer of 64 bits, got a huge int")
     text = str(value)
     if not text or text in {".", ".."}:
-        raise ValueError(f"{name} must be a non-empty path segment, got {value!r}")
+        raise ValueError(f"{name} must be a non-empty path segment, got {short_repr(value)}")
     return quote(text, safe="")
 
 
 def _id(name: str, value: object) -> str:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= _LARGEST_INT:
+        raise ValueError(
+            f"{name} must be a positive integer up to 2**63 - 1, got {short_repr(value)}"
+        )
     return str(value)
+
+
+def _one_of(name: str, value: object, allowed: tuple[str, ...], *, any_case: bool) -> None:
+    """``ValueError`` naming ``name`` unless ``value`` is one of ``allowed``."""
+    given = value.upper() if any_case and isinstance(value, str) else value
+    if not isinstance(given, str) or given not in allowed:
+        raise ValueError(
+            f"{name} must be one of {', '.join(allowed)}, got {short_repr(value)} "
+            "(Bitbucket answers anything else with 400)"
+        )
 
 
 def _repo(workspace: str, repo_slug: str) -> str:
@@ -143,6 +165,8 @@ def user_workspaces(pagelen: int) -> tuple[str, dict[str, Any]]:
 
 def repos(workspace: str, role: str | None, pagelen: int) -> tuple[str, dict[str, Any]]:
     """``/repositories/{workspace}?role=member&sort=created_on``."""
+    if role is not None:
+        _one_of("role", role, ROLES, any_case=False)
     extra = {"role": role} if role is not None else {}
     return _listing(
         f"/repositories/{_segment('workspace', workspace)}", pagelen, sort="created_on", **extra
@@ -208,6 +232,7 @@ def pull_requests(
     workspace: str, repo_slug: str, state: str, pagelen: int
 ) -> tuple[str, dict[str, Any]]:
     """``/repositories/{r}/pullrequests?state=ALL&sort=created_on`` (pagelen at most 50)."""
+    _one_of("state", state, PULL_REQUEST_STATES, any_case=True)
     return _listing(
         f"{_repo(workspace, repo_slug)}/pullrequests", pagelen, state=state, sort="created_on"
     )
@@ -291,10 +316,12 @@ class Endpoints(Generic[_JsonT, _TextT, _ItemsT]):
             pagelen: items per page, 1 to 100.
 
         Raises:
-            ValueError: a bad ``workspace`` or ``pagelen``, naming it.
+            ValueError: a bad ``workspace``, ``role`` or ``pagelen``, naming it.
             InvalidResponse: (while iterating) a ``/user/workspaces`` row
                 names no workspace.
         """
+        if role is not None:  # now, not when the first workspace is listed
+            _one_of("role", role, ROLES, any_case=False)
         if workspace is not None:
             return self.paginate(*repos(workspace, role, pagelen))
         workspaces = self.workspaces(pagelen=pagelen)
@@ -333,7 +360,18 @@ class Endpoints(Generic[_JsonT, _TextT, _ItemsT]):
         state: str = "ALL",
         pagelen: int = DEFAULT_PAGELEN,
     ) -> _ItemsT:
-        """A repository's pull requests in every state, oldest first (pagelen at most 50)."""
+        """A repository's pull requests in every state, oldest first (pagelen at most 50).
+
+        Args:
+            workspace: the workspace's slug (or UUID in braces).
+            repo_slug: the repository's slug.
+            state: ``"ALL"``, ``"OPEN"``, ``"MERGED"``, ``"DECLINED"`` or
+                ``"SUPERSEDED"`` (in any case).
+            pagelen: items per page, 1 to 50.
+
+        Raises:
+            ValueError: a bad argument, naming it.
+        """
         return self.paginate(*pull_requests(workspace, repo_slug, state, pagelen))
 
     def pull_request_comments(
