@@ -541,6 +541,9 @@ def test_serve_mock_prints_the_base_url_and_a_working_token_first() -> None:
         (["bench", "--workers", "-3"], "must be > 0"),
         (["bench", "--workers", "many"], "is not a number"),
         (["bench", "--seed", "-1"], "must be >= 0"),
+        # The mock takes seeds up to 2**64 (a fleet's are seed * 64 + i): refused, not raised.
+        (["bench", "--seed", str(2**32)], "must be at most 4,294,967,295"),
+        (["serve-mock", "--seed", str(2**70)], "must be at most 4,294,967,295"),
         (["bench", "--scale", "0"], "must be > 0"),
         # A pool of 100,000 interpreters hung, leaking semaphores, until killed.
         (["bench", "--processes", "100000"], "must be at most 64"),

@@ -219,7 +219,21 @@ def test_dataset_size_refuses_a_bad_count_naming_it(field: str, value: object) -
         DatasetSize(**{field: value})  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("seed", "size"), [("1", None), (True, None), (0, {"repositories": 1})])
+@pytest.mark.parametrize(
+    ("seed", "size"),
+    [
+        ("1", None),
+        (True, None),
+        (0, {"repositories": 1}),
+        (2**64 + 1, None),
+        pytest.param(-(10**5000), None, id="5000-digits"),
+    ],
+)
 def test_generate_refuses_a_bad_seed_or_size(seed: object, size: object) -> None:
     with pytest.raises(ValueError, match=r"seed|size"):
         Dataset.generate(seed, size)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("seed", [2**64, -(2**64)])
+def test_a_seed_of_64_bits_either_way_is_taken_and_shown_in_full(seed: int) -> None:
+    assert Dataset.generate(seed, DatasetSize(repositories=1, members=1)).seed == seed

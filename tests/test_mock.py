@@ -1308,6 +1308,18 @@ def test_the_same_seed_serves_the_same_bytes() -> None:
         ({"base_url": "api.bitbucket.org"}, "base_url"),
         ({"token_url": "/site/oauth2/access_token"}, "token_url"),
         ({"seed": "0"}, "seed"),
+        # bool() of anything was taken: "false" turned JSON 429s on.
+        ({"json_429": "false"}, "json_429"),
+        ({"token_headers": 1}, "token_headers"),
+        ({"count_rejected": None}, "count_rejected"),
+        # A control character raised httpx.InvalidURL, raw.
+        ({"base_url": "https://api.bitbucket.org/2.0\n"}, "base_url"),
+        ({"token_url": "https://bitbucket.org/\x00/token"}, "token_url"),
+        ({"base_url": "https://xn--pi-7ld.example/2.0"}, "base_url"),  # idna's UnicodeError
+        # A 400-digit seed filled the repr; past 4,300 digits it failed, naming nothing.
+        pytest.param({"seed": 10**400}, "seed", id="seed-400-digits"),
+        pytest.param({"seed": 10**5000}, "seed", id="seed-5000-digits"),
+        ({"seed": 2**64 + 1}, "seed"),
     ],
 )
 def test_invalid_arguments_raise_value_error_naming_the_parameter(

@@ -36,6 +36,22 @@ def test_a_negative_or_non_finite_sleep_is_refused(bad: object) -> None:
     assert clock.monotonic() == 0.0
 
 
+@pytest.mark.parametrize(
+    "epoch",
+    [float("nan"), float("inf"), -1.0, None, "1795000000", True, 10**400, 253_402_300_800],
+    ids=["nan", "inf", "negative", "none", "str", "bool", "huge", "year-10000"],
+)
+def test_an_epoch_that_is_not_epoch_seconds_is_refused_naming_it(epoch: object) -> None:
+    """NaN was taken (every time() then NaN), None failed in float() naming nothing."""
+    with pytest.raises(ValueError, match=r"^epoch must be epoch seconds from 0 to"):
+        VirtualClock(epoch=epoch)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("epoch", [0, 1_795_000_000, 253_402_300_799.0])
+def test_an_epoch_from_1970_to_the_end_of_year_9999_is_taken(epoch: float) -> None:
+    assert VirtualClock(epoch=epoch).time() == float(epoch)
+
+
 @given(st.lists(st.floats(min_value=0, max_value=1e6), max_size=50))
 def test_monotonic_time_is_the_sum_of_the_sleeps(waits: list[float]) -> None:
     clock = VirtualClock()

@@ -787,7 +787,7 @@ def _add_rollout_report(commands: Any) -> None:
     )
     rollout.add_argument(
         "--seed",
-        type=_number(int, inclusive=True),
+        type=_number(int, inclusive=True, maximum=MAX_SEED),
         help="--simulate: seeds the run (default: 0)",
     )
     rollout.add_argument(
@@ -905,7 +905,12 @@ def _serve_mock_options(serve: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also print the OAuth consumer, its refresh token and the served token URL",
     )
-    serve.add_argument("--seed", type=_number(int, inclusive=True), default=0, help="dataset seed")
+    serve.add_argument(
+        "--seed",
+        type=_number(int, inclusive=True, maximum=MAX_SEED),
+        default=0,
+        help="dataset seed",
+    )
     serve.add_argument("--latency", type=seconds, default=0.0, help="seconds every answer takes")
     faults = serve.add_argument_group("faults", "drawn per request; the rates sum to at most 1")
     faults.add_argument(
@@ -960,7 +965,9 @@ def _number(
             bound = f">= {minimum:g}" if inclusive else f"> {minimum:g}"
             raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
         if value > maximum:
-            raise argparse.ArgumentTypeError(f"must be at most {maximum:g}, got {text}")
+            # (Past a million in full: 4.29497e+09 says little.)
+            bound = f"{maximum:g}" if maximum < 1e6 else f"{maximum:,.0f}"  # noqa: PLR2004
+            raise argparse.ArgumentTypeError(f"must be at most {bound}, got {text}")
         return value
 
     return parse
@@ -974,6 +981,9 @@ MAX_METRICS_TIMEOUT: Final = 86_400.0
 MAX_SCHEDULE_RETRIES: Final = 1000
 """``schedule --retries`` beyond this is refused: the table would be unreadable anyway."""
 MAX_WORKERS: Final = 10_000
+MAX_SEED: Final = 2**32 - 1
+"""``--seed`` beyond this is refused: the mock takes seeds up to 2**64, and a fleet's
+processes seed theirs from ``seed * 64 + i``."""
 MAX_IMPORTERS: Final = 64
 """``bench --importers`` beyond this is refused (as the runner does): a process each."""
 MAX_PROCESSES: Final = 64
@@ -1054,7 +1064,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_number(int, maximum=MAX_WORKERS),
         help="override every scenario's workers (default: each scenario's own)",
     )
-    bench.add_argument("--seed", type=_number(int, inclusive=True), default=0, help="seeds the run")
+    bench.add_argument(
+        "--seed",
+        type=_number(int, inclusive=True, maximum=MAX_SEED),
+        default=0,
+        help="seeds the run",
+    )
     bench.add_argument("--json", action="store_true", help="print the rows as JSON, not the table")
     bench.add_argument(
         "--quick", action="store_true", help="a twentieth of the dataset and quota (seconds)"

@@ -2,13 +2,32 @@
 
 from __future__ import annotations
 
+import contextlib
+import math
 import threading
 from typing import Final
 
+from .._exceptions import short_repr
 from .._timing import to_seconds
 
 DEFAULT_EPOCH: Final = 1_795_000_000.0
 """Epoch seconds at virtual time 0: 2026-11-18T11:06:40Z, fixed so runs repeat."""
+LATEST_EPOCH: Final = 253_402_300_799.0
+"""The last epoch second an HTTP-date shows: 9999-12-31T23:59:59Z."""
+
+
+def _epoch(value: object) -> float:
+    """``epoch`` as float seconds, or ``ValueError`` naming it."""
+    seconds = math.nan
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        with contextlib.suppress(OverflowError):  # an int too large for a float
+            seconds = float(value)
+    if not 0 <= seconds <= LATEST_EPOCH:  # (NaN is in no range)
+        raise ValueError(
+            f"epoch must be epoch seconds from 0 to {LATEST_EPOCH:,.0f} (the end of year "
+            f"9999, the last an HTTP-date shows), got {short_repr(value)}"
+        )
+    return seconds
 
 
 class VirtualClock:
@@ -23,12 +42,16 @@ class VirtualClock:
 
     Args:
         start: the initial monotonic reading, in seconds.
-        epoch: the epoch time at monotonic 0, in seconds.
+        epoch: the epoch time at monotonic 0, in seconds (0 to the end of
+            year 9999).
+
+    Raises:
+        ValueError: ``start`` is not a duration or ``epoch`` not such seconds, naming it.
     """
 
     def __init__(self, start: float = 0.0, epoch: float = DEFAULT_EPOCH) -> None:
         self._now = to_seconds(start, "start")
-        self._epoch = float(epoch)
+        self._epoch = _epoch(epoch)
         self._lock = threading.Lock()
         self.sleeps: list[float] = []
         """Every wait, in seconds, in order."""

@@ -19,6 +19,7 @@ from typing import Any, Final
 import attrs
 
 from .._endpoints import PAGELEN_MAX, PULL_REQUEST_PAGELEN_MAX
+from .._exceptions import short_repr
 
 WORKSPACE_SLUG: Final = "acme"
 HTML_BASE: Final = "https://bitbucket.org"
@@ -66,6 +67,8 @@ _REMARKS: Final = (
 )  # fmt: skip
 
 # Histories start here (2021-03-01T00:00:00Z) and move forward in seeded steps.
+MAX_SEED: Final = 2**64
+"""The largest seed taken, either way from 0: a dataset's seed goes in every repr."""
 _HISTORY_START: Final = 1_614_556_800.0
 _HOUR: Final = 3600.0
 _DAY: Final = 86_400.0
@@ -532,10 +535,15 @@ class Dataset:
             size: how big; :class:`DatasetSize` defaults if omitted.
 
         Raises:
-            ValueError: ``seed`` is not an integer or ``size`` not a :class:`DatasetSize`.
+            ValueError: ``seed`` is not an integer within :data:`MAX_SEED` of 0, or
+                ``size`` not a :class:`DatasetSize`.
         """
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise ValueError(f"seed must be an integer, got {seed!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int) or not -MAX_SEED <= seed <= MAX_SEED:
+            # Bounded: a 400-digit seed filled every repr, and past 4,300
+            # digits the seed's own string failed, naming nothing.
+            raise ValueError(
+                f"seed must be an integer from -2**64 to 2**64, got {short_repr(seed)}"
+            )
         size = DatasetSize() if size is None else size
         if not isinstance(size, DatasetSize):
             raise ValueError(f"size must be a DatasetSize, got {type(size).__name__}")

@@ -31,6 +31,7 @@ with Bitbucket's error envelope and counted, never raised.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import re
@@ -44,7 +45,7 @@ import attrs
 import httpx
 
 from .._auth import TOKEN_URL, BasicAuth, BearerToken, OAuth2, OAuth2Tokens
-from .._exceptions import redact_url
+from .._exceptions import redact_url, short_repr
 from .._timing import (
     AsyncSleep,
     Clock,
@@ -166,10 +167,26 @@ def _check_arguments(
 
 
 def _absolute_url(name: str, value: object) -> httpx.URL:
-    url = httpx.URL(value.rstrip("/")) if isinstance(value, str) else None
-    if url is None or url.scheme not in {"http", "https"} or not url.host:
-        raise ValueError(f"{name} must be an absolute http(s) URL, got {value!r}")
+    url = None
+    if isinstance(value, str):
+        # A control character or a bad host raised httpx.InvalidURL, raw (or idna's UnicodeError).
+        with contextlib.suppress(httpx.InvalidURL, UnicodeError):
+            parsed = httpx.URL(value.rstrip("/"))
+            if parsed.scheme in {"http", "https"} and parsed.host:  # (IDNA fails here)
+                url = parsed
+    if url is None:
+        shown = redact_url(value) if isinstance(value, str) else type(value).__name__
+        raise ValueError(
+            f"{name} must be an absolute http(s) URL, with no control character, got {shown!r}"
+        )
     return url
+
+
+def _flag(name: str, value: object) -> bool:
+    """``value`` if it is ``True`` or ``False``; ``bool("false")`` is true, so nothing else is."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {short_repr(value)}")
+    return value
 
 
 def _check_step(step: object) -> Step:
@@ -289,10 +306,10 @@ class MockBitbucket:
         self.limit: Final = limit
         self.window: Final = window
         self.hint: Final = hint
-        self.token_headers: Final = bool(token_headers)
-        self.json_429: Final = bool(json_429)
+        self.token_headers: Final = _flag("token_headers", token_headers)
+        self.json_429: Final = _flag("json_429", json_429)
         self.other_consumers: Final = float(other_consumers)
-        self.count_rejected: Final = bool(count_rejected)
+        self.count_rejected: Final = _flag("count_rejected", count_rejected)
         self.faults: Final = faults
         self.latency: Final = to_seconds(latency, "latency")
         self.base_url: Final = str(base)
