@@ -350,6 +350,24 @@ def test_two_prometheus_hooks_on_one_registry_share_its_metrics() -> None:
 # -- OpenTelemetry ----------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("registry", ["registry", 5, object(), MeterProvider()])
+def test_prometheus_refuses_a_registry_that_is_not_one_naming_it(registry: object) -> None:
+    """Before: a TypeError about weak references, or an AttributeError, naming nothing."""
+    with pytest.raises(
+        TypeError, match=r"^registry must be a prometheus_client\.CollectorRegistry"
+    ):
+        PrometheusHook(registry)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("provider", [5, "provider", CollectorRegistry()])
+def test_opentelemetry_refuses_a_meter_provider_that_is_not_one_naming_it(
+    provider: object,
+) -> None:
+    """Before: AttributeError: 'int' object has no attribute 'get_meter'."""
+    with pytest.raises(TypeError, match=r"^meter_provider must be an OpenTelemetry MeterProvider"):
+        OpenTelemetryHook(provider)  # type: ignore[arg-type]
+
+
 def test_opentelemetry_records_the_same_instruments() -> None:
     reader = InMemoryMetricReader()
     provider = MeterProvider(metric_readers=[reader])

@@ -36,12 +36,19 @@ class OpenTelemetryHook:
 
     Raises:
         ModuleNotFoundError: opentelemetry-api is not installed.
+        TypeError: ``meter_provider`` is not a meter provider.
     """
 
     def __init__(self, meter_provider: MeterProvider | None = None) -> None:
         from opentelemetry import metrics  # noqa: PLC0415 (optional dependency)
 
         provider = meter_provider if meter_provider is not None else metrics.get_meter_provider()
+        if not callable(getattr(provider, "get_meter", None)):
+            # Not an AttributeError out of the first line that uses it.
+            raise TypeError(
+                "meter_provider must be an OpenTelemetry MeterProvider (with get_meter) or "
+                f"None, not {type(meter_provider).__name__}"
+            )
         meter = provider.get_meter("bb_backoff", __version__)
         self.meter_provider: Final = provider
         self._requests = meter.create_counter(

@@ -91,13 +91,23 @@ class PrometheusHook:
 
     Raises:
         ModuleNotFoundError: prometheus-client is not installed.
+        TypeError: ``registry`` is not a ``CollectorRegistry``.
     """
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        if registry is None:
-            from prometheus_client import REGISTRY  # noqa: PLC0415 (optional dependency)
+        from prometheus_client import (  # noqa: PLC0415 (optional dependency)
+            REGISTRY,
+            CollectorRegistry,
+        )
 
+        if registry is None:
             registry = REGISTRY
+        elif not isinstance(registry, CollectorRegistry):
+            # Not a weakref TypeError out of the metrics' cache, naming nothing.
+            raise TypeError(
+                "registry must be a prometheus_client.CollectorRegistry or None, "
+                f"not {type(registry).__name__}"
+            )
         self.registry: Final = registry
         metrics = _metrics(registry)
         self._requests = metrics["requests"]
