@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from email.utils import parsedate_to_datetime
+from typing import Any
 
 import httpx
 import pytest
@@ -403,3 +404,43 @@ def test_a_missing_broken_or_far_off_date_leaves_the_clients_clock(date: str) ->
 def test_delta_seconds_do_not_depend_on_the_date() -> None:
     headers = {"Date": http_date(int(FIXED_NOW) + 600), RETRY_AFTER: "120"}
     assert hint_from_headers(headers, FIXED_NOW) == Hint(120.0, RETRY_AFTER)
+
+
+# --- Wrong types: a TypeError naming the argument -------------------------------------
+
+
+@pytest.mark.parametrize("parse", [parse_retry_after, parse_ratelimit_reset])
+@pytest.mark.parametrize(
+    ("value", "now", "named"),
+    [
+        (None, 0.0, "value"),  # AttributeError: 'NoneType' object has no attribute 'strip'
+        (b"120", 0.0, "value"),
+        (120, 0.0, "value"),
+        ("120", "0", "now"),
+        ("120", None, "now"),
+        ("120", True, "now"),
+    ],
+)
+def test_a_parser_refuses_the_wrong_types_naming_the_argument(
+    parse: Any, value: object, now: object, named: str
+) -> None:
+    with pytest.raises(TypeError, match=rf"^{named} must be"):
+        parse(value, now)
+
+
+@pytest.mark.parametrize(
+    ("headers", "now", "named"),
+    [
+        ([("Retry-After", "120")], FIXED_NOW, "headers"),
+        ("Retry-After: 120", FIXED_NOW, "headers"),
+        ({"Retry-After": "120"}, None, "now"),
+        ({"Retry-After": 120}, FIXED_NOW, r"headers\['Retry-After'\]"),
+        ({"X-RateLimit-Reset": [120]}, FIXED_NOW, r"headers\['X-RateLimit-Reset'\]"),
+        ({"Date": 0}, FIXED_NOW, r"headers\['Date'\]"),
+    ],
+)
+def test_hint_from_headers_refuses_the_wrong_types_naming_the_argument(
+    headers: object, now: object, named: str
+) -> None:
+    with pytest.raises(TypeError, match=rf"^{named} must be"):
+        hint_from_headers(headers, now)  # type: ignore[arg-type]

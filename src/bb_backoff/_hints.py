@@ -49,6 +49,18 @@ _EPOCH_MS_THRESHOLD: Final = 1_000_000_000_000.0
 _MAX_SKEW: Final = 86_400.0
 
 
+def _check_now(now: object) -> None:
+    """``TypeError`` naming ``now`` unless it is a number."""
+    if isinstance(now, bool) or not isinstance(now, int | float):
+        raise TypeError(f"now must be epoch seconds (a number), not {type(now).__name__}")
+
+
+def _check_value(value: object, name: str = "value") -> None:
+    """``TypeError`` naming ``name`` unless ``value`` is a header's text."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a header value (str), not {type(value).__name__}")
+
+
 @attrs.frozen
 class Hint:
     """A wait the server asked for.
@@ -75,7 +87,12 @@ def parse_retry_after(value: str, now: float) -> float | None:
     Returns:
         Seconds to wait, or ``None`` if the value is garbage, negative, not
         finite or a date in the past.
+
+    Raises:
+        TypeError: ``value`` is not a str or ``now`` not a number, naming it.
     """
+    _check_value(value)
+    _check_now(now)
     text = value.strip()
     if not text or len(text) > _MAX_HINT_LIST_LENGTH:
         return None
@@ -138,7 +155,12 @@ def parse_ratelimit_reset(value: str, now: float) -> float | None:
 
     Returns:
         Seconds to wait, or ``None`` for garbage, negative or past values.
+
+    Raises:
+        TypeError: ``value`` is not a str or ``now`` not a number, naming it.
     """
+    _check_value(value)
+    _check_now(now)
     text = value.strip()
     if len(text) > _MAX_HINT_LIST_LENGTH:
         return None
@@ -181,8 +203,19 @@ def hint_from_headers(headers: Mapping[str, str], now: float) -> Hint | None:
 
     Returns:
         The hint, or ``None`` when there is no valid one.
+
+    Raises:
+        TypeError: ``headers`` is not a mapping, ``now`` not a number, or a
+            header's value not a str, naming it.
     """
+    if not isinstance(headers, Mapping):
+        raise TypeError(
+            f"headers must be a mapping of header names to values, not {type(headers).__name__}"
+        )
+    _check_now(now)
     date = headers.get("Date")
+    if date is not None:
+        _check_value(date, "headers['Date']")
     if date is not None:
         server_now = _http_date(date.strip())
         # A Date further off than any clock drifts is broken, not skewed.
@@ -193,6 +226,7 @@ def hint_from_headers(headers: Mapping[str, str], now: float) -> Hint | None:
         raw = headers.get(name)
         if raw is None:
             continue
+        _check_value(raw, f"headers[{name!r}]")
         seconds = parse(raw, now)
         if seconds is not None and (best is None or seconds > best.seconds):
             best = Hint(seconds, name)
