@@ -1094,6 +1094,11 @@ def test_a_secret_with_whitespace_is_refused_without_echoing_it(make: Callable[[
         ({"margin": math.inf}, "margin"),
         ({"margin": math.nan}, "margin"),
         ({"margin": 10**5000}, "margin"),
+        # Past half the token's 7,200 s life: 1e308 was taken, a token
+        # always stale, refreshed before every request.
+        ({"margin": 1e308}, "margin"),
+        ({"margin": 7_200}, "margin"),
+        ({"margin": 3_600.5}, "margin"),
     ],
 )
 def test_oauth2_validates_its_times(options: dict[str, Any], name: str) -> None:
@@ -1256,3 +1261,11 @@ def test_a_usable_expires_in_sets_the_expiry_from_now(
     credentials = oauth(clock)
     assert run_both(kind, Script(answer), clock, credentials) == {"ok": True}
     assert credentials.tokens.expires_at == clock.time() + lifetime
+
+
+@pytest.mark.parametrize("margin", [0, 60, 3_600])
+def test_a_margin_up_to_half_an_access_tokens_life_is_taken(margin: float) -> None:
+    credentials = OAuth2(
+        client_id=CLIENT_ID, client_secret=CLIENT_SECRET, refresh_token="r", margin=margin
+    )
+    assert credentials._margin == margin

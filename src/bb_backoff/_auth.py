@@ -49,6 +49,10 @@ TOKEN_URL: Final = "https://bitbucket.org/site/oauth2/access_token"  # noqa: S10
 # Refresh a little before the access token expires, so a request that is
 # already on the wire does not race the expiry.
 _DEFAULT_MARGIN: Final = 60.0
+MAX_MARGIN: Final = 3_600.0
+"""The largest ``margin`` taken: half the 7,200 s an access token lives.  A
+larger one spends most of each token's life refreshing it again, and from
+7,200 s on, the token is refreshed before every request."""
 # Marks the refresh request, the one request allowed off the API's origin.
 TOKEN_REFRESH_EXTENSION: Final = "bb_backoff.token_refresh"  # noqa: S105 (a name)
 _REFRESHED_ON_401: Final = "bb_backoff.refreshed_on_401"
@@ -212,11 +216,12 @@ class OAuth2:
             refresh; store the rotated refresh token there, the old one no
             longer works.  If it raises, the error is logged and the request
             goes on with the new tokens (still in :attr:`tokens`).
-        margin: refresh this many seconds before ``expires_at``.
+        margin: refresh this many seconds before ``expires_at`` (0 to 3,600:
+            half an access token's life).
 
     Raises:
         ValueError: for an empty ``client_id``, ``client_secret`` or
-            ``refresh_token``; the message names it.
+            ``refresh_token``, or a ``margin`` out of range; the message names it.
     """
 
     def __init__(
@@ -240,9 +245,10 @@ class OAuth2:
             # NaN never compares as expired, and inf or a huge int fails
             # (or overflows) on every request's expiry check instead.
             raise ValueError("expires_at must be epoch seconds (a finite number) or None")
-        if not _finite_number(margin) or not margin >= 0:
+        if not _finite_number(margin) or not 0 <= margin <= MAX_MARGIN:
             raise ValueError(
-                f"margin must be finite non-negative seconds, got {short_repr(margin)}"
+                f"margin must be seconds from 0 to {MAX_MARGIN:,.0f} (half an access token's "
+                f"7,200 s life), got {short_repr(margin)}"
             )
         self.client_id: Final = client_id
         self._client_secret = client_secret
