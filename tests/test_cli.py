@@ -879,3 +879,9 @@ def test_flag_help_shows_the_default_of_every_option_that_takes_a_value(verb: st
         and "default" not in (formatter._get_help_string(action) or "")
     ]
     assert undocumented == []
+
+
+@pytest.mark.parametrize("url", ["REDIS://127.0.0.1:6379/0", "Rediss://h:6380/0", "UNIX:///r.sock"])
+def test_a_redis_url_is_taken_whatever_the_case_of_its_scheme(url: str) -> None:
+    """Schemes are case-insensitive: ``--redis REDIS://...`` exited 2 ("must be a redis:// URL")."""
+    assert build_parser().parse_args(["bench", "--real", "--redis", url]).redis == url

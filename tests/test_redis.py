@@ -232,6 +232,33 @@ def test_invalid_arguments_are_refused_with_an_error_naming_them(
         RedisStore(**arguments)
 
 
+@pytest.mark.parametrize("scheme", ["REDIS", "Redis", "rEdIs"])
+def test_a_scheme_in_upper_or_mixed_case_is_a_redis_url(redis_url: str, scheme: str) -> None:
+    """Schemes are case-insensitive (RFC 3986); redis-py's sync client refused ``REDIS://``.
+
+    ``AccountGate(store="REDIS://...")`` was refused as "a string that is not a Redis URL".
+    """
+    url = scheme + redis_url[len("redis") :]
+    for store in (RedisStore(url), bb.AccountGate(store=url).store):
+        assert isinstance(store, RedisStore)
+        grant = store.reserve("account", now=0.0, params=LIMITED, member=1, margin=0.0, cancel=None)
+        assert (grant.delay, store.degraded) == (0, False)
+        store.close()
+
+    async def main() -> bool:
+        store = RedisStore(url)
+        try:
+            await store.areserve(
+                "account", now=0.0, params=LIMITED, member=2, margin=0.0, cancel=None
+            )
+            return store.degraded
+        finally:
+            await store.aclose()
+            store.close()
+
+    assert asyncio.run(main()) is False
+
+
 def test_a_timeout_of_a_day_is_taken_and_redis_answers(redis_url: str) -> None:
     store = RedisStore(redis_url, timeout=timedelta(days=1), retry_interval=86_400)
     grant = store.reserve("account", now=0.0, params=LIMITED, member=1, margin=0.0, cancel=None)

@@ -62,6 +62,7 @@ from ._policy import (
     RetryPolicy,
     ScheduleRow,
 )
+from ._redis_clients import is_redis_url
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -993,7 +994,7 @@ semaphores, until killed); the runner starts no more than there are runs anyway.
 
 def _redis_url(text: str) -> str:
     """An argparse type: a Redis URL (checked for its scheme here, for an answer later)."""
-    if not text.startswith(("redis://", "rediss://", "unix://")):
+    if not is_redis_url(text):  # (in any case: schemes are case-insensitive)
         raise argparse.ArgumentTypeError(
             f"must be a redis://, rediss:// or unix:// URL, got {redact_url(text)!r}"
         )

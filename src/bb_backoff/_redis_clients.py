@@ -31,9 +31,18 @@ SCHEMES: Final = ("redis", "rediss", "unix")
 
 
 def is_redis_url(value: str) -> bool:
-    """Whether ``value`` is a ``redis://``, ``rediss://`` or ``unix://`` URL (by its scheme)."""
+    """Whether ``value`` is a ``redis://``, ``rediss://`` or ``unix://`` URL (by its scheme).
+
+    In any case (``REDIS://``): a scheme is case-insensitive (RFC 3986).
+    """
     scheme, separator, _ = value.partition("://")
-    return bool(separator) and scheme in SCHEMES
+    return bool(separator) and scheme.lower() in SCHEMES
+
+
+def _lower_scheme(url: str) -> str:
+    """``url`` with its scheme in lower case: redis-py's sync client refuses ``REDIS://``."""
+    scheme, separator, rest = url.partition("://")
+    return f"{scheme.lower()}{separator}{rest}" if separator else url
 
 
 def is_redis_client(value: object) -> bool:
@@ -192,6 +201,7 @@ def sync_client(url: str, *, timeout: float) -> redis.Redis:
     from redis.backoff import NoBackoff  # noqa: PLC0415
     from redis.retry import Retry  # noqa: PLC0415
 
+    url = _lower_scheme(url)
     _check_url(url)
     client = redis.Redis.from_url(url, **_options(timeout, Retry(NoBackoff(), 0)))
     _check_connections(url, client)
@@ -209,6 +219,7 @@ def async_client(url: str, *, timeout: float) -> redis.asyncio.Redis:
     from redis.asyncio.retry import Retry  # noqa: PLC0415
     from redis.backoff import NoBackoff  # noqa: PLC0415
 
+    url = _lower_scheme(url)
     _check_url(url)
     client = redis.asyncio.Redis.from_url(url, **_options(timeout, Retry(NoBackoff(), 0)))
     _check_connections(url, client)
