@@ -320,6 +320,15 @@ def test_redact_url_hides_secret_looking_query_values(name: str) -> None:
     assert f"{name}=" in redacted
 
 
+@pytest.mark.parametrize("name", SECRET_PARAMS)
+def test_redact_url_hides_secret_looking_path_parameters(name: str) -> None:
+    """``/user;access_token=...``: RFC 3986 leaves a segment's ``;name=value`` to the server."""
+    url = f"{BASE_URL}/repositories;v=1;{name}=s3cr3t-value/acme;{name}=sk-other?page=2"
+    assert redact_url(url) == (
+        f"{BASE_URL}/repositories;v=1;{name}=[redacted]/acme;{name}=[redacted]?page=2"
+    )
+
+
 def test_redact_url_replaces_the_value_with_the_documented_marker() -> None:
     """The docstring promises ``[redacted]``, so logs can be grepped for it."""
     assert redact_url(f"{BASE_URL}/user?access_token=abc") == (
@@ -334,6 +343,7 @@ def test_redact_url_replaces_the_value_with_the_documented_marker() -> None:
         f"{BASE_URL}/repositories/acme/app/pullrequests?state=ALL&q=title%20~%20%22fix%22",
         f"{BASE_URL}/user",
         "https://api.bitbucket.org:8443/2.0/user#frag",
+        f"{BASE_URL}/repositories/acme;v=1;rev=main/app",
     ],
 )
 def test_redact_url_leaves_urls_without_secrets_unchanged(url: str) -> None:
@@ -345,6 +355,11 @@ secret_values = st.text(
     min_size=12,
     max_size=40,
 ).map("sk_{}".format)
+
+
+@given(name=st.sampled_from(SECRET_PARAMS), value=secret_values)
+def test_redacted_path_parameters_never_contain_the_secret(name: str, value: str) -> None:
+    assert value not in redact_url(f"{BASE_URL}/user;{name}={value}")
 
 
 @given(

@@ -327,7 +327,8 @@ def redact_url(url: object) -> str:
         The URL with ``user:password@`` removed (even when the password
         holds ``/``, ``?`` or ``#``), the values of parameters whose names
         look secret (``access_token``, ``api_token``, ``private_token``,
-        ``client_secret``, ``jwt``, ``sig``...) replaced by ``[redacted]``,
+        ``client_secret``, ``jwt``, ``sig``...) replaced by ``[redacted]``
+        (in the query, the fragment and a path segment's ``;name=value``),
         control characters escaped, and at most :data:`URL_LIMIT` characters.
         A Redis URL with an ``@`` after its host shows neither its port nor
         anything after the host (see :func:`redis_tail_has_at`); one whose
@@ -342,10 +343,11 @@ def redact_url(url: object) -> str:
         # An error message must never fail on the URL it reports.
         return _UNPARSEABLE
     netloc = parts.netloc.rpartition("@")[2]
+    path = _redact_path_parameters(parts.path)
     query = _redact_pairs(parts.query)
     fragment = _redact_pairs(parts.fragment)  # OAuth implicit flows put tokens here
     netloc, path, query, fragment = hide_redis_tail(
-        parts, (netloc, parts.path, query, fragment), _REDACTED, had_user=userinfo is not None
+        parts, (netloc, path, query, fragment), _REDACTED, had_user=userinfo is not None
     )
     rebuilt = urlunsplit((parts.scheme, netloc, path, query, fragment))
     scheme = f"{parts.scheme}://"
@@ -465,6 +467,20 @@ def without_port(netloc: str) -> str:
     end = netloc.find("]") + 1 if netloc.startswith("[") else 0
     host, colon, _ = netloc[end:].partition(":")
     return netloc[:end] + host if colon else netloc
+
+
+def _redact_path_parameters(path: str) -> str:
+    """A path with the secret values of its segments' parameters (``/user;token=...``) hidden.
+
+    RFC 3986 leaves ``;name=value`` after a segment to the server, and
+    servers read session ids and tokens there (``;jsessionid=``).
+    """
+    if ";" not in path:
+        return path
+    return "/".join(
+        ";".join([segment, *(_redact_pairs(parameter) for parameter in parameters)])
+        for segment, *parameters in (part.split(";") for part in path.split("/"))
+    )
 
 
 def _redact_pairs(text: str) -> str:
