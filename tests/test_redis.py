@@ -1094,6 +1094,30 @@ _PATHS: Final[dict[str, tuple[list[WindowOperation], Callable[[WindowModel], boo
             and len({at for at, _member in model.log}) == 1
         ),
     ),
+    # ... but not those within a tenth of a second of the answer (a send made
+    # at once may be logged a little past the answer's time).
+    "a 429 keeps what was booked within a tenth of a second": (
+        [
+            ReserveOp(0.0, None),
+            ObserveOp(0, _observed(OK, header_limit=10), 0.0),
+            *[ReserveOp(0.0, None)] * 3,
+            ObserveOp(1, _observed(OK, near=True), 0.0),
+            *[ReserveOp(0.05, None)] * 3,
+            ObserveOp(3, _observed(RATE_LIMITED, near=True), 0.0),
+        ],
+        lambda model: model.limit == 3 and len(model.log) == 5,
+    ),
+    # Near the limit, a round trip longer than window / limit paces at that rate.
+    "the pace near the limit is never slower than the total's rate": (
+        [
+            ReserveOp(0.0, None),
+            ObserveOp(0, _observed(OK, header_limit=10), 0.0),
+            ReserveOp(0.0, None),
+            ObserveOp(0, _observed(OK, near=True), 0.0),
+            *[ReserveOp(5.0, None)] * 2,
+        ],
+        lambda model: model.pace and model.log[-1][0] - model.log[0][0] == pytest.approx(2.0),
+    ),
     # A 429 under X-RateLimit-Limit with no hint: the count is the share, the
     # model keeps going on it (no probing), and checks it later.
     "a share learned under the stated limit": (

@@ -634,6 +634,15 @@ def test_near_limit_while_the_model_sees_room_sends_one_at_a_time() -> None:
     assert not model.pace
 
 
+def test_near_limit_never_paces_below_the_totals_sustainable_rate() -> None:
+    """A round trip longer than window / limit (a slow endpoint) paces at that rate."""
+    params = WindowParams(window=100.0, limit=10)
+    model = WindowModel()
+    answer(model, 0.1, reserve(model, 0.0, params), params=params, near=True)
+    paced = [reserve(model, 0.2, params, margin=25.0) for _ in range(2)]
+    assert [grant.at for grant in paced] == pytest.approx([10.0, 20.0])
+
+
 def test_near_limit_when_the_model_itself_is_near_its_limit_changes_nothing() -> None:
     params = WindowParams(window=100.0, limit=10)
     model = WindowModel()
@@ -679,6 +688,18 @@ def test_a_429_that_teaches_the_share_voids_the_sends_booked_ahead_one_at_a_time
     first = paced[0]
     again = reserve(model, 2.0, params, margin=1.0, cancel=(first.member, first.at))
     assert again.at == pytest.approx(101.0)  # not 104.0, behind the void bookings
+
+
+def test_a_429_keeps_a_send_made_at_once_a_little_after_its_answers_time() -> None:
+    """Not a booking: its request read the clock after the 429's and reserved first."""
+    model = WindowModel()
+    fill(model, 4)
+    refused = reserve(model, 1.0)
+    racing = reserve(model, 1.002)
+    assert (racing.kind, racing.delay) == (GO, 0.0)
+    answer(model, 1.001, refused, RATE_LIMITED)
+    # Its entry stays: the window holds it, whatever the server answers it.
+    assert [at for at, _ in model.log] == [0.0] * 4 + [1.002]
 
 
 @pytest.mark.parametrize("told", ["header", "configured"])

@@ -97,6 +97,7 @@ from ._redis_clients import (
 )
 from ._timing import MAX_WAIT, default_clock, to_seconds
 from ._window import (
+    _BOOKED_AHEAD,
     _PROBE_POLL,
     _SETTLE_SLACK,
     BREAKER,
@@ -479,7 +480,7 @@ local function reserve()
       end
     end
     if S.pace then
-      local paced = log_time(-1) + margin
+      local paced = log_time(-1) + math.min(margin, window / limit)
       if paced > at then
         at, reason = paced, 'window'
       end
@@ -688,7 +689,7 @@ local function rate_limited()
     end
   end
   S.generation = S.generation + 1
-  redis.call('ZREMRANGEBYSCORE', log_key, '(' .. fmt(now), '+inf')
+  redis.call('ZREMRANGEBYSCORE', log_key, '(' .. fmt(now + @BOOKED_AHEAD@), '+inf')
   local unlearned = S.limit == nil
   local learned = learn(at)
   if explained == false then
@@ -845,6 +846,7 @@ _SUBSTITUTIONS: Final = {
     "@PROBE_POLL@": repr(_PROBE_POLL),
     "@SETTLE_SLACK@": repr(_SETTLE_SLACK),
     "@NEAR_LIMIT_ROOM@": repr(NEAR_LIMIT_ROOM),
+    "@BOOKED_AHEAD@": repr(_BOOKED_AHEAD),
     "@RECHECK_DOUBLINGS@": repr(RECHECK_DOUBLINGS),
     "@MAX_LOGGED@": repr(MAX_LOGGED),
     "@MAX_STRETCH@": repr(MAX_STRETCH),

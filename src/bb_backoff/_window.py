@@ -78,7 +78,8 @@ BREAKER
 Server hints (``Retry-After``, ``X-RateLimit-Reset``) set a *hold*: no send
 goes before it, in any mode.  ``X-RateLimit-NearLimit: true`` while the model
 still sees plenty of room means others spend the quota too: the sends go
-one at a time, a round trip apart (the margin), until it turns false, or
+one at a time, a round trip apart (the margin; ``window / limit`` at most),
+until it turns false, or
 until a 429 teaches the account's share (which counts the others' sends):
 that 429 then finds one send on its way, not every worker's.
 
@@ -151,6 +152,11 @@ _PROBE_POLL: Final = 0.05
 # A wait for answers on their way shorter than this is no wait (a clock that
 # rounds it away would have the request ask again forever).
 _SETTLE_SLACK: Final = 0.001
+# How far past an answer's time an entry is a reservation booked ahead.  Nearer,
+# it may be a send made at once: its request read the clock after the answer's
+# did and reserved first (threads), or its process's clock is a little ahead (a
+# Redis store on the clients' clocks).
+_BOOKED_AHEAD: Final = 0.1
 
 
 @attrs.frozen(kw_only=True)
@@ -514,8 +520,12 @@ class WindowModel:
                 # one send on its way.  (Spaced at the total's sustainable
                 # rate instead, window / cap apart, they only put that 429
                 # off, minutes into each window, while another tool spends
-                # the rest: up to 1.33 x the bound.)
-                paced = log[-1][0] + margin
+                # the rest: up to 1.33 x the bound.)  Never further apart than
+                # that rate, though: a round trip longer than it (a slow
+                # endpoint, a large limit) would pace below it, and a share
+                # above the pace would never send the 429 that ends it.
+                gap = window / cap
+                paced = log[-1][0] + (margin if margin < gap else gap)
                 if paced > at:
                     at, reason = paced, WINDOW
             if reason == WINDOW:
@@ -808,15 +818,17 @@ class WindowModel:
                 return
         self.generation += 1
         # The reservations booked ahead on the model this 429 proves wrong
-        # (at a pace the account's total would sustain, at a turn of the
-        # total) are void: their requests ask again.  Their entries go now:
-        # kept, each request asking again would queue behind the others'
-        # void entries, a whole window later when they outnumber the share.
-        # (A request in another process that has not heard of the new
+        # (one at a time near the server's limit, at a turn of the total)
+        # are void: their requests ask again.  Their entries go now: kept,
+        # each request asking again would queue behind the others' void
+        # entries, a whole window later when they outnumber the share.
+        # (Only those more than _BOOKED_AHEAD ahead: a send that went at
+        # once, logged a little past this answer's time, is on its way.  A
+        # request in another process that has not heard of the new
         # generation sends at its old time, uncounted: a 429 at worst, where
         # the model was wrong anyway.)
         log = self.log
-        del log[bisect.bisect_right(log, now, key=_time) :]
+        del log[bisect.bisect_right(log, now + _BOOKED_AHEAD, key=_time) :]
         # Discovery: no share of the quota learned yet, and the model logged
         # some of what the server let through in the window up to this send.
         # The count is the model now, as when no limit was known at all: a
