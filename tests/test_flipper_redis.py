@@ -676,6 +676,33 @@ class CountingLock:
         self._lock.release()
 
 
+def checks_at_once(flag: FlipperFlag, actors: list[str]) -> tuple[list[bool], int, int]:
+    """``flag``'s answer for each actor, each asked in a thread of its own, all at once.
+
+    The store's first read waits until every thread has asked for the
+    refresh lock.
+
+    Returns:
+        The answers, how many threads asked for the lock, how many reads went.
+    """
+    lock = CountingLock(len(actors))
+    flag._refreshing = lock  # type: ignore[assignment]
+    store = flag._store
+    assert store is not None
+    read = store.read
+    reads: list[str] = []
+
+    def counting_read(name: str) -> FlipperHash:
+        reads.append(name)
+        assert lock.all_asked.wait(timeout=10)  # every thread waits behind this read
+        return read(name)
+
+    store.read = counting_read  # type: ignore[method-assign]
+    with ThreadPoolExecutor(max_workers=len(actors)) as pool:
+        answers = list(pool.map(lambda actor: flag.enabled(NAME, actor), actors))
+    return answers, lock.asked, len(reads)
+
+
 @pytest.fixture
 def silent_redis() -> Iterator[str]:
     """The URL, with 50 ms timeouts, of a server that accepts and never answers: a hung Redis."""
@@ -696,52 +723,22 @@ def test_checks_waiting_for_the_first_read_take_its_failure_and_never_read_in_tu
     failure (off) without reading: each would wait a timeout of its own.
     """
     caplog.set_level(logging.WARNING, logger="bb_backoff")
-    threads = 8
-    lock = CountingLock(threads)
-    reads: list[str] = []
     with FlipperFlag(store=silent_redis, cache_seconds=cache_seconds) as flag:
-        flag._refreshing = lock  # type: ignore[assignment]
-        store = flag._store
-        assert store is not None
-        read = store.read
-
-        def counting_read(name: str) -> FlipperHash:
-            reads.append(name)
-            assert lock.all_asked.wait(timeout=10)  # every thread waits behind this read
-            return read(name)
-
-        store.read = counting_read  # type: ignore[method-assign]
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            answers = list(pool.map(lambda n: flag.enabled(NAME, f"Project:{n}"), range(threads)))
-    assert answers == [False] * threads
-    assert (lock.asked, len(reads)) == (threads, 1)
+        answers, asked, reads = checks_at_once(flag, [f"Project:{n}" for n in range(8)])
+    assert answers == [False] * 8
+    assert (asked, reads) == (8, 1)
     assert len(records_about_the_store(caplog)) == 1
 
 
 def test_checks_waiting_for_the_first_read_take_the_state_it_read(
     redis_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    threads = 8
-    lock = CountingLock(threads)
-    reads: list[str] = []
     with FlipperFlag(store=redis_url) as admin:
         admin.enable_actor("Project:1")
     with FlipperFlag(store=redis_url, cache_seconds=0) as flag:
-        flag._refreshing = lock  # type: ignore[assignment]
-        store = flag._store
-        assert store is not None
-        read = store.read
-
-        def counting_read(name: str) -> FlipperHash:
-            reads.append(name)
-            assert lock.all_asked.wait(timeout=10)
-            return read(name)
-
-        store.read = counting_read  # type: ignore[method-assign]
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            answers = list(pool.map(lambda n: flag.enabled(NAME, f"Project:{n % 2}"), range(8)))
-    assert answers == [False, True] * (threads // 2)
-    assert (lock.asked, len(reads)) == (threads, 1)
+        answers, asked, reads = checks_at_once(flag, [f"Project:{n % 2}" for n in range(8)])
+    assert answers == [False, True] * 4
+    assert (asked, reads) == (8, 1)
 
 
 def test_after_a_failed_read_the_next_try_waits_cache_seconds_from_the_failure(

@@ -181,24 +181,36 @@ class _Stop(BaseException):
     """Ends a request that would go on for ever (not an Exception: the flow judges those)."""
 
 
+class _RefusingAccount:
+    """An account rate limited for ever (every answer a 429) on virtual time.
+
+    Counts the requests that reach it, and ends the request (:class:`_Stop`)
+    past ``seconds`` or after ``sends``.
+    """
+
+    def __init__(self, *, seconds: float = math.inf, sends: float = math.inf) -> None:
+        self.clock = clock = VirtualClock()
+        self.mock = MockBitbucket(limit=0, clock=clock.monotonic, now=clock.time, sleep=clock.sleep)
+        self._inner = self.mock.transport()
+        self._seconds, self._sends = seconds, sends
+        self.sent = 0
+        self.transport = httpx.MockTransport(self._counting)
+
+    def _counting(self, request: httpx.Request) -> httpx.Response:
+        if self.clock.monotonic() > self._seconds or self.sent >= self._sends:
+            raise _Stop
+        self.sent += 1
+        return self._inner.handle_request(request)
+
+
 def _requests_in_a_virtual_second(**options: Any) -> int:
     """How many requests one GET sends in its first virtual second against an account that
-    is rate limited for ever (every answer a 429), through the client built with ``options``."""
-    clock = VirtualClock()
-    mock = MockBitbucket(limit=0, clock=clock.monotonic, now=clock.time, sleep=clock.sleep)
-    inner = mock.transport()
-    sent = 0
-
-    def counting(request: httpx.Request) -> httpx.Response:
-        nonlocal sent
-        if clock.monotonic() > 1.0:
-            raise _Stop
-        sent += 1
-        return inner.handle_request(request)
-
+    is rate limited for ever, through the client built with ``options``."""
+    account = _RefusingAccount(seconds=1.0)
+    clock = account.clock
     client = bb.BitbucketClient(
-        auth=mock.bearer(),
-        transport=httpx.MockTransport(counting),
+        auth=account.mock.bearer(),
+        transport=account.transport,
         clock=clock.monotonic,
         now=clock.time,
         sleep=clock.sleep,
@@ -206,7 +218,7 @@ def _requests_in_a_virtual_second(**options: Any) -> int:
     )
     with contextlib.suppress(_Stop, bb.BitbucketError):
         client.get("/user")
-    return sent
+    return account.sent
 
 
 @pytest.mark.parametrize(
@@ -240,24 +252,15 @@ def test_a_clock_that_reads_nan_or_infinity_stops_the_request_with_a_clear_error
     requests, 0 sleeps, unbounded: no wait was charged to a budget).  Now
     the first reservation on such a reading raises, naming the clock.
     """
-    clock = VirtualClock()
-    mock = MockBitbucket(limit=0, clock=clock.monotonic, now=clock.time, sleep=clock.sleep)
-    inner = mock.transport()
-    sent = 0
-
-    def counting(request: httpx.Request) -> httpx.Response:
-        nonlocal sent
-        sent += 1
-        if sent > 50:
-            raise _Stop
-        return inner.handle_request(request)
+    account = _RefusingAccount(sends=50)
+    clock = account.clock
 
     def broken_clock() -> float:
-        return reading if sent >= after else clock.monotonic()
+        return reading if account.sent >= after else clock.monotonic()
 
     options: dict[str, Any] = {
-        "auth": mock.bearer(),
-        "transport": httpx.MockTransport(counting),
+        "auth": account.mock.bearer(),
+        "transport": account.transport,
         "clock": broken_clock,
         "now": clock.time,
         "sleep": clock.sleep,
@@ -277,7 +280,7 @@ def test_a_clock_that_reads_nan_or_infinity_stops_the_request_with_a_clear_error
 
     with pytest.raises(bb.BitbucketError, match=r"^the client's clock read (nan|inf|-inf) \("):
         get()
-    assert sent == after
+    assert account.sent == after
 
 
 def test_every_wait_setting_takes_a_day() -> None:
