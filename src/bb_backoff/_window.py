@@ -79,9 +79,9 @@ Server hints (``Retry-After``, ``X-RateLimit-Reset``) set a *hold*: no send
 goes before it, in any mode.  ``X-RateLimit-NearLimit: true`` while the model
 still sees plenty of room means others spend the quota too: the sends go
 one at a time, a round trip apart (the margin; ``window / limit`` at most),
-until it turns false, or
-until a 429 teaches the account's share (which counts the others' sends):
-that 429 then finds one send on its way, not every worker's.
+until it turns false, or until a 429 teaches the account's share (which
+counts the others' sends): that 429 then finds one send on its way, not
+every worker's.
 
 Everything here is pure: time comes in as an argument, randomness as a
 ``draw`` in ``[0, 1)``.  :class:`WindowModel` is the reference
