@@ -48,6 +48,7 @@ from ._outcomes import undecodable
 from ._pagination import Page, Pager, json_body
 from ._policy import ExponentialBackoff, FixedRetry, RetryPolicy, check_policy
 from ._timing import (
+    MAX_WAIT,
     AsyncSleep,
     Clock,
     SyncSleep,
@@ -64,8 +65,8 @@ logger: Final = logging.getLogger("bb_backoff")
 DEFAULT_BASE_URL: Final = "https://api.bitbucket.org/2.0"
 DEFAULT_TIMEOUT: Final = 30.0
 """Seconds; diffs of large pull requests take a while."""
-MAX_TIMEOUT: Final = 86_400.0
-"""The longest timeout taken, in seconds: a day.
+MAX_TIMEOUT: Final = MAX_WAIT
+"""The longest timeout taken, in seconds: a day (the longest single wait).
 
 A timeout bounds one step of a request (connecting, one read, one write,
 waiting for a pooled connection), so a day is far past any need; the socket

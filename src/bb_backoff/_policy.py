@@ -401,16 +401,15 @@ takes as many.
 """
 
 
-def _check_retries(retries: object) -> None:
-    """``ValueError`` naming ``retries`` unless it is an int from 1 to the maximum."""
-    if (
-        not isinstance(retries, int)
-        or isinstance(retries, bool)
-        or not 1 <= retries <= MAX_SCHEDULE_RETRIES
-    ):
+def int_up_to(name: str, value: object, maximum: int) -> None:
+    """Check a count argument with a bound of its own: an int from 1 to ``maximum``.
+
+    Raises:
+        ValueError: naming ``name``; a huge int is not printed in full.
+    """
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= maximum:
         raise ValueError(
-            f"retries must be an integer from 1 to {MAX_SCHEDULE_RETRIES:,}, "
-            f"got {short_repr(retries)}"
+            f"{name} must be an integer from 1 to {maximum:,}, got {short_repr(value)}"
         )
 
 
@@ -653,7 +652,7 @@ class ExponentialBackoff:
         Returns:
             One row per wait, fewer if the policy gives up sooner.
         """
-        _check_retries(retries)
+        int_up_to("retries", retries, MAX_SCHEDULE_RETRIES)
         columns = _sampled_schedule(attrs.evolve(self, seed=0), retries, reason)
         rows = []
         uniform = self.jitter in {"full", "equal", "none"}
@@ -723,7 +722,7 @@ class FixedRetry:
         Returns:
             One row per wait.
         """
-        _check_retries(retries)
+        int_up_to("retries", retries, MAX_SCHEDULE_RETRIES)
         del reason  # a fixed policy treats every reason alike
         count = min(retries, self.max_attempts - 1)
         return [ScheduleRow(n, self.delay, self.delay, self.delay) for n in range(1, count + 1)]

@@ -36,9 +36,9 @@ import attrs
 
 from .._auth import BearerToken
 from .._client import AsyncBitbucketClient
-from .._exceptions import redact_url, short_repr
+from .._exceptions import redact_url
 from .._gate import AccountGate, MemoryStore
-from .._policy import ExponentialBackoff, RetryPolicy
+from .._policy import ExponentialBackoff, RetryPolicy, int_up_to
 from .._redis_clients import (
     UnusableRedisURL,
     check_asyncio,
@@ -345,14 +345,7 @@ def run_all(
     Raises:
         ValueError: ``processes`` is not an int from 1 to ``MAX_PROCESSES``.
     """
-    if (
-        not isinstance(processes, int)
-        or isinstance(processes, bool)
-        or not 1 <= processes <= MAX_PROCESSES
-    ):
-        raise ValueError(
-            f"processes must be an integer from 1 to {MAX_PROCESSES}, got {short_repr(processes)}"
-        )
+    int_up_to("processes", processes, MAX_PROCESSES)
     jobs = [(scenario, c.name, seed, workers) for scenario in scenarios for c in contenders]
     # An interpreter per process: none beyond the runs there are to share.
     processes = min(processes, len(jobs))
