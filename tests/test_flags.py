@@ -285,6 +285,16 @@ def test_disable_closes_every_gate_like_flipper() -> None:
     assert flag.enabled(FLAG_NAME, "Project:1") is False
 
 
+def test_enable_clears_the_other_gates_like_flipper_and_the_redis_store() -> None:
+    # Flipper's boolean enable clears the feature first; the Redis store
+    # does (DEL, then HSET boolean): memory must leave the same gates.
+    flag = FlipperFlag(actors=["Project:1"], percentage_of_actors=30, percentage_of_time=5)
+    flag.enable()
+    gates = (flag.boolean, flag.actors, flag.percentage_of_actors, flag.percentage_of_time)
+    assert gates == (True, frozenset(), 0.0, 0.0)
+    assert flag.enabled(FLAG_NAME, "Project:2") is True
+
+
 def test_enable_actor_and_disable_actor_change_only_that_actor() -> None:
     flag = FlipperFlag(actors=["Project:1"])
     flag.enable_actor("Project:2")

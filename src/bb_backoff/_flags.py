@@ -643,14 +643,19 @@ class FlipperFlag:
             self._gates = attrs.evolve(self._gates, **changes)  # type: ignore[arg-type]
 
     def enable(self) -> None:
-        """Open the boolean gate: on for everyone.
+        """Open the boolean gate: on for everyone, the other gates cleared, as Flipper's.
+
+        In memory as in Redis: a later :meth:`disable` then starts every
+        gate from nothing, whichever store holds the flag.
 
         Raises:
             FlagStoreError: with a store, when Redis cannot be written.
         """
         if self._store is not None:
             return self._written(self._store.enable(self.name))
-        return self._change(boolean=True)
+        return self._change(
+            boolean=True, actors=frozenset(), percentage_of_actors=0.0, percentage_of_time=0.0
+        )
 
     def disable(self) -> None:
         """Close every gate, as Flipper's ``disable`` does: off for everyone.
