@@ -741,6 +741,88 @@ def test_checks_waiting_for_the_first_read_take_the_state_it_read(
     assert (asked, reads) == (8, 1)
 
 
+async def async_checks_at_once(flag: FlipperFlag, actors: list[str]) -> tuple[list[bool], int]:
+    """``flag``'s async answer for each actor, each asked in a task of its own, all at once.
+
+    The store's first read lets every other task run up to where it waits
+    before it reads.
+
+    Returns:
+        The answers, how many reads went.
+    """
+    store = flag._store
+    assert store is not None
+    read_async = store.read_async
+    reads: list[str] = []
+
+    async def counting_read(name: str) -> FlipperHash:
+        reads.append(name)
+        for _ in range(len(actors)):  # every other task asks meanwhile
+            await asyncio.sleep(0)
+        return await read_async(name)
+
+    store.read_async = counting_read  # type: ignore[method-assign]
+    answers = await asyncio.gather(*(flag.enabled_async(NAME, actor) for actor in actors))
+    return answers, len(reads)
+
+
+@pytest.mark.anyio
+async def test_async_checks_waiting_for_the_first_read_take_the_state_it_read(
+    redis_url: str,
+) -> None:
+    # As the threads' checks do: one read, not one per task (128 workers
+    # starting at once made 128 reads of a store that may be down).
+    with FlipperFlag(store=redis_url) as admin:
+        admin.enable_actor("Project:1")
+    async with FlipperFlag(store=redis_url, cache_seconds=0) as flag:
+        answers, reads = await async_checks_at_once(flag, [f"Project:{n % 2}" for n in range(8)])
+    assert answers == [False, True] * 4
+    assert reads == 1
+
+
+@pytest.mark.anyio
+async def test_async_checks_waiting_for_the_first_read_take_its_failure(
+    silent_redis: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="bb_backoff")
+    async with FlipperFlag(store=silent_redis, cache_seconds=0) as flag:
+        answers, reads = await async_checks_at_once(flag, [f"Project:{n}" for n in range(8)])
+    assert answers == [False] * 8
+    assert reads == 1
+    assert len(records_about_the_store(caplog)) == 1
+
+
+@pytest.mark.anyio
+async def test_async_checks_waiting_for_a_first_read_cancelled_read_in_its_place(
+    redis_url: str,
+) -> None:
+    with FlipperFlag(store=redis_url) as admin:
+        admin.enable()
+    async with FlipperFlag(store=redis_url, cache_seconds=0) as flag:
+        store = flag._store
+        assert store is not None
+        read_async = store.read_async
+        started = asyncio.Event()
+        reads: list[str] = []
+
+        async def first_hangs(name: str) -> FlipperHash:
+            reads.append(name)
+            if len(reads) == 1:
+                started.set()
+                await asyncio.sleep(3600)  # cancelled long before
+            return await read_async(name)
+
+        store.read_async = first_hangs  # type: ignore[method-assign]
+        first = asyncio.ensure_future(flag.enabled_async(NAME, None))
+        await started.wait()
+        waiting = [asyncio.ensure_future(flag.enabled_async(NAME, None)) for _ in range(4)]
+        await asyncio.sleep(0)
+        first.cancel()
+        answers = await asyncio.gather(*waiting)
+    assert answers == [True] * 4
+    assert len(reads) == 2  # the cancelled one, then one for all the waiting checks
+
+
 def test_after_a_failed_read_the_next_try_waits_cache_seconds_from_the_failure(
     silent_redis: str, clock: VirtualClock
 ) -> None:

@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Protocol, Self, runtime_checkable
 
+import anyio
+import anyio.lowlevel
 import attrs
 
 from ._exceptions import scrub_chain, short_repr
@@ -398,6 +400,8 @@ class FlipperFlag:
         self._writes = 0
         self._refreshing = threading.Lock()
         self._refreshing_async = False
+        self._first_read: tuple[anyio.Event, anyio.lowlevel.EventLoopToken] | None = None
+        """Before any read worked, the read under way: its end, and its event loop."""
         if store is not None:
             self._store = self._open_store(store, key_prefix)
         elif key_prefix != "":
@@ -508,9 +512,28 @@ class FlipperFlag:
         return self._gates
 
     async def _refresh_async(self, store: RedisFlagStore) -> None:
-        if self._refreshing_async and self._read_at is not None:
-            return  # another task is reading; answer from the state we have
+        # As in threads (see _store_gates): before any read worked, a check
+        # waits for the read under way and takes its outcome, worked or
+        # failed, rather than reading too; later, it answers from the state
+        # it has.  (Only a check on the same event loop waits: the read's
+        # event belongs to its loop.)
+        while self._refreshing_async:
+            first = self._first_read
+            if self._read_at is not None or first is None:
+                return  # another task is reading; answer from the state we have
+            event, loop = first
+            if loop != anyio.lowlevel.current_token():
+                return
+            outcomes = self._outcomes
+            await event.wait()
+            if self._outcomes != outcomes:
+                return
+            # The read was cancelled before it ended: read in its place,
+            # unless another waiter already does.
         self._refreshing_async = True
+        first = None
+        if self._read_at is None:
+            first = self._first_read = (anyio.Event(), anyio.lowlevel.current_token())
         try:
             now, writes = self._clock(), self._writes
             try:
@@ -521,6 +544,9 @@ class FlipperFlag:
                 self._read_worked(now, read, writes)
         finally:
             self._refreshing_async = False
+            if first is not None:
+                self._first_read = None
+                first[0].set()
 
     def _read_worked(self, now: float, read: FlipperHash, writes: int | None) -> None:
         """Take the state ``read`` at ``now``, begun after this object's first ``writes`` writes.
