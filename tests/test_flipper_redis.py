@@ -823,6 +823,45 @@ async def test_async_checks_waiting_for_a_first_read_cancelled_read_in_its_place
     assert len(reads) == 2  # the cancelled one, then one for all the waiting checks
 
 
+@pytest.mark.anyio
+async def test_an_async_check_on_another_event_loop_reads_for_itself(redis_url: str) -> None:
+    # The first read's event belongs to its loop: a check on another loop
+    # (another thread's) cannot wait for it, and reads, as before.
+    with FlipperFlag(store=redis_url) as admin:
+        admin.enable()
+    async with FlipperFlag(store=redis_url, cache_seconds=0) as flag:
+        store = flag._store
+        assert store is not None
+        read_async = store.read_async
+        other_loop_done = threading.Event()
+        reads: list[str] = []
+
+        async def first_waits_for_the_other_loop(name: str) -> FlipperHash:
+            reads.append(name)
+            if len(reads) > 1:  # the other loop's: through the sync client, which no loop owns
+                return store.read(name)
+            while not other_loop_done.is_set():
+                await asyncio.sleep(0.005)
+            return await read_async(name)
+
+        store.read_async = first_waits_for_the_other_loop  # type: ignore[method-assign]
+        first = asyncio.ensure_future(flag.enabled_async(NAME, None))
+        while not reads:
+            await asyncio.sleep(0)
+        answers: list[bool] = []
+
+        def on_another_loop() -> None:
+            answers.append(asyncio.run(flag.enabled_async(NAME, None)))
+            other_loop_done.set()
+
+        thread = threading.Thread(target=on_another_loop)
+        thread.start()
+        assert await first is True
+        await asyncio.to_thread(thread.join, 10)
+    assert answers == [True]
+    assert len(reads) == 2
+
+
 def test_after_a_failed_read_the_next_try_waits_cache_seconds_from_the_failure(
     silent_redis: str, clock: VirtualClock
 ) -> None:

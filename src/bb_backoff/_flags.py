@@ -516,14 +516,15 @@ class FlipperFlag:
         # waits for the read under way and takes its outcome, worked or
         # failed, rather than reading too; later, it answers from the state
         # it has.  (Only a check on the same event loop waits: the read's
-        # event belongs to its loop.)
+        # event belongs to its loop; on another, the check reads itself, as
+        # it did before any read worked.)
         while self._refreshing_async:
             first = self._first_read
             if self._read_at is not None or first is None:
                 return  # another task is reading; answer from the state we have
             event, loop = first
             if loop != anyio.lowlevel.current_token():
-                return
+                break  # a read on another event loop, which this one cannot wait for
             outcomes = self._outcomes
             await event.wait()
             if self._outcomes != outcomes:
