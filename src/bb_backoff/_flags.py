@@ -672,8 +672,9 @@ class FlipperFlag:
     def enable(self) -> None:
         """Open the boolean gate: on for everyone, the other gates cleared, as Flipper's.
 
-        In memory as in Redis: a later :meth:`disable` then starts every
-        gate from nothing, whichever store holds the flag.
+        Flipper's boolean ``enable`` clears the feature first: afterwards
+        :attr:`actors` is empty and both percentages are 0, in memory as in
+        Redis.
 
         Raises:
             FlagStoreError: with a store, when Redis cannot be written.
